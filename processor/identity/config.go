@@ -1,0 +1,167 @@
+package identity
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the `identity:` section of the configuration file.
+type Config struct {
+	// Dimensions maps a dimension name to its ordered sources.
+	Dimensions map[string]Sources `yaml:"dimensions"`
+	// APIKeys maps SHA-256 digests of bearer tokens to dimension values.
+	APIKeys []APIKey `yaml:"api_keys"`
+}
+
+// APIKey is one row of the api_keys table.
+type APIKey struct {
+	SHA256 string            `yaml:"sha256"`
+	Values map[string]string `yaml:"values"`
+	Line   int               `yaml:"-"`
+}
+
+// UnmarshalYAML records the line of the entry for error messages.
+func (k *APIKey) UnmarshalYAML(n *yaml.Node) error {
+	type plain APIKey
+	var p plain
+	if err := decodeStrict(n, &p, "sha256", "values"); err != nil {
+		return err
+	}
+	*k = APIKey(p)
+	k.Line = n.Line
+	return nil
+}
+
+// Source is one entry of a dimension's source list, e.g. `- header: x-team-id`.
+type Source struct {
+	Kind string
+	Arg  string
+	Line int
+}
+
+// Sources is an ordered source list.
+type Sources []Source
+
+// UnmarshalYAML reads a list of single-key maps.
+func (s *Sources) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.SequenceNode {
+		return fmt.Errorf("line %d: a dimension is a list of sources such as \"- header: x-tenant-id\"", n.Line)
+	}
+	var errs []error
+	for _, item := range n.Content {
+		if item.Kind != yaml.MappingNode || len(item.Content) != 2 {
+			errs = append(errs, fmt.Errorf("line %d: each source is one \"kind: argument\" pair", item.Line))
+			continue
+		}
+		k, v := item.Content[0], item.Content[1]
+		if v.Kind != yaml.ScalarNode {
+			errs = append(errs, fmt.Errorf("line %d: the argument of %s must be a string", v.Line, k.Value))
+			continue
+		}
+		*s = append(*s, Source{Kind: k.Value, Arg: v.Value, Line: k.Line})
+	}
+	return errors.Join(errs...)
+}
+
+var dimName = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+
+// Compile validates the section and reports every problem at once.
+func (c Config) Compile() (*Resolver, error) {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	r := &Resolver{apiKeys: map[[sha256.Size]byte]map[string]string{}}
+	names := make([]string, 0, len(c.Dimensions))
+	for name := range c.Dimensions {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		srcs := c.Dimensions[name]
+		where := "identity.dimensions." + name
+		if !dimName.MatchString(name) {
+			bad("%s: dimension names are lower-case letters, digits and _", where)
+		}
+		if name == ModelDimension {
+			bad("%s: model is a built-in dimension (the requested model) and cannot be configured", where)
+		}
+		if len(srcs) == 0 {
+			bad("%s: no sources", where)
+		}
+		for i, s := range srcs {
+			at := fmt.Sprintf("%s[%d]: line %d", where, i, s.Line)
+			switch s.Kind {
+			case KindAPIKey, KindJWTClaim, KindBodyField:
+				if s.Arg == "" {
+					bad("%s: %s needs a name", at, s.Kind)
+				}
+			case KindHeader:
+				if s.Arg == "" || strings.ContainsAny(s.Arg, " :\t") {
+					bad("%s: header needs a header name", at)
+				}
+				srcs[i].Arg = strings.ToLower(s.Arg)
+			case KindDefault:
+				if s.Arg == "" {
+					bad("%s: default must not be empty", at)
+				}
+				if i != len(srcs)-1 {
+					bad("%s: default must be the last source (the ones after it are never reached)", at)
+				}
+			default:
+				bad("%s: unknown source %q (want api_key, jwt_claim, header, body_field or default)", at, s.Kind)
+			}
+		}
+		r.dims = append(r.dims, dimension{name: name, sources: srcs})
+	}
+	for i, k := range c.APIKeys {
+		at := fmt.Sprintf("identity.api_keys[%d]: line %d", i, k.Line)
+		raw, err := hex.DecodeString(strings.ToLower(k.SHA256))
+		if err != nil || len(raw) != sha256.Size {
+			bad("%s: sha256 must be 64 hex digits (the SHA-256 of the token, never the token)", at)
+			continue
+		}
+		var sum [sha256.Size]byte
+		copy(sum[:], raw)
+		if _, dup := r.apiKeys[sum]; dup {
+			bad("%s: duplicate sha256", at)
+		}
+		for dim := range k.Values {
+			if _, ok := c.Dimensions[dim]; !ok {
+				bad("%s: value for unknown dimension %q", at, dim)
+			}
+		}
+		r.apiKeys[sum] = k.Values
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// decodeStrict decodes n into v after checking that a mapping has only the
+// allowed keys: Node.Decode does not inherit the file decoder's KnownFields.
+func decodeStrict(n *yaml.Node, v any, allowed ...string) error {
+	if n.Kind == yaml.MappingNode {
+		var errs []error
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			ok := false
+			for _, a := range allowed {
+				ok = ok || k.Value == a
+			}
+			if !ok {
+				errs = append(errs, fmt.Errorf("line %d: field %s not found (allowed: %s)", k.Line, k.Value, strings.Join(allowed, ", ")))
+			}
+		}
+		if err := errors.Join(errs...); err != nil {
+			return err
+		}
+	}
+	return n.Decode(v)
+}
