@@ -1,0 +1,112 @@
+package usage
+
+import (
+	"flag"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/spendguard/spendguard/pricing"
+	"github.com/stretchr/testify/require"
+)
+
+var splitSeed = flag.Uint64("usage.seed", 0, "base seed for random chunk splits (0: derived from the clock)")
+
+// baseSeed returns the base seed for random splits and logs it, so a failure
+// can be replayed with -usage.seed.
+func baseSeed(t testing.TB) uint64 {
+	t.Helper()
+	seed := *splitSeed
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	t.Logf("random splits use -usage.seed=%d", seed)
+	return seed
+}
+
+// upstreamFixtures returns the directory of the shared upstream body
+// fixtures (shared/fixtures/upstream next to the repository root), looking
+// in every parent of the working directory. The test fails if it is missing.
+func upstreamFixtures(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	require.NoError(t, err)
+	for {
+		candidate := filepath.Join(dir, "shared", "fixtures", "upstream")
+		if st, err := os.Stat(filepath.Join(candidate, "SOURCES.md")); err == nil && !st.IsDir() {
+			return candidate
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			require.FailNow(t, "fixtures missing", "no shared/fixtures/upstream/SOURCES.md in any parent of the working directory")
+		}
+		dir = parent
+	}
+}
+
+// outcome is everything a scanner reports for one body.
+type outcome struct {
+	Usage   pricing.Usage
+	Details Details
+	Found   bool
+	Err     string
+	err     error
+}
+
+// scan feeds body to a fresh scanner in chunks of the sizes next returns (a
+// size may be 0). Every chunk is copied into a scratch buffer that is
+// clobbered after Write, so retaining p would change the result.
+func scan(body []byte, next func(rest int) int) outcome {
+	s := NewJSONScanner()
+	scratch := make([]byte, 0, len(body))
+	for rest := body; ; {
+		n := min(next(len(rest)), len(rest))
+		scratch = append(scratch[:0], rest[:n]...)
+		s.Write(scratch)
+		for i := range scratch {
+			scratch[i] = '"'
+		}
+		rest = rest[n:]
+		if len(rest) == 0 {
+			break
+		}
+	}
+	return result(s)
+}
+
+func result(s *JSONScanner) outcome {
+	u, found, err := s.Result()
+	o := outcome{Usage: u, Details: s.Details(), Found: found, err: err}
+	if err != nil {
+		o.Err = err.Error()
+	}
+	return o
+}
+
+func scanWhole(body []byte) outcome {
+	return scan(body, func(rest int) int { return rest })
+}
+
+func scanBytewise(body []byte) outcome {
+	return scan(body, func(int) int { return 1 })
+}
+
+// scanRandom splits body at points drawn from seed, including empty chunks
+// and chunks of every scale.
+func scanRandom(body []byte, seed uint64) outcome {
+	r := rand.New(rand.NewPCG(seed, 0x5eed))
+	return scan(body, func(rest int) int {
+		switch r.IntN(4) {
+		case 0:
+			return r.IntN(3)
+		case 1:
+			return r.IntN(17)
+		case 2:
+			return r.IntN(300)
+		default:
+			return r.IntN(rest + 1)
+		}
+	})
+}

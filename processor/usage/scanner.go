@@ -1,0 +1,381 @@
+package usage
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/spendguard/spendguard/pricing"
+)
+
+// MaxUsageBytes is the most bytes of a top-level usage value the scanner
+// captures. A larger value is an error (ErrUsageTooLarge).
+const MaxUsageBytes = 64 << 10
+
+// maxDepth is the deepest nesting of objects and arrays accepted: the same
+// limit as encoding/json.
+const maxDepth = 10000
+
+// usageKey is the top-level key whose value is captured.
+const usageKey = "usage"
+
+// Errors returned by JSONScanner.Result and ParseUsageObject, always wrapped
+// with details; test with errors.Is.
+var (
+	// ErrMalformed: the body is not valid JSON.
+	ErrMalformed = errors.New("usage: malformed JSON")
+	// ErrTruncated: the body ended before its JSON value was complete.
+	ErrTruncated = errors.New("usage: truncated JSON")
+	// ErrUsage: the usage member is present but cannot be decoded.
+	ErrUsage = errors.New("usage: undecodable usage")
+	// ErrUsageTooLarge: the usage member is larger than MaxUsageBytes. Errors
+	// wrapping it also wrap ErrUsage.
+	ErrUsageTooLarge = errors.New("usage: usage object too large")
+)
+
+var (
+	errUsageNotObject = fmt.Errorf("%w: top-level usage is not an object or null", ErrUsage)
+	errUsageTooLarge  = fmt.Errorf("%w: %w: more than %d bytes", ErrUsage, ErrUsageTooLarge, MaxUsageBytes)
+)
+
+// state is what the scanner expects next.
+type state uint8
+
+const (
+	stValue       state = iota // a value: body start, after ':', after ',' in an array
+	stArrayFirst               // after '[': a value or ']'
+	stObjectFirst              // after '{': a key or '}'
+	stKey                      // after ',' in an object: a key
+	stColon                    // after a key: ':'
+	stAfterValue               // ',' or a close; at depth 0 only whitespace
+	stString                   // inside a string
+	stEscape                   // after '\' in a string
+	stHex                      // inside the four hex digits of \uXXXX
+	stLiteral                  // inside true, false or null
+	stMinus                    // after a leading '-': a digit
+	stZero                     // after a leading '0'
+	stInt                      // integer digits
+	stDot                      // after '.': a digit
+	stFrac                     // fraction digits
+	stExpMark                  // after 'e' or 'E': a sign or a digit
+	stExpSign                  // after the exponent's sign: a digit
+	stExp                      // exponent digits
+	stError                    // a bad byte was seen; the rest is ignored
+)
+
+// occurrence is what the last top-level usage member held.
+type occurrence uint8
+
+const (
+	occNone   occurrence = iota // no usage member, or null
+	occFound                    // a decodable usage object
+	occFailed                   // an undecodable or oversized value
+)
+
+// JSONScanner finds the top-level "usage" object of one JSON body fed to it
+// in chunks. The zero value is ready to use; Reset makes it ready for the
+// next body. It is not safe for concurrent use. See the package
+// documentation for exactly what it accepts and reports.
+type JSONScanner struct {
+	state  state
+	inKey  bool  // the current string is an object key
+	keyPos int8  // bytes of usageKey the current top-level key matches; -1: no match possible
+	nHex   uint8 // hex digits still expected in \uXXXX
+	hexVal rune
+	lit    string // the literal being matched (true, false, null)
+	litPos uint8
+
+	depth int
+	// arrays has bit d set when the container at depth d+1 is an array.
+	arrays [maxDepth/64 + 1]uint64
+
+	nextIsUsage bool // the value about to start belongs to the top-level usage key
+	capturing   bool // bytes are being copied into buf
+	capStart    int  // where the capture starts in the current chunk
+	buf         []byte
+
+	off int64 // body bytes before the current chunk
+	err error // set with stError
+
+	occ      occurrence
+	usage    pricing.Usage
+	details  Details
+	usageErr error
+}
+
+// NewJSONScanner returns a scanner ready for one body.
+func NewJSONScanner() *JSONScanner { return &JSONScanner{} }
+
+// Reset forgets everything about the previous body. It keeps a small capture
+// buffer for reuse.
+func (s *JSONScanner) Reset() {
+	buf := s.buf[:0]
+	if cap(buf) > 4<<10 {
+		buf = nil
+	}
+	*s = JSONScanner{buf: buf}
+}
+
+// Result reports the usage of the body fed so far, as if it ended here. It
+// does not change the scanner, so it may be called more than once. found is
+// true only when the last top-level usage member is an object that decodes;
+// when err is not nil, u is zero and found is false.
+func (s *JSONScanner) Result() (u pricing.Usage, found bool, err error) {
+	if err := s.endErr(); err != nil {
+		return pricing.Usage{}, false, err
+	}
+	switch s.occ {
+	case occFound:
+		return s.usage, true, nil
+	case occFailed:
+		return pricing.Usage{}, false, s.usageErr
+	}
+	return pricing.Usage{}, false, nil
+}
+
+// Details reports the informational counts of the usage that Result reports;
+// it is zero whenever Result does not report found.
+func (s *JSONScanner) Details() Details {
+	if _, found, _ := s.Result(); !found {
+		return Details{}
+	}
+	return s.details
+}
+
+func (s *JSONScanner) endErr() error {
+	switch {
+	case s.state == stError:
+		return s.err
+	case s.depth > 0:
+		return fmt.Errorf("%w: body ended after %d bytes inside %d open objects or arrays", ErrTruncated, s.off, s.depth)
+	}
+	switch s.state {
+	case stAfterValue, stZero, stInt, stFrac, stExp:
+		return nil
+	case stValue:
+		return fmt.Errorf("%w: body has no JSON value (%d bytes)", ErrTruncated, s.off)
+	}
+	return fmt.Errorf("%w: body ended after %d bytes inside a value", ErrTruncated, s.off)
+}
+
+// Write feeds the next chunk of the body. It never retains p, and it does not
+// allocate unless p holds part of the top-level usage value or an error.
+// After an error, further chunks are ignored.
+func (s *JSONScanner) Write(p []byte) {
+	if s.state == stError {
+		return
+	}
+	s.capStart = 0
+	n := len(p)
+scan:
+	for i := 0; i < n; i++ {
+		c := p[i]
+		switch s.state {
+		case stValue, stArrayFirst, stObjectFirst, stKey, stColon, stAfterValue:
+			for isSpace(c) {
+				if i++; i == n {
+					break scan
+				}
+				c = p[i]
+			}
+			s.structByte(c, p, i)
+		case stString:
+			if s.keyPos < 0 {
+				for c >= 0x20 && c != '"' && c != '\\' {
+					if i++; i == n {
+						break scan
+					}
+					c = p[i]
+				}
+			}
+			s.stringByte(c, i)
+		case stInt, stFrac, stExp:
+			for isDigit(c) {
+				if i++; i == n {
+					break scan
+				}
+				c = p[i]
+			}
+			s.numberByte(c, p, i)
+		case stMinus, stZero, stDot, stExpMark, stExpSign:
+			s.numberByte(c, p, i)
+		case stEscape:
+			s.escapeByte(c, i)
+		case stHex:
+			s.hexByte(c, i)
+		case stLiteral:
+			if c != s.lit[s.litPos] {
+				s.unexpected(c, i)
+				break scan
+			}
+			if s.litPos++; int(s.litPos) == len(s.lit) {
+				s.state = stAfterValue
+			}
+		case stError:
+			break scan
+		}
+	}
+	if s.capturing {
+		s.appendCapture(p[s.capStart:])
+	}
+	s.off += int64(n)
+}
+
+// structByte handles a non-space byte between tokens.
+func (s *JSONScanner) structByte(c byte, p []byte, i int) {
+	switch s.state {
+	case stValue:
+		s.beginValue(c, i)
+	case stArrayFirst:
+		if c == ']' {
+			s.closeContainer(c, p, i)
+		} else {
+			s.beginValue(c, i)
+		}
+	case stObjectFirst:
+		if c == '}' {
+			s.closeContainer(c, p, i)
+		} else {
+			s.beginKey(c, i)
+		}
+	case stKey:
+		s.beginKey(c, i)
+	case stColon:
+		if c != ':' {
+			s.unexpected(c, i)
+			return
+		}
+		s.state = stValue
+	case stAfterValue:
+		switch {
+		case s.depth == 0:
+			s.failf(i, "data after the top-level value")
+		case c == ',':
+			if s.inArray() {
+				s.state = stValue
+			} else {
+				s.state = stKey
+			}
+		case c == '}' || c == ']':
+			s.closeContainer(c, p, i)
+		default:
+			s.unexpected(c, i)
+		}
+	}
+}
+
+func (s *JSONScanner) beginKey(c byte, i int) {
+	if c != '"' {
+		s.unexpected(c, i)
+		return
+	}
+	s.state = stString
+	s.inKey = true
+	s.keyPos = -1
+	if s.depth == 1 {
+		s.keyPos = 0
+	}
+}
+
+// beginValue starts the value whose first byte is c.
+func (s *JSONScanner) beginValue(c byte, i int) {
+	switch {
+	case c == '{':
+		if !s.push(false, i) {
+			return
+		}
+		s.state = stObjectFirst
+	case c == '[':
+		if !s.push(true, i) {
+			return
+		}
+		s.state = stArrayFirst
+	case c == '"':
+		s.state, s.inKey, s.keyPos = stString, false, -1
+	case c == '-':
+		s.state = stMinus
+	case c == '0':
+		s.state = stZero
+	case isDigit(c):
+		s.state = stInt
+	case c == 't':
+		s.state, s.lit, s.litPos = stLiteral, "true", 1
+	case c == 'f':
+		s.state, s.lit, s.litPos = stLiteral, "false", 1
+	case c == 'n':
+		s.state, s.lit, s.litPos = stLiteral, "null", 1
+	default:
+		s.unexpected(c, i)
+		return
+	}
+	if !s.nextIsUsage {
+		return
+	}
+	s.nextIsUsage = false
+	switch c {
+	case '{':
+		s.capturing, s.capStart, s.buf = true, i, s.buf[:0]
+	case 'n':
+		s.occ, s.usageErr = occNone, nil
+	default:
+		s.occ, s.usageErr = occFailed, errUsageNotObject
+	}
+}
+
+func (s *JSONScanner) push(array bool, i int) bool {
+	if s.depth == maxDepth {
+		s.failf(i, "nesting deeper than %d", maxDepth)
+		return false
+	}
+	w, b := s.depth/64, uint(s.depth%64)
+	if array {
+		s.arrays[w] |= 1 << b
+	} else {
+		s.arrays[w] &^= 1 << b
+	}
+	s.depth++
+	return true
+}
+
+func (s *JSONScanner) inArray() bool {
+	d := s.depth - 1
+	return s.arrays[d/64]&(1<<uint(d%64)) != 0
+}
+
+// closeContainer handles '}' or ']' at p[i], ending the capture when it
+// closes the top-level usage object.
+func (s *JSONScanner) closeContainer(c byte, p []byte, i int) {
+	if (c == ']') != s.inArray() {
+		s.unexpected(c, i)
+		return
+	}
+	s.depth--
+	s.state = stAfterValue
+	if s.capturing && s.depth == 1 {
+		s.capturing = false
+		if s.appendCapture(p[s.capStart : i+1]) {
+			s.decodeCapture()
+		}
+	}
+}
+
+// appendCapture adds b to the capture, or gives up on this usage value when
+// it would exceed MaxUsageBytes.
+func (s *JSONScanner) appendCapture(b []byte) bool {
+	if len(s.buf)+len(b) > MaxUsageBytes {
+		s.capturing = false
+		s.buf = s.buf[:0]
+		s.occ, s.usageErr = occFailed, errUsageTooLarge
+		return false
+	}
+	s.buf = append(s.buf, b...)
+	return true
+}
+
+func (s *JSONScanner) decodeCapture() {
+	u, d, err := ParseUsageDetails(s.buf)
+	if err != nil {
+		s.occ, s.usageErr = occFailed, err
+		return
+	}
+	s.occ, s.usage, s.details, s.usageErr = occFound, u, d, nil
+}
