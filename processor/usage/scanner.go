@@ -146,7 +146,7 @@ func (s *JSONScanner) endErr() error {
 	case s.state == stError:
 		return s.err
 	case s.depth > 0:
-		return fmt.Errorf("%w: body ended after %d bytes inside %d open objects or arrays", ErrTruncated, s.off, s.depth)
+		return fmt.Errorf("%w: body ended after %d bytes with %d objects or arrays unclosed", ErrTruncated, s.off, s.depth)
 	}
 	switch s.state {
 	case stAfterValue, stZero, stInt, stFrac, stExp:
