@@ -1,0 +1,118 @@
+package fakevllm
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+)
+
+// derive marks a token count to be derived from the request.
+const derive = -1
+
+// params is the configuration for one request: Config with the override
+// headers applied.
+type params struct {
+	prompt, completion int // derive, or the count to report
+	cached             int
+	status             int // 0: answer normally
+	latency            time.Duration
+	model              string // "" echoes the request's model
+	knownModels        []string
+	dims               int // 0: the request's dimensions, or the default
+	chunkSize          int
+}
+
+func resolve(cfg Config, h http.Header) (params, error) {
+	p := params{
+		prompt:      positiveOr(cfg.PromptTokens, derive),
+		completion:  positiveOr(cfg.CompletionTokens, derive),
+		cached:      max(cfg.CachedTokens, 0),
+		latency:     max(cfg.Latency, 0),
+		model:       cfg.ServedModelName,
+		knownModels: cfg.KnownModels,
+		dims:        max(cfg.EmbeddingDims, 0),
+		chunkSize:   positiveOr(cfg.WriteChunkSize, defaultWriteChunkSize),
+	}
+	ints := []struct {
+		name     string
+		min, max int
+		dst      *int
+	}{
+		{HeaderPromptTokens, 0, 1 << 40, &p.prompt},
+		{HeaderCompletionTokens, 0, 1 << 40, &p.completion},
+		{HeaderCachedTokens, 0, 1 << 40, &p.cached},
+		{HeaderStatus, 100, 599, &p.status},
+		{HeaderEmbeddingDims, 1, 1 << 24, &p.dims},
+	}
+	for _, f := range ints {
+		if err := headerInt(h, f.name, f.min, f.max, f.dst); err != nil {
+			return params{}, err
+		}
+	}
+	ms := -1
+	if err := headerInt(h, HeaderLatencyMS, 0, 1<<31, &ms); err != nil {
+		return params{}, err
+	}
+	if ms >= 0 {
+		p.latency = time.Duration(ms) * time.Millisecond
+	}
+	if v := h.Get(HeaderModel); v != "" {
+		p.model = v
+	}
+	return p, nil
+}
+
+// headerInt sets *dst from header name when it is present.
+func headerInt(h http.Header, name string, lo, hi int, dst *int) error {
+	v := h.Get(name)
+	if v == "" {
+		return nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		return fmt.Errorf("fakevllm: header %s=%q: want an integer in [%d, %d]", name, v, lo, hi)
+	}
+	*dst = n
+	return nil
+}
+
+func positiveOr(v, fallback int) int {
+	if v > 0 {
+		return v
+	}
+	return fallback
+}
+
+// modelFor returns the model name to report for a request naming requested,
+// or ok=false when the model is not served.
+func (p params) modelFor(requested string) (name string, ok bool) {
+	if requested != "" && len(p.knownModels) > 0 && !slices.Contains(p.knownModels, requested) {
+		return "", false
+	}
+	switch {
+	case p.model != "":
+		return p.model, true
+	case requested != "":
+		return requested, true
+	case len(p.knownModels) > 0:
+		return p.knownModels[0], true
+	default:
+		return DefaultModel, true
+	}
+}
+
+// servedModels is what GET /v1/models lists.
+func (p params) servedModels() []string {
+	var out []string
+	for _, m := range append([]string{p.model}, p.knownModels...) {
+		if m != "" && !slices.Contains(out, m) {
+			out = append(out, m)
+		}
+	}
+	if len(out) == 0 {
+		out = []string{DefaultModel}
+	}
+	return out
+}

@@ -1,0 +1,324 @@
+// Package fakevllm is an in-process stand-in for vLLM's OpenAI-compatible HTTP
+// server, for end-to-end tests and the local demo.
+//
+// It answers POST /v1/chat/completions, /v1/completions, /v1/embeddings and
+// /v1/responses, GET /v1/models and GET /health with the JSON shapes vLLM sends,
+// keys in vLLM's order (usage is prompt_tokens, total_tokens, completion_tokens,
+// prompt_tokens_details), bodies compact as Starlette renders them. Errors use
+// vLLM's shape {"error":{"message","type","param","code"}}; unknown paths get
+// FastAPI's {"detail":"Not Found"}.
+//
+// Token counts are the configured ones, or derived from the request:
+// prompt = bytes of the prompt text / 4 (at least 1; a prompt of token ids counts
+// its ids), completion = max_tokens (chat: max_completion_tokens first;
+// responses: max_output_tokens) or 16, per choice. finish_reason is "length"
+// when the completion reaches the request's max_tokens, else "stop". With n>1
+// every choice has the same completion and usage.completion_tokens is the sum.
+//
+// Each request may override the configuration with headers (a header given
+// replaces the Config value, 0 included):
+//
+//	x-fake-prompt-tokens      prompt tokens to report (the total over all prompts)
+//	x-fake-completion-tokens  completion tokens per choice
+//	x-fake-cached-tokens      >0 reports prompt_tokens_details {"cached_tokens":N}
+//	x-fake-status             answer with this HTTP status; non-2xx gets a vLLM error body
+//	x-fake-latency-ms         wait this long before the first byte
+//	x-fake-embedding-dims     length of each embedding vector
+//	x-fake-model              the model name to report, like Config.ServedModelName
+//
+// A malformed override header is answered with 400 and a message starting
+// "fakevllm:".
+//
+// Streaming ("stream": true) is a first version: chat and completions answer
+// with one SSE event per completion word, flushed one by one, then, when
+// stream_options.include_usage is on (the default once stream_options is
+// present), a usage event with "choices":[], then "data: [DONE]". There is no
+// continuous_usage_stats and no mid-stream error. /v1/responses streams only
+// response.created and response.completed.
+package fakevllm
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultModel is the model name reported when neither the request, the
+// Config.ServedModelName nor Config.KnownModels names one.
+const DefaultModel = "fake-model"
+
+// Override headers; see the package documentation.
+const (
+	HeaderPromptTokens     = "x-fake-prompt-tokens"
+	HeaderCompletionTokens = "x-fake-completion-tokens"
+	HeaderCachedTokens     = "x-fake-cached-tokens"
+	HeaderStatus           = "x-fake-status"
+	HeaderLatencyMS        = "x-fake-latency-ms"
+	HeaderEmbeddingDims    = "x-fake-embedding-dims"
+	HeaderModel            = "x-fake-model"
+)
+
+const (
+	defaultCompletionTokens = 16
+	defaultEmbeddingDims    = 8
+	defaultWriteChunkSize   = 16 << 10
+	maxModelLen             = 32768
+)
+
+// Config is what the server reports. The zero value derives every count from
+// the request. Negative numbers count as zero.
+type Config struct {
+	// PromptTokens and CompletionTokens are the usage to report; 0 derives
+	// them (see the package documentation). CompletionTokens is per choice.
+	PromptTokens, CompletionTokens int
+	// CachedTokens > 0 reports prompt_tokens_details {"cached_tokens":N}
+	// (chat and completions) and input_tokens_details.cached_tokens
+	// (responses); otherwise prompt_tokens_details is null.
+	CachedTokens int
+	// Latency is the wait before the first byte of any answer.
+	Latency time.Duration
+	// ServedModelName is the model every answer names, as vLLM names its
+	// first --served-model-name; "" echoes the request's model.
+	ServedModelName string
+	// KnownModels, when not empty, are the only models accepted: any other
+	// gets vLLM's 404. They are also what GET /v1/models lists.
+	KnownModels []string
+	// EmbeddingDims is the length of each embedding vector; 0 means 8, or the
+	// request's "dimensions".
+	EmbeddingDims int
+	// WriteChunkSize is the size of the pieces a JSON body is written and
+	// flushed in, so a proxy sees a large body as several chunks; 0 means 16 KiB.
+	WriteChunkSize int
+}
+
+// Recorded is one request as the server received it.
+type Recorded struct {
+	Method   string
+	Path     string
+	RawQuery string
+	Header   http.Header
+	Body     []byte
+}
+
+type replayed struct {
+	status int
+	body   []byte
+}
+
+// Server is a fake vLLM. It is an http.Handler and is safe for concurrent use.
+type Server struct {
+	cfg atomic.Pointer[Config]
+
+	mu       sync.Mutex
+	recorded []Recorded
+	replays  map[string][]replayed
+	httpSrv  *http.Server
+}
+
+// New returns a server answering with cfg.
+func New(cfg Config) *Server {
+	s := &Server{replays: make(map[string][]replayed)}
+	s.SetConfig(cfg)
+	return s
+}
+
+// SetConfig replaces the configuration for the requests that arrive after it.
+func (s *Server) SetConfig(cfg Config) {
+	cfg.KnownModels = append([]string(nil), cfg.KnownModels...)
+	s.cfg.Store(&cfg)
+}
+
+// Config returns the current configuration.
+func (s *Server) Config() Config {
+	cfg := *s.cfg.Load()
+	cfg.KnownModels = append([]string(nil), cfg.KnownModels...)
+	return cfg
+}
+
+// Requests returns copies of every request received since New or Reset, in
+// arrival order, health checks included.
+func (s *Server) Requests() []Recorded {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Recorded, len(s.recorded))
+	for i, r := range s.recorded {
+		out[i] = Recorded{
+			Method:   r.Method,
+			Path:     r.Path,
+			RawQuery: r.RawQuery,
+			Header:   r.Header.Clone(),
+			Body:     bytes.Clone(r.Body),
+		}
+	}
+	return out
+}
+
+// Count is len(Requests()).
+func (s *Server) Count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.recorded)
+}
+
+// Reset forgets the recorded requests and the pending replays.
+func (s *Server) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.recorded = nil
+	s.replays = make(map[string][]replayed)
+}
+
+// Replay queues one answer for path: the next request to that path, whatever
+// its method and body, gets exactly status and body. Several calls queue in
+// order. A body starting with "data:" or "event:" is sent as
+// text/event-stream, one flushed write per event; any other body as
+// application/json. Latency and x-fake-latency-ms still apply.
+func (s *Server) Replay(path string, status int, body []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.replays[path] = append(s.replays[path], replayed{status: status, body: bytes.Clone(body)})
+}
+
+func (s *Server) nextReplay(path string) (replayed, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q := s.replays[path]
+	if len(q) == 0 {
+		return replayed{}, false
+	}
+	s.replays[path] = q[1:]
+	return q[0], true
+}
+
+// Start serves on addr (":0" picks a free port) until Close, and returns the
+// base URL, e.g. "http://127.0.0.1:41234".
+func (s *Server) Start(addr string) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.httpSrv != nil {
+		return "", errors.New("fakevllm: already started")
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", err
+	}
+	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
+	s.httpSrv = srv
+	go func() { _ = srv.Serve(ln) }()
+	return "http://" + ln.Addr().String(), nil
+}
+
+// Close stops a server started with Start, closing its connections; requests
+// waiting out a latency end at once. It is a no-op otherwise.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	srv := s.httpSrv
+	s.httpSrv = nil
+	s.mu.Unlock()
+	if srv == nil {
+		return nil
+	}
+	return srv.Close()
+}
+
+// ServeHTTP records the request, applies the overrides and answers.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "fakevllm: reading the body: "+err.Error(), "")
+		return
+	}
+	s.record(r, body)
+
+	p, err := resolve(*s.cfg.Load(), r.Header)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error(), "")
+		return
+	}
+	if !wait(r.Context(), p.latency) {
+		return
+	}
+	if rep, ok := s.nextReplay(r.URL.Path); ok {
+		writeReplay(w, rep, p.chunkSize)
+		return
+	}
+	route(w, r, body, p)
+}
+
+func (s *Server) record(r *http.Request, body []byte) {
+	rec := Recorded{
+		Method:   r.Method,
+		Path:     r.URL.Path,
+		RawQuery: r.URL.RawQuery,
+		Header:   r.Header.Clone(),
+		Body:     body,
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.recorded = append(s.recorded, rec)
+}
+
+// wait sleeps d, or less if ctx ends first; it reports whether d passed.
+func wait(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func writeReplay(w http.ResponseWriter, rep replayed, chunkSize int) {
+	trimmed := bytes.TrimLeft(rep.body, " \t\r\n")
+	if !bytes.HasPrefix(trimmed, []byte("data:")) && !bytes.HasPrefix(trimmed, []byte("event:")) {
+		writeBody(w, rep.status, contentTypeJSON, rep.body, chunkSize)
+		return
+	}
+	sse := newSSEWriter(w, rep.status)
+	rest := rep.body
+	for len(rest) > 0 {
+		n := bytes.Index(rest, []byte("\n\n"))
+		if n < 0 {
+			n = len(rest)
+		} else {
+			n += 2
+		}
+		sse.raw(rest[:n])
+		rest = rest[n:]
+	}
+}
+
+const (
+	contentTypeJSON = "application/json"
+	contentTypeSSE  = "text/event-stream; charset=utf-8"
+)
+
+// writeBody sends body with a Content-Length, as uvicorn does, in flushed
+// pieces of chunkSize bytes.
+func writeBody(w http.ResponseWriter, status int, contentType string, body []byte, chunkSize int) {
+	h := w.Header()
+	h.Set("Content-Type", contentType)
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	rc := http.NewResponseController(w)
+	for len(body) > 0 {
+		n := min(chunkSize, len(body))
+		if _, err := w.Write(body[:n]); err != nil {
+			return
+		}
+		_ = rc.Flush()
+		body = body[n:]
+	}
+}
