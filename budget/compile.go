@@ -1,0 +1,308 @@
+package budget
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spendguard/spendguard/internal/money"
+)
+
+// Budget is one validated budget. It is immutable and safe to share
+// between goroutines.
+type Budget struct {
+	index     int // position in the configuration: the order of Applicable
+	name      string
+	match     map[string]string
+	keys      []string // sorted match keys
+	period    Period
+	rolling   rolling
+	loc       *time.Location
+	soft      money.Nano
+	hasSoft   bool
+	hard      money.Nano
+	hasHard   bool
+	downgrade map[string]string
+	allow     []string
+	line      int
+	keyPrefix string // name and period part of every counter key
+}
+
+// Name is the budget's unique name.
+func (b *Budget) Name() string { return b.name }
+
+// Match returns a copy of the budget's match (key → value or "*").
+func (b *Budget) Match() map[string]string { return maps.Clone(b.match) }
+
+// Keys returns the budget's match keys, sorted.
+func (b *Budget) Keys() []string { return slices.Clone(b.keys) }
+
+// Period is the budget's period kind.
+func (b *Budget) Period() Period { return b.period }
+
+// Rolling is the length of a rolling window (0 for calendar periods).
+func (b *Budget) Rolling() time.Duration { return b.rolling.span }
+
+// Location is the time zone of the budget's calendar periods.
+func (b *Budget) Location() *time.Location { return b.loc }
+
+// Soft returns the soft cap and whether there is one.
+func (b *Budget) Soft() (money.Nano, bool) { return b.soft, b.hasSoft }
+
+// Hard returns the hard cap and whether there is one.
+func (b *Budget) Hard() (money.Nano, bool) { return b.hard, b.hasHard }
+
+// Downgrade returns the model served instead of model past the soft cap.
+func (b *Budget) Downgrade(model string) (string, bool) {
+	to, ok := b.downgrade[model]
+	return to, ok
+}
+
+// AllowModels returns a copy of on_hard.allow_models.
+func (b *Budget) AllowModels() []string { return slices.Clone(b.allow) }
+
+// Allows reports whether model is still served past the hard cap.
+func (b *Budget) Allows(model string) bool { return model != "" && slices.Contains(b.allow, model) }
+
+// Line is the budget's line in the configuration file (0 if unknown).
+func (b *Budget) Line() int { return b.line }
+
+// Policies is a compiled, immutable set of budgets and limits. A reload
+// compiles a new Policies and swaps the pointer; nothing in it changes.
+type Policies struct {
+	budgets    []*Budget
+	groups     []group
+	maxRequest money.Nano
+	hasMax     bool
+	ttl        time.Duration
+}
+
+// Budgets returns the budgets in configuration order.
+func (p *Policies) Budgets() []*Budget { return slices.Clone(p.budgets) }
+
+// Budget returns the budget called name.
+func (p *Policies) Budget(name string) (*Budget, bool) {
+	for _, b := range p.budgets {
+		if b.name == name {
+			return b, true
+		}
+	}
+	return nil, false
+}
+
+// MaxRequest returns limits.max_request_usd and whether it is set.
+func (p *Policies) MaxRequest() (money.Nano, bool) { return p.maxRequest, p.hasMax }
+
+// ReservationTTL is how long an unsettled reservation keeps counting.
+func (p *Policies) ReservationTTL() time.Duration { return p.ttl }
+
+// Dimensions returns every match key used by some budget, sorted, so a
+// caller can check them against the dimensions it knows how to resolve.
+func (p *Policies) Dimensions() []string {
+	var out []string
+	for _, b := range p.budgets {
+		for _, k := range b.keys {
+			if !slices.Contains(out, k) {
+				out = append(out, k)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// ConfigError is one problem found by Compile; Compile joins all of them.
+type ConfigError struct {
+	Line   int    // 0 when unknown
+	Budget string // "" for the limits section or an unnamed budget
+	Msg    string
+}
+
+func (e *ConfigError) Error() string {
+	var sb strings.Builder
+	if e.Line > 0 {
+		fmt.Fprintf(&sb, "line %d: ", e.Line)
+	}
+	if e.Budget != "" {
+		fmt.Fprintf(&sb, "budget %q: ", e.Budget)
+	}
+	sb.WriteString(e.Msg)
+	return sb.String()
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+// Compile validates the budgets and limits sections and returns the
+// runtime policies. It reports every problem at once (errors.Join of
+// *ConfigError, each with its line when known) and returns no Policies
+// if there is any.
+func Compile(budgets []Config, limits Limits) (*Policies, error) {
+	var errs []error
+	fail := func(line int, name, format string, args ...any) {
+		errs = append(errs, &ConfigError{Line: line, Budget: name, Msg: fmt.Sprintf(format, args...)})
+	}
+	p := &Policies{ttl: DefaultReservationTTL}
+	seen := map[string]int{}
+	for i, c := range budgets {
+		b := compileBudget(c, func(line int, format string, args ...any) {
+			if line == 0 {
+				line = c.Line
+			}
+			fail(line, c.Name, format, args...)
+		})
+		if c.Name != "" {
+			if first, dup := seen[c.Name]; dup {
+				fail(c.Line, c.Name, "duplicate name (first used at budgets[%d])", first)
+			} else {
+				seen[c.Name] = i
+			}
+		} else {
+			fail(c.Line, "", "budgets[%d] has no name", i)
+		}
+		b.index = i
+		p.budgets = append(p.budgets, b)
+	}
+	if u := limits.MaxRequestUSD; u.Set {
+		if u.err != nil {
+			fail(u.Line, "", "limits.max_request_usd: %v", u.err)
+		} else if u.Value < 0 {
+			fail(u.Line, "", "limits.max_request_usd must not be negative")
+		}
+		p.maxRequest, p.hasMax = u.Value, true
+	}
+	if d := limits.ReservationTTL; d.Set {
+		if d.err != nil {
+			fail(d.Line, "", "limits.reservation_ttl: %v", d.err)
+		} else if d.Value < time.Second {
+			fail(d.Line, "", "limits.reservation_ttl must be at least 1s, not %v", d.Value)
+		}
+		p.ttl = d.Value
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	p.groups = groupBudgets(p.budgets)
+	return p, nil
+}
+
+// compileBudget converts c, reporting problems to fail (line 0: the
+// budget's own line).
+func compileBudget(c Config, fail func(line int, format string, args ...any)) *Budget {
+	b := &Budget{name: c.Name, line: c.Line, loc: time.UTC, match: map[string]string{}}
+	if c.Name != "" && !nameRE.MatchString(c.Name) {
+		fail(0, "name may only hold letters, digits, '.', '_' and '-' (and start with a letter or digit)")
+	}
+	for _, k := range slices.Sorted(maps.Keys(c.Match)) {
+		switch v := c.Match[k]; {
+		case k == "":
+			fail(0, "match has an empty key")
+		case v == "":
+			fail(0, "match value of %q is empty (use \"*\" for a counter per value, or leave the key out for one shared pool)", k)
+		default:
+			b.match[k] = v
+			b.keys = append(b.keys, k)
+		}
+	}
+
+	compilePeriod(b, c, fail)
+	b.soft, b.hasSoft = compileCap(c.SoftUSD, "soft_usd", fail)
+	b.hard, b.hasHard = compileCap(c.HardUSD, "hard_usd", fail)
+	if !c.SoftUSD.Set && !c.HardUSD.Set {
+		fail(0, "needs hard_usd (or soft_usd for a budget that only downgrades)")
+	}
+	if b.hasSoft && b.hasHard && b.soft > b.hard {
+		fail(c.SoftUSD.Line, "soft_usd %s is above hard_usd %s", b.soft.Fixed(2), b.hard.Fixed(2))
+	}
+	if len(c.OnSoft.Downgrade) > 0 {
+		if !c.SoftUSD.Set {
+			fail(0, "on_soft.downgrade needs soft_usd")
+		}
+		b.downgrade = map[string]string{}
+		for _, from := range slices.Sorted(maps.Keys(c.OnSoft.Downgrade)) {
+			switch to := c.OnSoft.Downgrade[from]; {
+			case from == "" || to == "":
+				fail(0, "on_soft.downgrade has an empty model name")
+			case from == to:
+				fail(0, "on_soft.downgrade maps %q to itself", from)
+			default:
+				b.downgrade[from] = to
+			}
+		}
+	}
+	if len(c.OnHard.AllowModels) > 0 {
+		if !c.HardUSD.Set {
+			fail(0, "on_hard.allow_models needs hard_usd")
+		}
+		for _, m := range c.OnHard.AllowModels {
+			if m == "" {
+				fail(0, "on_hard.allow_models has an empty model name")
+			} else if !slices.Contains(b.allow, m) {
+				b.allow = append(b.allow, m)
+			}
+		}
+	}
+	b.keyPrefix = escape(b.name) + "|" + periodKey(b) + "|"
+	return b
+}
+
+func compilePeriod(b *Budget, c Config, fail func(line int, format string, args ...any)) {
+	if c.Timezone != "" {
+		loc, err := time.LoadLocation(c.Timezone)
+		if err != nil || c.Timezone == "Local" {
+			fail(0, "unknown timezone %q (use an IANA name such as Europe/Berlin)", c.Timezone)
+		} else {
+			b.loc = loc
+		}
+	}
+	switch {
+	case c.Period != "" && c.Rolling.Set:
+		fail(0, "has both period and rolling; choose one")
+	case c.Rolling.Set:
+		b.period = PeriodRolling
+		switch d := c.Rolling.Value; {
+		case c.Rolling.err != nil:
+			fail(c.Rolling.Line, "rolling: %v", c.Rolling.err)
+		case d < time.Second || d%time.Second != 0:
+			fail(c.Rolling.Line, "rolling must be a whole number of seconds, at least 1s, not %v", d)
+		default:
+			b.rolling = newRolling(d)
+		}
+	case c.Period == "":
+		fail(0, "needs a period (hour, day, week, month or total) or a rolling window")
+	default:
+		p, ok := periodNames[c.Period]
+		if !ok {
+			fail(0, "unknown period %q (use hour, day, week, month or total)", c.Period)
+		}
+		b.period = p
+	}
+}
+
+func compileCap(u USD, field string, fail func(line int, format string, args ...any)) (money.Nano, bool) {
+	if !u.Set {
+		return 0, false
+	}
+	if u.err != nil {
+		fail(u.Line, "%s: %v", field, u.err)
+		return 0, false
+	}
+	if u.Value < 0 {
+		fail(u.Line, "%s must not be negative", field)
+		return 0, false
+	}
+	return u.Value, true
+}
+
+// periodKey names the period kind in counter keys, so that changing a
+// budget's period starts new counters instead of carrying spend over.
+func periodKey(b *Budget) string {
+	if b.period == PeriodRolling {
+		return fmt.Sprintf("rolling%ds", int64(b.rolling.span/time.Second))
+	}
+	return b.period.String()
+}

@@ -1,0 +1,135 @@
+package budget
+
+import (
+	"fmt"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/spendguard/spendguard/internal/money"
+)
+
+// Config is one entry of the configuration's `budgets:` list, as written in
+// the file. It is only a schema: Compile validates it into a Budget.
+type Config struct {
+	Name     string            `yaml:"name"`
+	Match    map[string]string `yaml:"match"`
+	Period   string            `yaml:"period"`   // hour | day | week | month | total
+	Timezone string            `yaml:"timezone"` // IANA name; "" is UTC
+	Rolling  Duration          `yaml:"rolling"`  // a sliding window instead of a calendar period
+	SoftUSD  USD               `yaml:"soft_usd"`
+	HardUSD  USD               `yaml:"hard_usd"`
+	OnSoft   OnSoft            `yaml:"on_soft"`
+	OnHard   OnHard            `yaml:"on_hard"`
+
+	// Line is the line of the entry in the file (0 when not decoded from
+	// YAML); Compile uses it in its errors.
+	Line int `yaml:"-"`
+}
+
+// OnSoft is what happens once a budget passes its soft cap.
+type OnSoft struct {
+	// Downgrade maps a requested model to the model served instead.
+	Downgrade map[string]string `yaml:"downgrade"`
+}
+
+// OnHard is what happens once a budget reaches its hard cap.
+type OnHard struct {
+	// AllowModels are still served (and counted) past the hard cap.
+	AllowModels []string `yaml:"allow_models"`
+}
+
+// Limits is the configuration's `limits:` section.
+type Limits struct {
+	// MaxRequestUSD rejects a single request whose worst-case cost is above
+	// it; unset means no per-request ceiling.
+	MaxRequestUSD USD `yaml:"max_request_usd"`
+	// ReservationTTL is how long an unsettled reservation keeps counting
+	// (DefaultReservationTTL when unset).
+	ReservationTTL Duration `yaml:"reservation_ttl"`
+}
+
+// DefaultReservationTTL is the reservation TTL when limits.reservation_ttl is unset.
+const DefaultReservationTTL = 10 * time.Minute
+
+// UnmarshalYAML decodes a budget entry and remembers its line.
+func (c *Config) UnmarshalYAML(n *yaml.Node) error {
+	type plain Config
+	if err := n.Decode((*plain)(c)); err != nil {
+		return err
+	}
+	c.Line = n.Line
+	return nil
+}
+
+// USD is a dollar amount decoded exactly from the text of its YAML scalar
+// ("0.60" is 600_000_000 nano-USD, never a float64 on the way). A value
+// that does not parse is kept as an error that Compile reports with its
+// line, so that every problem of a file is reported at once.
+type USD struct {
+	Value money.Nano
+	Set   bool // false when the key is absent or null
+	Line  int
+	err   error
+}
+
+// USDOf returns a set USD of n, for configurations built in code.
+func USDOf(n money.Nano) USD { return USD{Value: n, Set: true} }
+
+// UnmarshalYAML parses the scalar's text with money.ParseUSD.
+func (u *USD) UnmarshalYAML(n *yaml.Node) error {
+	*u = USD{Line: n.Line}
+	if n.Kind != yaml.ScalarNode {
+		return &yaml.TypeError{Errors: []string{
+			fmt.Sprintf("line %d: a USD amount must be a number, not a %s", n.Line, kindName(n.Kind))}}
+	}
+	if n.Tag == "!!null" {
+		return nil
+	}
+	u.Set = true
+	u.Value, u.err = money.ParseUSD(n.Value)
+	return nil
+}
+
+// Duration is a duration such as "10m" decoded from a YAML scalar. Like
+// USD, a value that does not parse is reported by Compile with its line.
+type Duration struct {
+	Value time.Duration
+	Set   bool // false when the key is absent or null
+	Line  int
+	err   error
+}
+
+// DurationOf returns a set Duration of d, for configurations built in code.
+func DurationOf(d time.Duration) Duration { return Duration{Value: d, Set: true} }
+
+// UnmarshalYAML parses the scalar's text with time.ParseDuration.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	*d = Duration{Line: n.Line}
+	if n.Kind != yaml.ScalarNode {
+		return &yaml.TypeError{Errors: []string{
+			fmt.Sprintf("line %d: a duration must be a string such as \"10m\", not a %s", n.Line, kindName(n.Kind))}}
+	}
+	if n.Tag == "!!null" {
+		return nil
+	}
+	d.Set = true
+	d.Value, d.err = time.ParseDuration(n.Value)
+	if d.err != nil {
+		d.err = fmt.Errorf("%q is not a duration such as \"10m\" or \"1h30m\"", n.Value)
+	}
+	return nil
+}
+
+func kindName(k yaml.Kind) string {
+	switch k {
+	case yaml.SequenceNode:
+		return "list"
+	case yaml.MappingNode:
+		return "mapping"
+	case yaml.AliasNode:
+		return "alias"
+	default:
+		return "document"
+	}
+}

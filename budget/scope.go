@@ -1,0 +1,200 @@
+package budget
+
+import (
+	"net/url"
+	"strings"
+)
+
+// Scope is one budget applied to one request: the budget and the values of
+// its match keys in that request. Two requests with equal Keys share the
+// budget's counters.
+type Scope struct {
+	Budget *Budget
+	// Values holds the request's value of each of the budget's match keys
+	// (the actual value also for a "*" key).
+	Values map[string]string
+	// Key identifies the scope's counters, without the period: the budget's
+	// name and period kind plus the sorted, escaped key=value pairs. It is
+	// stable across restarts and replicas.
+	Key string
+}
+
+// String names the scope for people and for the x-spendguard-scope header:
+// "tenant=acme,team=search" sorted by key, or "all" for a budget without
+// match keys.
+func (s Scope) String() string {
+	if s.Budget == nil || len(s.Budget.keys) == 0 {
+		return "all"
+	}
+	var sb strings.Builder
+	for i, k := range s.Budget.keys {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		sb.WriteString(k)
+		sb.WriteByte('=')
+		sb.WriteString(s.Values[k])
+	}
+	return sb.String()
+}
+
+// group holds the budgets that compete under the precedence rule: the same
+// set of match keys and the same period kind (see the package doc).
+type group struct {
+	keys    []string
+	budgets []*Budget
+}
+
+func groupBudgets(budgets []*Budget) []group {
+	var groups []group
+	idx := map[string]int{}
+	for _, b := range budgets {
+		sig := periodKey(b) + "\x00" + strings.Join(b.keys, "\x00")
+		i, ok := idx[sig]
+		if !ok {
+			i = len(groups)
+			idx[sig] = i
+			groups = append(groups, group{keys: b.keys})
+		}
+		groups[i].budgets = append(groups[i].budgets, b)
+	}
+	return groups
+}
+
+// Applicable returns the budgets that apply to a request with the given
+// dimension values, in configuration order (the order every Engine method
+// reports in). A budget applies when each of its match keys has a
+// non-empty value in dims equal to the match value or matched by "*".
+// Among applicable budgets with the same match keys and the same period
+// kind, a budget is dropped when another one is at least as exact on every
+// key and more exact on one (an exact value beats "*"); budgets that are
+// more exact on different keys both apply, and budgets with different key
+// sets or periods all apply.
+//
+// dims may be partial: a budget with a key missing from dims does not
+// apply. See ApplicableKnown for the request-headers phase.
+func (p *Policies) Applicable(dims map[string]string) []Scope {
+	return p.applicable(dims, nil)
+}
+
+// ApplicableKnown is Applicable restricted to the budgets whose match keys
+// are all known now (known(key) is true). At request-headers time the
+// processor passes a known that is false for "model" and for every
+// dimension whose value may still come from a body_field source, so that
+// it checks exactly the budgets it can decide before reading the body;
+// precedence is decided among budgets with the same key set, so leaving a
+// key set out never changes which of the others apply. The body phase
+// then calls Applicable with all dimensions.
+func (p *Policies) ApplicableKnown(dims map[string]string, known func(key string) bool) []Scope {
+	return p.applicable(dims, known)
+}
+
+func (p *Policies) applicable(dims map[string]string, known func(string) bool) []Scope {
+	if p == nil {
+		return nil
+	}
+	var out []Scope
+	var masks []uint64
+	for _, g := range p.groups {
+		if known != nil && !allKnown(g.keys, known) {
+			continue
+		}
+		masks = masks[:0]
+		first := len(out)
+		for _, b := range g.budgets {
+			mask, ok := matches(b, dims)
+			if !ok {
+				continue
+			}
+			out = append(out, Scope{Budget: b})
+			masks = append(masks, mask)
+		}
+		out = dropLessExact(out, first, masks)
+	}
+	// Restore configuration order across groups (insertion sort: few scopes).
+	for i := 1; i < len(out); i++ {
+		for j := i; j > 0 && out[j].Budget.index < out[j-1].Budget.index; j-- {
+			out[j], out[j-1] = out[j-1], out[j]
+		}
+	}
+	for i := range out {
+		out[i].Values, out[i].Key = scopeValues(out[i].Budget, dims)
+	}
+	return out
+}
+
+func allKnown(keys []string, known func(string) bool) bool {
+	for _, k := range keys {
+		if !known(k) {
+			return false
+		}
+	}
+	return true
+}
+
+// matches reports whether b applies to dims and which of its keys (bit i
+// for keys[i]) match exactly rather than by "*". Budgets with more than 64
+// keys compare only their first 64 keys for precedence.
+func matches(b *Budget, dims map[string]string) (uint64, bool) {
+	var mask uint64
+	for i, k := range b.keys {
+		v, ok := dims[k]
+		if !ok || v == "" {
+			return 0, false
+		}
+		want := b.match[k]
+		if want == "*" {
+			continue
+		}
+		if want != v {
+			return 0, false
+		}
+		if i < 64 {
+			mask |= 1 << i
+		}
+	}
+	return mask, true
+}
+
+// dropLessExact removes from out[first:] every scope whose exact-key mask
+// is a strict subset of another's; masks[i] belongs to out[first+i].
+func dropLessExact(out []Scope, first int, masks []uint64) []Scope {
+	if len(masks) < 2 {
+		return out
+	}
+	keep := out[:first]
+	for i, mi := range masks {
+		dominated := false
+		for j, mj := range masks {
+			if i != j && mi&mj == mi && mj != mi {
+				dominated = true
+				break
+			}
+		}
+		if !dominated {
+			keep = append(keep, out[first+i])
+		}
+	}
+	return keep
+}
+
+func scopeValues(b *Budget, dims map[string]string) (map[string]string, string) {
+	values := make(map[string]string, len(b.keys))
+	var sb strings.Builder
+	sb.WriteString(b.keyPrefix)
+	for i, k := range b.keys {
+		v := dims[k]
+		values[k] = v
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		sb.WriteString(escape(k))
+		sb.WriteByte('=')
+		sb.WriteString(escape(v))
+	}
+	return values, sb.String()
+}
+
+// escape makes s safe inside a counter key: the separators | , = @ never
+// appear unescaped, so distinct scopes never share a key.
+func escape(s string) string { return url.QueryEscape(s) }
