@@ -32,8 +32,8 @@ func mustTime(t testing.TB, s string) time.Time {
 func TestWindow(t *testing.T) {
 	tests := []struct {
 		name, period, tz, now string
-		start, end             string
-		length                 time.Duration // checked when non-zero
+		start, end            string
+		length                time.Duration // checked when non-zero
 	}{
 		{"berlin spring day is 23h", "day", "Europe/Berlin", "2026-03-29T12:00:00+02:00",
 			"2026-03-29T00:00:00+01:00", "2026-03-30T00:00:00+02:00", 23 * time.Hour},
