@@ -114,6 +114,24 @@ func TestChatAnswer(t *testing.T) {
 	}, usageOf(t, rec.Body.Bytes()), "completion_tokens is summed over the n choices")
 }
 
+// Usage reports any count; the text stops growing at maxTextWords.
+func TestHugeCompletionKeepsTheTextBounded(t *testing.T) {
+	s := New(Config{CompletionTokens: 5_000_000})
+	rec := post(t, s, "/v1/chat/completions", `{"model":"m","messages":[{"role":"user","content":"hi"}],"n":2}`)
+	require.Equal(t, http.StatusOK, rec.Code)
+	assert.Equal(t, 10_000_000.0, usageOf(t, rec.Body.Bytes())["completion_tokens"])
+	var body struct {
+		Choices []struct {
+			Message struct {
+				Content string `json:"content"`
+			} `json:"message"`
+		} `json:"choices"`
+	}
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body))
+	require.Len(t, body.Choices, 2)
+	assert.Len(t, strings.Fields(body.Choices[0].Message.Content), maxTextWords)
+}
+
 func TestDerivedCounts(t *testing.T) {
 	long := strings.Repeat("x", 40) // 10 tokens at 4 bytes a token
 	tests := []struct {

@@ -10,20 +10,22 @@ import (
 	"time"
 )
 
+type endpoint struct {
+	method string
+	serve  func(http.ResponseWriter, []byte, params)
+}
+
+var routes = map[string]endpoint{
+	"/health":              {http.MethodGet, serveHealth},
+	"/v1/models":           {http.MethodGet, serveModels},
+	"/v1/chat/completions": {http.MethodPost, serveChat},
+	"/v1/completions":      {http.MethodPost, serveCompletions},
+	"/v1/embeddings":       {http.MethodPost, serveEmbeddings},
+	"/v1/responses":        {http.MethodPost, serveResponses},
+}
+
 // route answers one request that no replay took.
 func route(w http.ResponseWriter, r *http.Request, body []byte, p params) {
-	type endpoint struct {
-		method string
-		serve  func(http.ResponseWriter, []byte, params)
-	}
-	routes := map[string]endpoint{
-		"/health":              {http.MethodGet, serveHealth},
-		"/v1/models":           {http.MethodGet, serveModels},
-		"/v1/chat/completions": {http.MethodPost, serveChat},
-		"/v1/completions":      {http.MethodPost, serveCompletions},
-		"/v1/embeddings":       {http.MethodPost, serveEmbeddings},
-		"/v1/responses":        {http.MethodPost, serveResponses},
-	}
 	e, ok := routes[r.URL.Path]
 	switch {
 	case !ok:
@@ -83,6 +85,7 @@ type plan struct {
 	cached    int
 	choices   int
 	perChoice int // completion tokens of each choice
+	words     int // filler words of each choice: perChoice, at most maxTextWords
 	finish    string
 	usage     usageInfo
 }
@@ -102,6 +105,7 @@ func newPlan(p params, model string, promptEstimate int, maxTokens *int, choices
 	default:
 		pl.perChoice = defaultCompletionTokens
 	}
+	pl.words = min(pl.perChoice, maxTextWords)
 	if maxTokens != nil && pl.perChoice >= *maxTokens {
 		pl.finish = "length"
 	}
@@ -124,16 +128,24 @@ func decode(w http.ResponseWriter, body []byte, p params, req any, model *string
 	return name, true
 }
 
-// choiceCount validates the request's n (default 1).
-func choiceCount(w http.ResponseWriter, n *int) (int, bool) {
-	if n == nil {
-		return 1, true
+// validate answers vLLM's 400 for an n or max_tokens it would reject, and
+// this fake's own 400 for an n too large to generate.
+func validate(w http.ResponseWriter, n, maxTokens *int) (choices int, ok bool) {
+	choices = 1
+	if n != nil {
+		choices = *n
 	}
-	if *n < 1 {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("n must be at least 1, got %d.", *n), "n")
-		return 0, false
+	switch {
+	case choices < 1:
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("n must be at least 1, got %d.", choices), "n")
+	case choices > maxChoices:
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("fakevllm: n=%d, more than the %d this fake serves", choices, maxChoices), "n")
+	case maxTokens != nil && *maxTokens < 1:
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("max_tokens must be at least 1, got %d.", *maxTokens), "max_tokens")
+	default:
+		return choices, true
 	}
-	return *n, true
+	return 0, false
 }
 
 type chatRequest struct {
@@ -152,20 +164,20 @@ func serveChat(w http.ResponseWriter, body []byte, p params) {
 	if !ok {
 		return
 	}
-	n, ok := choiceCount(w, req.N)
-	if !ok {
-		return
-	}
 	maxTokens := req.MaxCompletionTokens
 	if maxTokens == nil {
 		maxTokens = req.MaxTokens
+	}
+	n, ok := validate(w, req.N, maxTokens)
+	if !ok {
+		return
 	}
 	pl := newPlan(p, model, estimateTokens(req.Messages), maxTokens, n)
 	if req.Stream {
 		streamChat(w, p, pl, req.StreamOptions.includeUsage())
 		return
 	}
-	content := filler(pl.perChoice)
+	content := filler(pl.words)
 	resp := chatCompletion{
 		ID: newID("chatcmpl-", 16), Object: "chat.completion", Created: time.Now().Unix(),
 		Model: model, Usage: pl.usage,
@@ -195,7 +207,7 @@ func serveCompletions(w http.ResponseWriter, body []byte, p params) {
 	if !ok {
 		return
 	}
-	n, ok := choiceCount(w, req.N)
+	n, ok := validate(w, req.N, req.MaxTokens)
 	if !ok {
 		return
 	}
@@ -205,7 +217,7 @@ func serveCompletions(w http.ResponseWriter, body []byte, p params) {
 		streamCompletions(w, p, pl, req.StreamOptions.includeUsage())
 		return
 	}
-	text := filler(pl.perChoice)
+	text := filler(pl.words)
 	resp := textCompletion{
 		ID: newID("cmpl-", 32), Object: "text_completion", Created: time.Now().Unix(),
 		Model: model, Usage: pl.usage,
@@ -232,8 +244,12 @@ func serveEmbeddings(w http.ResponseWriter, body []byte, p params) {
 		return
 	}
 	dims := p.dims
-	if dims == 0 && req.Dimensions != nil && *req.Dimensions > 0 {
-		dims = *req.Dimensions
+	if d := req.Dimensions; dims == 0 && d != nil {
+		if *d < 1 || *d > maxRequestDims {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("fakevllm: dimensions=%d, want 1 to %d", *d, maxRequestDims), "dimensions")
+			return
+		}
+		dims = *d
 	}
 	if dims == 0 {
 		dims = defaultEmbeddingDims
@@ -299,6 +315,9 @@ func serveResponses(w http.ResponseWriter, body []byte, p params) {
 	if !ok {
 		return
 	}
+	if _, ok := validate(w, nil, req.MaxOutputTokens); !ok {
+		return
+	}
 	estimate := estimateTokens(req.Input)
 	if req.Instructions != nil {
 		estimate += len(*req.Instructions) / 4
@@ -314,7 +333,7 @@ func serveResponses(w http.ResponseWriter, body []byte, p params) {
 		TopP: 1, MaxOutputTokens: maxOutput, ServiceTier: "auto", Status: "completed", Truncation: "disabled",
 		Output: []outputMessage{{
 			ID:      newID("msg_", 32),
-			Content: []outputText{{Text: filler(pl.perChoice), Type: "output_text"}},
+			Content: []outputText{{Text: filler(pl.words), Type: "output_text"}},
 			Role:    "assistant", Status: "completed", Type: "message",
 		}},
 		Usage: &responseUsage{

@@ -44,7 +44,7 @@ func resolve(cfg Config, h http.Header) (params, error) {
 		{HeaderCompletionTokens, 0, 1 << 40, &p.completion},
 		{HeaderCachedTokens, 0, 1 << 40, &p.cached},
 		{HeaderStatus, 100, 599, &p.status},
-		{HeaderEmbeddingDims, 1, 1 << 24, &p.dims},
+		{HeaderEmbeddingDims, 1, 1 << 20, &p.dims},
 	}
 	for _, f := range ints {
 		if err := headerInt(h, f.name, f.min, f.max, f.dst); err != nil {

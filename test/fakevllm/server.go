@@ -9,11 +9,14 @@
 // FastAPI's {"detail":"Not Found"}.
 //
 // Token counts are the configured ones, or derived from the request:
-// prompt = bytes of the prompt text / 4 (at least 1; a prompt of token ids counts
-// its ids), completion = max_tokens (chat: max_completion_tokens first;
+// prompt = bytes of the prompt text / 4 (at least 1; a prompt of token ids
+// counts its ids), completion = max_tokens (chat: max_completion_tokens first;
 // responses: max_output_tokens) or 16, per choice. finish_reason is "length"
 // when the completion reaches the request's max_tokens, else "stop". With n>1
 // every choice has the same completion and usage.completion_tokens is the sum.
+// The text is one filler word per completion token, at most 16384 words; usage
+// always reports the whole count. Requests the fake will not generate for (n
+// over 128, dimensions over 65536) get a 400 whose message starts "fakevllm:".
 //
 // Each request may override the configuration with headers (a header given
 // replaces the Config value, 0 included):
@@ -27,7 +30,7 @@
 //	x-fake-model              the model name to report, like Config.ServedModelName
 //
 // A malformed override header is answered with 400 and a message starting
-// "fakevllm:".
+// "fakevllm:". Replay queues exact bytes (a recorded fixture) for a path.
 //
 // Streaming ("stream": true) is a first version: chat and completions answer
 // with one SSE event per completion word, flushed one by one, then, when
@@ -70,6 +73,12 @@ const (
 	defaultEmbeddingDims    = 8
 	defaultWriteChunkSize   = 16 << 10
 	maxModelLen             = 32768
+
+	// Bounds on what one request makes the fake generate, so a test or a
+	// fuzzer cannot make it allocate gigabytes.
+	maxTextWords   = 16384 // filler words per choice; usage still reports the full count
+	maxChoices     = 128
+	maxRequestDims = 1 << 16
 )
 
 // Config is what the server reports. The zero value derives every count from

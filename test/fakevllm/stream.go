@@ -85,13 +85,13 @@ func streamChat(w http.ResponseWriter, p params, pl plan, includeUsage bool) {
 	for i := range pl.choices {
 		send(chatChunkChoice{Index: i, Delta: chatDelta{Role: "assistant"}})
 	}
-	for k := range max(pl.perChoice, 1) {
+	for k := range max(pl.words, 1) {
 		for i := range pl.choices {
 			c := chatChunkChoice{Index: i}
-			if k < pl.perChoice {
+			if k < pl.words {
 				c.Delta.Content = fillerWord(k)
 			}
-			if k == max(pl.perChoice, 1)-1 {
+			if k == max(pl.words, 1)-1 {
 				c.FinishReason, c.StopReason = &pl.finish, &null{}
 			}
 			send(c)
@@ -140,13 +140,13 @@ type textUsageChunk struct {
 func streamCompletions(w http.ResponseWriter, p params, pl plan, includeUsage bool) {
 	s := newSSEWriter(w, p.okStatus())
 	id, created := newID("cmpl-", 32), time.Now().Unix()
-	for k := range max(pl.perChoice, 1) {
+	for k := range max(pl.words, 1) {
 		for i := range pl.choices {
 			c := textChunkChoice{Index: i}
-			if k < pl.perChoice {
+			if k < pl.words {
 				c.Text = fillerWord(k)
 			}
-			if k == max(pl.perChoice, 1)-1 {
+			if k == max(pl.words, 1)-1 {
 				c.FinishReason = &pl.finish
 			}
 			s.data(textChunk{ID: id, Object: "text_completion", Created: created, Model: pl.model, Choices: []textChunkChoice{c}})
