@@ -1,0 +1,95 @@
+package budget_test
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/spendguard/spendguard/budget"
+	"github.com/spendguard/spendguard/budget/storetest"
+)
+
+func TestMemoryStoreConformance(t *testing.T) {
+	storetest.Run(t, func(*testing.T) budget.Store { return budget.NewMemoryStore() })
+}
+
+func BenchmarkMemoryStore(b *testing.B) {
+	storetest.Bench(b, func(*testing.B) budget.Store { return budget.NewMemoryStore() })
+}
+
+func TestMemoryStorePrunesEndedPeriods(t *testing.T) {
+	ctx, s := context.Background(), budget.NewMemoryStore()
+	t0 := storetest.T0
+	hourly := budget.Item{Key: "h@1", Limit: 10, Enforce: true, Expires: t0.Add(time.Hour)}
+	daily := budget.Item{Key: "d@1", Limit: 10, Enforce: true, Expires: t0.Add(24 * time.Hour)}
+	total := budget.Item{Key: "t@total", Limit: 10, Enforce: true}
+	items := []budget.Item{hourly, daily, total}
+	require.NoError(t, s.Settle(ctx, "a", 1, items, t0))
+	out, err := s.Reserve(ctx, "b", 1, items, 2*time.Hour, t0)
+	require.NoError(t, err)
+	require.True(t, out.OK())
+
+	tests := []struct {
+		name         string
+		at           time.Time
+		counters     int
+		reservations int
+	}{
+		{"all kept before the grace ends", t0.Add(time.Hour + budget.MemoryGrace - time.Nanosecond), 3, 1},
+		{"ended hour dropped, reservation expired", t0.Add(time.Hour + budget.MemoryGrace), 2, 0},
+		{"ended day dropped, total kept", t0.Add(24*time.Hour + budget.MemoryGrace), 1, 0},
+		{"total kept forever", t0.AddDate(10, 0, 0), 1, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := s.Usage(ctx, nil, tt.at)
+			require.NoError(t, err)
+			counters, reservations := s.Len()
+			assert.Equal(t, tt.counters, counters)
+			assert.Equal(t, tt.reservations, reservations)
+		})
+	}
+
+}
+
+func TestMemoryStoreSettleAfterPeriodEnd(t *testing.T) {
+	ctx, s := context.Background(), budget.NewMemoryStore()
+	t0 := storetest.T0
+	daily := []budget.Item{{Key: "d@1", Limit: 10, Enforce: true, Expires: t0.Add(time.Hour)}}
+	out, err := s.Reserve(ctx, "slow", 8, daily, 10*time.Minute, t0)
+	require.NoError(t, err)
+	require.True(t, out.OK())
+	late := t0.Add(time.Hour + budget.MemoryGrace/2)
+	require.NoError(t, s.Settle(ctx, "slow", 5, daily, late))
+	got, err := s.Usage(ctx, daily, late)
+	require.NoError(t, err)
+	assert.Equal(t, []budget.Counter{{Committed: 5}}, got, "spend is committed into the ended period")
+}
+
+func TestMemoryStoreReleasesEveryReservation(t *testing.T) {
+	ctx, s := context.Background(), budget.NewMemoryStore()
+	t0 := storetest.T0
+	item := []budget.Item{{Key: "k", Limit: 1 << 40, Enforce: true}}
+	for i := range 1000 {
+		ttl := time.Duration(1+i%7) * time.Minute // out of order expiries
+		out, err := s.Reserve(ctx, strconv.Itoa(i), 3, item, ttl, t0)
+		require.NoError(t, err)
+		require.True(t, out.OK())
+	}
+	for i := 0; i < 1000; i += 2 {
+		require.NoError(t, s.Settle(ctx, strconv.Itoa(i), 1, item, t0))
+	}
+	got, err := s.Usage(ctx, item, t0)
+	require.NoError(t, err)
+	assert.Equal(t, budget.Counter{Committed: 500, Reserved: 1500}, got[0])
+
+	got, err = s.Usage(ctx, item, t0.Add(7*time.Minute))
+	require.NoError(t, err)
+	assert.Equal(t, budget.Counter{Committed: 500}, got[0])
+	_, reservations := s.Len()
+	assert.Zero(t, reservations)
+}

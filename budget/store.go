@@ -1,0 +1,101 @@
+package budget
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/spendguard/spendguard/internal/money"
+)
+
+// Store keeps the spend counters and the in-flight reservations. Every
+// method is one atomic step (for a networked store: one round trip), safe
+// for concurrent use by many goroutines and many replicas sharing the
+// store. The package storetest checks an implementation against this
+// contract.
+//
+// A counter holds a committed amount (settled spend) and a reserved amount
+// (the sum of the live reservations on it). A counter key already names
+// its period, so a new period is a new key: the store never resets
+// anything, and may drop a counter some time after its Item.Expires.
+//
+// A reservation is live from Reserve until it is settled or until its TTL
+// has passed (now >= reserve time + ttl): from then on it no longer counts
+// in Reserved, so the reservations of a crashed replica stop blocking
+// traffic by themselves.
+type Store interface {
+	// Reserve checks every item and, only if none blocks, records amount
+	// as reserved under id on the Key of every item (all or nothing).
+	// Item i blocks when it is enforced and used+amount > Limit or
+	// used >= Limit, where used is committed+reserved summed over its Key
+	// and Window. Outcome.Blocked is the index of the first blocking item
+	// (-1 when the amount was reserved) and Outcome.Counters the state of
+	// every item: after the reservation when it succeeded, before it
+	// otherwise. The Keys of items must be distinct; id must not name a
+	// live reservation (ErrDuplicateReservation); amount must be >= 0 and
+	// ttl > 0.
+	Reserve(ctx context.Context, id string, amount money.Nano, items []Item, ttl time.Duration, now time.Time) (Outcome, error)
+
+	// Settle ends reservation id: it removes its reservation (if still
+	// live) and adds actual (>= 0; 0 releases) to the committed amount of
+	// the Key of every item. The items are the ones given to Reserve: the
+	// spend is committed even when the reservation has expired or is
+	// unknown, so spend is never lost. Settle is not idempotent: settle
+	// each reservation exactly once.
+	Settle(ctx context.Context, id string, actual money.Nano, items []Item, now time.Time) error
+
+	// Usage returns, for every item, committed and reserved summed over its
+	// Key and Window (zero for counters that do not exist).
+	Usage(ctx context.Context, items []Item, now time.Time) ([]Counter, error)
+}
+
+// Item is one budget's counter in a store call.
+type Item struct {
+	// Key is the counter that amounts are recorded on: a Scope's Key plus
+	// the period start.
+	Key string
+	// Window lists earlier counters whose amounts also count against
+	// Limit: the older sub-buckets of a rolling window (nil otherwise).
+	Window []string
+	// Limit is the hard cap; it only blocks when Enforce is set.
+	Limit money.Nano
+	// Enforce is false for an item that is counted but never blocks: a
+	// budget without hard cap, or one whose allow_models has the model.
+	Enforce bool
+	// Expires is the instant after which no window reads Key any more (the
+	// period end); zero means never (total).
+	Expires time.Time
+}
+
+// Counter is the state of one item.
+type Counter struct {
+	Committed money.Nano
+	Reserved  money.Nano
+}
+
+// Used is committed plus reserved: what counts against a cap.
+func (c Counter) Used() money.Nano { return money.Add(c.Committed, c.Reserved) }
+
+// Outcome is the result of Store.Reserve.
+type Outcome struct {
+	// Blocked is the index of the first item that blocked, or -1.
+	Blocked int
+	// Counters is the state of every item (see Store.Reserve).
+	Counters []Counter
+}
+
+// OK reports whether the amount was reserved.
+func (o Outcome) OK() bool { return o.Blocked < 0 }
+
+// blocks is the rule of Store.Reserve for one item.
+func blocks(it Item, used, amount money.Nano) bool {
+	return it.Enforce && (used >= it.Limit || money.Add(used, amount) > it.Limit)
+}
+
+// Errors of Store calls.
+var (
+	// ErrDuplicateReservation: Reserve with the id of a live reservation.
+	ErrDuplicateReservation = errors.New("budget: reservation id is already in use")
+	// ErrInvalidArgument: a negative amount or a non-positive ttl.
+	ErrInvalidArgument = errors.New("budget: invalid store argument")
+)
