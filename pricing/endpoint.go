@@ -1,0 +1,61 @@
+package pricing
+
+import (
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// Endpoint is one of the four OpenAI-compatible endpoints that cost money.
+// The zero value is not an endpoint.
+type Endpoint int
+
+// The endpoints that cost money.
+const (
+	ChatCompletions Endpoint = iota + 1 // POST /v1/chat/completions
+	Completions                         // POST /v1/completions
+	Embeddings                          // POST /v1/embeddings
+	Responses                           // POST /v1/responses
+)
+
+var endpointPaths = [...]string{
+	ChatCompletions: "/v1/chat/completions",
+	Completions:     "/v1/completions",
+	Embeddings:      "/v1/embeddings",
+	Responses:       "/v1/responses",
+}
+
+// String returns the endpoint's path, such as "/v1/chat/completions".
+func (e Endpoint) String() string {
+	if e > 0 && int(e) < len(endpointPaths) {
+		return endpointPaths[e]
+	}
+	return "Endpoint(" + strconv.Itoa(int(e)) + ")"
+}
+
+// EndpointForPath reports which endpoint that costs money a request path
+// names, and false for every other path (which costs nothing). A query
+// string is ignored; the method is the caller's to check.
+//
+// The path is compared after percent-decoding, as the model server routes
+// it: vLLM's HTTP stack decodes "/v1/chat%2Fcompletions" to
+// "/v1/chat/completions" before routing, so such a path must cost the same.
+// Otherwise the comparison is exact: no case folding, and a trailing slash
+// or doubled slash names no endpoint (the server answers those with a
+// redirect or 404, not with a completion).
+func EndpointForPath(path string) (Endpoint, bool) {
+	path, _, _ = strings.Cut(path, "?")
+	if strings.IndexByte(path, '%') >= 0 {
+		decoded, err := url.PathUnescape(path)
+		if err != nil {
+			return 0, false
+		}
+		path = decoded
+	}
+	for e := ChatCompletions; e <= Responses; e++ {
+		if path == endpointPaths[e] {
+			return e, true
+		}
+	}
+	return 0, false
+}
