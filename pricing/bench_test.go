@@ -1,0 +1,52 @@
+package pricing
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// chatBody1K is a realistic chat request of about 1 KiB: a system prompt,
+// a few turns, one multi-part message, sampling options.
+func chatBody1K(tb testing.TB) []byte {
+	tb.Helper()
+	turn := strings.Repeat("Summarise the quarterly report in three bullet points. ", 2)
+	body, err := json.Marshal(map[string]any{
+		"model": "meta-llama/Llama-3.1-70B-Instruct",
+		"messages": []any{
+			map[string]any{"role": "system", "content": "You are a concise analyst. Answer in English, cite figures, and say when data is missing."},
+			map[string]any{"role": "user", "content": turn},
+			map[string]any{"role": "assistant", "content": turn + turn},
+			map[string]any{"role": "user", "content": []any{
+				map[string]any{"type": "text", "text": turn},
+				map[string]any{"type": "text", "text": "Keep it under 50 words, and end with one open question for the team."},
+			}},
+		},
+		"max_completion_tokens": 256,
+		"temperature":           0.2,
+		"n":                     1,
+		"stream":                true,
+		"stream_options":        map[string]any{"include_usage": true},
+		"user":                  "user-1234",
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return body
+}
+
+func BenchmarkParseRequestWorstCase(b *testing.B) {
+	body := chatBody1K(b)
+	if len(body) < 900 || len(body) > 1200 {
+		b.Fatalf("body is %d bytes, want about 1 KiB", len(body))
+	}
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		r, err := ParseRequest(ChatCompletions, body)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_ = r.WorstCase(1024)
+	}
+}

@@ -1,0 +1,263 @@
+package pricing
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+)
+
+// ErrInvalidRequest is wrapped by every error of ParseRequest: the body is
+// not one the endpoint can serve, and the client should get a 400.
+var ErrInvalidRequest = errors.New("invalid request body")
+
+// Worst-case overheads, in tokens: our assumption of the fixed text a chat
+// template or tokenizer adds around what the client sent (role headers,
+// separators, BOS/EOS). They are not measured per model.
+const (
+	perMessageTokens = 4 // per chat message or Responses input item
+	perPromptTokens  = 8 // per prompt (one for a chat; one per batch entry)
+)
+
+// Request is what spendguard reads from the body of a request to one of the
+// endpoints that cost money. Fields the endpoint does not have stay zero.
+type Request struct {
+	Endpoint Endpoint
+	// Model is the requested model, never empty.
+	Model string
+	// Stream is the "stream" field.
+	Stream bool
+	// StreamOptionsPresent is true when "stream_options" is an object.
+	StreamOptionsPresent bool
+	// IncludeUsage is true when stream_options.include_usage is true.
+	// (vLLM also streams usage when stream_options is present without
+	// include_usage; OpenAI does not. This field reports only what the
+	// client wrote.)
+	IncludeUsage bool
+	// MaxOutputTokens is the client's output limit per sequence, 0 when
+	// unset: max_tokens or max_completion_tokens, the larger when a chat
+	// request sets both; max_output_tokens for /v1/responses.
+	MaxOutputTokens int64
+	// N is the number of sequences generated per prompt, at least 1: n, or
+	// best_of on /v1/completions when larger (vLLM generates best_of
+	// sequences and returns n).
+	N int64
+	// User is the "user" field, "" when absent.
+	User string
+	// PromptBytes is the UTF-8 length of the prompt text the server will
+	// tokenize: message contents (strings, or the text of text parts), the
+	// JSON length of every other message field (role, name, tool_calls, ...)
+	// and of non-text parts, tool and function definitions, documents,
+	// chat_template, Responses instructions; completion and embedding
+	// prompts given as strings.
+	PromptBytes int64
+	// PromptTokensKnown counts prompt tokens given as token ids.
+	PromptTokensKnown int64
+	// Messages counts chat messages, or Responses input items plus one for
+	// non-empty instructions (rendered as a system message).
+	Messages int
+	// Prompts is the number of independent prompts, at least 1: the batch
+	// size when /v1/completions or /v1/embeddings gets a list of prompts.
+	Prompts int
+	// NonTextParts counts content parts that are not text (images, audio,
+	// files, ...). They are included in PromptBytes by their JSON length,
+	// which bounds the tokens of inline base64 data but NOT of media the
+	// server fetches by URL.
+	NonTextParts int
+}
+
+// ParseRequest reads the buffered body of a request to e. Its errors wrap
+// ErrInvalidRequest: invalid JSON, a top level that is not an object, a
+// missing, empty or non-string "model", and a field spendguard reads that has
+// the wrong type or an impossible value (a negative max_tokens, n < 1).
+//
+// Keys are matched exactly and the last of duplicate keys wins, as in the
+// model server's own (Python) JSON parser; so no spelling of a field can be
+// read one way here and another way upstream.
+func ParseRequest(e Endpoint, body []byte) (*Request, error) {
+	if e < ChatCompletions || e > Responses {
+		return nil, fmt.Errorf("%w: %v costs nothing and has no request to parse", ErrInvalidRequest, e)
+	}
+	var top object
+	if err := json.Unmarshal(body, &top); err != nil {
+		var syn *json.SyntaxError
+		if errors.As(err, &syn) {
+			return nil, fmt.Errorf("%w: not valid JSON: %v (at byte %d)", ErrInvalidRequest, syn, syn.Offset)
+		}
+		return nil, fmt.Errorf("%w: the body must be a JSON object", ErrInvalidRequest)
+	}
+	if top == nil {
+		return nil, fmt.Errorf("%w: the body must be a JSON object, not null", ErrInvalidRequest)
+	}
+
+	r := &Request{Endpoint: e, N: 1, Prompts: 1}
+	model, ok := top["model"]
+	if !ok {
+		return nil, invalid("model", "missing")
+	}
+	if r.Model, ok = asString(model); !ok {
+		return nil, invalid("model", "must be a string")
+	}
+	if r.Model == "" {
+		return nil, invalid("model", "must not be empty")
+	}
+	if err := stringField(&r.User, "user", top["user"]); err != nil {
+		return nil, err
+	}
+	if e != Embeddings {
+		if err := r.readStream(top); err != nil {
+			return nil, err
+		}
+	}
+
+	c := counter{}
+	var err error
+	switch e {
+	case ChatCompletions:
+		err = r.readChat(top, &c)
+	case Completions:
+		err = r.readCompletions(top, &c)
+	case Embeddings:
+		err = r.readEmbeddings(top, &c)
+	case Responses:
+		err = r.readResponses(top, &c)
+	}
+	if err != nil {
+		return nil, err
+	}
+	r.PromptBytes, r.PromptTokensKnown = c.bytes, c.tokens
+	r.Messages, r.NonTextParts = c.messages, c.nonText
+	r.Prompts = max(c.prompts, 1)
+	return r, nil
+}
+
+// WorstCase bounds the tokens the request can use, for the reservation made
+// before it is served:
+//
+//	Prompt     = PromptBytes + PromptTokensKnown + 4*Messages + 8*Prompts
+//	Completion = (MaxOutputTokens, or defaultMaxOutput when unset) * N * Prompts
+//	             (0 for embeddings)
+//	CachedPrompt = 0 (no cache hits: Compile guarantees they never cost more)
+//
+// Every tokenizer the server can use turns at least one byte of text into
+// each token, so PromptBytes bounds the tokens of the text. The 4 per
+// message and 8 per prompt are our assumption of the fixed text a chat
+// template and tokenizer add (role headers, separators, BOS/EOS); a template
+// that adds more (a long built-in system prompt) is not covered, nor are
+// media fetched by URL (see NonTextParts), nor conversation state the
+// server keeps itself (Responses previous_response_id). All sums saturate.
+func (r *Request) WorstCase(defaultMaxOutput int64) Usage {
+	prompts := int64(max(r.Prompts, 1))
+	prompt := satAdd(satAdd(max(r.PromptBytes, 0), max(r.PromptTokensKnown, 0)),
+		satAdd(satMul(perMessageTokens, int64(max(r.Messages, 0))), satMul(perPromptTokens, prompts)))
+	if r.Endpoint == Embeddings {
+		return Usage{Prompt: prompt}
+	}
+	out := r.MaxOutputTokens
+	if out <= 0 {
+		out = max(defaultMaxOutput, 0)
+	}
+	return Usage{Prompt: prompt, Completion: satMul(satMul(out, max(r.N, 1)), prompts)}
+}
+
+func (r *Request) readStream(top object) error {
+	if err := boolField(&r.Stream, "stream", top["stream"]); err != nil {
+		return err
+	}
+	raw, ok := top["stream_options"]
+	if !ok || isNull(raw) {
+		return nil
+	}
+	opts, ok := asObject(raw)
+	if !ok {
+		return invalid("stream_options", "must be an object or null")
+	}
+	r.StreamOptionsPresent = true
+	return boolField(&r.IncludeUsage, "stream_options.include_usage", opts["include_usage"])
+}
+
+func (r *Request) readChat(top object, c *counter) error {
+	var maxTokens, maxCompletion int64
+	if err := countField(&maxTokens, "max_tokens", top["max_tokens"], 0); err != nil {
+		return err
+	}
+	if err := countField(&maxCompletion, "max_completion_tokens", top["max_completion_tokens"], 0); err != nil {
+		return err
+	}
+	r.MaxOutputTokens = max(maxTokens, maxCompletion)
+	if err := countField(&r.N, "n", top["n"], 1); err != nil {
+		return err
+	}
+	if err := c.messageList(top["messages"]); err != nil {
+		return err
+	}
+	c.rawFields(top, "tools", "functions", "documents", "chat_template")
+	return nil
+}
+
+func (r *Request) readCompletions(top object, c *counter) error {
+	if err := countField(&r.MaxOutputTokens, "max_tokens", top["max_tokens"], 0); err != nil {
+		return err
+	}
+	if err := countField(&r.N, "n", top["n"], 1); err != nil {
+		return err
+	}
+	var bestOf int64 = 1
+	if err := countField(&bestOf, "best_of", top["best_of"], 1); err != nil {
+		return err
+	}
+	r.N = max(r.N, bestOf)
+	if err := c.promptList("prompt", top["prompt"]); err != nil {
+		return err
+	}
+	c.rawFields(top, "prompt_embeds")
+	return nil
+}
+
+func (r *Request) readEmbeddings(top object, c *counter) error {
+	if err := c.promptList("input", top["input"]); err != nil {
+		return err
+	}
+	// vLLM also embeds a chat conversation given as "messages".
+	if err := c.messageList(top["messages"]); err != nil {
+		return err
+	}
+	c.rawFields(top, "tools", "chat_template")
+	return nil
+}
+
+func (r *Request) readResponses(top object, c *counter) error {
+	if err := countField(&r.MaxOutputTokens, "max_output_tokens", top["max_output_tokens"], 0); err != nil {
+		return err
+	}
+	var instructions string
+	if err := stringField(&instructions, "instructions", top["instructions"]); err != nil {
+		return err
+	}
+	if instructions != "" {
+		c.bytes += int64(len(instructions))
+		c.messages++
+	}
+	if err := c.responsesInput(top["input"]); err != nil {
+		return err
+	}
+	c.rawFields(top, "tools")
+	return nil
+}
+
+func satAdd(a, b int64) int64 {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
+}
+
+func satMul(a, b int64) int64 {
+	if a == 0 || b == 0 {
+		return 0
+	}
+	if a > math.MaxInt64/b {
+		return math.MaxInt64
+	}
+	return a * b
+}
