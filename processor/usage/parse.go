@@ -35,7 +35,7 @@ func ParseUsageDetails(obj []byte) (pricing.Usage, Details, error) {
 		return pricing.Usage{}, Details{}, err
 	}
 	if top == nil {
-		return pricing.Usage{}, Details{}, fmt.Errorf("%w: usage is not an object", ErrUsage)
+		return pricing.Usage{}, Details{}, errUsageNotObject
 	}
 	promptDetails, err := object(top["prompt_tokens_details"], "prompt_tokens_details")
 	if err != nil {

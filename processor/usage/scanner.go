@@ -33,7 +33,7 @@ var (
 )
 
 var (
-	errUsageNotObject = fmt.Errorf("%w: top-level usage is not an object or null", ErrUsage)
+	errUsageNotObject = fmt.Errorf("%w: usage is not an object", ErrUsage)
 	errUsageTooLarge  = fmt.Errorf("%w: %w: more than %d bytes", ErrUsage, ErrUsageTooLarge, MaxUsageBytes)
 )
 

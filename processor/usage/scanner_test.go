@@ -31,7 +31,7 @@ var scanCases = []scanCase{
 	{name: "usage null", body: `{"usage":null}`},
 	{name: "nested usage in choices only", body: `{"choices":[{"usage":` + okUsage + `}]}`},
 	{name: "nested usage in message and tool call arguments",
-		body: `{"choices":[{"message":{"usage":{"prompt_tokens":9},"tool_calls":[{"function":{"arguments":{"usage":{"prompt_tokens":8}}}}]}}],"usage":` + okUsage + `}`,
+		body:  `{"choices":[{"message":{"usage":{"prompt_tokens":9},"tool_calls":[{"function":{"arguments":{"usage":{"prompt_tokens":8}}}}]}}],"usage":` + okUsage + `}`,
 		found: true, usage: three4},
 	{name: "usage text inside a string value", body: `{"content":"\"usage\":{\"prompt_tokens\":9}"}`},
 	{name: "usage as a string value", body: `{"note":"usage","x":` + okUsage + `}`},
