@@ -53,7 +53,7 @@ func TestRequestHeadersAsEnvoySendsThem(t *testing.T) {
 	assert.False(t, rh.GetEndOfStream())
 	want := map[string]string{
 		":method": "POST", ":path": "/v1/chat/completions?x=1", ":scheme": "http",
-		":authority": strings.TrimPrefix(h.front.URL, "http://"),
+		":authority":   strings.TrimPrefix(h.front.URL, "http://"),
 		"content-type": "application/json", "x-tenant": "Acme", "content-length": "13",
 		"x-forwarded-proto": "http",
 	}
