@@ -1,4 +1,115 @@
 // Package budget decides which spend budgets apply to a request, holds a
 // request's worst-case cost on all of them at once, and commits the actual
 // cost afterwards.
+//
+// # Flow
+//
+// Compile turns the configuration's `budgets:` and `limits:` sections into
+// an immutable *Policies (a reload compiles a new one and swaps the
+// pointer). For each request the processor then calls
+//
+//   - at request headers: Policies.ApplicableKnown (only the budgets whose
+//     match keys are all known before the body) and Engine.Exhausted;
+//   - at the request body: Policies.Applicable with every dimension,
+//     Engine.SoftDowngrade, then Engine.Reserve;
+//   - at the end of the response: Engine.Settle with the actual cost (0 to
+//     release).
+//
+// Each Engine call makes at most one Store call; Exhausted and
+// SoftDowngrade make none when no scope could reject or downgrade.
+//
+// # Money
+//
+// Amounts are integer nano-USD (money.Nano) everywhere. Caps are parsed
+// from the YAML scalar text with money.ParseUSD, so "0.3" is exactly
+// 300_000_000 and "1e3" is an error rather than a float.
+//
+// # Configuration decisions
+//
+//   - Compile reports every problem at once (errors.Join of *ConfigError,
+//     with the line of the budget or of the offending amount).
+//   - A budget needs a period (hour, day, week, month, total) or a rolling
+//     window, not both. It needs hard_usd or soft_usd; a soft-only budget
+//     never blocks and only downgrades. soft_usd may equal but not exceed
+//     hard_usd; caps may be 0 (hard_usd: 0 admits only allow_models) but
+//     not negative. on_soft.downgrade needs soft_usd and
+//     on_hard.allow_models needs hard_usd, or they could never act.
+//   - Names are letters, digits, '.', '_' and '-': they travel in headers,
+//     metrics labels and store keys.
+//   - Match keys are any dimension, "model" included; a match value may not
+//     be empty. Whether a key is a configured dimension is for the loader to
+//     check against the identity section (Policies.Dimensions lists them).
+//   - timezone defaults to UTC; "Local" is refused (it would depend on the
+//     host). A rolling window ignores the time zone.
+//
+// # Periods and counter keys
+//
+// Calendar periods start at the local boundary in the budget's time zone,
+// by wall-clock arithmetic: a day is 23 or 25 hours across a DST change, a
+// week starts on Monday, and a day whose midnight a DST jump skips starts
+// at the first instant that exists. Hour periods start at the local :00
+// (correct wherever offsets change by whole hours, that is everywhere but
+// Lord Howe Island). A counter key is the scope key plus the period start
+// in Unix seconds, so a new period is a new key and nothing is ever reset.
+// The scope key holds the budget name, the period kind and the sorted,
+// escaped match values: changing a budget's period starts new counters,
+// while changing its caps keeps the spend.
+//
+// A rolling window of length W is cut into epoch-aligned sub-buckets of
+// W/10 (whole seconds, at least 1s). It counts the current bucket and
+// ceil(W/bucket) earlier ones, so it never forgets spend younger than W but
+// may remember spend up to one bucket older: it errs towards refusing.
+// Spend lands in the bucket of its reservation. Its ResetsAt is the
+// instant by which everything counted now has left the window.
+//
+// # Which budgets apply
+//
+// A budget applies when each of its match keys has a non-empty value equal
+// to the match value or matched by "*"; a key the budget does not mention
+// is one shared pool. The spec's precedence rule ("among budgets with the
+// same set of match keys, an exact value replaces *") is applied among
+// budgets with the same key set AND the same period kind: an exact
+// acme-monthly replaces the tenant-monthly template for acme, but does not
+// remove a tenant-hourly runaway guard. Within such a group a budget is
+// dropped when another is at least as exact on every key and more exact on
+// one; budgets more exact on different keys both apply. Scopes are
+// returned, and every Engine decision is taken, in configuration order.
+//
+// # Caps
+//
+// A budget with a hard cap blocks a reservation when committed + reserved
+// + amount would pass the cap, or when committed + reserved has already
+// reached it (so a zero-cost request is refused by an exhausted budget, as
+// at request headers), unless the model is in its allow_models; requests
+// of allowed models still count. At request headers a budget with
+// allow_models does not reject (the model is not known yet). A soft cap is
+// passed when committed + reserved + amount exceeds it; the first scope
+// whose on_soft.downgrade maps the model decides, and only one step is
+// taken. Reservation.Remaining is the lowest hard cap minus committed and
+// reserved (this request included) over the scopes with a hard cap,
+// clamped at 0.
+//
+// # Reservations
+//
+// Reserve records the amount on all counters or on none, atomically, in
+// one Store call. An unsettled reservation stops counting after
+// limits.reservation_ttl (default 10m), so a crashed replica's holds
+// expire. Settle carries the reservation's items, so the actual spend is
+// committed even when the reservation has expired: spend is never lost.
+// The Engine settles a Reservation at most once (ErrSettled), but allows a
+// retry after a store error.
+//
+// # Rejections
+//
+// Rejection.Message has the exact form of the 402 answer. Its "spent" is
+// committed + reserved, everything counted against the cap, so it explains
+// the refusal even while other requests are in flight; Rejection keeps
+// Spent, Reserved and Requested apart for logs and the admin API.
+//
+// # Stores
+//
+// Store is the consumer-side contract (see its doc); storetest.Run is its
+// conformance suite and storetest.Bench its benchmark. MemoryStore is exact
+// for one replica and bounded in memory; a Redis store must implement the
+// same contract, one round trip per call.
 package budget

@@ -46,7 +46,9 @@ const rollingBuckets = 10
 // Window returns the period that contains now: its start and the instant
 // it ends (resetsAt), both in the budget's time zone. For PeriodTotal both
 // are zero. For a rolling window, start is the start of the oldest
-// sub-bucket counted and resetsAt the instant that bucket stops counting.
+// sub-bucket counted and resetsAt the instant by which all spend counted
+// now has left the window (the current bucket stops counting), about one
+// window length after now.
 //
 // Calendar periods use wall-clock arithmetic in the time zone, so a day is
 // 23 or 25 hours long across a DST change, and a day, week or month whose
@@ -67,8 +69,8 @@ func (b *Budget) Window(now time.Time) (start, resetsAt time.Time) {
 	case PeriodMonth:
 		return midnight(y, m, 1, b.loc), midnight(y, m+1, 1, b.loc)
 	case PeriodRolling:
-		cur := b.bucketStart(now)
-		return cur.Add(-b.rolling.bucketsBack() * b.rolling.bucket), cur.Add(b.rolling.bucket)
+		cur, back := b.bucketStart(now), b.rolling.bucketsBack()
+		return cur.Add(-back * b.rolling.bucket), cur.Add((back + 1) * b.rolling.bucket)
 	default:
 		return time.Time{}, time.Time{}
 	}

@@ -1,0 +1,212 @@
+package budget
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/spendguard/spendguard/internal/money"
+)
+
+// Engine applies budgets to requests on top of a Store. It holds no
+// configuration: the scopes (from Policies.Applicable) carry their
+// budgets, so a reloaded Policies takes effect with the next request. An
+// Engine is safe for concurrent use.
+type Engine struct {
+	store Store
+	now   func() time.Time
+}
+
+// NewEngine returns an Engine on store that reads the time from now
+// (time.Now when nil).
+func NewEngine(store Store, now func() time.Time) *Engine {
+	if now == nil {
+		now = time.Now
+	}
+	return &Engine{store: store, now: now}
+}
+
+// ErrSettled is returned by Settle for a reservation settled before.
+var ErrSettled = errors.New("budget: reservation already settled")
+
+// Reservation is the worst-case amount held on every applicable budget of
+// one request, until Settle.
+type Reservation struct {
+	ID     string
+	Amount money.Nano
+	Scopes []Scope
+	Items  []Item // Items[i] is the counter of Scopes[i]
+	// Remaining is the lowest hard cap minus committed and reserved
+	// (this reservation included) over the scopes with a hard cap, at
+	// least 0, and RemainingBudget names that budget. HasRemaining is false
+	// when no scope has a hard cap.
+	Remaining       money.Nano
+	RemainingBudget string
+	HasRemaining    bool
+
+	settled atomic.Bool
+}
+
+// Exhausted is the request-headers check: it returns a Rejection for the
+// first scope whose committed+reserved has reached its hard cap, unless
+// the budget still serves the model. model may be "" (not known yet): a
+// budget with on_hard.allow_models then does not reject here, since the
+// body may ask for an allowed model. It makes at most one Usage call, and
+// none when no scope has a hard cap that could reject.
+func (e *Engine) Exhausted(ctx context.Context, scopes []Scope, model string) (*Rejection, error) {
+	now := e.now()
+	var cand []Scope
+	for _, s := range scopes {
+		b := s.Budget
+		if b.hasHard && !b.Allows(model) && (model != "" || len(b.allow) == 0) {
+			cand = append(cand, s)
+		}
+	}
+	if len(cand) == 0 {
+		return nil, nil
+	}
+	items := itemsFor(cand, model, now)
+	counters, err := e.store.Usage(ctx, items, now)
+	if err != nil {
+		return nil, fmt.Errorf("budget usage: %w", err)
+	}
+	for i, c := range counters {
+		if c.Used() >= cand[i].Budget.hard {
+			return rejection(cand[i], c, 0, now), nil
+		}
+	}
+	return nil, nil
+}
+
+// SoftDowngrade returns the model to serve instead of model, and the
+// budget that decided it, when committed+reserved+amount passes the soft
+// cap of an applicable budget whose on_soft.downgrade maps model; the
+// first such budget in scope (configuration) order wins and only one step
+// is taken (the target is not looked up again). It returns "" when
+// nothing applies, without calling the store when no scope maps model.
+func (e *Engine) SoftDowngrade(ctx context.Context, scopes []Scope, model string, amount money.Nano) (target, budget string, err error) {
+	now := e.now()
+	var cand []Scope
+	for _, s := range scopes {
+		if _, ok := s.Budget.downgrade[model]; ok && s.Budget.hasSoft {
+			cand = append(cand, s)
+		}
+	}
+	if len(cand) == 0 {
+		return "", "", nil
+	}
+	counters, err := e.store.Usage(ctx, itemsFor(cand, model, now), now)
+	if err != nil {
+		return "", "", fmt.Errorf("budget usage: %w", err)
+	}
+	for i, c := range counters {
+		b := cand[i].Budget
+		if money.Add(c.Used(), amount) > b.soft {
+			return b.downgrade[model], b.name, nil
+		}
+	}
+	return "", "", nil
+}
+
+// Reserve holds amount (the request's worst case) on every scope at once,
+// or on none, in one Store call under id (which must be unique among live
+// reservations). A scope blocks when its budget has a hard cap, does not
+// allow model, and committed+reserved+amount would pass the cap (or has
+// reached it); the Rejection names the first such scope. The reservation
+// expires after p.ReservationTTL() unless settled.
+func (e *Engine) Reserve(ctx context.Context, p *Policies, scopes []Scope, model string, amount money.Nano, id string) (*Reservation, *Rejection, error) {
+	if amount < 0 {
+		return nil, nil, fmt.Errorf("budget reserve: negative amount %v", amount)
+	}
+	now := e.now()
+	res := &Reservation{ID: id, Amount: amount, Scopes: scopes}
+	if len(scopes) == 0 {
+		return res, nil, nil
+	}
+	ttl := DefaultReservationTTL
+	if p != nil {
+		ttl = p.ttl
+	}
+	res.Items = itemsFor(scopes, model, now)
+	out, err := e.store.Reserve(ctx, id, amount, res.Items, ttl, now)
+	if err != nil {
+		return nil, nil, fmt.Errorf("budget reserve: %w", err)
+	}
+	if !out.OK() {
+		rej := rejection(scopes[out.Blocked], out.Counters[out.Blocked], amount, now)
+		return nil, rej, nil
+	}
+	for i, c := range out.Counters {
+		b := scopes[i].Budget
+		if !b.hasHard {
+			continue
+		}
+		rem := max(b.hard-c.Used(), 0)
+		if !res.HasRemaining || rem < res.Remaining {
+			res.Remaining, res.RemainingBudget, res.HasRemaining = rem, b.name, true
+		}
+	}
+	return res, nil, nil
+}
+
+// Settle commits actual (>= 0; 0 releases, as for an upstream error) on
+// every counter of res and ends the reservation, in one Store call. The
+// spend is committed even if the reservation has expired meanwhile. A
+// second Settle of the same reservation returns ErrSettled; after a store
+// error Settle may be tried again (a networked store may then count twice
+// if the failed call had in fact been applied).
+func (e *Engine) Settle(ctx context.Context, res *Reservation, actual money.Nano) error {
+	if res == nil {
+		return nil
+	}
+	if !res.settled.CompareAndSwap(false, true) {
+		return ErrSettled
+	}
+	if len(res.Items) == 0 {
+		return nil
+	}
+	if err := e.store.Settle(ctx, res.ID, actual, res.Items, e.now()); err != nil {
+		res.settled.Store(false)
+		return fmt.Errorf("budget settle: %w", err)
+	}
+	return nil
+}
+
+// itemsFor returns the store items of scopes at now, in scope order.
+func itemsFor(scopes []Scope, model string, now time.Time) []Item {
+	items := make([]Item, len(scopes))
+	for i, s := range scopes {
+		items[i] = itemFor(s, model, now)
+	}
+	return items
+}
+
+func itemFor(s Scope, model string, now time.Time) Item {
+	b := s.Budget
+	it := Item{Limit: b.hard, Enforce: b.hasHard && !b.Allows(model)}
+	switch b.period {
+	case PeriodTotal:
+		it.Key = s.Key + "@total"
+	case PeriodRolling:
+		cur := b.bucketStart(now)
+		it.Key = counterKey(s.Key, cur)
+		it.Window = make([]string, b.rolling.bucketsBack())
+		for k := range it.Window {
+			it.Window[k] = counterKey(s.Key, cur.Add(-time.Duration(k+1)*b.rolling.bucket))
+		}
+		_, it.Expires = b.Window(now) // when the current bucket leaves the window
+	default:
+		start, end := b.Window(now)
+		it.Key = counterKey(s.Key, start)
+		it.Expires = end
+	}
+	return it
+}
+
+// counterKey is a scope key plus the Unix second its period starts at.
+func counterKey(scopeKey string, start time.Time) string {
+	return scopeKey + "@" + strconv.FormatInt(start.Unix(), 10)
+}

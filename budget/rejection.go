@@ -1,0 +1,67 @@
+package budget
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spendguard/spendguard/internal/money"
+)
+
+// Rejection says which budget refused a request, with what the 402 answer
+// needs.
+type Rejection struct {
+	Budget     string     // x-spendguard-budget
+	Scope      string     // x-spendguard-scope, e.g. "tenant=acme"
+	Spent      money.Nano // committed in the period
+	Reserved   money.Nano // held by in-flight requests in the period
+	Requested  money.Nano // this request's worst case (0 at request headers)
+	Hard       money.Nano
+	PeriodWord string    // "this month", "in total", ...
+	ResetsAt   time.Time // in the budget's time zone; zero for total
+}
+
+// Message is the 402 error message, for example
+//
+//	budget tenant-monthly exhausted for tenant=acme: spent 1000.02 of 1000.00 USD this month; resets 2026-12-01T00:00:00+01:00
+//
+// "spent" is Spent+Reserved, everything that counts against the cap, so the
+// message shows why the request was refused even while other requests are
+// in flight. Amounts have 2 decimals; the reset is RFC 3339 in the
+// budget's time zone and is left out for total budgets.
+func (r *Rejection) Message() string {
+	msg := fmt.Sprintf("budget %s exhausted for %s: spent %s of %s USD %s",
+		r.Budget, r.Scope, money.Add(r.Spent, r.Reserved).Fixed(2), r.Hard.Fixed(2), r.PeriodWord)
+	if !r.ResetsAt.IsZero() {
+		msg += "; resets " + r.ResetsAt.Format(time.RFC3339)
+	}
+	return msg
+}
+
+// RetryAfter returns the whole seconds from now until the reset, rounded
+// up (0 if the reset has passed), for the retry-after header; ok is false
+// for total budgets, which never reset.
+func (r *Rejection) RetryAfter(now time.Time) (seconds int, ok bool) {
+	if r.ResetsAt.IsZero() {
+		return 0, false
+	}
+	d := r.ResetsAt.Sub(now)
+	if d <= 0 {
+		return 0, true
+	}
+	return int((d + time.Second - 1) / time.Second), true
+}
+
+func rejection(s Scope, c Counter, requested money.Nano, now time.Time) *Rejection {
+	b := s.Budget
+	_, resets := b.Window(now)
+	return &Rejection{
+		Budget:     b.name,
+		Scope:      s.String(),
+		Spent:      c.Committed,
+		Reserved:   c.Reserved,
+		Requested:  requested,
+		Hard:       b.hard,
+		PeriodWord: b.PeriodWord(),
+		ResetsAt:   resets,
+	}
+}

@@ -1,0 +1,95 @@
+package budget
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// specMessage is the 402 message of behaviour.md, character for character.
+const specMessage = "budget tenant-monthly exhausted for tenant=acme: spent 1000.02 of 1000.00 USD this month; resets 2026-12-01T00:00:00+01:00"
+
+func TestRejectionFromEngineMatchesSpec(t *testing.T) {
+	f := newFixture(t, `
+budgets:
+  - name: tenant-monthly
+    match: {tenant: "*"}
+    period: month
+    timezone: Europe/Berlin
+    hard_usd: 1000
+`, "2026-11-30T23:59:58.5+01:00")
+	dims := map[string]string{"tenant": "acme", "team": "search"}
+	f.commit(t, dims, usd("1000.02"))
+	rej, err := f.eng.Exhausted(context.Background(), f.p.Applicable(dims), "")
+	require.NoError(t, err)
+	require.NotNil(t, rej)
+	assert.Equal(t, specMessage, rej.Message())
+	assert.Equal(t, "tenant-monthly", rej.Budget)
+	assert.Equal(t, "tenant=acme", rej.Scope)
+	secs, ok := rej.RetryAfter(f.clock.now())
+	assert.True(t, ok)
+	assert.Equal(t, 2, secs)
+}
+
+func TestRejectionMessage(t *testing.T) {
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	require.NoError(t, err)
+	base := Rejection{
+		Budget: "tenant-monthly", Scope: "tenant=acme",
+		Spent: usd("1000.02"), Hard: usd("1000"), PeriodWord: "this month",
+		ResetsAt: time.Date(2026, 12, 1, 0, 0, 0, 0, berlin),
+	}
+	tests := []struct {
+		name string
+		edit func(r *Rejection)
+		want string
+	}{
+		{"spec example", func(*Rejection) {}, specMessage},
+		{"reserved counts as spent", func(r *Rejection) { r.Spent, r.Reserved = usd("990"), usd("10.004") },
+			"budget tenant-monthly exhausted for tenant=acme: spent 1000.00 of 1000.00 USD this month; resets 2026-12-01T00:00:00+01:00"},
+		{"rounds half away from zero", func(r *Rejection) { r.Spent = usd("12.345") },
+			"budget tenant-monthly exhausted for tenant=acme: spent 12.35 of 1000.00 USD this month; resets 2026-12-01T00:00:00+01:00"},
+		{"utc reset", func(r *Rejection) {
+			r.Budget, r.Scope, r.PeriodWord = "fleet-daily", "all", "today"
+			r.ResetsAt = time.Date(2026, 11, 16, 0, 0, 0, 0, time.UTC)
+		}, "budget fleet-daily exhausted for all: spent 1000.02 of 1000.00 USD today; resets 2026-11-16T00:00:00Z"},
+		{"total has no reset", func(r *Rejection) { r.PeriodWord, r.ResetsAt = "in total", time.Time{} },
+			"budget tenant-monthly exhausted for tenant=acme: spent 1000.02 of 1000.00 USD in total"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := base
+			tt.edit(&r)
+			assert.Equal(t, tt.want, r.Message())
+		})
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	reset := mustTime(t, "2026-12-01T00:00:00+01:00")
+	tests := []struct {
+		name   string
+		resets time.Time
+		now    string
+		secs   int
+		ok     bool
+	}{
+		{"rounds up", reset, "2026-11-30T23:59:58.5+01:00", 2, true},
+		{"whole seconds", reset, "2026-11-30T23:00:00+01:00", 3600, true},
+		{"one nanosecond", reset, "2026-11-30T23:59:59.999999999+01:00", 1, true},
+		{"at the reset", reset, "2026-12-01T00:00:00+01:00", 0, true},
+		{"after the reset", reset, "2026-12-01T00:00:01+01:00", 0, true},
+		{"total never resets", time.Time{}, "2026-11-30T23:00:00+01:00", 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := Rejection{ResetsAt: tt.resets}
+			secs, ok := r.RetryAfter(mustTime(t, tt.now))
+			assert.Equal(t, tt.secs, secs)
+			assert.Equal(t, tt.ok, ok)
+		})
+	}
+}
