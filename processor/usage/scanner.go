@@ -73,7 +73,9 @@ const (
 
 // JSONScanner finds the top-level "usage" object of one JSON body fed to it
 // in chunks. The zero value is ready to use; Reset makes it ready for the
-// next body. It is not safe for concurrent use. See the package
+// next body. It is not safe for concurrent use. It takes about 1.3 KiB (the
+// nesting stack, sized for the depth limit) plus a capture buffer of at most
+// MaxUsageBytes that is only allocated for a usage value. See the package
 // documentation for exactly what it accepts and reports.
 type JSONScanner struct {
 	state  state
