@@ -194,6 +194,9 @@ func Compile(budgets []Config, limits Limits) (*Policies, error) {
 // budget's own line).
 func compileBudget(c Config, fail func(line int, format string, args ...any)) *Budget {
 	b := &Budget{name: c.Name, line: c.Line, loc: time.UTC, match: map[string]string{}}
+	for _, u := range c.unknown {
+		fail(u.line, "unknown field %q", u.key)
+	}
 	if c.Name != "" && !nameRE.MatchString(c.Name) {
 		fail(0, "name may only hold letters, digits, '.', '_' and '-' (and start with a letter or digit)")
 	}

@@ -221,6 +221,14 @@ budgets:
     period: day
     soft_usd: 1
     on_hard: {allow_models: [x]}`, []string{`on_hard.allow_models needs hard_usd`}},
+		{"unknown fields", `
+budgets:
+  - name: a
+    period: day
+    timezon: Europe/Berlin
+    hard_usd: 1
+    on_hard: {allow_model: [x]}`, []string{`line 5: budget "a": unknown field "timezon"`,
+			`line 7: budget "a": unknown field "on_hard.allow_model"`}},
 		{"limits", `
 limits:
   max_request_usd: -2

@@ -2,6 +2,8 @@ package budget
 
 import (
 	"fmt"
+	"reflect"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -25,6 +27,8 @@ type Config struct {
 	// Line is the line of the entry in the file (0 when not decoded from
 	// YAML); Compile uses it in its errors.
 	Line int `yaml:"-"`
+
+	unknown []unknownField // keys no field names, reported by Compile
 }
 
 // OnSoft is what happens once a budget passes its soft cap.
@@ -52,14 +56,55 @@ type Limits struct {
 // DefaultReservationTTL is the reservation TTL when limits.reservation_ttl is unset.
 const DefaultReservationTTL = 10 * time.Minute
 
-// UnmarshalYAML decodes a budget entry and remembers its line.
+// UnmarshalYAML decodes a budget entry and remembers its line. Because
+// yaml.v3 decodes the inside of a custom unmarshaler without the caller's
+// KnownFields setting, it collects unknown keys itself (a misspelt
+// "timezon" must not silently mean UTC); Compile reports them.
 func (c *Config) UnmarshalYAML(n *yaml.Node) error {
 	type plain Config
 	if err := n.Decode((*plain)(c)); err != nil {
 		return err
 	}
 	c.Line = n.Line
+	c.unknown = unknownFields(n, reflect.TypeFor[plain](), "", nil)
 	return nil
+}
+
+type unknownField struct {
+	key  string
+	line int
+}
+
+var unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
+
+// unknownFields returns the keys of mapping n that no yaml tag of struct
+// type t names, recursing into fields that are plain structs.
+func unknownFields(n *yaml.Node, t reflect.Type, prefix string, out []unknownField) []unknownField {
+	if n.Kind != yaml.MappingNode || t.Kind() != reflect.Struct {
+		return out
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		f, ok := fieldByTag(t, k.Value)
+		switch {
+		case !ok:
+			out = append(out, unknownField{key: prefix + k.Value, line: k.Line})
+		case f.Type.Kind() == reflect.Struct && !reflect.PointerTo(f.Type).Implements(unmarshalerType):
+			out = unknownFields(v, f.Type, prefix+k.Value+".", out)
+		}
+	}
+	return out
+}
+
+func fieldByTag(t reflect.Type, key string) (reflect.StructField, bool) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if f.IsExported() && name != "-" && name == key {
+			return f, true
+		}
+	}
+	return reflect.StructField{}, false
 }
 
 // USD is a dollar amount decoded exactly from the text of its YAML scalar
