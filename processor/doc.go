@@ -1,0 +1,28 @@
+// Package processor is spendguard's Envoy external processor: an
+// envoy.service.ext_proc.v3.ExternalProcessor whose Process stream follows
+// one HTTP request through a small state machine.
+//
+// The phases, for the processing mode spendguard asks of Envoy (request
+// headers SEND, request body BUFFERED, response headers SEND, response body
+// STREAMED, trailers SKIP, allow_mode_override):
+//
+//  1. request headers: free paths are answered with a mode_override that
+//     turns both bodies off, so Envoy sends nothing more and nothing is
+//     charged. On a cost path the identity is resolved (401 when a
+//     dimension stays empty) and a budget that is already exhausted is
+//     answered with 402 straight away, before the body is read.
+//  2. request body: the JSON is parsed (400 when invalid), the model priced
+//     (400 when it has no price and there is no default), the worst case
+//     estimated and reserved on every applicable budget at once, or 402.
+//  3. response headers: the upstream status is noted; a status of 400 or
+//     more releases the reservation. Informative x-spendguard-* headers are
+//     added.
+//  4. response body: chunks are scanned for usage without holding the body;
+//     at end of stream the actual cost is committed and the reservation
+//     released.
+//
+// A stream that ends early (client abort, upstream reset, Envoy cancelling
+// the gRPC stream) is settled when Process returns: nothing is charged if
+// the upstream had not answered, otherwise the usage seen or an estimate,
+// marked estimated. Every reservation is settled exactly once.
+package processor

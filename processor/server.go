@@ -1,0 +1,123 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync/atomic"
+	"time"
+
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/spendguard/spendguard/budget"
+	"github.com/spendguard/spendguard/internal/money"
+	"github.com/spendguard/spendguard/pricing"
+	"github.com/spendguard/spendguard/processor/identity"
+	spendguardv1 "github.com/spendguard/spendguard/proto/spendguard/v1"
+)
+
+// Snapshot is one immutable, validated configuration. A stream takes the
+// snapshot current when it starts and keeps it to its end, so a reload never
+// changes the rules in the middle of a request.
+type Snapshot struct {
+	Identity *identity.Resolver
+	Pricing  *pricing.Table
+	Budgets  *budget.Policies
+	// MaxRequest is limits.max_request_usd; 0 means no per-request ceiling.
+	MaxRequest money.Nano
+}
+
+// Budgets is what the processor needs of the budget engine.
+type Budgets interface {
+	Exhausted(ctx context.Context, scopes []budget.Scope, model string) (*budget.Rejection, error)
+	Reserve(ctx context.Context, p *budget.Policies, scopes []budget.Scope, model string, amount money.Nano, id string) (*budget.Reservation, *budget.Rejection, error)
+	Settle(ctx context.Context, res *budget.Reservation, actual money.Nano) error
+}
+
+// Reporter receives one CostReport per charged request. It must not block:
+// exporters queue the report and return.
+type Reporter interface {
+	Report(*spendguardv1.CostReport)
+}
+
+// Options configure a Server.
+type Options struct {
+	Log      *zap.Logger
+	Budgets  Budgets
+	Reporter Reporter // optional
+	Now      func() time.Time
+	// SettleTimeout bounds the store calls made after a stream has ended
+	// (its own context is gone by then). Default 2s.
+	SettleTimeout time.Duration
+}
+
+// Server implements the ext_proc service.
+type Server struct {
+	extprocv3.UnimplementedExternalProcessorServer
+	snap   atomic.Pointer[Snapshot]
+	opts   Options
+	active atomic.Int64
+	seq    atomic.Int64
+}
+
+// New returns a Server answering with snap until Swap replaces it.
+func New(snap *Snapshot, opts Options) *Server {
+	if opts.Log == nil {
+		opts.Log = zap.NewNop()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.SettleTimeout <= 0 {
+		opts.SettleTimeout = 2 * time.Second
+	}
+	s := &Server{opts: opts}
+	s.snap.Store(snap)
+	return s
+}
+
+// Swap installs a new configuration for the streams that start after it.
+func (s *Server) Swap(snap *Snapshot) { s.snap.Store(snap) }
+
+// Snapshot returns the configuration new streams use.
+func (s *Server) Snapshot() *Snapshot { return s.snap.Load() }
+
+// Active is the number of streams in flight.
+func (s *Server) Active() int64 { return s.active.Load() }
+
+// Process runs one HTTP request's stream. It returns nil when Envoy closes
+// the stream, whatever the state of the request: the request's money is
+// settled on the way out.
+func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error {
+	s.active.Add(1)
+	defer s.active.Add(-1)
+	ctx := stream.Context()
+	st := newStream(s, s.snap.Load())
+	defer st.finish()
+	for {
+		req, err := stream.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled || errors.Is(err, context.Canceled) {
+				return nil
+			}
+			return err
+		}
+		began := time.Now()
+		resp := st.handle(ctx, req)
+		if resp == nil {
+			return status.Error(codes.InvalidArgument, "spendguard: unexpected ext_proc message")
+		}
+		err = stream.Send(resp)
+		st.procTime += time.Since(began)
+		if err != nil {
+			return err
+		}
+		if _, done := resp.Response.(*extprocv3.ProcessingResponse_ImmediateResponse); done {
+			// Envoy ends processing after a local reply; stop reading.
+			return nil
+		}
+	}
+}

@@ -1,0 +1,302 @@
+package processor
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"go.uber.org/zap"
+
+	"github.com/spendguard/spendguard/budget"
+	"github.com/spendguard/spendguard/pricing"
+	"github.com/spendguard/spendguard/processor/identity"
+	"github.com/spendguard/spendguard/processor/usage"
+	spendguardv1 "github.com/spendguard/spendguard/proto/spendguard/v1"
+)
+
+// Response headers spendguard adds.
+const (
+	hdrRemaining      = "x-spendguard-remaining-usd"
+	hdrBudget         = "x-spendguard-budget"
+	hdrScope          = "x-spendguard-scope"
+	hdrDowngradedFrom = "x-spendguard-downgraded-from"
+)
+
+// stream is the state of one ext_proc stream, that is of one HTTP request.
+// It is used by one goroutine only.
+type stream struct {
+	srv  *Server
+	snap *Snapshot
+	log  *zap.Logger
+
+	start     time.Time
+	free      bool // not a cost path: never charged
+	requestID string
+	endpoint  pricing.Endpoint
+	ident     identity.Result
+
+	req         *pricing.Request
+	model       string // requested model
+	servedModel string // model sent upstream (after a downgrade)
+	price       pricing.Price
+	worstCase   pricing.Usage
+	reservation *budget.Reservation
+	settled     bool
+
+	status       int       // upstream :status, 0 until response headers
+	firstByte    time.Time // when response headers arrived
+	sse          bool
+	reasoning    int64
+	procTime     time.Duration
+	scanner      usage.JSONScanner
+	bodyBytes    int64
+	responseDone bool
+
+	cont *extprocv3.ProcessingResponse // reused CONTINUE answer for body chunks
+}
+
+func newStream(srv *Server, snap *Snapshot) *stream {
+	return &stream{
+		srv:   srv,
+		snap:  snap,
+		log:   srv.opts.Log,
+		start: srv.opts.Now(),
+		cont: &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{
+			ResponseBody: &extprocv3.BodyResponse{},
+		}},
+	}
+}
+
+// handle answers one message; nil means the message kind is not one Envoy
+// sends in this mode.
+func (st *stream) handle(ctx context.Context, req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
+	switch r := req.GetRequest().(type) {
+	case *extprocv3.ProcessingRequest_RequestHeaders:
+		return st.onRequestHeaders(ctx, r.RequestHeaders, req.GetMetadataContext())
+	case *extprocv3.ProcessingRequest_RequestBody:
+		return st.onRequestBody(ctx, r.RequestBody)
+	case *extprocv3.ProcessingRequest_ResponseHeaders:
+		return st.onResponseHeaders(ctx, r.ResponseHeaders)
+	case *extprocv3.ProcessingRequest_ResponseBody:
+		return st.onResponseBody(ctx, r.ResponseBody)
+	case *extprocv3.ProcessingRequest_RequestTrailers:
+		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestTrailers{RequestTrailers: &extprocv3.TrailersResponse{}}}
+	case *extprocv3.ProcessingRequest_ResponseTrailers:
+		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseTrailers{ResponseTrailers: &extprocv3.TrailersResponse{}}}
+	}
+	return nil
+}
+
+func (st *stream) onRequestHeaders(ctx context.Context, h *extprocv3.HttpHeaders, md *corev3.Metadata) *extprocv3.ProcessingResponse {
+	get := headerGetter(h.GetHeaders())
+	st.requestID = get("x-request-id")
+	ep, cost := pricing.EndpointForPath(splitPath(get(":path")))
+	if !cost || get(":method") != "POST" {
+		st.free = true
+		return freePath()
+	}
+	st.endpoint = ep
+	st.ident = st.snap.Identity.ResolveHeaders(identity.Request{Header: get, Claim: claimGetter(md)})
+	if len(st.ident.Missing) > 0 {
+		return unauthorized(st.ident.Missing).immediate()
+	}
+	if h.GetEndOfStream() {
+		return invalidRequest(codeInvalidJSON, "request body is required: "+ep.String()+" takes a JSON object").immediate()
+	}
+	scopes := st.snap.Budgets.ApplicableKnown(st.ident.Values, st.knownAtHeaders)
+	if len(scopes) > 0 {
+		rej, err := st.srv.opts.Budgets.Exhausted(ctx, scopes, "")
+		if err != nil {
+			return st.storeFailed(err).immediate()
+		}
+		if rej != nil {
+			return st.rejected(rej).immediate()
+		}
+	}
+	return headersContinue(nil)
+}
+
+// knownAtHeaders reports whether a dimension has its final value at request
+// headers time: the model and body_field dimensions come with the body.
+func (st *stream) knownAtHeaders(dim string) bool {
+	if dim == identity.ModelDimension {
+		return false
+	}
+	_, ok := st.ident.Values[dim]
+	return ok
+}
+
+func (st *stream) onRequestBody(ctx context.Context, b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
+	if st.free {
+		return bodyContinue(false)
+	}
+	body := b.GetBody()
+	req, err := pricing.ParseRequest(st.endpoint, body)
+	if err != nil {
+		return invalidRequest(codeInvalidJSON, err.Error()).immediate()
+	}
+	st.req, st.model, st.servedModel = req, req.Model, req.Model
+	if len(st.ident.Pending) > 0 {
+		st.snap.Identity.ResolveBody(&st.ident, bodyFields(body))
+		if len(st.ident.Missing) > 0 {
+			return unauthorized(st.ident.Missing).immediate()
+		}
+	}
+	price, ok := st.snap.Pricing.Lookup(req.Model)
+	if !ok {
+		return invalidRequest(codeModelNotFound, fmt.Sprintf("model %q has no price in spendguard's pricing table and pricing.default is not set", req.Model)).immediate()
+	}
+	st.price = price
+	st.worstCase = req.WorstCase(st.snap.Pricing.DefaultMaxOutputTokens())
+	cost := price.Cost(st.worstCase).Total
+	if st.snap.MaxRequest > 0 && cost > st.snap.MaxRequest {
+		return st.tooCostly(cost).immediate()
+	}
+	dims := make(map[string]string, len(st.ident.Values)+1)
+	for k, v := range st.ident.Values {
+		dims[k] = v
+	}
+	dims[identity.ModelDimension] = req.Model
+	scopes := st.snap.Budgets.Applicable(dims)
+	res, rej, err := st.srv.opts.Budgets.Reserve(ctx, st.snap.Budgets, scopes, req.Model, cost, st.reservationID())
+	if err != nil {
+		return st.storeFailed(err).immediate()
+	}
+	if rej != nil {
+		return st.rejected(rej).immediate()
+	}
+	st.reservation = res
+	return bodyContinue(true)
+}
+
+// reservationID is unique per stream even when clients reuse x-request-id.
+func (st *stream) reservationID() string {
+	return st.requestID + "/" + strconv.FormatInt(st.start.UnixNano(), 36) + "/" + strconv.FormatInt(st.srv.seq.Add(1), 36)
+}
+
+func (st *stream) onResponseHeaders(ctx context.Context, h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
+	if st.free || st.reservation == nil {
+		return responseHeadersContinue(nil)
+	}
+	get := headerGetter(h.GetHeaders())
+	st.status, _ = strconv.Atoi(get(":status"))
+	st.firstByte = st.srv.opts.Now()
+	st.sse = strings.HasPrefix(strings.ToLower(get("content-type")), "text/event-stream")
+	if st.status >= 400 || st.status < 200 {
+		st.settle(ctx, outcome{})
+		return responseHeadersContinue(nil)
+	}
+	set := []*corev3.HeaderValueOption{}
+	if st.reservation.HasRemaining {
+		set = append(set,
+			header(hdrRemaining, st.reservation.Remaining.USD()),
+			header(hdrBudget, st.reservation.RemainingBudget))
+	}
+	if st.servedModel != st.model {
+		set = append(set, header(hdrDowngradedFrom, st.model))
+	}
+	if h.GetEndOfStream() {
+		st.complete(ctx)
+	}
+	return responseHeadersContinue(set)
+}
+
+func (st *stream) onResponseBody(ctx context.Context, b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
+	if st.free || st.settled || st.reservation == nil {
+		return st.cont
+	}
+	chunk := b.GetBody()
+	st.bodyBytes += int64(len(chunk))
+	if !st.sse {
+		st.scanner.Write(chunk)
+	}
+	if b.GetEndOfStream() {
+		st.complete(ctx)
+	}
+	return st.cont
+}
+
+// complete settles a response that reached its end of stream.
+func (st *stream) complete(ctx context.Context) {
+	st.responseDone = true
+	u, found, err := st.scanner.Result()
+	if st.sse || err != nil || !found {
+		if err != nil {
+			st.log.Warn("response usage unreadable; charging the estimate", zap.String("request_id", st.requestID), zap.Error(err))
+		}
+		st.settle(ctx, outcome{usage: st.estimate(), estimated: true})
+		return
+	}
+	st.reasoning = st.scanner.Details().Reasoning
+	st.settle(ctx, outcome{usage: u})
+}
+
+// estimate is the usage charged when the upstream's own count is missing:
+// the worst case for a response that completed without usage (nothing
+// better is known), and for an aborted one the typical prompt (bytes/4)
+// plus the response bytes seen / 4, each capped at the worst case.
+func (st *stream) estimate() pricing.Usage {
+	if st.responseDone {
+		return st.worstCase
+	}
+	u := pricing.Usage{Prompt: (st.req.PromptBytes+3)/4 + st.req.PromptTokensKnown, Completion: (st.bodyBytes + 3) / 4}
+	u.Prompt = min(u.Prompt, st.worstCase.Prompt)
+	u.Completion = min(u.Completion, st.worstCase.Completion)
+	return u
+}
+
+// finish runs when the stream ends, however it ends, and settles a
+// reservation that is still open: nothing is charged when the upstream had
+// not answered, else the usage seen or the estimate.
+func (st *stream) finish() {
+	if st.reservation == nil || st.settled {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), st.srv.opts.SettleTimeout)
+	defer cancel()
+	if st.status == 0 {
+		st.settle(ctx, outcome{aborted: true})
+		return
+	}
+	if u, found, err := st.scanner.Result(); found && err == nil && !st.sse {
+		st.settle(ctx, outcome{usage: u, aborted: true})
+		return
+	}
+	st.settle(ctx, outcome{usage: st.estimate(), estimated: true, aborted: true})
+}
+
+// settle commits the outcome's cost, releases the reservation and reports,
+// once per stream.
+func (st *stream) settle(ctx context.Context, o outcome) {
+	if st.settled || st.reservation == nil {
+		return
+	}
+	st.settled = true
+	o.cost = st.price.Cost(o.usage)
+	if err := st.srv.opts.Budgets.Settle(ctx, st.reservation, o.cost.Total); err != nil {
+		st.log.Error("settling spend failed", zap.String("request_id", st.requestID), zap.Stringer("actual_usd", o.cost.Total), zap.Error(err))
+	}
+	decision := spendguardv1.Decision_DECISION_ALLOWED
+	if st.servedModel != st.model {
+		decision = spendguardv1.Decision_DECISION_DOWNGRADED
+	}
+	st.report(o, decision, "", st.reservation.RemainingBudget)
+}
+
+// bodyFields returns a lookup of top-level string fields of a JSON body.
+func bodyFields(body []byte) func(string) string {
+	var m map[string]json.RawMessage
+	_ = json.Unmarshal(body, &m) // already validated by ParseRequest
+	return func(name string) string {
+		var s string
+		if json.Unmarshal(m[name], &s) != nil {
+			return ""
+		}
+		return s
+	}
+}
