@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
@@ -377,6 +376,19 @@ func localResponse(code int) *http.Response {
 		StatusCode:    code,
 		Header:        http.Header{"Content-Type": {"text/plain"}, "Content-Length": {strconv.Itoa(len(text))}},
 		ContentLength: int64(len(text)),
-		Body:          io.NopCloser(strings.NewReader(text)),
+		Body:          io.NopCloser(&eofReader{b: []byte(text)}),
 	}
+}
+
+// eofReader returns io.EOF together with its last bytes, so a local reply's
+// body is one data callback with end of stream, as Envoy encodes it.
+type eofReader struct{ b []byte }
+
+func (r *eofReader) Read(p []byte) (int, error) {
+	n := copy(p, r.b)
+	r.b = r.b[n:]
+	if len(r.b) == 0 {
+		return n, io.EOF
+	}
+	return n, nil
 }
