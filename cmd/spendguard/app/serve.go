@@ -1,0 +1,224 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/spendguard/spendguard/budget"
+	"github.com/spendguard/spendguard/internal/config"
+	"github.com/spendguard/spendguard/processor"
+)
+
+// ServeOptions are the settings of `spendguard serve`.
+type ServeOptions struct {
+	ConfigPath      string // "" = the embedded default configuration
+	GRPCAddr        string
+	AdminAddr       string
+	LogLevel        string
+	LogFormat       string
+	ShutdownTimeout time.Duration
+	LogOutput       io.Writer // default stderr
+}
+
+func parseServeFlags(args []string, stderr io.Writer) (ServeOptions, error) {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o := ServeOptions{}
+	fs.StringVar(&o.ConfigPath, "config", "", "configuration file (default: the embedded demo configuration)")
+	fs.StringVar(&o.GRPCAddr, "grpc-addr", ":50051", "ext_proc gRPC listen address")
+	fs.StringVar(&o.AdminAddr, "admin-addr", ":9090", "admin HTTP listen address")
+	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.LogFormat, "log-format", "json", "json or console")
+	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 25*time.Second, "how long SIGTERM waits for in-flight streams")
+	if err := fs.Parse(args); err != nil {
+		return o, errUsage
+	}
+	var errs []error
+	if fs.NArg() > 0 {
+		errs = append(errs, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " ")))
+	}
+	if _, err := zapcore.ParseLevel(o.LogLevel); err != nil {
+		errs = append(errs, fmt.Errorf("--log-level: %w", err))
+	}
+	if o.LogFormat != "json" && o.LogFormat != "console" {
+		errs = append(errs, fmt.Errorf("--log-format: %q is neither json nor console", o.LogFormat))
+	}
+	if o.ShutdownTimeout <= 0 {
+		errs = append(errs, errors.New("--shutdown-timeout must be positive"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		fmt.Fprintln(stderr, err)
+		return o, errUsage
+	}
+	o.LogOutput = stderr
+	return o, nil
+}
+
+// Instance is a running spendguard: the ext_proc gRPC server and the admin
+// HTTP server.
+type Instance struct {
+	Log       *zap.Logger
+	Processor *processor.Server
+	Config    *config.Compiled
+
+	opts      ServeOptions
+	grpc      *grpc.Server
+	health    *health.Server
+	admin     *http.Server
+	grpcLis   net.Listener
+	adminLis  net.Listener
+	serveErrs chan error
+}
+
+// GRPCAddr is the bound ext_proc address.
+func (in *Instance) GRPCAddr() string { return in.grpcLis.Addr().String() }
+
+// AdminAddr is the bound admin address.
+func (in *Instance) AdminAddr() string { return in.adminLis.Addr().String() }
+
+// Serve runs spendguard until ctx is done, then shuts down gracefully.
+func Serve(ctx context.Context, opts ServeOptions) error {
+	in, err := Start(opts)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		in.Log.Info("shutting down", zap.Duration("timeout", opts.ShutdownTimeout))
+	case err := <-in.serveErrs:
+		in.Log.Error("server failed", zap.Error(err))
+		in.Shutdown()
+		return err
+	}
+	return in.Shutdown()
+}
+
+// Start loads the configuration, binds both listeners and serves in the
+// background.
+func Start(opts ServeOptions) (*Instance, error) {
+	if opts.LogOutput == nil {
+		opts.LogOutput = os.Stderr
+	}
+	if opts.ShutdownTimeout <= 0 {
+		opts.ShutdownTimeout = 25 * time.Second
+	}
+	log, err := newLogger(opts.LogLevel, opts.LogFormat, opts.LogOutput)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := loadConfig(opts.ConfigPath)
+	if err != nil {
+		return nil, err
+	}
+	in := &Instance{Log: log, Config: cfg, opts: opts, serveErrs: make(chan error, 2)}
+	engine := budget.NewEngine(budget.NewMemoryStore(), time.Now)
+	in.Processor = processor.New(cfg.Snapshot, processor.Options{Log: log, Budgets: engine})
+
+	if in.grpcLis, err = net.Listen("tcp", opts.GRPCAddr); err != nil {
+		return nil, fmt.Errorf("grpc listener: %w", err)
+	}
+	if in.adminLis, err = net.Listen("tcp", opts.AdminAddr); err != nil {
+		in.grpcLis.Close()
+		return nil, fmt.Errorf("admin listener: %w", err)
+	}
+	in.grpc = grpc.NewServer()
+	extprocv3.RegisterExternalProcessorServer(in.grpc, in.Processor)
+	in.health = health.NewServer()
+	healthpb.RegisterHealthServer(in.grpc, in.health)
+	in.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	in.health.SetServingStatus(extprocv3.ExternalProcessor_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	in.admin = &http.Server{Handler: in.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+
+	go func() { in.serveErrs <- in.grpc.Serve(in.grpcLis) }()
+	go func() {
+		if err := in.admin.Serve(in.adminLis); !errors.Is(err, http.ErrServerClosed) {
+			in.serveErrs <- err
+		}
+	}()
+	log.Info("spendguard serving", zap.String("version", Version), zap.String("grpc_addr", in.GRPCAddr()),
+		zap.String("admin_addr", in.AdminAddr()), zap.String("config", configName(opts.ConfigPath)))
+	return in, nil
+}
+
+// Shutdown stops accepting streams, lets in-flight ones finish within the
+// shutdown timeout (then cancels them, which settles their reservations),
+// and stops the admin server.
+func (in *Instance) Shutdown() error {
+	in.health.Shutdown() // NOT_SERVING: Envoy's health checks stop sending new streams
+	done := make(chan struct{})
+	go func() { in.grpc.GracefulStop(); close(done) }()
+	timer := time.NewTimer(in.opts.ShutdownTimeout)
+	defer timer.Stop()
+	select {
+	case <-done:
+	case <-timer.C:
+		in.Log.Warn("shutdown timeout: cancelling in-flight streams", zap.Int64("streams", in.Processor.Active()))
+		in.grpc.Stop()
+		<-done
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := in.admin.Shutdown(ctx)
+	_ = in.Log.Sync()
+	return err
+}
+
+func loadConfig(path string) (*config.Compiled, error) {
+	if path == "" {
+		cfg, err := config.Parse(DefaultConfig)
+		if err != nil {
+			return nil, fmt.Errorf("embedded default configuration: %w", err)
+		}
+		return cfg, nil
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+func configName(path string) string {
+	if path == "" {
+		return "(embedded default)"
+	}
+	return path
+}
+
+func newLogger(level, format string, out io.Writer) (*zap.Logger, error) {
+	if level == "" {
+		level = "info"
+	}
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, err
+	}
+	encCfg := zap.NewProductionEncoderConfig()
+	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
+	var enc zapcore.Encoder
+	switch format {
+	case "console":
+		encCfg.EncodeLevel = zapcore.CapitalLevelEncoder
+		enc = zapcore.NewConsoleEncoder(encCfg)
+	case "", "json":
+		enc = zapcore.NewJSONEncoder(encCfg)
+	default:
+		return nil, fmt.Errorf("log format %q is neither json nor console", format)
+	}
+	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(out)), lvl)), nil
+}
