@@ -1,0 +1,44 @@
+# spendguard — common tasks. `make help` lists them.
+GO        ?= go
+BIN       ?= bin
+PKGS      ?= ./...
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X github.com/spendguard/spendguard/cmd/spendguard/app.Version=$(VERSION)
+
+.PHONY: help build run demo test test-short lint vet fmt bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
+
+build: ## build bin/spendguard and bin/spendguard-demo
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/spendguard ./cmd/spendguard
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/spendguard-demo ./cmd/spendguard-demo
+
+run: ## run spendguard with the embedded default configuration
+	$(GO) run -ldflags '$(LDFLAGS)' ./cmd/spendguard serve --log-format console
+
+demo: ## run the local demo: spendguard + fake vLLM + Envoy-faithful proxy on :8080
+	$(GO) run -ldflags '$(LDFLAGS)' ./cmd/spendguard-demo
+
+test: lint ## lint, then every test with the race detector
+	$(GO) test -race -count=1 $(PKGS)
+
+test-short: ## tests without the race detector
+	$(GO) test -count=1 $(PKGS)
+
+lint: vet fmt ## gofmt and go vet
+
+vet:
+	$(GO) vet $(PKGS)
+
+fmt:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+bench: ## Go benchmarks with -benchmem (benchstat-friendly)
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 $(PKGS)
+
+clean:
+	rm -rf $(BIN)
+
+include Makefile.proto
