@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -191,12 +192,7 @@ func itemFor(s Scope, model string, now time.Time) Item {
 	case PeriodTotal:
 		it.Key = s.Key + "@total"
 	case PeriodRolling:
-		cur := b.bucketStart(now)
-		it.Key = counterKey(s.Key, cur)
-		it.Window = make([]string, b.rolling.bucketsBack())
-		for k := range it.Window {
-			it.Window[k] = counterKey(s.Key, cur.Add(-time.Duration(k+1)*b.rolling.bucket))
-		}
+		it.Key, it.Window = rollingKeys(s.Key, b, now)
 		_, it.Expires = b.Window(now) // when the current bucket leaves the window
 	default:
 		start, end := b.Window(now)
@@ -208,5 +204,36 @@ func itemFor(s Scope, model string, now time.Time) Item {
 
 // counterKey is a scope key plus the Unix second its period starts at.
 func counterKey(scopeKey string, start time.Time) string {
-	return scopeKey + "@" + strconv.FormatInt(start.Unix(), 10)
+	var sb strings.Builder
+	sb.Grow(len(scopeKey) + 21)
+	writeKey(&sb, scopeKey, start.Unix())
+	return sb.String()
+}
+
+// rollingKeys returns the counter key of the current sub-bucket and those
+// of the earlier buckets in the window, all cut from one allocation.
+func rollingKeys(scopeKey string, b *Budget, now time.Time) (string, []string) {
+	back := int(b.rolling.bucketsBack())
+	step := int64(b.rolling.bucket / time.Second)
+	cur := b.bucketStart(now).Unix()
+	var sb strings.Builder
+	sb.Grow((back + 1) * (len(scopeKey) + 21))
+	ends := make([]int, back+1)
+	for k := range ends {
+		writeKey(&sb, scopeKey, cur-int64(k)*step)
+		ends[k] = sb.Len()
+	}
+	all := sb.String()
+	window := make([]string, back)
+	for k := range window {
+		window[k] = all[ends[k]:ends[k+1]]
+	}
+	return all[:ends[0]], window
+}
+
+func writeKey(sb *strings.Builder, scopeKey string, unix int64) {
+	var num [20]byte
+	sb.WriteString(scopeKey)
+	sb.WriteByte('@')
+	sb.Write(strconv.AppendInt(num[:0], unix, 10))
 }

@@ -180,7 +180,12 @@ func dropLessExact(out []Scope, first int, masks []uint64) []Scope {
 
 func scopeValues(b *Budget, dims map[string]string) (map[string]string, string) {
 	values := make(map[string]string, len(b.keys))
+	n := len(b.keyPrefix)
+	for _, k := range b.keys {
+		n += len(k) + len(dims[k]) + 2
+	}
 	var sb strings.Builder
+	sb.Grow(n + n/4) // room for some escapes
 	sb.WriteString(b.keyPrefix)
 	for i, k := range b.keys {
 		v := dims[k]
