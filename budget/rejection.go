@@ -26,11 +26,28 @@ type Rejection struct {
 //
 // "spent" is Spent+Reserved, everything that counts against the cap, so the
 // message shows why the request was refused even while other requests are
-// in flight. Amounts have 2 decimals; the reset is RFC 3339 in the
-// budget's time zone and is left out for total budgets.
+// in flight. When the budget still has room but not for this request's
+// worst case (Requested), the message says so:
+//
+//	budget tenant-monthly cannot cover this request for tenant=acme: spent 999.50 of 1000.00 USD this month and the request may cost up to 0.80; resets ...
+//
+// Amounts have 2 decimals when the cap is at least 1 USD, else 6, so that
+// small caps stay readable. The reset is RFC 3339 in the budget's time zone
+// and is left out for total budgets.
 func (r *Rejection) Message() string {
-	msg := fmt.Sprintf("budget %s exhausted for %s: spent %s of %s USD %s",
-		r.Budget, r.Scope, money.Add(r.Spent, r.Reserved).Fixed(2), r.Hard.Fixed(2), r.PeriodWord)
+	decimals := 2
+	if r.Hard < money.PerUSD {
+		decimals = 6
+	}
+	used := money.Add(r.Spent, r.Reserved)
+	var msg string
+	if used >= r.Hard || r.Requested <= 0 {
+		msg = fmt.Sprintf("budget %s exhausted for %s: spent %s of %s USD %s",
+			r.Budget, r.Scope, used.Fixed(decimals), r.Hard.Fixed(decimals), r.PeriodWord)
+	} else {
+		msg = fmt.Sprintf("budget %s cannot cover this request for %s: spent %s of %s USD %s and the request may cost up to %s",
+			r.Budget, r.Scope, used.Fixed(decimals), r.Hard.Fixed(decimals), r.PeriodWord, r.Requested.Fixed(decimals))
+	}
 	if !r.ResetsAt.IsZero() {
 		msg += "; resets " + r.ResetsAt.Format(time.RFC3339)
 	}

@@ -56,6 +56,10 @@ func TestRejectionMessage(t *testing.T) {
 			r.Budget, r.Scope, r.PeriodWord = "fleet-daily", "all", "today"
 			r.ResetsAt = time.Date(2026, 11, 16, 0, 0, 0, 0, time.UTC)
 		}, "budget fleet-daily exhausted for all: spent 1000.02 of 1000.00 USD today; resets 2026-11-16T00:00:00Z"},
+		{"room left, but not for this request", func(r *Rejection) { r.Spent, r.Requested = usd("999.5"), usd("0.8") },
+			"budget tenant-monthly cannot cover this request for tenant=acme: spent 999.50 of 1000.00 USD this month and the request may cost up to 0.80; resets 2026-12-01T00:00:00+01:00"},
+		{"small caps get 6 decimals", func(r *Rejection) { r.Spent, r.Hard = usd("0.000412"), usd("0.0005") },
+			"budget tenant-monthly exhausted for tenant=acme: spent 0.000412 of 0.000500 USD this month; resets 2026-12-01T00:00:00+01:00"},
 		{"total has no reset", func(r *Rejection) { r.PeriodWord, r.ResetsAt = "in total", time.Time{} },
 			"budget tenant-monthly exhausted for tenant=acme: spent 1000.02 of 1000.00 USD in total"},
 	}

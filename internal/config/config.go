@@ -107,6 +107,15 @@ func Parse(data []byte) (*Compiled, error) {
 	default:
 		errs = append(errs, fmt.Errorf("store.on_error: %q is neither fail_closed nor fail_open", f.Store.OnError))
 	}
+	if policies != nil {
+		for _, b := range policies.Budgets() {
+			for _, k := range b.Keys() {
+				if !hasDimension(ident, k) {
+					errs = append(errs, fmt.Errorf("budgets: line %d: budget %s matches on %q, which is not a dimension in identity.dimensions (nor the built-in model)", b.Line(), b.Name(), k))
+				}
+			}
+		}
+	}
 	for _, d := range f.Metrics.LabelDimensions {
 		if !hasDimension(ident, d) {
 			errs = append(errs, fmt.Errorf("metrics.label_dimensions: %q is not a configured dimension", d))

@@ -33,6 +33,9 @@ type ServeOptions struct {
 	LogFormat       string
 	ShutdownTimeout time.Duration
 	LogOutput       io.Writer // default stderr
+	// Reporter, when set, receives every CostReport (tests; the exporters
+	// are wired here too).
+	Reporter processor.Reporter
 }
 
 func parseServeFlags(args []string, stderr io.Writer) (ServeOptions, error) {
@@ -75,6 +78,7 @@ type Instance struct {
 	Log       *zap.Logger
 	Processor *processor.Server
 	Config    *config.Compiled
+	Budgets   *budget.Engine
 
 	opts      ServeOptions
 	grpc      *grpc.Server
@@ -126,8 +130,8 @@ func Start(opts ServeOptions) (*Instance, error) {
 		return nil, err
 	}
 	in := &Instance{Log: log, Config: cfg, opts: opts, serveErrs: make(chan error, 2)}
-	engine := budget.NewEngine(budget.NewMemoryStore(), time.Now)
-	in.Processor = processor.New(cfg.Snapshot, processor.Options{Log: log, Budgets: engine})
+	in.Budgets = budget.NewEngine(budget.NewMemoryStore(), time.Now)
+	in.Processor = processor.New(cfg.Snapshot, processor.Options{Log: log, Budgets: in.Budgets, Reporter: opts.Reporter})
 
 	if in.grpcLis, err = net.Listen("tcp", opts.GRPCAddr); err != nil {
 		return nil, fmt.Errorf("grpc listener: %w", err)
