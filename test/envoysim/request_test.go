@@ -72,6 +72,8 @@ func TestRequestHeadersAsEnvoySendsThem(t *testing.T) {
 	status, ok := headerOf(msgs[2].GetResponseHeaders().GetHeaders(), ":status")
 	assert.True(t, ok)
 	assert.Equal(t, "200", status)
+	_, ok = headerOf(msgs[2].GetResponseHeaders().GetHeaders(), "x-envoy-upstream-service-time")
+	assert.True(t, ok, "the router adds x-envoy-upstream-service-time before the filter sees the response")
 	assert.Nil(t, msgs[2].GetProtocolConfig())
 }
 
