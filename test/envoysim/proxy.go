@@ -56,12 +56,18 @@ func New(cfg Config) (*Proxy, error) {
 	}, nil
 }
 
+// NewDefault is New(DefaultConfig(processorAddr, upstream)).
+func NewDefault(processorAddr, upstream string) (*Proxy, error) {
+	return New(DefaultConfig(processorAddr, upstream))
+}
+
 // Stats returns a snapshot of the counters.
 func (p *Proxy) Stats() Stats { return p.stats.snapshot() }
 
-// Close resets every ext_proc stream still waiting for its grace period,
-// closes the processor connection and idle upstream connections. Close the
-// HTTP server in front of the Proxy first; Close is idempotent.
+// Close resets every ext_proc stream (in-flight requests then fail as on a
+// gRPC error), waits for the stream goroutines, and closes the processor
+// connection and idle upstream connections. Close the HTTP server in front
+// of the Proxy first; Close is idempotent.
 func (p *Proxy) Close() error {
 	var err error
 	p.closeOnce.Do(func() {

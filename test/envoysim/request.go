@@ -31,9 +31,6 @@ type upstreamCall struct {
 func (x *exchange) requestPhase() *upstreamCall {
 	h := requestHeaders(x.r)
 	hasBody := x.r.Body != nil && x.r.Body != http.NoBody && x.r.ContentLength != 0
-	if hasBody {
-		x.reqSrc = startBody(x.r.Body, nil)
-	}
 	var replacement []byte
 	replaced := false
 	if x.md.reqHeaders {
@@ -64,10 +61,16 @@ func (x *exchange) requestPhase() *upstreamCall {
 
 	switch {
 	case replaced:
-		x.reqSrc.close()
 		return x.startUpstream(h, bytes.NewReader(replacement), -1)
 	case !hasBody:
 		return x.startUpstream(h, nil, 0)
+	}
+	// The body is read only from here on, so a request answered at its
+	// headers never touches it (Go forbids reading it after ServeHTTP
+	// returns). Envoy reads earlier, but the processor cannot tell: data that
+	// arrived meanwhile is coalesced into the first chunk either way.
+	x.reqSrc = startBody(x.r.Body, nil)
+	switch {
 	case x.done || x.md.reqBody == extprocfilterv3.ProcessingMode_NONE:
 		return x.startUpstream(h, &sourceReader{ctx: x.ctx, src: x.reqSrc}, contentLength(h))
 	case x.md.reqBody == extprocfilterv3.ProcessingMode_BUFFERED:

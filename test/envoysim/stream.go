@@ -134,6 +134,8 @@ func (s *extStream) sendLoop() {
 		case <-s.sendWake:
 		case <-s.ctx.Done():
 			return
+		case <-s.p.closing:
+			return // Proxy.Close resets streams still in use
 		}
 	}
 	_ = s.client.CloseSend()
