@@ -47,6 +47,18 @@ func bodyContinue(request bool) *extprocv3.ProcessingResponse {
 	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{}}}
 }
 
+// bodyReplace answers the BUFFERED request body with a new body. Envoy
+// still holds the request headers, so content-length set in the same answer
+// applies; without it Envoy would answer 500 for the length mismatch.
+func bodyReplace(body []byte) *extprocv3.ProcessingResponse {
+	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: &extprocv3.BodyResponse{
+		Response: &extprocv3.CommonResponse{
+			HeaderMutation: &extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{header("content-length", contentLength(len(body)))}},
+			BodyMutation:   &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: body}},
+		},
+	}}}
+}
+
 func common(set []*corev3.HeaderValueOption) *extprocv3.CommonResponse {
 	if len(set) == 0 {
 		return nil

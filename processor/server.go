@@ -35,6 +35,7 @@ type Budgets interface {
 	Exhausted(ctx context.Context, scopes []budget.Scope, model string) (*budget.Rejection, error)
 	Reserve(ctx context.Context, p *budget.Policies, scopes []budget.Scope, model string, amount money.Nano, id string) (*budget.Reservation, *budget.Rejection, error)
 	Settle(ctx context.Context, res *budget.Reservation, actual money.Nano) error
+	SoftDowngrade(ctx context.Context, scopes []budget.Scope, model string, amount money.Nano) (target, budgetName string, err error)
 }
 
 // Reporter receives one CostReport per charged request. It must not block:

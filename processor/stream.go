@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/spendguard/spendguard/budget"
+	"github.com/spendguard/spendguard/internal/money"
 	"github.com/spendguard/spendguard/pricing"
 	"github.com/spendguard/spendguard/processor/identity"
 	"github.com/spendguard/spendguard/processor/usage"
@@ -163,7 +164,19 @@ func (st *stream) onRequestBody(ctx context.Context, b *extprocv3.HttpBody) *ext
 	}
 	dims[identity.ModelDimension] = req.Model
 	scopes := st.snap.Budgets.Applicable(dims)
-	res, rej, err := st.srv.opts.Budgets.Reserve(ctx, st.snap.Budgets, scopes, req.Model, cost, st.reservationID())
+
+	var mutated []byte
+	if target, _, err := st.srv.opts.Budgets.SoftDowngrade(ctx, scopes, req.Model, cost); err != nil {
+		return st.storeFailed(err).immediate()
+	} else if target != "" && target != req.Model {
+		if newBody, newCost, ok := st.downgrade(body, target); ok {
+			mutated, cost = newBody, newCost
+			dims[identity.ModelDimension] = target
+			scopes = st.snap.Budgets.Applicable(dims)
+		}
+	}
+
+	res, rej, err := st.srv.opts.Budgets.Reserve(ctx, st.snap.Budgets, scopes, st.servedModel, cost, st.reservationID())
 	if err != nil {
 		return st.storeFailed(err).immediate()
 	}
@@ -171,7 +184,28 @@ func (st *stream) onRequestBody(ctx context.Context, b *extprocv3.HttpBody) *ext
 		return st.rejected(rej).immediate()
 	}
 	st.reservation = res
-	return bodyContinue(true)
+	if mutated == nil {
+		return bodyContinue(true)
+	}
+	return bodyReplace(mutated)
+}
+
+// downgrade rewrites the body for the soft cap's cheaper model and prices
+// it. It refuses (ok=false, the request goes on unchanged) when the target
+// model has no price, which Compile-time checks should make rare.
+func (st *stream) downgrade(body []byte, target string) ([]byte, money.Nano, bool) {
+	price, ok := st.snap.Pricing.Lookup(target)
+	if !ok {
+		st.log.Warn("soft-cap downgrade target has no price; serving the requested model", zap.String("model", st.model), zap.String("target", target))
+		return nil, 0, false
+	}
+	newBody, err := replaceModel(body, target)
+	if err != nil {
+		st.log.Warn("cannot rewrite the model field", zap.Error(err))
+		return nil, 0, false
+	}
+	st.price, st.servedModel = price, target
+	return newBody, price.Cost(st.worstCase).Total, true
 }
 
 // reservationID is unique per stream even when clients reuse x-request-id.
