@@ -161,22 +161,61 @@ func TestProcessorClosingWithOKLetsTheRequestProceed(t *testing.T) {
 	assert.Equal(t, int64(1), h.proxy.Stats().StreamsClosedByProcessor)
 }
 
-func TestFailureMidResponseResetsTheClient(t *testing.T) {
-	// The processor answers the headers and then never a body chunk: the
-	// response is already out, so envoysim (as Envoy) can only cut it off.
-	h := newHarness(t, answerAll(func(m *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
+// TestFailureMidResponse pins failures after the response headers went out:
+// Envoy can no longer answer locally, so it resets the client — unless the
+// request may continue, in which case the queued and remaining chunks flow
+// unmodified.
+func TestFailureMidResponse(t *testing.T) {
+	const body = "0123456789abcdefghijklmnopqrstuvwxyz"
+	closeOK := func(s *procStream) error { // answers up to the first body chunk, then ends with OK
+		for {
+			m, err := s.recv()
+			if err != nil {
+				return nil
+			}
+			_ = s.send(cont(m))
+			if m.GetResponseBody() != nil {
+				return nil
+			}
+		}
+	}
+	silentBody := answerAll(func(m *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
 		if m.GetResponseBody() != nil {
 			return nil
 		}
 		return cont(m)
-	}), nil, func(c *Config) { c.MessageTimeout = 100 * time.Millisecond })
-	resp, _, err := h.readAll(t, http.MethodGet, "/", "")
-	assert.Equal(t, http.StatusOK, resp.StatusCode)
-	assert.ErrorIs(t, err, io.ErrUnexpectedEOF)
-	h.proc.only(t)
-	st := h.proxy.Stats()
-	assert.Equal(t, int64(1), st.Timeouts)
-	assert.Equal(t, int64(1), st.ResetResponses)
+	})
+	tests := []struct {
+		name      string
+		script    script
+		failOpen  bool
+		wantReset bool
+	}{
+		{"timeout resets", silentBody, false, true},
+		{"timeout with failure_mode_allow", silentBody, true, false},
+		{"gRPC error resets", failing(5), false, true},
+		{"gRPC error with failure_mode_allow", failing(5), true, false},
+		{"processor closes with OK", closeOK, false, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, tc.script, fixedBody(body, "text/plain"), func(c *Config) {
+				c.MessageTimeout = 100 * time.Millisecond
+				c.FailureModeAllow = tc.failOpen
+				c.ResponseChunker = splitAt(10, 20)
+			})
+			resp, got, err := h.readAll(t, http.MethodGet, "/", "")
+			assert.Equal(t, http.StatusOK, resp.StatusCode)
+			h.proc.only(t)
+			if tc.wantReset {
+				assert.ErrorIs(t, err, io.ErrUnexpectedEOF)
+				assert.Equal(t, int64(1), h.proxy.Stats().ResetResponses)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, body, got, "the rest flows unmodified")
+		})
+	}
 }
 
 func TestStreamEndsWithEOFThenCancellation(t *testing.T) {

@@ -31,34 +31,10 @@ type upstreamCall struct {
 func (x *exchange) requestPhase() *upstreamCall {
 	h := requestHeaders(x.r)
 	hasBody := x.r.Body != nil && x.r.Body != http.NoBody && x.r.ContentLength != 0
-	var replacement []byte
-	replaced := false
-	if x.md.reqHeaders {
-		stripCL := shouldRemoveContentLength(x.md.reqBody, true)
-		if err := x.send(true, headersMsg(true, h, !hasBody)); err != nil {
-			if !x.fail(err) {
-				return nil
-			}
-		} else {
-			if stripCL {
-				h.del("content-length") // Envoy strips it right after sending the headers
-			}
-			ans, err := x.await(time.Now().Add(x.p.cfg.MessageTimeout))
-			if err != nil {
-				if !x.fail(err) {
-					return nil
-				}
-			} else {
-				var ok bool
-				if replacement, replaced, ok = x.requestHeadersAnswer(&h, ans); !ok {
-					return nil
-				}
-			}
-		}
-	} else if shouldRemoveContentLength(x.md.reqBody, false) {
-		h.del("content-length")
+	replacement, replaced, ok := x.requestHeadersPhase(&h, hasBody)
+	if !ok {
+		return nil
 	}
-
 	switch {
 	case replaced:
 		return x.startUpstream(h, bytes.NewReader(replacement), -1)
@@ -67,8 +43,9 @@ func (x *exchange) requestPhase() *upstreamCall {
 	}
 	// The body is read only from here on, so a request answered at its
 	// headers never touches it (Go forbids reading it after ServeHTTP
-	// returns). Envoy reads earlier, but the processor cannot tell: data that
-	// arrived meanwhile is coalesced into the first chunk either way.
+	// returns). Envoy reads earlier and may coalesce what arrived during the
+	// headers wait into the first STREAMED chunk; here the first chunk is
+	// the first read. Processors must accept any chunking either way.
 	x.reqSrc = startBody(x.r.Body, nil)
 	switch {
 	case x.done || x.md.reqBody == extprocfilterv3.ProcessingMode_NONE:
@@ -80,6 +57,32 @@ func (x *exchange) requestPhase() *upstreamCall {
 	default:
 		return x.partialRequest(h)
 	}
+}
+
+// requestHeadersPhase sends the request headers (when the mode says SEND),
+// strips content-length right after sending when the body mode requires it,
+// and applies the answer. It returns the replacement body of a
+// CONTINUE_AND_REPLACE with a body mutation, and ok false when the exchange
+// has been answered.
+func (x *exchange) requestHeadersPhase(h *headerList, hasBody bool) (body []byte, replaced, ok bool) {
+	if !x.md.reqHeaders {
+		if shouldRemoveContentLength(x.md.reqBody, false) {
+			h.del("content-length")
+		}
+		return nil, false, true
+	}
+	stripCL := shouldRemoveContentLength(x.md.reqBody, true)
+	if err := x.send(true, headersMsg(true, *h, !hasBody)); err != nil {
+		return nil, false, x.fail(err)
+	}
+	if stripCL {
+		h.del("content-length")
+	}
+	ans, err := x.await(time.Now().Add(x.p.cfg.MessageTimeout))
+	if err != nil {
+		return nil, false, x.fail(err)
+	}
+	return x.requestHeadersAnswer(h, ans)
 }
 
 // requestHeadersAnswer applies the answer to request_headers. It returns the

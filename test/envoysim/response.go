@@ -22,27 +22,10 @@ func (x *exchange) responsePhase(resp *http.Response, local bool, start time.Tim
 	if hasBody {
 		x.respSrc = startBody(resp.Body, x.p.cfg.ResponseChunker)
 	}
-	var replacement []byte
-	replaced := false
-	if !x.done && x.md.respHeaders {
-		stripCL := shouldRemoveContentLength(x.md.respBody, true)
-		if err := x.send(false, headersMsg(false, h, !hasBody)); err != nil {
-			if !x.fail(err) {
-				return
-			}
-		} else {
-			if stripCL {
-				h.del("content-length") // Envoy strips it right after sending the headers
-			}
-			var ok bool
-			if replacement, replaced, ok = x.responseHeadersAnswer(&h); !ok {
-				return
-			}
-		}
-	} else if !x.done && shouldRemoveContentLength(x.md.respBody, x.md.respHeaders) {
-		h.del("content-length")
+	replacement, replaced, ok := x.responseHeadersPhase(&h, hasBody)
+	if !ok {
+		return
 	}
-
 	switch {
 	case replaced:
 		x.respSrc.close()
@@ -76,6 +59,28 @@ func responseHasBody(method string, resp *http.Response) bool {
 		return false
 	}
 	return resp.ContentLength != 0
+}
+
+// responseHeadersPhase is requestHeadersPhase for the response; nothing is
+// sent once processing is complete.
+func (x *exchange) responseHeadersPhase(h *headerList, hasBody bool) (body []byte, replaced, ok bool) {
+	if x.done {
+		return nil, false, true
+	}
+	if !x.md.respHeaders {
+		if shouldRemoveContentLength(x.md.respBody, false) {
+			h.del("content-length")
+		}
+		return nil, false, true
+	}
+	stripCL := shouldRemoveContentLength(x.md.respBody, true)
+	if err := x.send(false, headersMsg(false, *h, !hasBody)); err != nil {
+		return nil, false, x.fail(err)
+	}
+	if stripCL {
+		h.del("content-length")
+	}
+	return x.responseHeadersAnswer(h)
 }
 
 // responseHeadersAnswer waits for and applies the answer to response_headers,
