@@ -21,13 +21,18 @@
 //
 // Deliberate differences from Envoy, all documented where they apply:
 //   - FULL_DUPLEX_STREAMED and GRPC body modes, and trailer mode SEND, are
-//     rejected by New; trailers are never sent to the processor.
+//     rejected by New (a mode_override asking for them is ignored);
+//     trailers are neither sent to the processor nor forwarded.
 //   - The message timeout is tracked per message (each unanswered message has
 //     its own deadline), which is at least as strict as Envoy's single
 //     re-armed timer: a processor that meets envoysim's deadlines meets
 //     Envoy's.
 //   - In STREAMED request mode the response phase starts only once the whole
-//     request body has been processed.
+//     request body has been processed, and request data is read only after
+//     the headers answer (Envoy may coalesce data that arrived earlier into
+//     the first chunk). Response data is coalesced as Envoy does.
+//   - An answer the processor sends while nothing is awaited is detected as
+//     spurious at the next wait rather than at once.
 //   - Regular headers are presented sorted by name (Go does not keep the wire
 //     order); pseudo-headers come first.
 //   - Upgrade (WebSocket) requests are not supported.
