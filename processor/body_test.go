@@ -1,6 +1,7 @@
 package processor
 
 import (
+	"encoding/json"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -21,4 +22,28 @@ func TestReplaceModelKeepsEveryOtherByte(t *testing.T) {
 	}
 	_, err := replaceModel([]byte(`{"x":1}`), "b")
 	assert.Error(t, err)
+}
+
+func TestInjectIncludeUsage(t *testing.T) {
+	tests := []struct {
+		in, want string
+		plan     usageInjection
+	}{
+		{`{"model":"m","stream":true}`, `{"model":"m","stream":true,"stream_options":{"include_usage":true}}`, usageInject},
+		{"{\"model\":\"m\" ,\"stream\":true }\n", "{\"model\":\"m\" ,\"stream\":true ,\"stream_options\":{\"include_usage\":true}}\n", usageInject},
+		{`{"model":"m","stream_options":null}`, `{"model":"m","stream_options":{"include_usage":true}}`, usageInject},
+		{`{"model":"m","stream_options":{"include_usage":false,"continuous_usage_stats":true}}`, `{"model":"m","stream_options":{"include_usage":true,"continuous_usage_stats":true}}`, usageInject},
+		{`{"model":"m","stream_options":{ }}`, `{"model":"m","stream_options":{"include_usage":true }}`, usageAsked},
+		{`{"model":"m","stream_options":{"continuous_usage_stats":true}}`, `{"model":"m","stream_options":{"include_usage":true,"continuous_usage_stats":true}}`, usageAsked},
+		{`{"model":"m","stream_options":{"include_usage":true}}`, `{"model":"m","stream_options":{"include_usage":true}}`, usageAsked},
+	}
+	for _, tt := range tests {
+		plan, err := planUsage([]byte(tt.in))
+		require.NoError(t, err)
+		assert.Equal(t, tt.plan, plan, tt.in)
+		got, err := injectIncludeUsage([]byte(tt.in))
+		require.NoError(t, err)
+		assert.Equal(t, tt.want, string(got))
+		assert.True(t, json.Valid(got))
+	}
 }

@@ -69,7 +69,14 @@ func serveModels(w http.ResponseWriter, _ []byte, p params) {
 }
 
 type streamOptions struct {
-	IncludeUsage *bool `json:"include_usage"`
+	IncludeUsage         *bool `json:"include_usage"`
+	ContinuousUsageStats bool  `json:"continuous_usage_stats"`
+}
+
+// continuous is vLLM's continuous_usage_stats: cumulative usage on every
+// chunk, when usage is included at all.
+func (o *streamOptions) continuous() bool {
+	return o.includeUsage() && o.ContinuousUsageStats
 }
 
 // includeUsage is vLLM's rule: include_usage defaults to true once a
@@ -174,7 +181,7 @@ func serveChat(w http.ResponseWriter, body []byte, p params) {
 	}
 	pl := newPlan(p, model, estimateTokens(req.Messages), maxTokens, n)
 	if req.Stream {
-		streamChat(w, p, pl, req.StreamOptions.includeUsage())
+		streamChat(w, p, pl, req.StreamOptions.includeUsage(), req.StreamOptions.continuous())
 		return
 	}
 	content := filler(pl.words)
@@ -214,7 +221,7 @@ func serveCompletions(w http.ResponseWriter, body []byte, p params) {
 	prompts := estimatePrompts(req.Prompt)
 	pl := newPlan(p, model, sum(prompts), req.MaxTokens, len(prompts)*n)
 	if req.Stream {
-		streamCompletions(w, p, pl, req.StreamOptions.includeUsage())
+		streamCompletions(w, p, pl, req.StreamOptions.includeUsage(), req.StreamOptions.continuous())
 		return
 	}
 	text := filler(pl.words)
@@ -344,7 +351,7 @@ func serveResponses(w http.ResponseWriter, body []byte, p params) {
 		},
 	}
 	if req.Stream {
-		streamResponses(w, p, resp)
+		streamResponses(w, p, resp, pl.words)
 		return
 	}
 	writeBody(w, p.okStatus(), contentTypeJSON, marshal(resp), p.chunkSize)

@@ -22,6 +22,8 @@ type params struct {
 	knownModels        []string
 	dims               int // 0: the request's dimensions, or the default
 	chunkSize          int
+	abortAfter         int // >0: cut the connection after this many SSE events
+	errorAfter         int // >0: send a mid-stream error event after this many content events
 }
 
 func resolve(cfg Config, h http.Header) (params, error) {
@@ -45,6 +47,8 @@ func resolve(cfg Config, h http.Header) (params, error) {
 		{HeaderCachedTokens, 0, 1 << 40, &p.cached},
 		{HeaderStatus, 100, 599, &p.status},
 		{HeaderEmbeddingDims, 1, 1 << 20, &p.dims},
+		{HeaderAbortAfterEvents, 1, 1 << 30, &p.abortAfter},
+		{HeaderErrorAfterEvents, 1, 1 << 30, &p.errorAfter},
 	}
 	for _, f := range ints {
 		if err := headerInt(h, f.name, f.min, f.max, f.dst); err != nil {

@@ -32,12 +32,16 @@
 // A malformed override header is answered with 400 and a message starting
 // "fakevllm:". Replay queues exact bytes (a recorded fixture) for a path.
 //
-// Streaming ("stream": true) is a first version: chat and completions answer
-// with one SSE event per completion word, flushed one by one, then, when
+//	x-fake-abort-after-events cut the connection (no final chunk) after N SSE events
+//	x-fake-error-after-events send vLLM's mid-stream error event after N content events, then [DONE]
+//
+// Streaming ("stream": true): chat and completions answer with one SSE event
+// per completion word, flushed one by one, then, when
 // stream_options.include_usage is on (the default once stream_options is
-// present), a usage event with "choices":[], then "data: [DONE]". There is no
-// continuous_usage_stats and no mid-stream error. /v1/responses streams only
-// response.created and response.completed.
+// present), a usage event with "choices":[], then "data: [DONE]". With
+// continuous_usage_stats every chunk also carries the cumulative usage.
+// /v1/responses streams response.created, one response.output_text.delta
+// per word and response.completed (which carries the usage).
 package fakevllm
 
 import (
@@ -66,6 +70,8 @@ const (
 	HeaderLatencyMS        = "x-fake-latency-ms"
 	HeaderEmbeddingDims    = "x-fake-embedding-dims"
 	HeaderModel            = "x-fake-model"
+	HeaderAbortAfterEvents = "x-fake-abort-after-events"
+	HeaderErrorAfterEvents = "x-fake-error-after-events"
 )
 
 const (
@@ -295,7 +301,7 @@ func writeReplay(w http.ResponseWriter, rep replayed, chunkSize int) {
 		writeBody(w, rep.status, contentTypeJSON, rep.body, chunkSize)
 		return
 	}
-	sse := newSSEWriter(w, rep.status)
+	sse := newSSEWriter(w, params{status: rep.status})
 	rest := rep.body
 	for len(rest) > 0 {
 		n := bytes.Index(rest, []byte("\n\n"))

@@ -11,16 +11,41 @@ import (
 )
 
 type sseWriter struct {
-	w      http.ResponseWriter
-	rc     *http.ResponseController
-	broken bool
+	w          http.ResponseWriter
+	rc         *http.ResponseController
+	broken     bool
+	events     int // events written
+	content    int // content events written
+	abortAfter int
+	errorAfter int
 }
 
-func newSSEWriter(w http.ResponseWriter, status int) *sseWriter {
+func newSSEWriter(w http.ResponseWriter, p params) *sseWriter {
 	w.Header().Set("Content-Type", contentTypeSSE)
 	w.Header().Set("Cache-Control", "no-cache")
-	w.WriteHeader(status)
-	return &sseWriter{w: w, rc: http.NewResponseController(w)}
+	w.WriteHeader(p.okStatus())
+	return &sseWriter{w: w, rc: http.NewResponseController(w), abortAfter: p.abortAfter, errorAfter: p.errorAfter}
+}
+
+// counted notes one event; past x-fake-abort-after-events the connection
+// is cut as a crashing server would (the client sees no end of body).
+func (s *sseWriter) counted() {
+	s.events++
+	if s.abortAfter > 0 && s.events >= s.abortAfter {
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// failNow reports, before a content event, whether the stream must end with
+// vLLM's mid-stream error event instead; it then sends it and [DONE].
+func (s *sseWriter) failNow() bool {
+	if s.errorAfter <= 0 || s.content < s.errorAfter {
+		s.content++
+		return false
+	}
+	s.raw([]byte(`data: {"error":{"message":"fakevllm: generation failed mid-stream","type":"InternalServerError","param":null,"code":500}}` + "\n\n"))
+	s.done()
+	return true
 }
 
 // raw writes b and flushes; after a failed write (client gone) it does nothing.
@@ -37,10 +62,12 @@ func (s *sseWriter) raw(b []byte) {
 
 func (s *sseWriter) data(v any) {
 	s.raw(append(append([]byte("data: "), marshal(v)...), "\n\n"...))
+	s.counted()
 }
 
 func (s *sseWriter) event(name string, v any) {
 	s.raw(append(append([]byte("event: "+name+"\ndata: "), marshal(v)...), "\n\n"...))
+	s.counted()
 }
 
 func (s *sseWriter) done() { s.raw([]byte("data: [DONE]\n\n")) }
@@ -74,12 +101,16 @@ type chatDelta struct {
 
 // streamChat sends, for every choice, a role chunk, then one chunk per word
 // (choices interleaved), the last one with finish_reason.
-func streamChat(w http.ResponseWriter, p params, pl plan, includeUsage bool) {
-	s := newSSEWriter(w, p.okStatus())
+func streamChat(w http.ResponseWriter, p params, pl plan, includeUsage, continuous bool) {
+	s := newSSEWriter(w, p)
 	base := chatChunk{ID: newID("chatcmpl-", 16), Object: "chat.completion.chunk", Created: time.Now().Unix(), Model: pl.model}
+	sent := 0 // completion tokens streamed so far
 	send := func(choice chatChunkChoice) {
 		c := base
 		c.Choices = []chatChunkChoice{choice}
+		if continuous {
+			c.Usage = pl.cumulative(sent)
+		}
 		s.data(c)
 	}
 	for i := range pl.choices {
@@ -89,10 +120,15 @@ func streamChat(w http.ResponseWriter, p params, pl plan, includeUsage bool) {
 		for i := range pl.choices {
 			c := chatChunkChoice{Index: i}
 			if k < pl.words {
+				if s.failNow() {
+					return
+				}
 				c.Delta.Content = fillerWord(k)
+				sent++
 			}
 			if k == max(pl.words, 1)-1 {
 				c.FinishReason, c.StopReason = &pl.finish, &null{}
+				sent = pl.perChoice * pl.choices
 			}
 			send(c)
 		}
@@ -137,19 +173,29 @@ type textUsageChunk struct {
 
 // streamCompletions sends one chunk per word (choices interleaved), the last
 // one with finish_reason.
-func streamCompletions(w http.ResponseWriter, p params, pl plan, includeUsage bool) {
-	s := newSSEWriter(w, p.okStatus())
+func streamCompletions(w http.ResponseWriter, p params, pl plan, includeUsage, continuous bool) {
+	s := newSSEWriter(w, p)
 	id, created := newID("cmpl-", 32), time.Now().Unix()
+	sent := 0
 	for k := range max(pl.words, 1) {
 		for i := range pl.choices {
 			c := textChunkChoice{Index: i}
 			if k < pl.words {
+				if s.failNow() {
+					return
+				}
 				c.Text = fillerWord(k)
+				sent++
 			}
 			if k == max(pl.words, 1)-1 {
 				c.FinishReason = &pl.finish
+				sent = pl.perChoice * pl.choices
 			}
-			s.data(textChunk{ID: id, Object: "text_completion", Created: created, Model: pl.model, Choices: []textChunkChoice{c}})
+			chunk := textChunk{ID: id, Object: "text_completion", Created: created, Model: pl.model, Choices: []textChunkChoice{c}}
+			if continuous {
+				chunk.Usage = pl.cumulative(sent)
+			}
+			s.data(chunk)
 		}
 	}
 	if includeUsage {
@@ -166,10 +212,38 @@ type responseEvent struct {
 
 // streamResponses sends only response.created (in progress, no output, no
 // usage) and response.completed (the whole response); no deltas yet.
-func streamResponses(w http.ResponseWriter, p params, resp responsesResponse) {
-	s := newSSEWriter(w, p.okStatus())
+func streamResponses(w http.ResponseWriter, p params, resp responsesResponse, words int) {
+	s := newSSEWriter(w, p)
 	created := resp
 	created.Status, created.Output, created.Usage = "in_progress", []outputMessage{}, nil
 	s.event("response.created", responseEvent{Response: created, SequenceNumber: 0, Type: "response.created"})
-	s.event("response.completed", responseEvent{Response: resp, SequenceNumber: 1, Type: "response.completed"})
+	seq := 1
+	itemID := newID("msg_", 16)
+	for k := range words {
+		if s.failNow() {
+			return
+		}
+		s.event("response.output_text.delta", textDeltaEvent{
+			ContentIndex: 0, Delta: fillerWord(k), ItemID: itemID, OutputIndex: 0,
+			SequenceNumber: seq, Type: "response.output_text.delta",
+		})
+		seq++
+	}
+	s.event("response.completed", responseEvent{Response: resp, SequenceNumber: seq, Type: "response.completed"})
+}
+
+// textDeltaEvent is a Responses API response.output_text.delta event.
+type textDeltaEvent struct {
+	ContentIndex   int    `json:"content_index"`
+	Delta          string `json:"delta"`
+	ItemID         string `json:"item_id"`
+	OutputIndex    int    `json:"output_index"`
+	SequenceNumber int    `json:"sequence_number"`
+	Type           string `json:"type"`
+}
+
+// cumulative is the usage after sent completion tokens, for
+// continuous_usage_stats.
+func (pl plan) cumulative(sent int) *streamUsage {
+	return &streamUsage{PromptTokens: pl.prompt, CompletionTokens: sent, TotalTokens: pl.prompt + sent}
 }

@@ -3,6 +3,7 @@ package fakevllm
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -148,7 +149,7 @@ func TestResponsesStream(t *testing.T) {
 	rec := post(t, s, "/v1/responses", `{"model":"m","input":"hi","stream":true}`)
 	require.Equal(t, http.StatusOK, rec.Code)
 	events := strings.Split(strings.TrimSuffix(rec.Body.String(), "\n\n"), "\n\n")
-	require.Len(t, events, 2)
+	require.Len(t, events, 4)
 
 	var types []string
 	var final struct {
@@ -163,9 +164,30 @@ func TestResponsesStream(t *testing.T) {
 		types = append(types, strings.TrimPrefix(name, "event: "))
 		require.NoError(t, json.Unmarshal([]byte(data), &final), data)
 	}
-	assert.Equal(t, []string{"response.created", "response.completed"}, types)
+	assert.Equal(t, []string{"response.created", "response.output_text.delta", "response.output_text.delta", "response.completed"}, types)
 	assert.Equal(t, "completed", final.Response.Status)
 	assert.Equal(t, 3.0, final.Response.Usage["input_tokens"])
 	assert.Equal(t, 2.0, final.Response.Usage["output_tokens"])
 	assert.Equal(t, 5.0, final.Response.Usage["total_tokens"])
+}
+
+func TestStreamContinuousUsageErrorsAndAborts(t *testing.T) {
+	s := New(Config{PromptTokens: 5, CompletionTokens: 3})
+	body := `{"model":"m","max_tokens":3,"stream":true,"stream_options":{"continuous_usage_stats":true}}`
+	chat := sseData(t, post(t, s, "/v1/chat/completions", body+"").Body.String())
+	require.Len(t, chat, 6) // role, 3 words, usage, [DONE]
+	assert.Contains(t, chat[1], `"usage":{"prompt_tokens":5,"total_tokens":6,"completion_tokens":1}`)
+	assert.Contains(t, chat[3], `"usage":{"prompt_tokens":5,"total_tokens":8,"completion_tokens":3}`)
+
+	req := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", strings.NewReader(`{"model":"m","max_tokens":3,"stream":true}`))
+	req.Header.Set(HeaderErrorAfterEvents, "2")
+	rec := httptest.NewRecorder()
+	s.ServeHTTP(rec, req)
+	out := rec.Body.String()
+	assert.Contains(t, out, "data: {\"error\":{\"message\":\"fakevllm: generation failed mid-stream\",\"type\":\"InternalServerError\",\"param\":null,\"code\":500}}\n\ndata: [DONE]\n\n")
+	assert.Equal(t, 2, strings.Count(out, `"content":"`)-1, "two content events before the error (plus the role chunk's empty content)")
+
+	req = httptest.NewRequest(http.MethodPost, "/v1/chat/completions", strings.NewReader(`{"model":"m","max_tokens":3,"stream":true}`))
+	req.Header.Set(HeaderAbortAfterEvents, "2")
+	assert.PanicsWithValue(t, http.ErrAbortHandler, func() { s.ServeHTTP(httptest.NewRecorder(), req) })
 }
