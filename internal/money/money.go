@@ -58,6 +58,9 @@ func ParseUSD(s string) (Nano, error) {
 	if frac != "" {
 		f, _ = strconv.ParseInt(frac+strings.Repeat("0", 9-len(frac)), 10, 64)
 	}
+	if Nano(w)*PerUSD > math.MaxInt64-Nano(f) {
+		return 0, fmt.Errorf("%q: out of range: %w", s, ErrSyntax)
+	}
 	n := Nano(w)*PerUSD + Nano(f)
 	if neg {
 		n = -n
