@@ -1,0 +1,246 @@
+// Package redisstore is a budget.Store in Redis, shared by every replica
+// of spendguard: each Store call is one Lua script, so one round trip and
+// one atomic step, whatever the number of budgets and window buckets.
+//
+// # Keys
+//
+// For every counter key K (a budget.Item's Key or Window entry) there are
+// two Redis keys under the prefix P:
+//
+//	P c:K  hash: "c" committed nano-USD, "r" reserved nano-USD,
+//	       "i:<id>" the amount of each live reservation
+//	P z:K  sorted set: live reservation ids, scored by their expiry in
+//	       Unix microseconds
+//
+// A counter key names its period, so nothing is ever reset: a counter is
+// given a time to live of its Item.Expires (minus now) plus Grace, and
+// Redis drops it by itself; a `total` counter never expires.
+//
+// # Time
+//
+// Reservation expiry and key lifetimes use the callers' clock (the now of
+// each call), not the Redis server's: replicas should run NTP, and a
+// replica whose clock is ahead by d releases other replicas'
+// reservations d early. Expiry has microsecond resolution.
+//
+// # Money
+//
+// Counters are Redis 64-bit integers changed with HINCRBY; the scripts
+// compare amounts as exact pairs of integers (see scripts.go), never as
+// Lua doubles, so every amount up to 2^63-1 nano-USD is exact.
+//
+// # Failures
+//
+// Every call has its own timeout (Options.Timeout) on top of the caller's
+// context. A call that times out after Redis ran it is applied although
+// it returned an error: a Reserve then holds its amount until the
+// reservation TTL, a Settle's spend is committed. The go-redis client
+// should not retry commands (MaxRetries -1): a retried Settle would count
+// twice.
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/spendguard/spendguard/budget"
+	"github.com/spendguard/spendguard/internal/money"
+)
+
+// Grace is how long a counter outlives its period, for late settles and
+// for the admin API.
+const Grace = time.Hour
+
+// Options configure a Store.
+type Options struct {
+	// KeyPrefix starts every key (default budget.DefaultKeyPrefix).
+	KeyPrefix string
+	// Timeout bounds each call (default budget.DefaultStoreTimeout).
+	Timeout time.Duration
+}
+
+// Store is a budget.Store on a Redis server. It is safe for concurrent
+// use; the client is owned by the caller.
+type Store struct {
+	client  redis.Scripter
+	prefix  string
+	timeout time.Duration
+}
+
+var _ budget.Store = (*Store)(nil)
+
+// New returns a Store on client.
+func New(client redis.Scripter, opts Options) *Store {
+	if opts.KeyPrefix == "" {
+		opts.KeyPrefix = budget.DefaultKeyPrefix
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = budget.DefaultStoreTimeout
+	}
+	return &Store{client: client, prefix: opts.KeyPrefix, timeout: opts.Timeout}
+}
+
+// CounterKey and ReservationsKey are the Redis keys of counter key k.
+func (s *Store) CounterKey(k string) string      { return s.prefix + "c:" + k }
+func (s *Store) ReservationsKey(k string) string { return s.prefix + "z:" + k }
+
+// Reserve implements budget.Store.
+func (s *Store) Reserve(ctx context.Context, id string, amount money.Nano, items []budget.Item, ttl time.Duration, now time.Time) (budget.Outcome, error) {
+	if err := ctx.Err(); err != nil {
+		return budget.Outcome{}, err
+	}
+	if id == "" || amount < 0 || ttl <= 0 {
+		return budget.Outcome{}, fmt.Errorf("%w: reserve id %q, amount %v, ttl %v", budget.ErrInvalidArgument, id, amount, ttl)
+	}
+	keys := s.readKeys(items)
+	args := make([]any, 0, 5+4*len(items))
+	args = append(args, micros(now), id, int64(amount), micros(now.Add(ttl)), len(items))
+	for _, it := range items {
+		enforce := 0
+		if it.Enforce {
+			enforce = 1
+		}
+		args = append(args, enforce, int64(max(it.Limit, 0)), keyTTL(it, now, ttl), len(it.Window))
+	}
+	reply, err := s.run(ctx, reserveScript, keys, args).Int64Slice()
+	if err != nil {
+		return budget.Outcome{}, fmt.Errorf("redis reserve: %w", err)
+	}
+	if len(reply) == 1 && reply[0] == -2 {
+		return budget.Outcome{}, fmt.Errorf("%w: %q", budget.ErrDuplicateReservation, id)
+	}
+	if len(reply) == 0 {
+		return budget.Outcome{}, errors.New("redis reserve: empty reply")
+	}
+	counters, err := counters(reply[1:], len(items))
+	if err != nil {
+		return budget.Outcome{}, fmt.Errorf("redis reserve: %w", err)
+	}
+	return budget.Outcome{Blocked: int(reply[0]), Counters: counters}, nil
+}
+
+// Settle implements budget.Store.
+func (s *Store) Settle(ctx context.Context, id string, actual money.Nano, items []budget.Item, now time.Time) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if actual < 0 {
+		return fmt.Errorf("%w: settle %q with actual %v", budget.ErrInvalidArgument, id, actual)
+	}
+	if len(items) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, 2*len(items))
+	args := make([]any, 0, 3+len(items))
+	args = append(args, micros(now), id, int64(actual))
+	for _, it := range items {
+		keys = append(keys, s.CounterKey(it.Key), s.ReservationsKey(it.Key))
+		args = append(args, keyTTL(it, now, 0))
+	}
+	if err := s.run(ctx, settleScript, keys, args).Err(); err != nil {
+		return fmt.Errorf("redis settle: %w", err)
+	}
+	return nil
+}
+
+// Usage implements budget.Store.
+func (s *Store) Usage(ctx context.Context, items []budget.Item, now time.Time) ([]budget.Counter, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if len(items) == 0 {
+		return []budget.Counter{}, nil
+	}
+	args := make([]any, 0, 2+len(items))
+	args = append(args, micros(now), len(items))
+	for _, it := range items {
+		args = append(args, len(it.Window))
+	}
+	reply, err := s.run(ctx, usageScript, s.readKeys(items), args).Int64Slice()
+	if err != nil {
+		return nil, fmt.Errorf("redis usage: %w", err)
+	}
+	out, err := counters(reply, len(items))
+	if err != nil {
+		return nil, fmt.Errorf("redis usage: %w", err)
+	}
+	return out, nil
+}
+
+// Ping checks that Redis answers, within the call timeout.
+func (s *Store) Ping(ctx context.Context) error {
+	c, ok := s.client.(interface {
+		Ping(context.Context) *redis.StatusCmd
+	})
+	if !ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	if err := c.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis ping: %w", err)
+	}
+	return nil
+}
+
+// run runs a script (EVALSHA, then EVAL if Redis does not have it) within
+// the call timeout. An error after the timeout has passed wraps
+// context.DeadlineExceeded, whatever the network layer reported.
+func (s *Store) run(ctx context.Context, sc *redis.Script, keys []string, args []any) *redis.Cmd {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	cmd := sc.Run(ctx, s.client, keys, args...)
+	if err := cmd.Err(); err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+		cmd.SetErr(fmt.Errorf("%w: %w", ctx.Err(), err))
+	}
+	return cmd
+}
+
+// readKeys lists C and Z of every item's Key and Window, in script order.
+func (s *Store) readKeys(items []budget.Item) []string {
+	n := 0
+	for _, it := range items {
+		n += 2 * (1 + len(it.Window))
+	}
+	keys := make([]string, 0, n)
+	for _, it := range items {
+		keys = append(keys, s.CounterKey(it.Key), s.ReservationsKey(it.Key))
+		for _, w := range it.Window {
+			keys = append(keys, s.CounterKey(w), s.ReservationsKey(w))
+		}
+	}
+	return keys
+}
+
+// counters decodes n (committed hi, lo, reserved hi, lo) groups.
+func counters(r []int64, n int) ([]budget.Counter, error) {
+	if len(r) != 4*n {
+		return nil, errors.New("unexpected reply length")
+	}
+	out := make([]budget.Counter, n)
+	for i := range out {
+		g := r[4*i : 4*i+4]
+		out[i] = budget.Counter{
+			Committed: money.Nano(g[0])*money.PerUSD + money.Nano(g[1]),
+			Reserved:  money.Nano(g[2])*money.PerUSD + money.Nano(g[3]),
+		}
+	}
+	return out, nil
+}
+
+func micros(t time.Time) string { return strconv.FormatInt(t.UnixMicro(), 10) }
+
+// keyTTL is the lifetime in ms given to an item's keys: until its period
+// ends (or the reservation expires, if later) plus Grace; 0 for a
+// counter that never expires.
+func keyTTL(it budget.Item, now time.Time, ttl time.Duration) int64 {
+	if it.Expires.IsZero() {
+		return 0
+	}
+	return (max(it.Expires.Sub(now), ttl, 0) + Grace).Milliseconds()
+}
