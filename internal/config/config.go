@@ -1,28 +1,34 @@
 // Package config composes spendguard's configuration file from the sections
 // the other packages own: identity (processor/identity), pricing (pricing),
-// budgets and limits (budget), and the store, admin and metrics settings.
-// Parsing is strict: an unknown key is an error with its line. Every section
-// is validated and all problems are reported together; nothing is half
-// loaded. The result is an immutable Compiled value, swapped as a whole.
+// budgets and limits (budget), the store, exporters, metrics and admin
+// settings. Each package decodes and validates its own section; this
+// package reads the file, substitutes ${VAR}s from the environment (see
+// env.go), checks every key against the schema, has each section compiled,
+// checks what spans sections (a budget's match keys must be dimensions),
+// and reports every problem at once with its line (Problems). Nothing is
+// half loaded: the result is an immutable Compiled value, swapped as a
+// whole by a Reloader (watch.go) when the file changes.
+//
+// The schema, its defaults and the reload semantics are documented for
+// operators in docs/configuration.md.
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
-	"os"
-
-	"gopkg.in/yaml.v3"
 
 	"github.com/spendguard/spendguard/budget"
 	"github.com/spendguard/spendguard/pricing"
 	"github.com/spendguard/spendguard/processor"
 	"github.com/spendguard/spendguard/processor/identity"
+
+	"gopkg.in/yaml.v3"
 )
 
 // File is the schema of the configuration file (see
-// spec/spendguard.example.yaml and docs/configuration.md).
+// spec/spendguard.example.yaml and docs/configuration.md). Each field is
+// one top-level section, decoded on its own so that a mistake in one
+// section does not hide those in another.
 type File struct {
 	Version   int             `yaml:"version"`
 	Identity  identity.Config `yaml:"identity"`
@@ -48,53 +54,18 @@ type MemoryStore struct {
 	SnapshotPath string `yaml:"snapshot_path"`
 }
 
-// Metrics is the `metrics:` section.
-type Metrics struct {
-	LabelDimensions []string `yaml:"label_dimensions"`
-}
-
-// Admin is the `admin:` section.
-type Admin struct {
-	Token string `yaml:"token"`
-}
-
-// Compiled is a validated configuration, ready to serve.
-type Compiled struct {
-	File     *File
-	Snapshot *processor.Snapshot
-}
-
-// Load reads and compiles a configuration file.
-func Load(path string) (*Compiled, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
+// Unused reports the settings of the backends that are not selected, so
+// that an unset ${VAR} in store.redis is no error with the memory backend.
+func (s Store) Unused() []string {
+	if s.Backend == "redis" {
+		return []string{"memory"}
 	}
-	return Parse(data)
+	return []string{"redis"}
 }
 
-// Parse decodes data strictly and compiles every section, returning all
-// problems at once.
-func Parse(data []byte) (*Compiled, error) {
-	var f File
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&f); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, errors.New("configuration is empty")
-		}
-		return nil, err
-	}
+// checkStore validates the store section.
+func (f *File) checkStore() []error {
 	var errs []error
-	if f.Version != 1 {
-		errs = append(errs, fmt.Errorf("version: must be 1 (got %d)", f.Version))
-	}
-	ident, err := f.Identity.Compile()
-	errs = append(errs, err)
-	table, err := f.Pricing.Compile()
-	errs = append(errs, err)
-	policies, err := budget.Compile(f.Budgets, f.Limits)
-	errs = append(errs, err)
 	switch f.Store.Backend {
 	case "", "memory":
 	case "redis":
@@ -107,43 +78,32 @@ func Parse(data []byte) (*Compiled, error) {
 	default:
 		errs = append(errs, fmt.Errorf("store.on_error: %q is neither fail_closed nor fail_open", f.Store.OnError))
 	}
-	if policies != nil {
-		for _, b := range policies.Budgets() {
-			for _, k := range b.Keys() {
-				if !hasDimension(ident, k) {
-					errs = append(errs, fmt.Errorf("budgets: line %d: budget %s matches on %q, which is not a dimension in identity.dimensions (nor the built-in model)", b.Line(), b.Name(), k))
-				}
-			}
-		}
-	}
-	for _, d := range f.Metrics.LabelDimensions {
-		if !hasDimension(ident, d) {
-			errs = append(errs, fmt.Errorf("metrics.label_dimensions: %q is not a configured dimension", d))
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	maxRequest, _ := policies.MaxRequest()
-	return &Compiled{File: &f, Snapshot: &processor.Snapshot{
-		Identity:   ident,
-		Pricing:    table,
-		Budgets:    policies,
-		MaxRequest: maxRequest,
-	}}, nil
+	return errs
 }
 
-func hasDimension(r *identity.Resolver, name string) bool {
-	if name == identity.ModelDimension {
-		return true
-	}
-	if r == nil {
-		return true // identity errors are reported already
-	}
-	for _, d := range r.Dimensions() {
-		if d == name {
-			return true
-		}
-	}
-	return false
+// Metrics is the `metrics:` section.
+type Metrics struct {
+	LabelDimensions []string `yaml:"label_dimensions"`
 }
+
+// Admin is the `admin:` section.
+type Admin struct {
+	Token string `yaml:"token"`
+}
+
+// Compiled is a validated configuration, ready to serve. Nothing in it
+// changes after Parse returns it.
+type Compiled struct {
+	// File is the decoded file, ${VAR}s substituted: it may hold secrets
+	// and must not be logged.
+	File     *File
+	Snapshot *processor.Snapshot
+}
+
+// Load reads and compiles a configuration file, with ${VAR}s from the
+// process environment.
+func Load(path string) (*Compiled, error) { return Loader{}.Load(path) }
+
+// Parse compiles a configuration, with ${VAR}s from the process
+// environment. Its error is Problems: every mistake, each with its line.
+func Parse(data []byte) (*Compiled, error) { return Loader{}.Parse(data) }

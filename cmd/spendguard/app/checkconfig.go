@@ -1,17 +1,23 @@
 package app
 
 import (
+	"errors"
 	"fmt"
 	"io"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/spendguard/spendguard/budget"
 	"github.com/spendguard/spendguard/internal/config"
+	"github.com/spendguard/spendguard/internal/money"
+	"github.com/spendguard/spendguard/processor/identity"
 )
 
-// checkConfig parses and validates a file; it prints the resolved budgets,
-// or every error.
+// checkConfig parses and validates a file, with ${VAR}s from the
+// environment. It prints what the file resolves to (dimensions, budgets
+// with the scopes they apply to, periods, caps and downgrades, limits), or
+// returns every problem, one per line with its line number.
 func checkConfig(args []string, stdout, stderr io.Writer) error {
 	if len(args) != 1 {
 		fmt.Fprintln(stderr, "usage: spendguard check-config FILE")
@@ -19,39 +25,151 @@ func checkConfig(args []string, stdout, stderr io.Writer) error {
 	}
 	cfg, err := config.Load(args[0])
 	if err != nil {
-		return fmt.Errorf("%s is invalid:\n%w", args[0], err)
+		var ps config.Problems
+		if errors.As(err, &ps) {
+			lines := make([]string, len(ps))
+			for i, p := range ps {
+				lines[i] = "  " + p.String()
+			}
+			return fmt.Errorf("%s: %d problem(s):\n%s", args[0], len(ps), strings.Join(lines, "\n"))
+		}
+		return err
 	}
-	fmt.Fprintf(stdout, "%s is valid.\n\nBudgets:\n", args[0])
-	for _, b := range cfg.Snapshot.Budgets.Budgets() {
-		keys := make([]string, 0, len(b.Match()))
-		for k, v := range b.Match() {
-			keys = append(keys, k+"="+v)
+	fmt.Fprintf(stdout, "%s is valid.\n", args[0])
+	printDimensions(stdout, cfg.File.Identity)
+	printBudgets(stdout, cfg)
+	p := cfg.Snapshot.Budgets
+	fmt.Fprintln(stdout, "\nLimits:")
+	if maxReq, ok := p.MaxRequest(); ok {
+		fmt.Fprintf(stdout, "  max_request_usd: %s USD (a request whose worst case costs more gets 402)\n", usd(maxReq))
+	} else {
+		fmt.Fprintln(stdout, "  max_request_usd: none")
+	}
+	fmt.Fprintf(stdout, "  reservation_ttl: %v\n", p.ReservationTTL())
+	return nil
+}
+
+func printDimensions(w io.Writer, c identity.Config) {
+	fmt.Fprintln(w, "\nDimensions (the first source with a value wins; model is built in):")
+	for _, name := range slices.Sorted(maps.Keys(c.Dimensions)) {
+		var srcs []string
+		for _, s := range c.Dimensions[name] {
+			if s.Kind == identity.KindDefault {
+				srcs = append(srcs, fmt.Sprintf("default %q", s.Arg))
+			} else {
+				srcs = append(srcs, s.Kind+" "+s.Arg)
+			}
 		}
-		sort.Strings(keys)
-		scope := "all traffic (one shared pool)"
-		if len(keys) > 0 {
-			scope = strings.Join(keys, ", ")
+		fmt.Fprintf(w, "  %-10s %s\n", name, strings.Join(srcs, ", "))
+	}
+	if len(c.APIKeys) > 0 {
+		fmt.Fprintf(w, "  (%d API key(s) in identity.api_keys)\n", len(c.APIKeys))
+	}
+}
+
+func printBudgets(w io.Writer, cfg *config.Compiled) {
+	p := cfg.Snapshot.Budgets
+	all := p.Budgets()
+	fmt.Fprintf(w, "\nBudgets (%d; every budget whose scope a request falls in applies):\n", len(all))
+	for i, b := range all {
+		fmt.Fprintf(w, "  %s (line %d)\n", b.Name(), b.Line())
+		fmt.Fprintf(w, "    applies to: %s\n", describeScope(b.Match()))
+		for _, r := range replacements(p, b) {
+			fmt.Fprintf(w, "                except %s\n", r)
 		}
-		fmt.Fprintf(stdout, "  %s\n    applies to: %s\n    period:     %s\n", b.Name(), scope, describePeriod(b))
+		fmt.Fprintf(w, "    period:     %s\n", describePeriod(b))
 		if soft, ok := b.Soft(); ok {
-			fmt.Fprintf(stdout, "    soft cap:   %s USD\n", soft.Fixed(2))
+			fmt.Fprintf(w, "    soft cap:   %s USD\n", usd(soft))
+			downgrade := cfg.File.Budgets[i].OnSoft.Downgrade
+			for _, from := range slices.Sorted(maps.Keys(downgrade)) {
+				fmt.Fprintf(w, "      past it:  %s is served as %s\n", from, downgrade[from])
+			}
 		}
 		if hard, ok := b.Hard(); ok {
-			fmt.Fprintf(stdout, "    hard cap:   %s USD\n", hard.Fixed(2))
+			fmt.Fprintf(w, "    hard cap:   %s USD\n", usd(hard))
 		}
 		if models := b.AllowModels(); len(models) > 0 {
-			fmt.Fprintf(stdout, "    past hard:  still serves %s\n", strings.Join(models, ", "))
+			fmt.Fprintf(w, "      past it:  still serves %s\n", strings.Join(models, ", "))
 		}
 	}
-	return nil
+}
+
+// describeScope says in words which requests share a counter.
+func describeScope(match map[string]string) string {
+	if len(match) == 0 {
+		return "all traffic (one shared pool)"
+	}
+	var exact, each []string
+	for _, k := range slices.Sorted(maps.Keys(match)) {
+		if v := match[k]; v == "*" {
+			each = append(each, k)
+		} else {
+			exact = append(exact, k+"="+v)
+		}
+	}
+	parts := exact
+	if len(each) > 0 {
+		parts = append(parts, "one counter per "+strings.Join(each, " and "))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// replacements lists where a more exact budget replaces b (the precedence
+// rule of budget.Policies.Applicable), found by asking Applicable itself.
+func replacements(p *budget.Policies, b *budget.Budget) []string {
+	const anyValue = "\x00any"
+	var out []string
+	for _, o := range p.Budgets() {
+		if o == b || !slices.Equal(o.Keys(), b.Keys()) {
+			continue
+		}
+		dims := o.Match()
+		var where []string
+		for _, k := range o.Keys() {
+			if dims[k] == "*" {
+				dims[k] = anyValue
+			} else {
+				where = append(where, k+"="+dims[k])
+			}
+		}
+		if !matchesAll(b, dims) {
+			continue
+		}
+		in := map[*budget.Budget]bool{}
+		for _, s := range p.Applicable(dims) {
+			in[s.Budget] = true
+		}
+		if in[o] && !in[b] {
+			out = append(out, fmt.Sprintf("%s: %s applies instead", strings.Join(where, ", "), o.Name()))
+		}
+	}
+	return out
+}
+
+func matchesAll(b *budget.Budget, dims map[string]string) bool {
+	for k, v := range b.Match() {
+		if v != "*" && v != dims[k] {
+			return false
+		}
+	}
+	return true
 }
 
 func describePeriod(b *budget.Budget) string {
 	if r := b.Rolling(); r > 0 {
-		return "rolling " + r.String()
+		return "rolling window of " + r.String()
 	}
 	if b.Period() == budget.PeriodTotal {
 		return "total (never resets)"
 	}
-	return b.Period().String() + " (calendar, " + b.Location().String() + ")"
+	return b.Period().String() + " (calendar, in " + b.Location().String() + ")"
+}
+
+// usd prints an amount exactly, with at least two decimals.
+func usd(n money.Nano) string {
+	s := strings.TrimRight(n.Fixed(9), "0")
+	if i := strings.IndexByte(s, '.'); i >= 0 && len(s)-i-1 < 2 {
+		s += strings.Repeat("0", 2-(len(s)-i-1))
+	}
+	return s
 }
