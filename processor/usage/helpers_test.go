@@ -59,7 +59,16 @@ type outcome struct {
 // size may be 0). Every chunk is copied into a scratch buffer that is
 // clobbered after Write, so retaining p would change the result.
 func scan(body []byte, next func(rest int) int) outcome {
+	return scanPath(body, nil, next)
+}
+
+// scanPath is scan with a scanner that captures the member at path (nil:
+// the default, top-level usage).
+func scanPath(body []byte, path []string, next func(rest int) int) outcome {
 	s := NewJSONScanner()
+	if path != nil {
+		s.resetPath(path)
+	}
 	scratch := make([]byte, 0, len(body))
 	for rest := body; ; {
 		n := min(next(len(rest)), len(rest))
@@ -96,8 +105,14 @@ func scanBytewise(body []byte) outcome {
 // scanRandom splits body at points drawn from seed, including empty chunks
 // and chunks of every scale.
 func scanRandom(body []byte, seed uint64) outcome {
+	return scan(body, randomSplits(seed))
+}
+
+// randomSplits returns chunk sizes drawn from seed for scan and scanSSE:
+// empty chunks and chunks of every scale.
+func randomSplits(seed uint64) func(rest int) int {
 	r := rand.New(rand.NewPCG(seed, 0x5eed))
-	return scan(body, func(rest int) int {
+	return func(rest int) int {
 		switch r.IntN(4) {
 		case 0:
 			return r.IntN(3)
@@ -108,5 +123,5 @@ func scanRandom(body []byte, seed uint64) outcome {
 		default:
 			return r.IntN(rest + 1)
 		}
-	})
+	}
 }

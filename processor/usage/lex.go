@@ -13,7 +13,9 @@ func (s *JSONScanner) stringByte(c byte, i int) {
 			return
 		}
 		s.state = stColon
-		s.nextIsUsage = int(s.keyPos) == len(usageKey)
+		if int(s.keyPos) == len(s.target()) {
+			s.keyMatched()
+		}
 	case c == '\\':
 		s.state = stEscape
 	case c < 0x20:
@@ -23,10 +25,10 @@ func (s *JSONScanner) stringByte(c byte, i int) {
 	}
 }
 
-// matchKey advances the match of a top-level key against usageKey by one
-// unescaped byte.
+// matchKey advances the match of a key at the path's depth against the
+// path's next key by one unescaped byte.
 func (s *JSONScanner) matchKey(c byte) {
-	if int(s.keyPos) < len(usageKey) && c == usageKey[s.keyPos] {
+	if key := s.target(); int(s.keyPos) < len(key) && c == key[s.keyPos] {
 		s.keyPos++
 	} else {
 		s.keyPos = -1
@@ -36,7 +38,7 @@ func (s *JSONScanner) matchKey(c byte) {
 func (s *JSONScanner) escapeByte(c byte, i int) {
 	switch c {
 	case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-		// None of these characters is in usageKey.
+		// None of these characters is in a path key (see resetPath).
 		s.state, s.keyPos = stString, -1
 	case 'u':
 		s.state, s.nHex, s.hexVal = stHex, 4, 0

@@ -15,7 +15,8 @@ const MaxUsageBytes = 64 << 10
 // limit as encoding/json.
 const maxDepth = 10000
 
-// usageKey is the top-level key whose value is captured.
+// usageKey is the top-level key whose value is captured (unless the scanner
+// was given another path, see path.go).
 const usageKey = "usage"
 
 // Errors returned by JSONScanner.Result and ParseUsageObject, always wrapped
@@ -90,7 +91,15 @@ type JSONScanner struct {
 	// arrays has bit d set when the container at depth d+1 is an array.
 	arrays [maxDepth/64 + 1]uint64
 
-	nextIsUsage bool // the value about to start belongs to the top-level usage key
+	// path lists the keys from the top-level object to the captured member;
+	// nil stands for {usageKey}. level is how many of its keys lead to the
+	// object being read: keys are matched at depth level+1 against
+	// path[level].
+	path  []string
+	level int
+
+	nextIsUsage bool // the value about to start is the member to capture
+	nextEnters  bool // the value about to start is an object on the path
 	capturing   bool // bytes are being copied into buf
 	capStart    int  // where the capture starts in the current chunk
 	buf         []byte
@@ -273,7 +282,7 @@ func (s *JSONScanner) beginKey(c byte, i int) {
 	s.state = stString
 	s.inKey = true
 	s.keyPos = -1
-	if s.depth == 1 {
+	if s.depth == s.level+1 {
 		s.keyPos = 0
 	}
 }
@@ -307,6 +316,10 @@ func (s *JSONScanner) beginValue(c byte, i int) {
 		s.state, s.lit, s.litPos = stLiteral, "null", 1
 	default:
 		s.unexpected(c, i)
+		return
+	}
+	if s.nextEnters {
+		s.enter(c)
 		return
 	}
 	if !s.nextIsUsage {
@@ -352,7 +365,10 @@ func (s *JSONScanner) closeContainer(c byte, p []byte, i int) {
 	}
 	s.depth--
 	s.state = stAfterValue
-	if s.capturing && s.depth == 1 {
+	if s.level > 0 && s.depth == s.level {
+		s.level-- // the object on the path is closed
+	}
+	if s.capturing && s.depth == s.pathLen() {
 		s.capturing = false
 		if s.appendCapture(p[s.capStart : i+1]) {
 			s.decodeCapture()
