@@ -1,0 +1,240 @@
+package budget
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"reflect"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// StoreConfig is the configuration's `store:` section: where the counters
+// live and what happens when that place cannot be reached. It is a schema;
+// Validate checks it and package budget/stores opens the store it names.
+type StoreConfig struct {
+	// Backend is "memory" (the default) or "redis".
+	Backend string       `yaml:"backend"`
+	Memory  MemoryConfig `yaml:"memory"`
+	Redis   RedisConfig  `yaml:"redis"`
+	// OnError is "fail_closed" (the default: 503 while the store fails) or
+	// "fail_open" (serve and count the request as unmetered).
+	OnError string `yaml:"on_error"`
+
+	// Line is the line of the section in the file (0 when not decoded
+	// from YAML).
+	Line int `yaml:"-"`
+
+	lines   map[string]int // "redis.address" → line of the key
+	unknown []unknownField
+}
+
+// MemoryConfig is `store.memory`.
+type MemoryConfig struct {
+	// SnapshotPath, when set, is a file the counters are written to every
+	// SnapshotInterval and at shutdown, and read from at start.
+	SnapshotPath string `yaml:"snapshot_path"`
+	// SnapshotInterval defaults to DefaultSnapshotInterval.
+	SnapshotInterval Duration `yaml:"snapshot_interval"`
+}
+
+// RedisConfig is `store.redis`. Only a single Redis server (or a primary
+// behind one address) is supported, not Redis Cluster.
+type RedisConfig struct {
+	Address  string `yaml:"address"` // host:port
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+	DB       int    `yaml:"db"`
+	// KeyPrefix starts every key spendguard writes; "" means
+	// DefaultKeyPrefix.
+	KeyPrefix string   `yaml:"key_prefix"`
+	TLS       RedisTLS `yaml:"tls"`
+	// Timeout bounds every store call, so a slow Redis cannot hold a
+	// request past Envoy's message_timeout (DefaultStoreTimeout).
+	Timeout Duration `yaml:"timeout"`
+	// DialTimeout bounds opening a connection (default: Timeout).
+	DialTimeout Duration `yaml:"dial_timeout"`
+	// PoolSize is the maximum number of connections (default 10 per CPU).
+	PoolSize int `yaml:"pool_size"`
+	// MinIdleConns connections are kept open while idle (default 0).
+	MinIdleConns int `yaml:"min_idle_conns"`
+	// ConnMaxIdleTime closes connections idle for longer (default 30m).
+	ConnMaxIdleTime Duration `yaml:"conn_max_idle_time"`
+	// MaxRetries retries a command that failed on the network (default 0:
+	// a retried Settle whose first reply was lost would count twice).
+	MaxRetries int `yaml:"max_retries"`
+}
+
+// RedisTLS is `store.redis.tls`.
+type RedisTLS struct {
+	Enabled            bool   `yaml:"enabled"`
+	CAFile             string `yaml:"ca_file"`   // PEM; default: the system roots
+	CertFile           string `yaml:"cert_file"` // client certificate (PEM), with key_file
+	KeyFile            string `yaml:"key_file"`
+	ServerName         string `yaml:"server_name"` // default: the host of address
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+}
+
+// Defaults of the `store:` section.
+const (
+	DefaultKeyPrefix        = "spendguard:"
+	DefaultStoreTimeout     = 150 * time.Millisecond
+	DefaultSnapshotInterval = 15 * time.Second
+)
+
+// Store backends and failure policies.
+const (
+	BackendMemory = "memory"
+	BackendRedis  = "redis"
+	FailClosed    = "fail_closed"
+	FailOpen      = "fail_open"
+)
+
+// UnmarshalYAML decodes the section and remembers the line of every key.
+// yaml.v3 decodes the inside of a custom unmarshaler without the caller's
+// KnownFields setting, so unknown keys are collected here and reported by
+// Validate (a misspelt "on_eror" must not silently mean fail_closed).
+func (c *StoreConfig) UnmarshalYAML(n *yaml.Node) error {
+	type plain StoreConfig
+	if err := n.Decode((*plain)(c)); err != nil {
+		return err
+	}
+	c.Line = n.Line
+	c.unknown = unknownFields(n, reflect.TypeFor[plain](), "", nil)
+	c.lines = map[string]int{}
+	keyLines(n, "", c.lines)
+	return nil
+}
+
+// keyLines records the line of every key of mapping n, recursively.
+func keyLines(n *yaml.Node, prefix string, out map[string]int) {
+	if n.Kind != yaml.MappingNode {
+		return
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := n.Content[i]
+		out[prefix+k.Value] = k.Line
+		keyLines(n.Content[i+1], prefix+k.Value+".", out)
+	}
+}
+
+// FailOpen reports whether requests are served unmetered while the store
+// fails.
+func (c *StoreConfig) FailOpen() bool { return c.OnError == FailOpen }
+
+// BackendName is the backend, "memory" when unset.
+func (c *StoreConfig) BackendName() string {
+	if c.Backend == "" {
+		return BackendMemory
+	}
+	return c.Backend
+}
+
+// Prefix is the Redis key prefix, DefaultKeyPrefix when unset.
+func (r *RedisConfig) Prefix() string {
+	if r.KeyPrefix == "" {
+		return DefaultKeyPrefix
+	}
+	return r.KeyPrefix
+}
+
+// CallTimeout is the bound of one store call.
+func (r *RedisConfig) CallTimeout() time.Duration {
+	if r.Timeout.Set {
+		return r.Timeout.Value
+	}
+	return DefaultStoreTimeout
+}
+
+// Interval is the time between two snapshots.
+func (m *MemoryConfig) Interval() time.Duration {
+	if m.SnapshotInterval.Set {
+		return m.SnapshotInterval.Value
+	}
+	return DefaultSnapshotInterval
+}
+
+// Validate returns every problem of the section at once (errors.Join of
+// *ConfigError, with the line of the offending key when known). The redis
+// subsection is only checked when the backend is redis, so a file may keep
+// it for later; its keys must still be known ones.
+func (c *StoreConfig) Validate() error {
+	var errs []error
+	fail := func(key, format string, args ...any) {
+		line := c.Line
+		for k := key; k != ""; k = parentKey(k) { // the key, or its nearest parent
+			if l := c.lines[k]; l > 0 {
+				line = l
+				break
+			}
+		}
+		errs = append(errs, &ConfigError{Line: line, Msg: "store." + key + ": " + fmt.Sprintf(format, args...)})
+	}
+	for _, u := range c.unknown {
+		errs = append(errs, &ConfigError{Line: u.line, Msg: fmt.Sprintf("store.%s: unknown field", u.key)})
+	}
+	switch c.Backend {
+	case "", BackendMemory, BackendRedis:
+	default:
+		fail("backend", "unknown backend %q (want memory or redis)", c.Backend)
+	}
+	switch c.OnError {
+	case "", FailClosed, FailOpen:
+	default:
+		fail("on_error", "%q is neither fail_closed nor fail_open", c.OnError)
+	}
+	positive := func(key string, d Duration) {
+		switch {
+		case d.err != nil:
+			fail(key, "%v", d.err)
+		case d.Set && d.Value <= 0:
+			fail(key, "must be positive (got %v)", d.Value)
+		}
+	}
+	positive("memory.snapshot_interval", c.Memory.SnapshotInterval)
+	if c.BackendName() == BackendRedis {
+		c.Redis.validate(positive, fail)
+	}
+	return errors.Join(errs...)
+}
+
+func parentKey(k string) string {
+	if i := strings.LastIndexByte(k, '.'); i >= 0 {
+		return k[:i]
+	}
+	return ""
+}
+
+func (r *RedisConfig) validate(positive func(string, Duration), fail func(key, format string, args ...any)) {
+	if r.Address == "" {
+		fail("redis.address", "required with backend redis (host:port)")
+	} else if _, port, err := net.SplitHostPort(r.Address); err != nil || port == "" {
+		fail("redis.address", "%q is not host:port", r.Address)
+	}
+	if r.DB < 0 {
+		fail("redis.db", "must not be negative (got %d)", r.DB)
+	}
+	positive("redis.timeout", r.Timeout)
+	positive("redis.dial_timeout", r.DialTimeout)
+	positive("redis.conn_max_idle_time", r.ConnMaxIdleTime)
+	for _, f := range []struct {
+		key string
+		v   int
+	}{{"redis.pool_size", r.PoolSize}, {"redis.min_idle_conns", r.MinIdleConns}, {"redis.max_retries", r.MaxRetries}} {
+		if f.v < 0 {
+			fail(f.key, "must not be negative (got %d)", f.v)
+		}
+	}
+	if r.PoolSize > 0 && r.MinIdleConns > r.PoolSize {
+		fail("redis.min_idle_conns", "%d is more than pool_size %d", r.MinIdleConns, r.PoolSize)
+	}
+	t := r.TLS
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		fail("redis.tls", "cert_file and key_file go together")
+	}
+	if !t.Enabled && (t.CAFile != "" || t.CertFile != "" || t.ServerName != "" || t.InsecureSkipVerify) {
+		fail("redis.tls.enabled", "TLS settings are given but tls.enabled is false")
+	}
+}

@@ -1,0 +1,126 @@
+package stores_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/spendguard/spendguard/budget"
+	"github.com/spendguard/spendguard/budget/stores"
+	"github.com/spendguard/spendguard/internal/money"
+	"github.com/spendguard/spendguard/test/redistest"
+)
+
+var day = budget.Item{Key: "tenant-daily|day|tenant=acme@1", Limit: 10 * money.PerUSD, Enforce: true}
+
+func memoryConfig(path string) budget.StoreConfig {
+	return budget.StoreConfig{Backend: "memory", Memory: budget.MemoryConfig{SnapshotPath: path}}
+}
+
+func TestMemorySnapshotSurvivesRestart(t *testing.T) {
+	ctx, now := context.Background(), time.Now()
+	path := filepath.Join(t.TempDir(), "state.json")
+	s, err := stores.Open(ctx, memoryConfig(path), nil)
+	require.NoError(t, err)
+	_, err = os.Stat(path)
+	require.NoError(t, err, "the snapshot is written at start")
+	require.NoError(t, s.Settle(ctx, "r1", 1_500_000_001, []budget.Item{day}, now))
+	before, err := s.Usage(ctx, []budget.Item{day}, now)
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	require.NoError(t, s.Close(), "Close is idempotent")
+
+	s, err = stores.Open(ctx, memoryConfig(path), nil)
+	require.NoError(t, err)
+	defer s.Close()
+	after, err := s.Usage(ctx, []budget.Item{day}, now)
+	require.NoError(t, err)
+	assert.Equal(t, before, after)
+	assert.NoError(t, s.Ping(ctx))
+}
+
+func TestMemorySnapshotWrittenPeriodically(t *testing.T) {
+	ctx, now := context.Background(), time.Now()
+	path := filepath.Join(t.TempDir(), "state.json")
+	cfg := memoryConfig(path)
+	cfg.Memory.SnapshotInterval = budget.DurationOf(20 * time.Millisecond)
+	s, err := stores.Open(ctx, cfg, nil)
+	require.NoError(t, err)
+	defer s.Close()
+	require.NoError(t, s.Settle(ctx, "r1", 42, []budget.Item{day}, now))
+	require.Eventually(t, func() bool {
+		m, err := budget.LoadMemoryStore(path)
+		if err != nil {
+			return false
+		}
+		u, err := m.Usage(ctx, []budget.Item{day}, now)
+		return err == nil && u[0].Committed == 42
+	}, 10*time.Second, 10*time.Millisecond)
+}
+
+func TestCorruptSnapshotFailsOpen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.json")
+	require.NoError(t, os.WriteFile(path, []byte("garbage"), 0o600))
+	_, err := stores.Open(context.Background(), memoryConfig(path), nil)
+	require.ErrorIs(t, err, budget.ErrCorruptSnapshot)
+	assert.Contains(t, err.Error(), "store.memory.snapshot_path")
+}
+
+func TestUnwritableSnapshotPathFailsOpen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "missing-dir", "state.json")
+	_, err := stores.Open(context.Background(), memoryConfig(path), nil)
+	assert.Error(t, err)
+}
+
+func TestMemoryWithoutSnapshot(t *testing.T) {
+	s, err := stores.Open(context.Background(), budget.StoreConfig{}, nil)
+	require.NoError(t, err)
+	assert.NoError(t, s.Close())
+}
+
+func TestRedis(t *testing.T) {
+	c, prefix := redistest.Shared(t)
+	ctx, now := context.Background(), time.Now()
+	cfg := budget.StoreConfig{Backend: "redis", Redis: budget.RedisConfig{
+		Address: redistest.SharedAddr, KeyPrefix: prefix, Timeout: budget.DurationOf(5 * time.Second),
+	}}
+	require.NoError(t, cfg.Validate())
+	s, err := stores.Open(ctx, cfg, nil)
+	require.NoError(t, err)
+	defer s.Close()
+	require.NoError(t, s.Ping(ctx))
+	require.NoError(t, s.Settle(ctx, "r1", 5, []budget.Item{day}, now))
+	assert.Equal(t, []string{prefix + "c:" + day.Key}, redistest.Keys(t, c, prefix))
+}
+
+// TestRedisDownAtStart: spendguard starts while Redis is down; calls fail
+// until it answers, then work without a restart.
+func TestRedisDownAtStart(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.Stop()
+	ctx, now := context.Background(), time.Now()
+	cfg := budget.StoreConfig{Backend: "redis", Redis: budget.RedisConfig{Address: srv.Addr, Timeout: budget.DurationOf(5 * time.Second)}}
+	s, err := stores.Open(ctx, cfg, nil)
+	require.NoError(t, err)
+	defer s.Close()
+	assert.Error(t, s.Ping(ctx))
+	_, err = s.Usage(ctx, []budget.Item{day}, now)
+	assert.Error(t, err)
+	srv.Restart()
+	require.NoError(t, s.Ping(ctx))
+	_, err = s.Usage(ctx, []budget.Item{day}, now)
+	assert.NoError(t, err)
+}
+
+func TestRedisBadTLSFile(t *testing.T) {
+	cfg := budget.StoreConfig{Backend: "redis", Redis: budget.RedisConfig{
+		Address: "127.0.0.1:6379", TLS: budget.RedisTLS{Enabled: true, CAFile: filepath.Join(t.TempDir(), "none.pem")},
+	}}
+	_, err := stores.Open(context.Background(), cfg, nil)
+	assert.ErrorContains(t, err, "store.redis.tls.ca_file")
+}
