@@ -155,11 +155,17 @@ func yamlName(f reflect.StructField) string {
 }
 
 // suggest returns `; did you mean "x"?` for the allowed key closest to
-// key, when one is a likely misspelling of it.
+// key, when one is a likely misspelling of it (at most two edits away, or
+// a prefix of it or the other way round).
 func suggest(key string, allowed []string) string {
 	best, bestDist := "", 3
+	lower := strings.ToLower(key)
 	for _, a := range allowed {
-		if d := editDistance(strings.ToLower(key), a); d < bestDist {
+		d := editDistance(lower, a)
+		if strings.HasPrefix(a, lower) || strings.HasPrefix(lower, a) {
+			d = min(d, 2) // a shortened or lengthened key
+		}
+		if d < bestDist {
 			best, bestDist = a, d
 		}
 	}
