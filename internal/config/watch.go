@@ -22,7 +22,7 @@ import (
 // file's content changes. Check reads the file (following symlinks, so a
 // ConfigMap's ..data swap is seen), hashes it, and does nothing if the
 // hash is one it has already judged. Otherwise it parses and validates the
-// whole file; a valid file is installed as a whole (Apply, then the
+// whole file; a valid file is installed as a whole (the OnReload function, then the
 // atomic swap of Current), an invalid one is refused: the configuration
 // in force stays, the failure is counted and logged with every problem,
 // and Status says why until a later file is installed. Run calls Check
@@ -63,11 +63,8 @@ type Status struct {
 // ReloaderOptions configure a Reloader.
 type ReloaderOptions struct {
 	Loader Loader
-	// Apply installs a new configuration (the processor's Swap). It is
-	// called by Check, one call at a time, before Current changes.
-	Apply func(*Compiled)
-	Log   *zap.Logger
-	Now   func() time.Time
+	Log    *zap.Logger
+	Now    func() time.Time
 }
 
 // Reloader keeps a configuration file's latest valid content in force.
@@ -79,6 +76,7 @@ type Reloader struct {
 	first   *Compiled // the configuration loaded at start
 
 	mu      sync.Mutex // serialises Check; guards the fields below
+	apply   func(*Compiled)
 	inForce [sha256.Size]byte
 	judged  [sha256.Size]byte // the last content parsed, valid or not
 	readErr string
@@ -94,9 +92,6 @@ func NewReloader(path string, opts ReloaderOptions) (*Reloader, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	if opts.Apply == nil {
-		opts.Apply = func(*Compiled) {}
-	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
@@ -105,12 +100,21 @@ func NewReloader(path string, opts ReloaderOptions) (*Reloader, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Reloader{path: path, opts: opts, first: c}
+	r := &Reloader{path: path, opts: opts, first: c, apply: func(*Compiled) {}}
 	r.inForce = sha256.Sum256(data)
 	r.judged = r.inForce
 	r.current.Store(c)
 	r.status = Status{Path: path, Hash: hex.EncodeToString(r.inForce[:]), LoadedAt: opts.Now()}
 	return r, nil
+}
+
+// OnReload sets the function that installs each new configuration (the
+// processor's Swap). Check calls it, one call at a time, before Current
+// changes. Set it before Run starts.
+func (r *Reloader) OnReload(apply func(*Compiled)) {
+	r.mu.Lock()
+	r.apply = apply
+	r.mu.Unlock()
 }
 
 // Current is the configuration in force.
@@ -156,7 +160,7 @@ func (r *Reloader) Check() (bool, error) {
 		r.refuse(err)
 		return false, err
 	}
-	r.opts.Apply(c)
+	r.apply(c)
 	r.current.Store(c)
 	r.inForce = sum
 	r.status.Hash = hex.EncodeToString(sum[:])

@@ -43,15 +43,13 @@ func newReloadRig(t *testing.T, content string) *reloadRig {
 	rig := &reloadRig{t: t, path: filepath.Join(t.TempDir(), "spendguard.yaml"), events: make(chan struct{})}
 	rig.write(content)
 	var err error
-	rig.r, err = NewReloader(rig.path, ReloaderOptions{
-		Loader: Loader{LookupEnv: env(nil)},
-		Apply: func(c *Compiled) {
-			rig.mu.Lock()
-			rig.applied = append(rig.applied, c)
-			rig.mu.Unlock()
-		},
-	})
+	rig.r, err = NewReloader(rig.path, ReloaderOptions{Loader: Loader{LookupEnv: env(nil)}})
 	require.NoError(t, err)
+	rig.r.OnReload(func(c *Compiled) {
+		rig.mu.Lock()
+		rig.applied = append(rig.applied, c)
+		rig.mu.Unlock()
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

@@ -27,7 +27,7 @@ const usage = `spendguard puts spend budgets in front of vLLM as an Envoy extern
 Usage:
   spendguard serve [--config FILE] [--grpc-addr ADDR] [--admin-addr ADDR]
                    [--log-level debug|info|warn|error] [--log-format json|console]
-                   [--shutdown-timeout DURATION]
+                   [--shutdown-timeout DURATION] [--reload-interval DURATION]
   spendguard check-config FILE
   spendguard version
 `

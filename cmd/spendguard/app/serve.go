@@ -32,7 +32,13 @@ type ServeOptions struct {
 	LogLevel        string
 	LogFormat       string
 	ShutdownTimeout time.Duration
-	LogOutput       io.Writer // default stderr
+	// ReloadInterval turns hot reload of ConfigPath on: its directory is
+	// watched and the file is re-read this often as well; 0 is off.
+	ReloadInterval time.Duration
+	// ReloadDebounce is the quiet time after a change before the file is
+	// read again (DefaultReloadDebounce when 0).
+	ReloadDebounce time.Duration
+	LogOutput      io.Writer // default stderr
 	// Reporter, when set, receives every CostReport (tests; the exporters
 	// are wired here too).
 	Reporter processor.Reporter
@@ -48,6 +54,7 @@ func parseServeFlags(args []string, stderr io.Writer) (ServeOptions, error) {
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.LogFormat, "log-format", "json", "json or console")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 25*time.Second, "how long SIGTERM waits for in-flight streams")
+	fs.DurationVar(&o.ReloadInterval, "reload-interval", time.Minute, "with --config: watch its directory, and re-read it this often too; 0 turns hot reload off")
 	if err := fs.Parse(args); err != nil {
 		return o, errUsage
 	}
@@ -63,6 +70,9 @@ func parseServeFlags(args []string, stderr io.Writer) (ServeOptions, error) {
 	}
 	if o.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("--shutdown-timeout must be positive"))
+	}
+	if o.ReloadInterval < 0 {
+		errs = append(errs, errors.New("--reload-interval must not be negative"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		fmt.Fprintln(stderr, err)
@@ -87,6 +97,9 @@ type Instance struct {
 	grpcLis   net.Listener
 	adminLis  net.Listener
 	serveErrs chan error
+
+	reloader   *config.Reloader // nil when hot reload is off
+	stopReload func()
 }
 
 // GRPCAddr is the bound ext_proc address.
@@ -125,11 +138,12 @@ func Start(opts ServeOptions) (*Instance, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := loadConfig(opts.ConfigPath)
+	cfg, reloader, err := openConfig(opts, log)
 	if err != nil {
 		return nil, err
 	}
 	in := &Instance{Log: log, Config: cfg, opts: opts, serveErrs: make(chan error, 2)}
+	in.reloader = reloader
 	in.Budgets = budget.NewEngine(budget.NewMemoryStore(), time.Now)
 	in.Processor = processor.New(cfg.Snapshot, processor.Options{Log: log, Budgets: in.Budgets, Reporter: opts.Reporter})
 
@@ -154,6 +168,7 @@ func Start(opts ServeOptions) (*Instance, error) {
 			in.serveErrs <- err
 		}
 	}()
+	in.startReload()
 	log.Info("spendguard serving", zap.String("version", Version), zap.String("grpc_addr", in.GRPCAddr()),
 		zap.String("admin_addr", in.AdminAddr()), zap.String("config", configName(opts.ConfigPath)))
 	return in, nil
@@ -163,6 +178,9 @@ func Start(opts ServeOptions) (*Instance, error) {
 // shutdown timeout (then cancels them, which settles their reservations),
 // and stops the admin server.
 func (in *Instance) Shutdown() error {
+	if in.stopReload != nil {
+		in.stopReload() // no configuration is installed after this
+	}
 	in.health.Shutdown() // NOT_SERVING: Envoy's health checks stop sending new streams
 	done := make(chan struct{})
 	go func() { in.grpc.GracefulStop(); close(done) }()
@@ -180,21 +198,6 @@ func (in *Instance) Shutdown() error {
 	err := in.admin.Shutdown(ctx)
 	_ = in.Log.Sync()
 	return err
-}
-
-func loadConfig(path string) (*config.Compiled, error) {
-	if path == "" {
-		cfg, err := config.Parse(DefaultConfig)
-		if err != nil {
-			return nil, fmt.Errorf("embedded default configuration: %w", err)
-		}
-		return cfg, nil
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return cfg, nil
 }
 
 func configName(path string) string {

@@ -1,0 +1,106 @@
+package app_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/spendguard/spendguard/cmd/spendguard/app"
+)
+
+// run calls the program as the shell would and returns its exit status and
+// output.
+func run(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := app.Main(context.Background(), args, &stdout, &stderr)
+	return code, stdout.String(), stderr.String()
+}
+
+func TestCheckConfigListsEveryMistakeWithItsLine(t *testing.T) {
+	code, stdout, stderr := run(t, "check-config", "../../../internal/config/testdata/five-mistakes.yaml")
+	assert.Equal(t, 1, code)
+	assert.Empty(t, stdout)
+	want := []string{
+		`line 14: budget "tenant-daily": unknown period "fortnight"`,
+		`line 18: budget "team-daily": matches on "team", which is not a dimension`,
+		`line 21: budget "team-daily": hard_usd: "1O": not a decimal USD amount`,
+		`line 25: store.backnd: unknown key`,
+		`line 27: admin.token: environment variable SPENDGUARD_TEST_UNSET_TOKEN is not set`,
+	}
+	assert.Contains(t, stderr, "5 problem(s):")
+	problems := regexp.MustCompile(`(?m)^  line \d+: .*$`).FindAllString(stderr, -1)
+	require.Len(t, problems, len(want), stderr)
+	for i, w := range want {
+		assert.Contains(t, problems[i], w)
+	}
+}
+
+func TestCheckConfigPassesTheSpecExampleOnceItsVariablesAreSet(t *testing.T) {
+	path := specExample(t)
+	code, _, stderr := run(t, "check-config", path)
+	require.Equal(t, 1, code, "its ${VAR}s are not set yet")
+	assert.Contains(t, stderr, "environment variable SPENDGUARD_ADMIN_TOKEN is not set")
+
+	for _, v := range []string{"SPENDGUARD_REDIS_PASSWORD", "LANGFUSE_BASIC_AUTH", "HELICONE_API_KEY",
+		"SPENDGUARD_ALERT_WEBHOOK", "SPENDGUARD_PG_DSN", "SPENDGUARD_ADMIN_TOKEN"} {
+		t.Setenv(v, "set-by-test")
+	}
+	code, stdout, stderr := run(t, "check-config", path)
+	require.Equal(t, 0, code, stderr)
+	for _, want := range []string{
+		"is valid.",
+		"tenant     api_key tenant, jwt_claim tenant, header x-tenant-id, default \"unknown\"",
+		"  tenant-monthly (line ",
+		"    applies to: one counter per tenant\n                except tenant=acme: acme-monthly applies instead\n",
+		"    period:     month (calendar, in Europe/Berlin)\n",
+		"    soft cap:   800.00 USD\n      past it:  meta-llama/Llama-3.1-70B-Instruct is served as meta-llama/Llama-3.1-8B-Instruct\n",
+		"    hard cap:   1000.00 USD\n      past it:  still serves free-tier-model\n",
+		"    applies to: team=search, tenant=acme\n",
+		"    applies to: all traffic (one shared pool)\n",
+		"    period:     rolling window of 10m0s\n",
+		"  max_request_usd: 2.00 USD",
+	} {
+		assert.Contains(t, stdout, want)
+	}
+	assert.NotContains(t, stdout, "set-by-test", "secrets are never printed")
+}
+
+func TestCheckConfigUsage(t *testing.T) {
+	tests := []struct {
+		args []string
+		code int
+		err  string
+	}{
+		{[]string{"check-config"}, 2, "usage: spendguard check-config FILE"},
+		{[]string{"check-config", "a", "b"}, 2, "usage: spendguard check-config FILE"},
+		{[]string{"check-config", filepath.Join(t.TempDir(), "nope.yaml")}, 1, "no such file"},
+		{[]string{"serve", "--reload-interval", "-1s"}, 2, "--reload-interval must not be negative"},
+	}
+	for _, tc := range tests {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			code, _, stderr := run(t, tc.args...)
+			assert.Equal(t, tc.code, code)
+			assert.Contains(t, stderr, tc.err)
+		})
+	}
+}
+
+func specExample(t *testing.T) string {
+	t.Helper()
+	for dir, _ := os.Getwd(); dir != "/"; dir = filepath.Dir(dir) {
+		p := filepath.Join(dir, "..", "shared", "spec", "spendguard.example.yaml")
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	t.Fatal("../shared/spec/spendguard.example.yaml not found beside the repository")
+	return ""
+}

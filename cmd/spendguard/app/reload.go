@@ -1,0 +1,93 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/spendguard/spendguard/internal/config"
+)
+
+// DefaultReloadDebounce is the quiet time after a change in the
+// configuration's directory before the file is read again: a kubelet
+// update is a burst of a few events.
+const DefaultReloadDebounce = time.Second
+
+// openConfig loads the configuration: the embedded default without
+// --config, else the file, through a Reloader when hot reload is on
+// (ReloadInterval > 0).
+func openConfig(opts ServeOptions, log *zap.Logger) (*config.Compiled, *config.Reloader, error) {
+	if opts.ConfigPath == "" {
+		cfg, err := config.Parse(DefaultConfig)
+		if err != nil {
+			return nil, nil, fmt.Errorf("embedded default configuration: %w", err)
+		}
+		return cfg, nil, nil
+	}
+	if opts.ReloadInterval <= 0 {
+		cfg, err := config.Load(opts.ConfigPath)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", opts.ConfigPath, err)
+		}
+		return cfg, nil, nil
+	}
+	r, err := config.NewReloader(opts.ConfigPath, config.ReloaderOptions{Log: log})
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", opts.ConfigPath, err)
+	}
+	return r.Current(), r, nil
+}
+
+// startReload watches the configuration's directory and polls the file,
+// installing each valid change into the processor for the streams that
+// start after it. Without a Reloader it does nothing.
+func (in *Instance) startReload() {
+	if in.reloader == nil {
+		return
+	}
+	in.reloader.OnReload(func(c *config.Compiled) { in.Processor.Swap(c.Snapshot) })
+	dir := filepath.Dir(in.opts.ConfigPath)
+	events, stopWatch, err := config.WatchDir(dir, in.Log)
+	if err != nil {
+		in.Log.Warn("cannot watch the configuration directory; polling only",
+			zap.String("dir", dir), zap.Duration("interval", in.opts.ReloadInterval), zap.Error(err))
+		stopWatch = func() error { return nil }
+	}
+	debounce := in.opts.ReloadDebounce
+	if debounce <= 0 {
+		debounce = DefaultReloadDebounce
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		in.reloader.Run(ctx, events, debounce, in.opts.ReloadInterval)
+	}()
+	in.stopReload = func() {
+		cancel()
+		<-done
+		_ = stopWatch()
+	}
+}
+
+// ReloadStatus reports the hot reload of the configuration file: the
+// content in force, reloads, refused changes and why. It is false when
+// hot reload is off (embedded configuration, or --reload-interval 0).
+func (in *Instance) ReloadStatus() (config.Status, bool) {
+	if in.reloader == nil {
+		return config.Status{}, false
+	}
+	return in.reloader.Status(), true
+}
+
+// CurrentConfig is the configuration new streams use: the one loaded at
+// start (Instance.Config) until a reload installs another.
+func (in *Instance) CurrentConfig() *config.Compiled {
+	if in.reloader == nil {
+		return in.Config
+	}
+	return in.reloader.Current()
+}
