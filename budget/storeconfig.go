@@ -28,7 +28,7 @@ type StoreConfig struct {
 	Line int `yaml:"-"`
 
 	lines   map[string]int // "redis.address" → line of the key
-	unknown []unknownField
+	unknown []error
 }
 
 // MemoryConfig is `store.memory`.
@@ -102,10 +102,70 @@ func (c *StoreConfig) UnmarshalYAML(n *yaml.Node) error {
 		return err
 	}
 	c.Line = n.Line
-	c.unknown = unknownFields(n, reflect.TypeFor[plain](), "", nil)
+	c.unknown = unknownKeys(n, reflect.TypeFor[plain](), "store.", nil)
 	c.lines = map[string]int{}
 	keyLines(n, "", c.lines)
 	return nil
+}
+
+// unknownKeys reports the keys of mapping n that no yaml tag of struct
+// type t names, recursing into plain struct fields, with a suggestion and
+// the allowed keys.
+func unknownKeys(n *yaml.Node, t reflect.Type, prefix string, out []error) []error {
+	if n.Kind != yaml.MappingNode || t.Kind() != reflect.Struct {
+		return out
+	}
+	var allowed []string
+	for i := range t.NumField() {
+		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); t.Field(i).IsExported() && name != "-" && name != "" {
+			allowed = append(allowed, name)
+		}
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		f, ok := fieldByTag(t, k.Value)
+		switch {
+		case !ok:
+			out = append(out, &ConfigError{Line: k.Line, Msg: fmt.Sprintf("%s%s: unknown key%s (allowed: %s)",
+				prefix, k.Value, suggestKey(k.Value, allowed), strings.Join(allowed, ", "))})
+		case f.Type.Kind() == reflect.Struct && !reflect.PointerTo(f.Type).Implements(unmarshalerType):
+			out = unknownKeys(v, f.Type, prefix+k.Value+".", out)
+		}
+	}
+	return out
+}
+
+// suggestKey names the allowed key within two edits of key, if any.
+func suggestKey(key string, allowed []string) string {
+	best, bestDist := "", 3
+	for _, a := range allowed {
+		if d := editDistance(strings.ToLower(key), a); d < bestDist {
+			best, bestDist = a, d
+		}
+	}
+	if best == "" || len(key) < 3 {
+		return ""
+	}
+	return fmt.Sprintf("; did you mean %q?", best)
+}
+
+func editDistance(a, b string) int {
+	prev, cur := make([]int, len(b)+1), make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 // keyLines records the line of every key of mapping n, recursively.
@@ -123,6 +183,16 @@ func keyLines(n *yaml.Node, prefix string, out map[string]int) {
 // FailOpen reports whether requests are served unmetered while the store
 // fails.
 func (c *StoreConfig) FailOpen() bool { return c.OnError == FailOpen }
+
+// Unused names the subsection of the backend that is not selected
+// ("redis" for the memory backend), so that a loader may leave its
+// settings (an unset ${SPENDGUARD_REDIS_PASSWORD}) unchecked.
+func (c *StoreConfig) Unused() []string {
+	if c.BackendName() == BackendRedis {
+		return []string{"memory"}
+	}
+	return []string{"redis"}
+}
 
 // BackendName is the backend, "memory" when unset.
 func (c *StoreConfig) BackendName() string {
@@ -172,9 +242,7 @@ func (c *StoreConfig) Validate() error {
 		}
 		errs = append(errs, &ConfigError{Line: line, Msg: "store." + key + ": " + fmt.Sprintf(format, args...)})
 	}
-	for _, u := range c.unknown {
-		errs = append(errs, &ConfigError{Line: u.line, Msg: fmt.Sprintf("store.%s: unknown field", u.key)})
-	}
+	errs = append(errs, c.unknown...)
 	switch c.Backend {
 	case "", BackendMemory, BackendRedis:
 	default:

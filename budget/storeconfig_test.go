@@ -105,8 +105,8 @@ func TestStoreConfigErrors(t *testing.T) {
 	require.Error(t, err)
 	// The backend is not redis, so only the redis keys' names are checked.
 	for _, want := range []string{
-		`line 3: store.on_eror: unknown field`,
-		`line 7: store.redis.adress: unknown field`,
+		`line 3: store.on_eror: unknown key; did you mean "on_error"? (allowed: backend, memory, redis, on_error)`,
+		`line 7: store.redis.adress: unknown key; did you mean "address"?`,
 		`line 2: store.backend: unknown backend "etcd" (want memory or redis)`,
 		`line 15: store.on_error: "maybe" is neither fail_closed nor fail_open`,
 		`line 5: store.memory.snapshot_interval: must be positive (got -1s)`,

@@ -98,8 +98,9 @@ func (st *stream) tooCostly(cost money.Nano) *apiError {
 	}
 }
 
-// storeFailed is the answer when the budget store cannot be reached: the
-// request is refused rather than served unmetered.
+// storeFailed is the answer when the budget store cannot be reached and
+// store.on_error is fail_closed: the request is refused rather than served
+// unmetered (see failopen.go for fail_open).
 func (st *stream) storeFailed(err error) *apiError {
 	st.log.Error("budget store failed", zap.String("request_id", st.requestID), zap.Error(err))
 	return unavailable("spendguard cannot reach its budget store; try again shortly")

@@ -28,6 +28,9 @@ type Snapshot struct {
 	Budgets  *budget.Policies
 	// MaxRequest is limits.max_request_usd; 0 means no per-request ceiling.
 	MaxRequest money.Nano
+	// FailOpen is store.on_error: fail_open: a request whose budget store
+	// call fails is served unmetered instead of answered 503.
+	FailOpen bool
 }
 
 // Budgets is what the processor needs of the budget engine.
@@ -62,6 +65,8 @@ type Server struct {
 	opts   Options
 	active atomic.Int64
 	seq    atomic.Int64
+
+	unmetered atomic.Int64 // requests served unmetered (fail_open)
 }
 
 // New returns a Server answering with snap until Swap replaces it.

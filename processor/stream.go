@@ -48,6 +48,7 @@ type stream struct {
 	worstCase   pricing.Usage
 	reservation *budget.Reservation
 	settled     bool
+	unmetered   bool // store failed with fail_open: served without budgets
 
 	status       int       // upstream :status, 0 until response headers
 	firstByte    time.Time // when response headers arrived
@@ -112,7 +113,7 @@ func (st *stream) onRequestHeaders(ctx context.Context, h *extprocv3.HttpHeaders
 	scopes := st.snap.Budgets.ApplicableKnown(st.ident.Values, st.knownAtHeaders)
 	if len(scopes) > 0 {
 		rej, err := st.srv.opts.Budgets.Exhausted(ctx, scopes, "")
-		if err != nil {
+		if err != nil && !st.unmeteredOnError(err) {
 			return st.storeFailed(err).immediate()
 		}
 		if rej != nil {
@@ -164,9 +165,15 @@ func (st *stream) onRequestBody(ctx context.Context, b *extprocv3.HttpBody) *ext
 	}
 	dims[identity.ModelDimension] = req.Model
 	scopes := st.snap.Budgets.Applicable(dims)
+	if st.unmetered {
+		return st.serveUnmetered(nil)
+	}
 
 	var mutated []byte
 	if target, _, err := st.srv.opts.Budgets.SoftDowngrade(ctx, scopes, req.Model, cost); err != nil {
+		if st.unmeteredOnError(err) {
+			return st.serveUnmetered(nil)
+		}
 		return st.storeFailed(err).immediate()
 	} else if target != "" && target != req.Model {
 		if newBody, newCost, ok := st.downgrade(body, target); ok {
@@ -178,6 +185,9 @@ func (st *stream) onRequestBody(ctx context.Context, b *extprocv3.HttpBody) *ext
 
 	res, rej, err := st.srv.opts.Budgets.Reserve(ctx, st.snap.Budgets, scopes, st.servedModel, cost, st.reservationID())
 	if err != nil {
+		if st.unmeteredOnError(err) {
+			return st.serveUnmetered(mutated)
+		}
 		return st.storeFailed(err).immediate()
 	}
 	if rej != nil {
@@ -318,6 +328,9 @@ func (st *stream) settle(ctx context.Context, o outcome) {
 	decision := spendguardv1.Decision_DECISION_ALLOWED
 	if st.servedModel != st.model {
 		decision = spendguardv1.Decision_DECISION_DOWNGRADED
+	}
+	if st.unmetered {
+		decision = spendguardv1.Decision_DECISION_UNMETERED
 	}
 	st.report(o, decision, "", st.reservation.RemainingBudget)
 }

@@ -14,8 +14,6 @@
 package config
 
 import (
-	"errors"
-	"fmt"
 
 	"github.com/spendguard/spendguard/budget"
 	"github.com/spendguard/spendguard/pricing"
@@ -30,55 +28,15 @@ import (
 // one top-level section, decoded on its own so that a mistake in one
 // section does not hide those in another.
 type File struct {
-	Version   int             `yaml:"version"`
-	Identity  identity.Config `yaml:"identity"`
-	Pricing   pricing.Config  `yaml:"pricing"`
-	Budgets   []budget.Config `yaml:"budgets"`
-	Limits    budget.Limits   `yaml:"limits"`
-	Store     Store           `yaml:"store"`
-	Exporters yaml.Node       `yaml:"exporters"`
-	Metrics   Metrics         `yaml:"metrics"`
-	Admin     Admin           `yaml:"admin"`
-}
-
-// Store is the `store:` section.
-type Store struct {
-	Backend string      `yaml:"backend"`
-	Memory  MemoryStore `yaml:"memory"`
-	Redis   yaml.Node   `yaml:"redis"`
-	OnError string      `yaml:"on_error"`
-}
-
-// MemoryStore is `store.memory`.
-type MemoryStore struct {
-	SnapshotPath string `yaml:"snapshot_path"`
-}
-
-// Unused reports the settings of the backends that are not selected, so
-// that an unset ${VAR} in store.redis is no error with the memory backend.
-func (s Store) Unused() []string {
-	if s.Backend == "redis" {
-		return []string{"memory"}
-	}
-	return []string{"redis"}
-}
-
-// checkStore validates the store section.
-func (f *File) checkStore() []error {
-	var errs []error
-	switch f.Store.Backend {
-	case "", "memory":
-	case "redis":
-		errs = append(errs, errors.New("store.backend: redis is not available in this build yet; use memory"))
-	default:
-		errs = append(errs, fmt.Errorf("store.backend: unknown backend %q (want memory or redis)", f.Store.Backend))
-	}
-	switch f.Store.OnError {
-	case "", "fail_closed", "fail_open":
-	default:
-		errs = append(errs, fmt.Errorf("store.on_error: %q is neither fail_closed nor fail_open", f.Store.OnError))
-	}
-	return errs
+	Version   int                `yaml:"version"`
+	Identity  identity.Config    `yaml:"identity"`
+	Pricing   pricing.Config     `yaml:"pricing"`
+	Budgets   []budget.Config    `yaml:"budgets"`
+	Limits    budget.Limits      `yaml:"limits"`
+	Store     budget.StoreConfig `yaml:"store"`
+	Exporters yaml.Node          `yaml:"exporters"`
+	Metrics   Metrics            `yaml:"metrics"`
+	Admin     Admin              `yaml:"admin"`
 }
 
 // Metrics is the `metrics:` section.

@@ -163,7 +163,7 @@ func compile(f *File, root *yaml.Node, failed map[string]bool, ps *problems) *pr
 		ps.addErr(err, "", line("budgets"))
 	}
 	if !failed["store"] {
-		ps.addErr(errors.Join(f.checkStore()...), "store", line("store"))
+		ps.addErr(f.Store.Validate(), "store", line("store"))
 	}
 	// Dimensions are checked by the names under identity.dimensions, so
 	// that these checks run even when a dimension's sources have mistakes.
@@ -189,7 +189,8 @@ func compile(f *File, root *yaml.Node, failed map[string]bool, ps *problems) *pr
 		return nil
 	}
 	maxRequest, _ := policies.MaxRequest()
-	return &processor.Snapshot{Identity: ident, Pricing: table, Budgets: policies, MaxRequest: maxRequest}
+	return &processor.Snapshot{Identity: ident, Pricing: table, Budgets: policies, MaxRequest: maxRequest,
+		FailOpen: f.Store.FailOpen()}
 }
 
 // itemLine is the line of the i-th item of a sequence node (0 if absent).

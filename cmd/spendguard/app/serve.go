@@ -20,6 +20,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/spendguard/spendguard/budget"
+	"github.com/spendguard/spendguard/budget/stores"
 	"github.com/spendguard/spendguard/internal/config"
 	"github.com/spendguard/spendguard/processor"
 )
@@ -89,6 +90,7 @@ type Instance struct {
 	Processor *processor.Server
 	Config    *config.Compiled
 	Budgets   *budget.Engine
+	Store     stores.Store // closed (memory: last snapshot written) by Shutdown
 
 	opts      ServeOptions
 	grpc      *grpc.Server
@@ -144,14 +146,19 @@ func Start(opts ServeOptions) (*Instance, error) {
 	}
 	in := &Instance{Log: log, Config: cfg, opts: opts, serveErrs: make(chan error, 2)}
 	in.reloader = reloader
-	in.Budgets = budget.NewEngine(budget.NewMemoryStore(), time.Now)
+	if in.Store, err = stores.Open(context.Background(), cfg.File.Store, log); err != nil {
+		return nil, err
+	}
+	in.Budgets = budget.NewEngine(in.Store, time.Now)
 	in.Processor = processor.New(cfg.Snapshot, processor.Options{Log: log, Budgets: in.Budgets, Reporter: opts.Reporter})
 
 	if in.grpcLis, err = net.Listen("tcp", opts.GRPCAddr); err != nil {
+		in.Store.Close()
 		return nil, fmt.Errorf("grpc listener: %w", err)
 	}
 	if in.adminLis, err = net.Listen("tcp", opts.AdminAddr); err != nil {
 		in.grpcLis.Close()
+		in.Store.Close()
 		return nil, fmt.Errorf("admin listener: %w", err)
 	}
 	in.grpc = grpc.NewServer()
@@ -176,7 +183,8 @@ func Start(opts ServeOptions) (*Instance, error) {
 
 // Shutdown stops accepting streams, lets in-flight ones finish within the
 // shutdown timeout (then cancels them, which settles their reservations),
-// and stops the admin server.
+// closes the budget store (the memory store writes its snapshot) and stops
+// the admin server.
 func (in *Instance) Shutdown() error {
 	if in.stopReload != nil {
 		in.stopReload() // no configuration is installed after this
@@ -193,9 +201,13 @@ func (in *Instance) Shutdown() error {
 		in.grpc.Stop()
 		<-done
 	}
+	storeErr := in.Store.Close()
+	if storeErr != nil {
+		in.Log.Error("closing the budget store failed", zap.Error(storeErr))
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	err := in.admin.Shutdown(ctx)
+	err := errors.Join(in.admin.Shutdown(ctx), storeErr)
 	_ = in.Log.Sync()
 	return err
 }

@@ -1,0 +1,147 @@
+package processor_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/spendguard/spendguard/budget"
+	"github.com/spendguard/spendguard/internal/config"
+	"github.com/spendguard/spendguard/internal/money"
+	"github.com/spendguard/spendguard/processor"
+	spendguardv1 "github.com/spendguard/spendguard/proto/spendguard/v1"
+)
+
+// flakyStore is a memory store whose calls fail while down is set: the
+// real boundary is a network store becoming unreachable.
+type flakyStore struct {
+	*budget.MemoryStore
+	down atomic.Bool
+}
+
+var errDown = errors.New("store unreachable")
+
+func (f *flakyStore) Reserve(ctx context.Context, id string, amount money.Nano, items []budget.Item, ttl time.Duration, now time.Time) (budget.Outcome, error) {
+	if f.down.Load() {
+		return budget.Outcome{}, errDown
+	}
+	return f.MemoryStore.Reserve(ctx, id, amount, items, ttl, now)
+}
+
+func (f *flakyStore) Settle(ctx context.Context, id string, actual money.Nano, items []budget.Item, now time.Time) error {
+	if f.down.Load() {
+		return errDown
+	}
+	return f.MemoryStore.Settle(ctx, id, actual, items, now)
+}
+
+func (f *flakyStore) Usage(ctx context.Context, items []budget.Item, now time.Time) ([]budget.Counter, error) {
+	if f.down.Load() {
+		return nil, errDown
+	}
+	return f.MemoryStore.Usage(ctx, items, now)
+}
+
+var _ budget.Store = (*flakyStore)(nil)
+
+func newFlakyHarness(t *testing.T, failOpen bool) (*harness, *flakyStore) {
+	t.Helper()
+	cfg, err := config.Parse([]byte(testConfig))
+	require.NoError(t, err)
+	snap := *cfg.Snapshot
+	snap.FailOpen = failOpen
+	store := &flakyStore{MemoryStore: budget.NewMemoryStore()}
+	h := &harness{t: t, cfg: cfg, reports: make(chan *spendguardv1.CostReport, 100)}
+	h.engine = budget.NewEngine(store, time.Now)
+	h.srv = processor.New(&snap, processor.Options{Budgets: h.engine, Reporter: chanReporter(h.reports)})
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	gs := grpc.NewServer()
+	extprocv3.RegisterExternalProcessorServer(gs, h.srv)
+	go func() { _ = gs.Serve(lis) }()
+	t.Cleanup(gs.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	h.client = extprocv3.NewExternalProcessorClient(conn)
+	return h, store
+}
+
+// serve runs one whole request whose response reports 12 prompt and 100
+// completion tokens, and returns the report.
+func (h *harness) serve() *spendguardv1.CostReport {
+	h.t.Helper()
+	s, cancel := h.open()
+	defer cancel()
+	resp := h.roundTrip(s, reqHeaders("/v1/chat/completions", "x-tenant-id", "acme"))
+	require.NotNil(h.t, resp.GetRequestHeaders(), "%v", resp)
+	resp = h.roundTrip(s, reqBody(chatBody))
+	require.NotNil(h.t, resp.GetRequestBody(), "%v", resp)
+	h.roundTrip(s, respHeaders("200"))
+	h.roundTrip(s, respBody(fixture(h.t, "vllm-chat.json"), true))
+	select {
+	case r := <-h.reports:
+		return r
+	case <-time.After(5 * time.Second):
+		h.t.Fatal("no cost report")
+		return nil
+	}
+}
+
+const chatCost = money.Nano(12*600 + 100*800)
+
+func TestStoreDownFailClosedAnswers503(t *testing.T) {
+	h, store := newFlakyHarness(t, false)
+	store.down.Store(true)
+	s, cancel := h.open()
+	defer cancel()
+	resp := h.roundTrip(s, reqHeaders("/v1/chat/completions", "x-tenant-id", "acme"))
+	ir := resp.GetImmediateResponse()
+	require.NotNil(t, ir, "%v", resp)
+	assert.Equal(t, 503, int(ir.GetStatus().GetCode()))
+	assert.Zero(t, h.srv.Unmetered())
+
+	store.down.Store(false)
+	r := h.serve()
+	assert.Equal(t, spendguardv1.Decision_DECISION_ALLOWED, r.GetDecision(), "recovers by itself")
+	assert.Equal(t, chatCost, h.spend("acme").Committed)
+}
+
+func TestStoreDownFailOpenServesUnmetered(t *testing.T) {
+	h, store := newFlakyHarness(t, true)
+	store.down.Store(true)
+	r := h.serve()
+	assert.Equal(t, spendguardv1.Decision_DECISION_UNMETERED, r.GetDecision())
+	assert.Equal(t, int64(chatCost), r.GetCostNanoUsd(), "the report still carries the actual cost")
+	assert.Equal(t, int64(1), h.srv.Unmetered())
+
+	store.down.Store(false)
+	assert.Equal(t, budget.Counter{}, h.spend("acme"), "nothing was charged")
+	r = h.serve()
+	assert.Equal(t, spendguardv1.Decision_DECISION_ALLOWED, r.GetDecision(), "metered again once the store answers")
+	assert.Equal(t, int64(1), h.srv.Unmetered())
+	assert.Equal(t, chatCost, h.spend("acme").Committed)
+}
+
+// TestStoreFailsAtBodyFailOpen: the headers check passed, then the store
+// fails at the reservation: the request is still served unmetered.
+func TestStoreFailsAtBodyFailOpen(t *testing.T) {
+	h, store := newFlakyHarness(t, true)
+	s, cancel := h.open()
+	defer cancel()
+	resp := h.roundTrip(s, reqHeaders("/v1/chat/completions", "x-tenant-id", "acme"))
+	require.NotNil(t, resp.GetRequestHeaders())
+	store.down.Store(true)
+	resp = h.roundTrip(s, reqBody(chatBody))
+	require.NotNil(t, resp.GetRequestBody(), "%v", resp)
+	assert.Equal(t, int64(1), h.srv.Unmetered())
+}
