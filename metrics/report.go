@@ -1,0 +1,116 @@
+package metrics
+
+import (
+	"github.com/spendguard/spendguard/exporters/sink"
+	"github.com/spendguard/spendguard/internal/money"
+	spendguardv1 "github.com/spendguard/spendguard/proto/spendguard/v1"
+)
+
+// modelDimension is the built-in dimension holding the requested model.
+const modelDimension = "model"
+
+// ObserveReport counts one request: its decision, its spend (USD charged,
+// or what an unmetered request would have cost) and its tokens by
+// disjoint type. The label of each dimension in label_dimensions is the
+// report's scope value ("" when the request had none); "model" is the
+// requested model, like the dimension.
+func (m *Metrics) ObserveReport(r *spendguardv1.CostReport) {
+	if m == nil || r == nil {
+		return
+	}
+	// labels[0] is the decision or token type, labels[1:] the dimensions:
+	// one allocation per report.
+	labels := m.scopeValues(r)
+	dims := labels[1:]
+	labels[0] = sink.DecisionName(r.GetDecision())
+	m.requests.WithLabelValues(labels...).Inc()
+	if cost := r.GetCostNanoUsd(); cost > 0 {
+		switch r.GetDecision() {
+		case spendguardv1.Decision_DECISION_ALLOWED, spendguardv1.Decision_DECISION_DOWNGRADED:
+			m.spend.add(cost, dims)
+		case spendguardv1.Decision_DECISION_UNMETERED:
+			m.unmetered.add(cost, dims)
+		}
+	}
+	if r.GetDecision() == spendguardv1.Decision_DECISION_REJECTED {
+		return
+	}
+	prompt, cached := r.GetPromptTokens(), min(r.GetCachedPromptTokens(), r.GetPromptTokens())
+	completion, reasoning := r.GetCompletionTokens(), min(r.GetReasoningTokens(), r.GetCompletionTokens())
+	for _, t := range [...]struct {
+		kind string
+		n    int64
+	}{{"input", prompt - cached}, {"cached_input", cached}, {"output", completion - reasoning}, {"reasoning", reasoning}} {
+		if t.n > 0 {
+			labels[0] = t.kind
+			m.tokens.WithLabelValues(labels...).Add(float64(t.n))
+		}
+	}
+}
+
+// scopeValues returns a free first slot, then the report's value of each
+// label dimension.
+func (m *Metrics) scopeValues(r *spendguardv1.CostReport) []string {
+	out := make([]string, 1+len(m.dims))
+	scope := r.GetScope()
+	for i, d := range m.dims {
+		v := scope[d]
+		if v == "" && d == modelDimension {
+			v = r.GetRequestedModel()
+		}
+		out[1+i] = v
+	}
+	return out
+}
+
+// ObserveBudgets sets the per-scope gauges (remaining, spent, soft and hard
+// limit) from budget states. A scope is exported only when every match key
+// of its budget is a label dimension: a scope keyed on a dimension that is
+// not a label (say user) would otherwise share one series with all its
+// siblings and make it meaningless. Dimensions the budget does not match
+// on are empty labels.
+func (m *Metrics) ObserveBudgets(states []sink.BudgetState) {
+	if m == nil {
+		return
+	}
+	for _, s := range states {
+		labels, ok := m.budgetLabels(s)
+		if !ok {
+			continue
+		}
+		m.spent.WithLabelValues(labels...).Set(usd(s.Committed))
+		if s.HasHard {
+			m.remaining.WithLabelValues(labels...).Set(usd(s.Remaining()))
+			m.limit.WithLabelValues(append(labels[:1:1], append([]string{"hard"}, labels[1:]...)...)...).Set(usd(s.Hard))
+		}
+		if s.HasSoft {
+			m.limit.WithLabelValues(append(labels[:1:1], append([]string{"soft"}, labels[1:]...)...)...).Set(usd(s.Soft))
+		}
+	}
+}
+
+// budgetLabels returns budget, then one value per label dimension.
+func (m *Metrics) budgetLabels(s sink.BudgetState) ([]string, bool) {
+	for k := range s.Scope {
+		if !contains(m.dims, k) {
+			return nil, false
+		}
+	}
+	out := make([]string, 1+len(m.dims))
+	out[0] = s.Budget
+	for i, d := range m.dims {
+		out[1+i] = s.Scope[d]
+	}
+	return out, true
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func usd(n money.Nano) float64 { return sink.USDFloat(int64(n)) }

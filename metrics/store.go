@@ -1,0 +1,47 @@
+package metrics
+
+import (
+	"context"
+	"time"
+
+	"github.com/spendguard/spendguard/budget"
+	"github.com/spendguard/spendguard/internal/money"
+)
+
+// InstrumentStore returns s with every call timed into
+// spendguard_store_operation_duration_seconds (operation reserve, settle
+// or usage). It adds no behaviour: errors and results pass through. A
+// method added to budget.Store later passes through untimed. With a nil
+// *Metrics it returns s itself.
+func (m *Metrics) InstrumentStore(s budget.Store) budget.Store {
+	if m == nil {
+		return s
+	}
+	return timedStore{Store: s, m: m}
+}
+
+type timedStore struct {
+	budget.Store
+	m *Metrics
+}
+
+func (t timedStore) Reserve(ctx context.Context, id string, amount money.Nano, items []budget.Item, ttl time.Duration, now time.Time) (budget.Outcome, error) {
+	start := time.Now()
+	out, err := t.Store.Reserve(ctx, id, amount, items, ttl, now)
+	t.m.ObserveStore("reserve", time.Since(start), err)
+	return out, err
+}
+
+func (t timedStore) Settle(ctx context.Context, id string, actual money.Nano, items []budget.Item, now time.Time) error {
+	start := time.Now()
+	err := t.Store.Settle(ctx, id, actual, items, now)
+	t.m.ObserveStore("settle", time.Since(start), err)
+	return err
+}
+
+func (t timedStore) Usage(ctx context.Context, items []budget.Item, now time.Time) ([]budget.Counter, error) {
+	start := time.Now()
+	out, err := t.Store.Usage(ctx, items, now)
+	t.m.ObserveStore("usage", time.Since(start), err)
+	return out, err
+}
