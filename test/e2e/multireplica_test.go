@@ -1,0 +1,215 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/spendguard/spendguard/internal/money"
+	"github.com/spendguard/spendguard/pricing"
+	"github.com/spendguard/spendguard/test/fakevllm"
+	"github.com/spendguard/spendguard/test/redistest"
+)
+
+// redisReplicaConfig: one tenant budget on a Redis store; Hunyuan costs
+// 600 and 800 nano-USD per input and output token, so every charge is a
+// multiple of 200 nano-USD; "free" costs nothing and is used to ask a
+// replica for the remaining budget without spending.
+const redisReplicaConfig = `
+version: 1
+identity:
+  dimensions:
+    tenant:
+      - header: x-tenant-id
+pricing:
+  models:
+    - {match: Hunyuan, input: 0.60, output: 0.80}
+    - {match: free, input: 0, output: 0}
+budgets:
+  - name: tenant-daily
+    match: {tenant: "*"}
+    period: day
+    hard_usd: %s
+limits:
+  reservation_ttl: %s
+store:
+  backend: redis
+  redis:
+    address: %s
+    key_prefix: "%s"
+    timeout: 2s
+  on_error: %s
+`
+
+const freeProbe = `{"model":"free","max_tokens":1,"messages":[{"role":"user","content":"hi"}]}`
+
+// smallChatWorst is the worst case reserved for smallChat, in nano-USD.
+func smallChatWorst(t *testing.T) money.Nano {
+	t.Helper()
+	req, err := pricing.ParseRequest(pricing.ChatCompletions, []byte(smallChat))
+	require.NoError(t, err)
+	w := req.WorstCase(pricing.DefaultMaxOutputTokens)
+	return money.Nano(w.Prompt*600 + w.Completion*800)
+}
+
+// TestFourReplicasShareOneHardCap runs four spendguard processes on one
+// Redis, each behind its own proxy, and sends 200 concurrent requests
+// spread over the four against one tenant's hard cap. The cap is an odd
+// number of nano-USD, so spend (multiples of 200) can approach it but
+// never reach it exactly, and a free request can always ask a replica for
+// the remaining budget afterwards.
+func TestFourReplicasShareOneHardCap(t *testing.T) {
+	_, prefix := redistest.Shared(t)
+	const capNano = money.Nano(4_000_001) // $0.004000001: about 100 of the ~200 requests fit
+	yaml := fmt.Sprintf(redisReplicaConfig, capNano.Fixed(9), "10m", redistest.SharedAddr, prefix, "fail_closed")
+	path := writeConfig(t, yaml)
+
+	vllm := fakevllm.New(fakevllm.Config{PromptTokens: 1, Latency: 5 * time.Millisecond})
+	vllmURL, err := vllm.Start("127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { vllm.Close() })
+
+	var urls []string
+	for i := range 4 {
+		r := startReplica(t, fmt.Sprint("r", i), path)
+		urls = append(urls, proxyFor(t, r.grpcAddr, vllmURL).URL())
+	}
+
+	// Each request reports 1 prompt token (within the estimate of smallChat)
+	// and 1..100 completion tokens (max_tokens is 100): actual cost never
+	// passes the reservation, so the cap must hold exactly.
+	const n = 200
+	results := make([]response, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	for i := range n {
+		completion := strconv.Itoa(1 + rng.IntN(100))
+		wg.Go(func() {
+			<-start
+			resp, err := postTo(context.Background(), urls[i%4], smallChat, "x-tenant-id", "acme",
+				fakevllm.HeaderCompletionTokens, completion)
+			assert.NoError(t, err)
+			results[i] = resp
+		})
+	}
+	close(start)
+	wg.Wait()
+
+	statuses := map[int]int{}
+	var charged int64
+	for _, r := range results {
+		statuses[r.status]++
+		if r.status == http.StatusOK {
+			charged += usageCost(t, r.body, 600, 800)
+		}
+	}
+	t.Logf("statuses %v, charged %d nano-USD of %d", statuses, charged, capNano)
+	require.Equal(t, n, statuses[http.StatusOK]+statuses[http.StatusPaymentRequired], "only 200 and 402: %v", statuses)
+	require.Positive(t, statuses[http.StatusPaymentRequired], "the cap was reached")
+
+	view := viewStore(t, yaml)
+	c, err := view.counter(map[string]string{"tenant": "acme", "model": "Hunyuan"})
+	require.NoError(t, err)
+	assert.Zero(t, c.Reserved, "every reservation settled")
+	assert.LessOrEqual(t, c.Committed, capNano, "recorded spend never exceeds the cap")
+	assert.Equal(t, money.Nano(charged), c.Committed, "recorded spend is exactly what the served requests cost")
+	// (Spend may end well below the cap: while many requests are in
+	// flight their worst cases are held, and late ones are refused.)
+
+	// Every replica reports the same remaining budget, hence the same spend.
+	want := (capNano - c.Committed).USD()
+	for i, url := range urls {
+		resp, err := postTo(context.Background(), url, freeProbe, "x-tenant-id", "acme")
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, resp.status, "%s", resp.body)
+		assert.Equal(t, want, resp.header.Get("x-spendguard-remaining-usd"), "replica %d", i)
+		assert.Equal(t, "tenant-daily", resp.header.Get("x-spendguard-budget"))
+	}
+}
+
+// TestKilledReplicaReservationsExpire: a replica holding reservations is
+// killed with SIGKILL, so it never settles them. Another replica still
+// counts the holds until reservation_ttl (2s here) has passed, then the
+// budget is whole again, and nothing of the dead replica stays in Redis.
+func TestKilledReplicaReservationsExpire(t *testing.T) {
+	c, prefix := redistest.Shared(t)
+	worst := smallChatWorst(t)
+	capNano := 5*worst + worst/2 // the 5 held requests leave room for no sixth
+	yaml := fmt.Sprintf(redisReplicaConfig, capNano.Fixed(9), "2s", redistest.SharedAddr, prefix, "fail_closed")
+	path := writeConfig(t, yaml)
+
+	vllm := fakevllm.New(fakevllm.Config{PromptTokens: 1, CompletionTokens: 1})
+	vllmURL, err := vllm.Start("127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { vllm.Close() })
+	doomed := startReplica(t, "doomed", path)
+	survivor := startReplica(t, "survivor", path)
+	doomedURL := proxyFor(t, doomed.grpcAddr, vllmURL).URL()
+	survivorURL := proxyFor(t, survivor.grpcAddr, vllmURL).URL()
+	view := viewStore(t, yaml)
+	acme := map[string]string{"tenant": "acme", "model": "Hunyuan"}
+
+	// Five requests through the doomed replica hang at the upstream while
+	// their reservations are held.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	for range 5 {
+		wg.Go(func() {
+			_, _ = postTo(ctx, doomedURL, smallChat, "x-tenant-id", "acme", fakevllm.HeaderLatencyMS, "60000")
+		})
+	}
+	require.Eventually(t, func() bool {
+		got, err := view.counter(acme)
+		return err == nil && got.Reserved == 5*worst
+	}, 20*time.Second, 20*time.Millisecond, "the doomed replica holds five reservations")
+
+	doomed.kill()
+	resp, err := postTo(context.Background(), survivorURL, smallChat, "x-tenant-id", "acme")
+	require.NoError(t, err)
+	// The holds may already have expired on a slow machine; when they have
+	// not, they still block.
+	if resp.status != http.StatusOK {
+		assert.Equal(t, http.StatusPaymentRequired, resp.status)
+	}
+
+	// After the TTL the survivor serves the tenant again: the budget is whole.
+	require.Eventually(t, func() bool {
+		got, err := view.counter(acme)
+		return err == nil && got.Reserved == 0
+	}, 30*time.Second, 50*time.Millisecond, "the dead replica's reservations expire")
+	for range 5 {
+		resp, err := postTo(context.Background(), survivorURL, smallChat, "x-tenant-id", "acme")
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, resp.status, "%s", resp.body)
+	}
+	got, err := view.counter(acme)
+	require.NoError(t, err)
+	assert.Zero(t, got.Reserved)
+	assert.LessOrEqual(t, got.Committed, capNano)
+
+	// Nothing of the dead replica's reservations is left in Redis.
+	cancel()
+	wg.Wait()
+	for _, k := range redistest.Keys(t, c, prefix) {
+		fields, err := c.HKeys(context.Background(), k).Result()
+		if err != nil { // a sorted set of live reservations
+			members, err := c.ZRange(context.Background(), k, 0, -1).Result()
+			require.NoError(t, err)
+			assert.Empty(t, members, "reservations left in %s", k)
+			continue
+		}
+		for _, f := range fields {
+			assert.NotContains(t, f, "i:", "reservation left in %s", k)
+		}
+	}
+}
