@@ -1,0 +1,63 @@
+package webhook
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/spendguard/spendguard/exporters/sink"
+)
+
+// Event names, as configured in `events:` and sent in alerts.
+const (
+	SoftCapCrossed = "soft_cap_crossed"
+	HardCapReached = "hard_cap_reached"
+)
+
+// Config is the `exporters.webhook` section.
+type Config struct {
+	// URL receives a POST per alert. Required; a secret (Slack webhook
+	// URLs are credentials), never logged.
+	URL string `yaml:"url"`
+	// Format is json (default) or slack.
+	Format string `yaml:"format"`
+	// Events to send; default both soft_cap_crossed and hard_cap_reached.
+	Events []string `yaml:"events"`
+	// Headers are added to every POST (e.g. an Authorization header).
+	Headers map[string]string `yaml:"headers"`
+}
+
+// WithDefaults returns c with the defaults filled in.
+func (c Config) WithDefaults() Config {
+	if c.Format == "" {
+		c.Format = "json"
+	}
+	if c.Events == nil {
+		c.Events = []string{SoftCapCrossed, HardCapReached}
+	}
+	return c
+}
+
+// Validate returns every problem of c.
+func (c Config) Validate() []sink.FieldError {
+	var out []sink.FieldError
+	if msg := sink.CheckURL(c.URL); msg != "" {
+		out = append(out, sink.FieldError{Field: "url", Msg: msg + " (is its environment variable set?)"})
+	}
+	switch c.Format {
+	case "", "json", "slack":
+	default:
+		out = append(out, sink.FieldError{Field: "format", Msg: fmt.Sprintf("%q is neither slack nor json", c.Format)})
+	}
+	if c.Events != nil && len(c.Events) == 0 {
+		out = append(out, sink.FieldError{Field: "events", Msg: "is empty: list soft_cap_crossed and/or hard_cap_reached, or remove the webhook"})
+	}
+	for i, e := range c.Events {
+		switch {
+		case e != SoftCapCrossed && e != HardCapReached:
+			out = append(out, sink.FieldError{Field: "events", Msg: fmt.Sprintf("%q is neither soft_cap_crossed nor hard_cap_reached", e)})
+		case slices.Contains(c.Events[:i], e):
+			out = append(out, sink.FieldError{Field: "events", Msg: fmt.Sprintf("%q is listed twice", e)})
+		}
+	}
+	return out
+}
