@@ -7,13 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
-	"gopkg.in/yaml.v3"
 )
 
 // Hot reload
@@ -160,6 +158,7 @@ func (r *Reloader) Check() (bool, error) {
 		r.refuse(err)
 		return false, err
 	}
+	previous := r.current.Load()
 	r.apply(c)
 	r.current.Store(c)
 	r.inForce = sum
@@ -170,6 +169,11 @@ func (r *Reloader) Check() (bool, error) {
 	r.status.RestartNeeded = changedSections(r.first.File, c.File)
 	r.opts.Log.Info("configuration reloaded", zap.String("path", r.path), zap.String("sha256", r.status.Hash),
 		zap.Int("budgets", len(c.Snapshot.Budgets.Budgets())), zap.Int64("reloads", r.status.Reloads))
+	if added, removed := budgetChanges(previous, c); len(added)+len(removed) > 0 {
+		// Counters are keyed by budget name: a renamed budget starts from zero.
+		r.opts.Log.Warn("budgets added or removed: a new name starts with no spend, a removed one's counters are no longer read",
+			zap.Strings("added", added), zap.Strings("removed", removed))
+	}
 	if len(r.status.RestartNeeded) > 0 {
 		r.opts.Log.Warn("configuration sections changed that take effect only at restart",
 			zap.Strings("sections", r.status.RestartNeeded))
@@ -192,95 +196,6 @@ func (r *Reloader) refuse(err error) {
 	}
 	r.opts.Log.Error("configuration change refused; still serving the previous configuration",
 		zap.String("path", r.path), zap.Strings("problems", problems), zap.Int64("failures", r.status.Failures))
-}
-
-// changedSections lists the RestartSections that differ between the
-// configuration loaded at start and now. Lines do not count: moving a
-// section in the file changes nothing.
-func changedSections(start, now *File) []string {
-	var out []string
-	a, b := reflect.ValueOf(start).Elem(), reflect.ValueOf(now).Elem()
-	for _, name := range RestartSections {
-		if f, ok := fieldFor(a.Type(), name); ok && !sameValue(a.FieldByIndex(f.Index), b.FieldByIndex(f.Index)) {
-			out = append(out, name)
-		}
-	}
-	return out
-}
-
-// sameValue compares decoded values, ignoring unexported fields and the
-// Line and Column fields that record where a value was written.
-func sameValue(a, b reflect.Value) bool {
-	if a.Type() == nodeType {
-		budget := 100_000 // aliases can make a small file a huge tree
-		return sameNode(a.Addr().Interface().(*yaml.Node), b.Addr().Interface().(*yaml.Node), &budget)
-	}
-	switch a.Kind() {
-	case reflect.Struct:
-		for i := range a.NumField() {
-			f := a.Type().Field(i)
-			if !f.IsExported() || f.Name == "Line" || f.Name == "Column" {
-				continue
-			}
-			if !sameValue(a.Field(i), b.Field(i)) {
-				return false
-			}
-		}
-		return true
-	case reflect.Pointer, reflect.Interface:
-		if a.IsNil() || b.IsNil() {
-			return a.IsNil() == b.IsNil()
-		}
-		return sameValue(a.Elem(), b.Elem())
-	case reflect.Slice, reflect.Array:
-		if a.Len() != b.Len() {
-			return false
-		}
-		for i := range a.Len() {
-			if !sameValue(a.Index(i), b.Index(i)) {
-				return false
-			}
-		}
-		return true
-	case reflect.Map:
-		if a.Len() != b.Len() {
-			return false
-		}
-		for _, k := range a.MapKeys() {
-			v := b.MapIndex(k)
-			if !v.IsValid() || !sameValue(a.MapIndex(k), v) {
-				return false
-			}
-		}
-		return true
-	}
-	return reflect.DeepEqual(a.Interface(), b.Interface())
-}
-
-// sameNode compares two YAML trees by kind, tag and value, not position.
-// Past budget nodes it gives up and says they differ.
-func sameNode(a, b *yaml.Node, budget *int) bool {
-	if *budget--; *budget < 0 {
-		return false
-	}
-	if a == nil || b == nil {
-		return a == b
-	}
-	if a.Kind == yaml.AliasNode {
-		return sameNode(a.Alias, b, budget)
-	}
-	if b.Kind == yaml.AliasNode {
-		return sameNode(a, b.Alias, budget)
-	}
-	if a.Kind != b.Kind || a.Value != b.Value || a.ShortTag() != b.ShortTag() || len(a.Content) != len(b.Content) {
-		return false
-	}
-	for i := range a.Content {
-		if !sameNode(a.Content[i], b.Content[i], budget) {
-			return false
-		}
-	}
-	return true
 }
 
 // Run checks the file debounce after the last of a burst of notifications

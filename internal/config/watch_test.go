@@ -221,3 +221,19 @@ func TestSameNodeGivesUpOnHugeTrees(t *testing.T) {
 	budget = 2
 	assert.False(t, sameNode(&a.Exporters, &b.Exporters, &budget))
 }
+
+func TestBudgetChanges(t *testing.T) {
+	parse := func(s string) *Compiled {
+		c, err := Loader{LookupEnv: env(nil)}.Parse([]byte(s))
+		require.NoError(t, err)
+		return c
+	}
+	before := parse(minimal)
+	renamed := parse(strings.Replace(minimal, "name: tenant-daily", "name: tenant-per-day", 1))
+	added, removed := budgetChanges(before, renamed)
+	assert.Equal(t, []string{"tenant-per-day"}, added)
+	assert.Equal(t, []string{"tenant-daily"}, removed)
+	added, removed = budgetChanges(before, parse(withCap("99")))
+	assert.Empty(t, added)
+	assert.Empty(t, removed)
+}
