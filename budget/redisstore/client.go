@@ -30,6 +30,7 @@ func ClientOptions(cfg budget.RedisConfig) (*redis.Options, error) {
 		ContextTimeoutEnabled: true,
 		MaxRetries:            -1,
 		DialTimeout:           timeout,
+		DialerRetries:         1, // one attempt: a refused dial fails the call at once
 		ReadTimeout:           timeout,
 		WriteTimeout:          timeout,
 		PoolTimeout:           timeout,

@@ -43,6 +43,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"time"
 
@@ -189,14 +190,17 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 // run runs a script (EVALSHA, then EVAL if Redis does not have it) within
-// the call timeout. An error after the timeout has passed wraps
-// context.DeadlineExceeded, whatever the network layer reported.
+// the call timeout. A timeout wraps context.DeadlineExceeded, whether the
+// context or the socket deadline reported it.
 func (s *Store) run(ctx context.Context, sc *redis.Script, keys []string, args []any) *redis.Cmd {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	cmd := sc.Run(ctx, s.client, keys, args...)
-	if err := cmd.Err(); err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
-		cmd.SetErr(fmt.Errorf("%w: %w", ctx.Err(), err))
+	if err := cmd.Err(); err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+		var ne net.Error
+		if ctx.Err() != nil || (errors.As(err, &ne) && ne.Timeout()) {
+			cmd.SetErr(fmt.Errorf("%w: %w", context.DeadlineExceeded, err))
+		}
 	}
 	return cmd
 }

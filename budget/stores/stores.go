@@ -50,6 +50,10 @@ func openRedis(ctx context.Context, cfg budget.RedisConfig, log *zap.Logger) (St
 	if err != nil {
 		return nil, err
 	}
+	// go-redis logs through one process-wide logger; its messages (dial
+	// failures) repeat what every failed store call reports, so they go to
+	// debug.
+	redis.SetLogger(redisLogger{log})
 	client := redis.NewClient(opts)
 	s := &redisStore{
 		Store:  redisstore.New(client, redisstore.Options{KeyPrefix: cfg.Prefix(), Timeout: cfg.CallTimeout()}),
@@ -62,6 +66,14 @@ func openRedis(ctx context.Context, cfg budget.RedisConfig, log *zap.Logger) (St
 		log.Info("redis store connected", zap.String("address", cfg.Address), zap.Int("db", cfg.DB), zap.String("key_prefix", cfg.Prefix()))
 	}
 	return s, nil
+}
+
+type redisLogger struct{ log *zap.Logger }
+
+func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
+	if ce := l.log.Check(zap.DebugLevel, "redis client"); ce != nil {
+		ce.Write(zap.String("detail", fmt.Sprintf(format, v...)))
+	}
 }
 
 type redisStore struct {
