@@ -186,6 +186,7 @@ func (g *gateway) checkSpendguardConfig(t *testing.T, wantBackend string) {
 	v := g.volumeMountedAt(g.spendguard, path.Dir(g.sg.config))
 	require.NotNil(t, v)
 	assert.Equal(t, "spendguard-config", v.ConfigMap.Name, "spendguard's ConfigMap keeps its name across edits")
+	assert.Positive(t, g.sg.reloadInterval, "--reload-interval 0 turns off the hot reload the ConfigMap relies on")
 }
 
 func (g *gateway) volumeMountedAt(c *corev1.Container, dir string) *corev1.Volume {
@@ -257,7 +258,7 @@ func (g *gateway) checkEnvoyConfig(t *testing.T) {
 // serveFlags are the `spendguard serve` flags the Deployment passes.
 type serveFlags struct {
 	config, grpcAddr, adminAddr, logLevel, logFormat string
-	shutdownTimeout                                  time.Duration
+	shutdownTimeout, reloadInterval                  time.Duration
 }
 
 // parseServeFlags parses a spendguard container's command line as
@@ -280,6 +281,7 @@ func parseServeFlags(command, args []string) (serveFlags, error) {
 	fs.StringVar(&f.logLevel, "log-level", "info", "")
 	fs.StringVar(&f.logFormat, "log-format", "json", "")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 25*time.Second, "")
+	fs.DurationVar(&f.reloadInterval, "reload-interval", time.Minute, "")
 	if err := fs.Parse(args[1:]); err != nil {
 		return f, err
 	}
