@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/spendguard/spendguard/budget"
@@ -241,3 +242,18 @@ func usageCost(t *testing.T, body []byte, inputPerToken, outputPerToken int64) i
 	require.NoError(t, json.Unmarshal(body, &r), "%s", body)
 	return r.Usage.Prompt*inputPerToken + r.Usage.Completion*outputPerToken
 }
+
+// startFailingReplica runs `spendguard serve` and requires it to exit with
+// status 1 at start; it returns what the process printed.
+func startFailingReplica(t *testing.T, configPath string) string {
+	t.Helper()
+	cmd := exec.Command(spendguardBinary(t), "serve", "--config", configPath,
+		"--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--reload-interval", "0")
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	require.ErrorAs(t, err, &exit, "spendguard started:\n%s", out)
+	assert.Equal(t, 1, exit.ExitCode(), "%s", out)
+	return string(out)
+}
+
+func writeFile(path, content string) error { return os.WriteFile(path, []byte(content), 0o600) }
