@@ -110,6 +110,10 @@
 //
 // Store is the consumer-side contract (see its doc); storetest.Run is its
 // conformance suite and storetest.Bench its benchmark. MemoryStore is exact
-// for one replica and bounded in memory; a Redis store must implement the
-// same contract, one round trip per call.
+// for one replica and bounded in memory; WriteSnapshot and LoadMemoryStore
+// keep it across restarts (a corrupt file is ErrCorruptSnapshot, never an
+// empty store). Package redisstore is the store shared by replicas, one
+// Lua script per call. StoreConfig is the `store:` section and package
+// stores opens the store it names. docs/store.md documents both for
+// operators: the Redis key layout, what a crash loses, store.on_error.
 package budget
