@@ -1,0 +1,275 @@
+package usage
+
+import "github.com/spendguard/spendguard/pricing"
+
+// SSEKind says which API a stream comes from, and so where its events carry
+// usage.
+type SSEKind uint8
+
+const (
+	// SSEChat is a /v1/chat/completions or /v1/completions stream
+	// (chat.completion.chunk or text_completion events): the usage is the
+	// top-level "usage" member of an event's JSON.
+	SSEChat SSEKind = iota
+	// SSEResponses is a /v1/responses stream: the usage is the
+	// response.usage member of an event's JSON (in practice of the
+	// response.completed, response.incomplete and response.failed events).
+	SSEResponses
+)
+
+// MaxSSEEventBytes bounds what SSEScanner keeps of one event: the bytes of
+// the event held back to be able to drop it, and the data bytes buffered to
+// look at it. A larger event is never dropped, and past this many data bytes
+// its usage is still found (streamed through a JSONScanner) but the other
+// checks see only its first MaxSSEEventBytes data bytes.
+const MaxSSEEventBytes = 64 << 10
+
+// maxEventType bounds the event field value kept (event type names are
+// short; a longer one is cut).
+const maxEventType = 64
+
+// SSEScanner reads a text/event-stream response body fed to it in chunks
+// split at any byte: it finds the usage, counts content events, notices the
+// end of the stream and error events, and can remove the usage-only event
+// from what the client receives. It is not safe for concurrent use. The
+// zero value is ready for a SSEChat stream without dropping; NewSSEScanner
+// and Reset choose. It takes about 1.5 KiB plus buffers that grow to the
+// largest event seen, at most about MaxSSEEventBytes each for the event's
+// data and held-back bytes, plus what one Write returns. See the package
+// documentation for exactly what it reports.
+type SSEScanner struct {
+	kind  SSEKind
+	drop  bool // remove the usage-only event (SSEChat only)
+	limit int  // MaxSSEEventBytes; tests lower it
+
+	// Line framing.
+	line    lineState
+	field   fieldKind
+	name    [5]byte // the field name so far ("event" is the longest known)
+	nameLen int     // bytes of the name so far, counting those not kept
+	skipLF  bool    // the last line ended with '\r': a '\n' next belongs to it
+	lf      int     // index of the next '\n' in the current chunk, -1: unknown
+
+	// The open event: its block of lines up to the blank line ending it.
+	inBlock  bool
+	blockLen int // bytes of the block in earlier chunks
+	data     []byte
+	big      bool // data outgrew limit: the rest is streamed through js
+	typ      [maxEventType]byte
+	typLen   int
+	js       JSONScanner
+
+	// Output when dropping; p, emitFrom, blockStart and changed are only
+	// meaningful during Write.
+	p          []byte
+	emitFrom   int  // bytes of p before it are in out or dropped
+	blockStart int  // index in p where the open block starts; -1: earlier
+	changed    bool // out differs from p
+	hold       []byte
+	passing    bool // the open block outgrew limit and is forwarded as it comes
+	dropLF     bool // a dropped block ended with '\r': a '\n' next goes too
+	out        []byte
+	finished   bool
+
+	// Findings.
+	events   int // data events dispatched
+	occ      occurrence
+	usage    pricing.Usage
+	details  Details
+	usageErr error
+	content  int
+	done     bool
+	upErr    string
+}
+
+// NewSSEScanner returns a scanner for one stream of the given kind. With
+// dropUsageEvent, the usage-only event of a SSEChat stream is removed from
+// the output; it is ignored for SSEResponses.
+func NewSSEScanner(kind SSEKind, dropUsageEvent bool) *SSEScanner {
+	s := &SSEScanner{}
+	s.Reset(kind, dropUsageEvent)
+	return s
+}
+
+// Reset forgets the previous stream and makes the scanner ready for a new
+// one, keeping its buffers.
+func (s *SSEScanner) Reset(kind SSEKind, dropUsageEvent bool) {
+	keep := func(b []byte) []byte {
+		if cap(b) > 2*MaxSSEEventBytes {
+			return nil
+		}
+		return b[:0]
+	}
+	js := s.js
+	js.Reset()
+	*s = SSEScanner{
+		kind:       kind,
+		drop:       dropUsageEvent && kind == SSEChat,
+		limit:      MaxSSEEventBytes,
+		lf:         -1,
+		blockStart: -1,
+		data:       keep(s.data),
+		hold:       keep(s.hold),
+		out:        keep(s.out),
+		js:         js,
+	}
+}
+
+// Write consumes the next chunk of the body and returns what to forward to
+// the client in its place. When nothing changes it returns chunk itself and
+// changed=false: always without dropUsageEvent, and with it whenever the
+// chunk ends on an event boundary and holds no usage-only event and no
+// bytes were held back before. Otherwise changed is true and out (possibly
+// empty) is owned by the scanner, read-only and valid until the next call:
+// the bytes of an incomplete last event are held back and forwarded by a
+// later call, so that the usage-only event can be removed whole. Write never
+// retains chunk. After Finish, chunks are forwarded unread.
+func (s *SSEScanner) Write(chunk []byte) (out []byte, changed bool) {
+	if s.finished {
+		return chunk, false
+	}
+	if s.limit == 0 {
+		s.limit = MaxSSEEventBytes // the zero value
+	}
+	s.p, s.emitFrom, s.changed, s.lf = chunk, 0, false, -1
+	s.out = s.out[:0]
+	s.scan(chunk)
+	if s.drop {
+		s.endChunk()
+	} else if s.inBlock {
+		s.blockLen += len(chunk) - max(s.blockStart, 0)
+	}
+	if s.changed {
+		s.emit(len(chunk))
+	}
+	s.p, s.blockStart = nil, -1
+	if !s.changed {
+		return chunk, false
+	}
+	return s.out, true
+}
+
+// Finish ends the stream. It returns the bytes still held back (an
+// unterminated last event, forwarded as it is: never dropped). The last
+// event, terminated or not, is looked at as if a blank line followed it, so
+// its usage counts when its JSON is complete. Call Reset before reusing the
+// scanner.
+func (s *SSEScanner) Finish() (out []byte) {
+	if s.finished {
+		return nil
+	}
+	s.finished = true
+	if s.line != lineStart {
+		s.endLine(0)
+	}
+	if s.inBlock {
+		s.dispatch()
+	}
+	out = s.hold
+	s.hold = s.hold[:0]
+	return out
+}
+
+// Result reports the usage of the stream so far: that of the last event
+// carrying a non-null usage (continuous_usage_stats puts a cumulative one on
+// every event). When that usage cannot be decoded, err wraps ErrUsage and u
+// is zero; an earlier event's usage is not used then.
+func (s *SSEScanner) Result() (u pricing.Usage, found bool, err error) {
+	switch s.occ {
+	case occFound:
+		return s.usage, true, nil
+	case occFailed:
+		return pricing.Usage{}, false, s.usageErr
+	}
+	return pricing.Usage{}, false, nil
+}
+
+// Details reports the informational counts of the usage Result reports;
+// zero when Result does not report found.
+func (s *SSEScanner) Details() Details {
+	if s.occ != occFound {
+		return Details{}
+	}
+	return s.details
+}
+
+// ContentEvents counts the events that carry generated content (see the
+// package documentation for the heuristic): about one token each, to
+// estimate the completion of a stream that ends without usage.
+func (s *SSEScanner) ContentEvents() int { return s.content }
+
+// Done reports whether the stream's last event arrived: data: [DONE], or
+// for SSEResponses a response.completed, response.incomplete or
+// response.failed event.
+func (s *SSEScanner) Done() bool { return s.done }
+
+// UpstreamError returns the message of the first error event in the stream
+// (at most 1 KiB), "" if there was none.
+func (s *SSEScanner) UpstreamError() string { return s.upErr }
+
+// blankLine ends the open block, if any, at the blank line's terminator
+// p[i].
+func (s *SSEScanner) blankLine(i int) {
+	s.skipLF = s.p[i] == '\r'
+	if !s.inBlock {
+		return
+	}
+	usageOnly := s.dispatch()
+	start := max(s.blockStart, 0)
+	total := s.blockLen + i + 1 - start
+	switch {
+	case !s.drop:
+	case usageOnly && total <= s.limit:
+		if s.blockStart >= 0 {
+			s.emit(s.blockStart)
+		}
+		s.hold = s.hold[:0]
+		s.emitFrom, s.changed = i+1, true
+		s.dropLF = s.skipLF
+	case s.blockStart < 0 && len(s.hold) > 0:
+		// The block began in an earlier chunk: its held bytes go first.
+		s.out = append(s.out, s.hold...)
+		s.hold = s.hold[:0]
+		s.changed = true
+	}
+	s.inBlock, s.passing, s.blockLen, s.blockStart = false, false, 0, -1
+}
+
+// endChunk holds back the open block at the end of a chunk, or forwards it
+// from now on once it outgrows limit.
+func (s *SSEScanner) endChunk() {
+	if !s.inBlock || s.passing {
+		if s.inBlock {
+			s.blockLen += len(s.p) - max(s.blockStart, 0)
+		}
+		return
+	}
+	start := max(s.blockStart, 0)
+	s.blockLen += len(s.p) - start
+	if s.blockLen <= s.limit {
+		s.emit(start)
+		s.hold = append(s.hold, s.p[start:]...)
+		s.emitFrom, s.changed = len(s.p), true
+		return
+	}
+	s.passing = true
+	if len(s.hold) > 0 {
+		// Only the open block is held, so it began in an earlier chunk
+		// and nothing of this chunk is in out yet.
+		s.out = append(s.out, s.hold...)
+		s.hold = s.hold[:0]
+		s.changed = true
+	}
+}
+
+// emit copies p[emitFrom:upto] to out.
+func (s *SSEScanner) emit(upto int) {
+	s.out = append(s.out, s.p[s.emitFrom:upto]...)
+	s.emitFrom = upto
+}
+
+// cut drops p[i], the '\n' ending a dropped block.
+func (s *SSEScanner) cut(i int) {
+	s.emit(i)
+	s.emitFrom, s.changed = i+1, true
+}
