@@ -1,7 +1,8 @@
 // Package usage reads the token usage that an OpenAI-compatible upstream
-// (vLLM, OpenAI) reports in a non-streaming JSON response body, as the body
-// streams through the proxy in chunks split at arbitrary bytes, without
-// holding the body in memory.
+// (vLLM, OpenAI) reports in a response body, as the body streams through the
+// proxy in chunks split at arbitrary bytes, without holding the body in
+// memory: JSONScanner for a JSON body, SSEScanner for a text/event-stream
+// (a "stream": true response).
 //
 // # Scanner
 //
@@ -73,7 +74,77 @@
 //   - Other members are ignored. Keys are matched exactly, and duplicate keys
 //     resolve to the last one, as with encoding/json and a map.
 //
-// Streaming (SSE) bodies are not handled here; the usage object of a stream
-// event can be decoded with ParseUsageObject, or the event's JSON fed to a
-// JSONScanner.
+// # Streams
+//
+// SSEScanner reads a streamed response: SSEChat for /v1/chat/completions
+// and /v1/completions, SSEResponses for /v1/responses. Chunks may split it
+// anywhere: inside a field name, a JSON string, a multi-byte character, or
+// between the '\r' and '\n' of a line end.
+//
+// Framing follows the WHATWG event-stream format: lines end with "\r\n",
+// "\n" or "\r"; a blank line ends an event; lines starting with ':' are
+// comments (keep-alives); a field's name runs to the first ':' and one space
+// after it is dropped; data lines are joined with '\n'; the last event
+// field names the event; id, retry and unknown fields are ignored. A block
+// of lines without a data line is no event. A byte-order mark is not
+// stripped (vLLM sends none). At Finish, an unterminated last event is read
+// as if a blank line followed it.
+//
+// Cheap by default: an event's data is copied into a reused buffer and
+// searched (bytes.Index) for a few quoted keys. A token event is never
+// decoded and, once the buffers have grown, nothing is allocated for it,
+// including OpenAI's "usage":null. Only these events are decoded:
+//
+//   - an event with a "usage" key whose value is not null, or with an
+//     escaped letter of "usage" (\u0061, \u0065, \u0067, \u0073, \u0075):
+//     a JSONScanner runs over its data;
+//   - a possible error event (below) and, when dropping, the usage event:
+//     encoding/json decodes its top-level members.
+//
+// Usage, decisions exactly:
+//
+//   - SSEChat: the top-level usage member of an event's JSON; SSEResponses:
+//     its response.usage member. Keys match as in JSONScanner: exactly,
+//     after unescaping, the last duplicate winning.
+//   - The last event with a non-null usage wins (continuous_usage_stats
+//     puts a cumulative usage on every event). Events with a null or no
+//     usage change nothing, nor do events whose data is not JSON (such as a
+//     truncated last event). When the winning usage cannot be decoded,
+//     Result returns an error wrapping ErrUsage and naming the event.
+//   - An event with more than MaxSSEEventBytes of data still gives its
+//     usage (the rest of its data streams through a JSONScanner), but the
+//     checks below see only its first MaxSSEEventBytes.
+//
+// Dropping the usage event (dropUsageEvent, SSEChat only): the event that
+// OpenAI and vLLM send because stream_options.include_usage is set, a JSON
+// object whose top-level usage is not null and whose top-level choices is
+// an empty array, is removed from the output byte-exactly: its block, from
+// the end of the previous event's blank line (comments and other fields
+// included) through its own blank line, both bytes of a "\r\n". The
+// client's stream is the upstream's minus those bytes. Every such event is
+// dropped; none other is. To do it across chunks, the bytes of an
+// unterminated last event are held back and returned by a later Write or by
+// Finish; a chunk that ends on an event boundary and holds no usage event
+// comes back unchanged, without a copy. An event longer than
+// MaxSSEEventBytes (counting its blank line) is forwarded as it arrives and
+// never dropped; an unterminated event at Finish is forwarded unchanged.
+// Dropping changes nothing that the scanner reports.
+//
+// The other findings:
+//
+//   - Done: a data: [DONE] event, or for SSEResponses a
+//     response.completed, response.incomplete or response.failed event.
+//   - ContentEvents, a heuristic to estimate the completion of a stream that
+//     ends without usage (about one token per event; vLLM sends one per
+//     token): for SSEChat the events with a non-empty string under a
+//     content, text, reasoning_content, reasoning or refusal key, or a
+//     non-empty tool_calls array, found by search, so at any depth; for
+//     SSEResponses the events whose type (event field, else the first
+//     "type" in the data) ends in ".delta" and whose "delta" is a non-empty
+//     string.
+//   - UpstreamError: the message of the first error event, at most 1 KiB:
+//     {"error":{"message":…}} (vLLM ≥ 0.10.1, OpenAI), {"object":"error",
+//     "message":…} (older vLLM), for SSEResponses a type "error" event's
+//     message or a response.failed event's response.error.message. An error
+//     without a message string reports its JSON.
 package usage
