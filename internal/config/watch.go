@@ -75,6 +75,7 @@ type Reloader struct {
 
 	mu      sync.Mutex // serialises Check; guards the fields below
 	apply   func(*Compiled)
+	observe func(error)
 	inForce [sha256.Size]byte
 	judged  [sha256.Size]byte // the last content parsed, valid or not
 	readErr string
@@ -98,7 +99,7 @@ func NewReloader(path string, opts ReloaderOptions) (*Reloader, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Reloader{path: path, opts: opts, first: c, apply: func(*Compiled) {}}
+	r := &Reloader{path: path, opts: opts, first: c, apply: func(*Compiled) {}, observe: func(error) {}}
 	r.inForce = sha256.Sum256(data)
 	r.judged = r.inForce
 	r.current.Store(c)
@@ -112,6 +113,15 @@ func NewReloader(path string, opts ReloaderOptions) (*Reloader, error) {
 func (r *Reloader) OnReload(apply func(*Compiled)) {
 	r.mu.Lock()
 	r.apply = apply
+	r.mu.Unlock()
+}
+
+// OnResult sets a function told the outcome of every change Check judges:
+// nil when a configuration was installed, else why it was refused (the
+// reload metrics). Checks that find nothing new are not reported.
+func (r *Reloader) OnResult(observe func(error)) {
+	r.mu.Lock()
+	r.observe = observe
 	r.mu.Unlock()
 }
 
@@ -167,6 +177,7 @@ func (r *Reloader) Check() (bool, error) {
 	r.status.Reloads++
 	r.status.LastError, r.status.LastErrorAt = "", time.Time{}
 	r.status.RestartNeeded = changedSections(r.first.File, c.File)
+	r.observe(nil)
 	r.opts.Log.Info("configuration reloaded", zap.String("path", r.path), zap.String("sha256", r.status.Hash),
 		zap.Int("budgets", len(c.Snapshot.Budgets.Budgets())), zap.Int64("reloads", r.status.Reloads))
 	if added, removed := budgetChanges(previous, c); len(added)+len(removed) > 0 {
@@ -183,6 +194,7 @@ func (r *Reloader) Check() (bool, error) {
 
 // refuse records a refused change; mu is held.
 func (r *Reloader) refuse(err error) {
+	r.observe(err)
 	r.status.Failures++
 	r.status.LastError = err.Error()
 	r.status.LastErrorAt = r.opts.Now()

@@ -222,6 +222,23 @@ func TestSameNodeGivesUpOnHugeTrees(t *testing.T) {
 	assert.False(t, sameNode(&a.Exporters, &b.Exporters, &budget))
 }
 
+func TestOnResultIsToldEveryJudgedChange(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "spendguard.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(withCap("10")), 0o600))
+	r, err := NewReloader(path, ReloaderOptions{Loader: Loader{LookupEnv: env(nil)}})
+	require.NoError(t, err)
+	var results []error
+	r.OnResult(func(err error) { results = append(results, err) })
+	for _, content := range []string{withCap("10"), withCap("20"), withCap("20"), withCap("x"), withCap("x"), withCap("30")} {
+		require.NoError(t, os.WriteFile(path, []byte(content), 0o600))
+		_, _ = r.Check()
+	}
+	require.Len(t, results, 3, "unchanged content is not reported")
+	assert.NoError(t, results[0])
+	assert.ErrorAs(t, results[1], new(Problems))
+	assert.NoError(t, results[2])
+}
+
 func TestBudgetChanges(t *testing.T) {
 	parse := func(s string) *Compiled {
 		c, err := Loader{LookupEnv: env(nil)}.Parse([]byte(s))
