@@ -14,13 +14,12 @@
 package config
 
 import (
+	"gopkg.in/yaml.v3"
 
 	"github.com/spendguard/spendguard/budget"
 	"github.com/spendguard/spendguard/pricing"
 	"github.com/spendguard/spendguard/processor"
 	"github.com/spendguard/spendguard/processor/identity"
-
-	"gopkg.in/yaml.v3"
 )
 
 // File is the schema of the configuration file (see
