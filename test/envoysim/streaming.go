@@ -89,8 +89,13 @@ func (x *exchange) streamBody(request bool, src *bodySource, out func([]byte) er
 		return errHandled
 	}
 
+	// Data that arrived before a source failure still reaches the
+	// processor, as Envoy's codec delivers it before the reset.
 	if data, eof, err, ok := src.drainAvailable(); ok {
 		if err != nil {
+			if len(data) > 0 {
+				_ = sendChunk(data, false)
+			}
 			return &sourceError{err}
 		}
 		if err := sendChunk(data, eof); err != nil {
@@ -105,6 +110,9 @@ func (x *exchange) streamBody(request bool, src *bodySource, out func([]byte) er
 		select {
 		case c := <-reads:
 			if c.err != nil {
+				if len(c.data) > 0 {
+					_ = sendChunk(c.data, false)
+				}
 				return &sourceError{c.err}
 			}
 			if err := sendChunk(c.data, c.eof); err != nil {

@@ -22,8 +22,9 @@ type params struct {
 	knownModels        []string
 	dims               int // 0: the request's dimensions, or the default
 	chunkSize          int
-	abortAfter         int // >0: cut the connection after this many SSE events
-	errorAfter         int // >0: send a mid-stream error event after this many content events
+	abortAfter         int           // >0: cut the connection after this many SSE events
+	eventDelay         time.Duration // pause before each SSE event after the first
+	errorAfter         int           // >0: send a mid-stream error event after this many content events
 }
 
 func resolve(cfg Config, h http.Header) (params, error) {
@@ -61,6 +62,13 @@ func resolve(cfg Config, h http.Header) (params, error) {
 	}
 	if ms >= 0 {
 		p.latency = time.Duration(ms) * time.Millisecond
+	}
+	ms = -1
+	if err := headerInt(h, HeaderEventDelayMS, 0, 60_000, &ms); err != nil {
+		return params{}, err
+	}
+	if ms >= 0 {
+		p.eventDelay = time.Duration(ms) * time.Millisecond
 	}
 	if v := h.Get(HeaderModel); v != "" {
 		p.model = v

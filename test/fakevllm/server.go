@@ -34,6 +34,7 @@
 //
 //	x-fake-abort-after-events cut the connection (no final chunk) after N SSE events
 //	x-fake-error-after-events send vLLM's mid-stream error event after N content events, then [DONE]
+//	x-fake-event-delay-ms     pause between SSE events (a slow generation)
 //
 // Streaming ("stream": true): chat and completions answer with one SSE event
 // per completion word, flushed one by one, then, when
@@ -72,6 +73,7 @@ const (
 	HeaderModel            = "x-fake-model"
 	HeaderAbortAfterEvents = "x-fake-abort-after-events"
 	HeaderErrorAfterEvents = "x-fake-error-after-events"
+	HeaderEventDelayMS     = "x-fake-event-delay-ms"
 )
 
 const (

@@ -18,13 +18,14 @@ type sseWriter struct {
 	content    int // content events written
 	abortAfter int
 	errorAfter int
+	delay      time.Duration
 }
 
 func newSSEWriter(w http.ResponseWriter, p params) *sseWriter {
 	w.Header().Set("Content-Type", contentTypeSSE)
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(p.okStatus())
-	return &sseWriter{w: w, rc: http.NewResponseController(w), abortAfter: p.abortAfter, errorAfter: p.errorAfter}
+	return &sseWriter{w: w, rc: http.NewResponseController(w), abortAfter: p.abortAfter, errorAfter: p.errorAfter, delay: p.eventDelay}
 }
 
 // counted notes one event; past x-fake-abort-after-events the connection
@@ -52,6 +53,9 @@ func (s *sseWriter) failNow() bool {
 func (s *sseWriter) raw(b []byte) {
 	if s.broken {
 		return
+	}
+	if s.delay > 0 && s.events > 0 {
+		time.Sleep(s.delay)
 	}
 	if _, err := s.w.Write(b); err != nil {
 		s.broken = true
