@@ -17,8 +17,8 @@ type Alert struct {
 
 // maxTracked bounds the scopes remembered for deduplication. Past it,
 // scopes whose period has ended are forgotten first, then arbitrary ones
-// (which may then alert once more).
-const maxTracked = 100_000
+// (which may then alert once more). A variable for tests.
+var maxTracked = 100_000
 
 // rearmPercent: a rolling window's alert re-arms once its spend has
 // fallen below this share of the cap, so that spend hovering at the cap

@@ -92,6 +92,8 @@ func TestDetectRollingWindowsRearmBelowNinetyPercent(t *testing.T) {
 }
 
 func TestDetectForgetsEndedPeriodsWhenFull(t *testing.T) {
+	defer func(n int) { maxTracked = n }(maxTracked)
+	maxTracked = 1000
 	s := newSender(t, Config{URL: "http://127.0.0.1:1/hook"})
 	old := day1.AddDate(0, 0, -2)
 	for i := range maxTracked {
@@ -102,6 +104,13 @@ func TestDetectForgetsEndedPeriodsWhenFull(t *testing.T) {
 	require.Equal(t, maxTracked, len(s.marks))
 	s.Detect([]sink.BudgetState{state(day1, "41")})
 	assert.Equal(t, 1, len(s.marks), "every mark of an ended period was dropped")
+
+	for i := range maxTracked + 10 {
+		st := state(day1, "41")
+		st.Key = "now-" + strconv.Itoa(i)
+		s.Detect([]sink.BudgetState{st})
+	}
+	assert.LessOrEqual(t, len(s.marks), maxTracked, "live periods are evicted too when there is no other room")
 }
 
 func TestSendPostsJSONAndSlackBodies(t *testing.T) {
