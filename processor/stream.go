@@ -53,13 +53,17 @@ type stream struct {
 	status       int       // upstream :status, 0 until response headers
 	firstByte    time.Time // when response headers arrived
 	sse          bool
+	dropUsage    bool // spendguard injected include_usage: hide the usage event
+	sseScan      *usage.SSEScanner
 	reasoning    int64
 	procTime     time.Duration
 	scanner      usage.JSONScanner
 	bodyBytes    int64
 	responseDone bool
 
-	cont *extprocv3.ProcessingResponse // reused CONTINUE answer for body chunks
+	cont    *extprocv3.ProcessingResponse // reused CONTINUE answer for body chunks
+	mutBody *extprocv3.BodyMutation_Body  // reused replacement of a response chunk
+	mut     *extprocv3.ProcessingResponse // the answer carrying mutBody
 }
 
 func newStream(srv *Server, snap *Snapshot) *stream {
@@ -194,10 +198,38 @@ func (st *stream) onRequestBody(ctx context.Context, b *extprocv3.HttpBody) *ext
 		return st.rejected(rej).immediate()
 	}
 	st.reservation = res
+	if injected, ok := st.injectUsage(body, mutated); ok {
+		mutated = injected
+	}
 	if mutated == nil {
 		return bodyContinue(true)
 	}
 	return bodyReplace(mutated)
+}
+
+// injectUsage adds stream_options.include_usage to a streaming chat or
+// completions request whose client did not ask for usage, so that the
+// upstream reports it; the usage event is then removed from the client's
+// stream. body is the client's body, mutated the body rewritten so far (nil
+// if none).
+func (st *stream) injectUsage(body, mutated []byte) ([]byte, bool) {
+	if !st.req.Stream || (st.endpoint != pricing.ChatCompletions && st.endpoint != pricing.Completions) {
+		return nil, false
+	}
+	if mutated != nil {
+		body = mutated
+	}
+	plan, err := planUsage(body)
+	if err != nil || plan != usageInject {
+		return nil, false
+	}
+	out, err := injectIncludeUsage(body)
+	if err != nil {
+		st.log.Warn("cannot add stream_options.include_usage; the stream's spend will be estimated", zap.Error(err))
+		return nil, false
+	}
+	st.dropUsage = true
+	return out, true
 }
 
 // downgrade rewrites the body for the soft cap's cheaper model and prices
@@ -231,6 +263,13 @@ func (st *stream) onResponseHeaders(ctx context.Context, h *extprocv3.HttpHeader
 	st.status, _ = strconv.Atoi(get(":status"))
 	st.firstByte = st.srv.opts.Now()
 	st.sse = strings.HasPrefix(strings.ToLower(get("content-type")), "text/event-stream")
+	if st.sse {
+		kind := usage.SSEChat
+		if st.endpoint == pricing.Responses {
+			kind = usage.SSEResponses
+		}
+		st.sseScan = usage.NewSSEScanner(kind, st.dropUsage)
+	}
 	if st.status >= 400 || st.status < 200 {
 		st.settle(ctx, outcome{})
 		return responseHeadersContinue(nil)
@@ -258,37 +297,99 @@ func (st *stream) onResponseBody(ctx context.Context, b *extprocv3.HttpBody) *ex
 	st.bodyBytes += int64(len(chunk))
 	if !st.sse {
 		st.scanner.Write(chunk)
+		if b.GetEndOfStream() {
+			st.complete(ctx)
+		}
+		return st.cont
 	}
+	out, changed := st.sseScan.Write(chunk)
 	if b.GetEndOfStream() {
+		if tail := st.sseScan.Finish(); len(tail) > 0 {
+			out = append(out[:len(out):len(out)], tail...)
+			changed = true
+		}
 		st.complete(ctx)
 	}
-	return st.cont
+	if !changed {
+		return st.cont
+	}
+	return st.replaceChunk(out)
 }
+
+// replaceChunk answers a response chunk with other bytes, reusing one
+// answer per stream.
+func (st *stream) replaceChunk(out []byte) *extprocv3.ProcessingResponse {
+	if st.mut == nil {
+		st.mutBody = &extprocv3.BodyMutation_Body{}
+		st.mut = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{
+			ResponseBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{
+				BodyMutation: &extprocv3.BodyMutation{Mutation: st.mutBody},
+			}},
+		}}
+	}
+	if len(out) == 0 {
+		return clearChunk
+	}
+	st.mutBody.Body = out
+	return st.mut
+}
+
+// clearChunk answers a response chunk whose bytes are all held back or
+// dropped. It is never modified.
+var clearChunk = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{
+	ResponseBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{
+		BodyMutation: &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_ClearBody{ClearBody: true}},
+	}},
+}}
 
 // complete settles a response that reached its end of stream.
 func (st *stream) complete(ctx context.Context) {
 	st.responseDone = true
-	u, found, err := st.scanner.Result()
-	if st.sse || err != nil || !found {
+	u, found, err := st.usage()
+	if err != nil || !found {
 		if err != nil {
 			st.log.Warn("response usage unreadable; charging the estimate", zap.String("request_id", st.requestID), zap.Error(err))
 		}
 		st.settle(ctx, outcome{usage: st.estimate(), estimated: true})
 		return
 	}
-	st.reasoning = st.scanner.Details().Reasoning
 	st.settle(ctx, outcome{usage: u})
 }
 
-// estimate is the usage charged when the upstream's own count is missing:
-// the worst case for a response that completed without usage (nothing
-// better is known), and for an aborted one the typical prompt (bytes/4)
-// plus the response bytes seen / 4, each capped at the worst case.
+// usage is the usage the upstream reported so far, from the JSON or SSE
+// scanner.
+func (st *stream) usage() (pricing.Usage, bool, error) {
+	if st.sseScan != nil {
+		u, found, err := st.sseScan.Result()
+		if found {
+			st.reasoning = st.sseScan.Details().Reasoning
+		}
+		return u, found, err
+	}
+	if st.sse {
+		return pricing.Usage{}, false, nil
+	}
+	u, found, err := st.scanner.Result()
+	if found {
+		st.reasoning = st.scanner.Details().Reasoning
+	}
+	return u, found, err
+}
+
+// estimate is the usage charged when the upstream's own count is missing.
+// For a stream: the typical prompt (bytes/4) plus one token per content
+// event seen. For a JSON response that completed without usage: the worst
+// case (nothing better is known); cut short: the typical prompt plus the
+// response bytes seen / 4. Each part is capped at the worst case.
 func (st *stream) estimate() pricing.Usage {
-	if st.responseDone {
+	if st.sseScan == nil && st.responseDone {
 		return st.worstCase
 	}
-	u := pricing.Usage{Prompt: (st.req.PromptBytes+3)/4 + st.req.PromptTokensKnown, Completion: (st.bodyBytes + 3) / 4}
+	completion := (st.bodyBytes + 3) / 4
+	if st.sseScan != nil {
+		completion = int64(st.sseScan.ContentEvents())
+	}
+	u := pricing.Usage{Prompt: (st.req.PromptBytes+3)/4 + st.req.PromptTokensKnown, Completion: completion}
 	u.Prompt = min(u.Prompt, st.worstCase.Prompt)
 	u.Completion = min(u.Completion, st.worstCase.Completion)
 	return u
@@ -307,7 +408,7 @@ func (st *stream) finish() {
 		st.settle(ctx, outcome{aborted: true})
 		return
 	}
-	if u, found, err := st.scanner.Result(); found && err == nil && !st.sse {
+	if u, found, err := st.usage(); found && err == nil {
 		st.settle(ctx, outcome{usage: u, aborted: true})
 		return
 	}

@@ -61,6 +61,19 @@ func (l *reportLog) all() []*spendguardv1.CostReport {
 // proxy splits every response body at random offsets from a seeded source.
 func newStack(t *testing.T, configYAML string, vcfg fakevllm.Config) *stack {
 	t.Helper()
+	return newStackWith(t, configYAML, vcfg, stackOptions{})
+}
+
+// stackOptions change the defaults of newStack.
+type stackOptions struct {
+	// streamThrough turns the random chunker off: envoysim then forwards each
+	// upstream read as it comes (the chunker reads whole bodies first, which
+	// client-abort tests cannot use).
+	streamThrough bool
+}
+
+func newStackWith(t *testing.T, configYAML string, vcfg fakevllm.Config, opts stackOptions) *stack {
+	t.Helper()
 	s := &stack{t: t, reports: &reportLog{}}
 	s.seed = *seedFlag
 	if s.seed == 0 {
@@ -91,11 +104,13 @@ func newStack(t *testing.T, configYAML string, vcfg fakevllm.Config) *stack {
 	cfg.MessageTimeout = 5 * time.Second // generous: the race detector on 2 shared cores is slow
 	var mu sync.Mutex
 	rng := rand.New(rand.NewPCG(s.seed, 0x5eed))
-	cfg.ResponseChunker = func(body []byte) [][]byte {
-		mu.Lock()
-		defer mu.Unlock()
-		s.splits.Add(1)
-		return randomSplit(rng, body)
+	if !opts.streamThrough {
+		cfg.ResponseChunker = func(body []byte) [][]byte {
+			mu.Lock()
+			defer mu.Unlock()
+			s.splits.Add(1)
+			return randomSplit(rng, body)
+		}
 	}
 	px, err := envoysim.New(cfg)
 	require.NoError(t, err)
