@@ -321,3 +321,20 @@ func TestExhaustedBudgetRejectsAtRequestHeaders(t *testing.T) {
 	assert.NotEmpty(t, got["retry-after"])
 	assert.Regexp(t, `^\{"error":\{"message":"budget tenant-daily exhausted for tenant=acme: spent 1\.00 of 1\.00 USD today; resets \d{4}-\d\d-\d\dT00:00:00Z","type":"budget_exceeded","param":null,"code":"budget_exceeded"\}\}$`, string(ir.GetBody()))
 }
+
+func TestStreamDeadlineSettlesReservation(t *testing.T) {
+	h := newHarness(t, testConfig)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	s, err := h.client.Process(ctx)
+	require.NoError(t, err)
+	h.roundTrip(s, reqHeaders("/v1/chat/completions", "x-tenant-id", "acme"))
+	h.roundTrip(s, reqBody(chatBody))
+	h.roundTrip(s, respHeaders("200"))
+	require.Positive(t, h.spend("acme").Reserved)
+	// No more messages: the gRPC deadline ends the stream mid-response.
+	h.eventually(func() bool { c := h.spend("acme"); return c.Reserved == 0 && c.Committed > 0 })
+	rep := <-h.reports
+	assert.True(t, rep.GetAborted())
+	assert.True(t, rep.GetEstimated())
+}
