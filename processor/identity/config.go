@@ -52,22 +52,27 @@ type Sources []Source
 // UnmarshalYAML reads a list of single-key maps.
 func (s *Sources) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.SequenceNode {
-		return fmt.Errorf("line %d: a dimension is a list of sources such as \"- header: x-tenant-id\"", n.Line)
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: a dimension is a list of sources such as \"- header: x-tenant-id\"", n.Line)}}
 	}
-	var errs []error
+	var errs []string
 	for _, item := range n.Content {
 		if item.Kind != yaml.MappingNode || len(item.Content) != 2 {
-			errs = append(errs, fmt.Errorf("line %d: each source is one \"kind: argument\" pair", item.Line))
+			errs = append(errs, fmt.Sprintf("line %d: each source is one \"kind: argument\" pair", item.Line))
 			continue
 		}
 		k, v := item.Content[0], item.Content[1]
 		if v.Kind != yaml.ScalarNode {
-			errs = append(errs, fmt.Errorf("line %d: the argument of %s must be a string", v.Line, k.Value))
+			errs = append(errs, fmt.Sprintf("line %d: the argument of %s must be a string", v.Line, k.Value))
 			continue
 		}
 		*s = append(*s, Source{Kind: k.Value, Arg: v.Value, Line: k.Line})
 	}
-	return errors.Join(errs...)
+	if len(errs) > 0 {
+		// A TypeError lets yaml.v3 go on decoding the rest of the file, so
+		// every problem is reported at once.
+		return &yaml.TypeError{Errors: errs}
+	}
+	return nil
 }
 
 var dimName = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
@@ -160,7 +165,7 @@ func decodeStrict(n *yaml.Node, v any, allowed ...string) error {
 			}
 		}
 		if err := errors.Join(errs...); err != nil {
-			return err
+			return &yaml.TypeError{Errors: strings.Split(err.Error(), "\n")}
 		}
 	}
 	return n.Decode(v)

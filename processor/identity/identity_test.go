@@ -150,3 +150,14 @@ func TestBearerToken(t *testing.T) {
 	assert.Equal(t, "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", HashToken("test"))
 	assert.Equal(t, "team=a,tenant=b", Scope(map[string]string{"tenant": "b", "team": "a"}))
 }
+
+func TestDecodeReportsEveryBrokenDimension(t *testing.T) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader([]byte("dimensions:\n  a: x\n  b:\n    - header: [1]\n  c:\n    - {header: h, default: d}\n")))
+	dec.KnownFields(true)
+	err := dec.Decode(&c)
+	require.Error(t, err)
+	for _, want := range []string{"line 2: a dimension is a list", "line 4: the argument of header must be a string", `line 6: each source is one "kind: argument" pair`} {
+		assert.Contains(t, err.Error(), want)
+	}
+}
