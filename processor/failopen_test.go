@@ -109,6 +109,9 @@ func TestStoreDownFailClosedAnswers503(t *testing.T) {
 	require.NotNil(t, ir, "%v", resp)
 	assert.Equal(t, 503, int(ir.GetStatus().GetCode()))
 	assert.Zero(t, h.srv.Unmetered())
+	refused := <-h.reports
+	assert.Equal(t, spendguardv1.Decision_DECISION_REJECTED, refused.GetDecision(), "a refused request is reported too")
+	assert.Zero(t, refused.GetCostNanoUsd())
 
 	store.down.Store(false)
 	r := h.serve()

@@ -39,6 +39,19 @@ type Budgets interface {
 	Reserve(ctx context.Context, p *budget.Policies, scopes []budget.Scope, model string, amount money.Nano, id string) (*budget.Reservation, *budget.Rejection, error)
 	Settle(ctx context.Context, res *budget.Reservation, actual money.Nano) error
 	SoftDowngrade(ctx context.Context, scopes []budget.Scope, model string, amount money.Nano) (target, budgetName string, err error)
+	Status(ctx context.Context, scopes []budget.Scope) ([]budget.State, error)
+}
+
+// Observer receives the processor's measurements (Prometheus). Calls are
+// cheap and never block.
+type Observer interface {
+	// ObserveMessage records how long one ext_proc message took to answer;
+	// phase is request_headers, request_body, response_headers or
+	// response_body.
+	ObserveMessage(phase string, d time.Duration)
+	// AddReservationsInFlight adds +1 when a reservation is made and -1
+	// when it is settled.
+	AddReservationsInFlight(delta int)
 }
 
 // Reporter receives one CostReport per charged request. It must not block:
@@ -52,6 +65,7 @@ type Options struct {
 	Log      *zap.Logger
 	Budgets  Budgets
 	Reporter Reporter // optional
+	Observer Observer // optional
 	Now      func() time.Time
 	// SettleTimeout bounds the store calls made after a stream has ended
 	// (its own context is gone by then). Default 2s.
@@ -117,7 +131,11 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 			return status.Error(codes.InvalidArgument, "spendguard: unexpected ext_proc message")
 		}
 		err = stream.Send(resp)
-		st.procTime += time.Since(began)
+		took := time.Since(began)
+		st.procTime += took
+		if s.opts.Observer != nil {
+			s.opts.Observer.ObserveMessage(phaseOf(req), took)
+		}
 		if err != nil {
 			return err
 		}
@@ -126,4 +144,19 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 			return nil
 		}
 	}
+}
+
+// phaseOf names the phase of a message, for metrics.
+func phaseOf(req *extprocv3.ProcessingRequest) string {
+	switch req.GetRequest().(type) {
+	case *extprocv3.ProcessingRequest_RequestHeaders:
+		return "request_headers"
+	case *extprocv3.ProcessingRequest_RequestBody:
+		return "request_body"
+	case *extprocv3.ProcessingRequest_ResponseHeaders:
+		return "response_headers"
+	case *extprocv3.ProcessingRequest_ResponseBody:
+		return "response_body"
+	}
+	return "trailers"
 }

@@ -50,8 +50,11 @@ type stream struct {
 	settled     bool
 	unmetered   bool // store failed with fail_open: served without budgets
 
-	status       int       // upstream :status, 0 until response headers
-	firstByte    time.Time // when response headers arrived
+	status       int            // upstream :status, 0 until response headers
+	firstByte    time.Time      // when response headers arrived
+	scopes       []budget.Scope // applicable budgets (for alert states)
+	forwarded    []byte         // request body as forwarded, kept only for a DetailedReporter that wants it
+	reported     bool
 	sse          bool
 	dropUsage    bool // spendguard injected include_usage: hide the usage event
 	sseScan      *usage.SSEScanner
@@ -109,19 +112,20 @@ func (st *stream) onRequestHeaders(ctx context.Context, h *extprocv3.HttpHeaders
 	st.endpoint = ep
 	st.ident = st.snap.Identity.ResolveHeaders(identity.Request{Header: get, Claim: claimGetter(md)})
 	if len(st.ident.Missing) > 0 {
-		return unauthorized(st.ident.Missing).immediate()
+		return st.refuse(unauthorized(st.ident.Missing), nil)
 	}
 	if h.GetEndOfStream() {
-		return invalidRequest(codeInvalidJSON, "request body is required: "+ep.String()+" takes a JSON object").immediate()
+		return st.refuse(invalidRequest(codeInvalidJSON, "request body is required: "+ep.String()+" takes a JSON object"), nil)
 	}
 	scopes := st.snap.Budgets.ApplicableKnown(st.ident.Values, st.knownAtHeaders)
+	st.scopes = scopes
 	if len(scopes) > 0 {
 		rej, err := st.srv.opts.Budgets.Exhausted(ctx, scopes, "")
 		if err != nil && !st.unmeteredOnError(err) {
-			return st.storeFailed(err).immediate()
+			return st.refuse(st.storeFailed(err), nil)
 		}
 		if rej != nil {
-			return st.rejected(rej).immediate()
+			return st.refuse(st.rejected(rej), rej)
 		}
 	}
 	return headersContinue(nil)
@@ -144,24 +148,24 @@ func (st *stream) onRequestBody(ctx context.Context, b *extprocv3.HttpBody) *ext
 	body := b.GetBody()
 	req, err := pricing.ParseRequest(st.endpoint, body)
 	if err != nil {
-		return invalidRequest(codeInvalidJSON, err.Error()).immediate()
+		return st.refuse(invalidRequest(codeInvalidJSON, err.Error()), nil)
 	}
 	st.req, st.model, st.servedModel = req, req.Model, req.Model
 	if len(st.ident.Pending) > 0 {
 		st.snap.Identity.ResolveBody(&st.ident, bodyFields(body))
 		if len(st.ident.Missing) > 0 {
-			return unauthorized(st.ident.Missing).immediate()
+			return st.refuse(unauthorized(st.ident.Missing), nil)
 		}
 	}
 	price, ok := st.snap.Pricing.Lookup(req.Model)
 	if !ok {
-		return invalidRequest(codeModelNotFound, fmt.Sprintf("model %q has no price in spendguard's pricing table and pricing.default is not set", req.Model)).immediate()
+		return st.refuse(invalidRequest(codeModelNotFound, fmt.Sprintf("model %q has no price in spendguard's pricing table and pricing.default is not set", req.Model)), nil)
 	}
 	st.price = price
 	st.worstCase = req.WorstCase(st.snap.Pricing.DefaultMaxOutputTokens())
 	cost := price.Cost(st.worstCase).Total
 	if st.snap.MaxRequest > 0 && cost > st.snap.MaxRequest {
-		return st.tooCostly(cost).immediate()
+		return st.refuse(st.tooCostly(cost), nil)
 	}
 	dims := make(map[string]string, len(st.ident.Values)+1)
 	for k, v := range st.ident.Values {
@@ -169,6 +173,7 @@ func (st *stream) onRequestBody(ctx context.Context, b *extprocv3.HttpBody) *ext
 	}
 	dims[identity.ModelDimension] = req.Model
 	scopes := st.snap.Budgets.Applicable(dims)
+	st.scopes = scopes
 	if st.unmetered {
 		return st.serveUnmetered(nil)
 	}
@@ -178,12 +183,13 @@ func (st *stream) onRequestBody(ctx context.Context, b *extprocv3.HttpBody) *ext
 		if st.unmeteredOnError(err) {
 			return st.serveUnmetered(nil)
 		}
-		return st.storeFailed(err).immediate()
+		return st.refuse(st.storeFailed(err), nil)
 	} else if target != "" && target != req.Model {
 		if newBody, newCost, ok := st.downgrade(body, target); ok {
 			mutated, cost = newBody, newCost
 			dims[identity.ModelDimension] = target
 			scopes = st.snap.Budgets.Applicable(dims)
+			st.scopes = scopes
 		}
 	}
 
@@ -192,15 +198,19 @@ func (st *stream) onRequestBody(ctx context.Context, b *extprocv3.HttpBody) *ext
 		if st.unmeteredOnError(err) {
 			return st.serveUnmetered(mutated)
 		}
-		return st.storeFailed(err).immediate()
+		return st.refuse(st.storeFailed(err), nil)
 	}
 	if rej != nil {
-		return st.rejected(rej).immediate()
+		return st.refuse(st.rejected(rej), rej)
 	}
 	st.reservation = res
+	if o := st.srv.opts.Observer; o != nil {
+		o.AddReservationsInFlight(1)
+	}
 	if injected, ok := st.injectUsage(body, mutated); ok {
 		mutated = injected
 	}
+	st.keepForwarded(body, mutated)
 	if mutated == nil {
 		return bodyContinue(true)
 	}
@@ -422,6 +432,9 @@ func (st *stream) settle(ctx context.Context, o outcome) {
 		return
 	}
 	st.settled = true
+	if o := st.srv.opts.Observer; o != nil && !st.unmetered {
+		o.AddReservationsInFlight(-1)
+	}
 	o.cost = st.price.Cost(o.usage)
 	if err := st.srv.opts.Budgets.Settle(ctx, st.reservation, o.cost.Total); err != nil {
 		st.log.Error("settling spend failed", zap.String("request_id", st.requestID), zap.Stringer("actual_usd", o.cost.Total), zap.Error(err))
@@ -447,4 +460,31 @@ func bodyFields(body []byte) func(string) string {
 		}
 		return s
 	}
+}
+
+// refuse reports a request spendguard answers itself and returns Envoy's
+// local reply for it.
+func (st *stream) refuse(e *apiError, rej *budget.Rejection) *extprocv3.ProcessingResponse {
+	name := ""
+	if rej != nil {
+		name = rej.Budget
+	} else if e.code == codeRequestTooCostly {
+		name = "limits.max_request_usd"
+	}
+	st.reportRefused(e, name, rej)
+	return e.immediate()
+}
+
+// keepForwarded remembers the forwarded request body when a reporter asks
+// for it (Helicone logs the request JSON).
+func (st *stream) keepForwarded(body, mutated []byte) {
+	dr, ok := st.srv.opts.Reporter.(DetailedReporter)
+	if !ok || !dr.WantsRequestBody() {
+		return
+	}
+	if mutated != nil {
+		st.forwarded = mutated
+		return
+	}
+	st.forwarded = body
 }
