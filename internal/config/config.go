@@ -14,9 +14,8 @@
 package config
 
 import (
-	"gopkg.in/yaml.v3"
-
 	"github.com/spendguard/spendguard/budget"
+	"github.com/spendguard/spendguard/exporters"
 	"github.com/spendguard/spendguard/pricing"
 	"github.com/spendguard/spendguard/processor"
 	"github.com/spendguard/spendguard/processor/identity"
@@ -33,7 +32,7 @@ type File struct {
 	Budgets   []budget.Config    `yaml:"budgets"`
 	Limits    budget.Limits      `yaml:"limits"`
 	Store     budget.StoreConfig `yaml:"store"`
-	Exporters yaml.Node          `yaml:"exporters"`
+	Exporters exporters.Config   `yaml:"exporters"`
 	Metrics   Metrics            `yaml:"metrics"`
 	Admin     Admin              `yaml:"admin"`
 }

@@ -103,11 +103,26 @@ func flatten(err error) []string {
 	return []string{err.Error()}
 }
 
-// err returns the sorted Problems, or nil when there are none.
+// err returns the sorted Problems, or nil when there are none. On a line
+// whose ${VAR} is not set, only that is reported: what a section then says
+// of the empty value ("is required") follows from it.
 func (ps *problems) err() error {
 	if len(ps.list) == 0 {
 		return nil
 	}
+	unset := map[int]bool{}
+	for _, p := range ps.list {
+		if strings.Contains(p.Msg, "environment variable ") && strings.HasSuffix(p.Msg, " is not set") {
+			unset[p.Line] = true
+		}
+	}
+	kept := ps.list[:0]
+	for _, p := range ps.list {
+		if !unset[p.Line] || strings.HasSuffix(p.Msg, " is not set") {
+			kept = append(kept, p)
+		}
+	}
+	ps.list = kept
 	sort.SliceStable(ps.list, func(i, j int) bool { return ps.list[i].Line < ps.list[j].Line })
 	return ps.list
 }

@@ -165,6 +165,9 @@ func compile(f *File, root *yaml.Node, failed map[string]bool, ps *problems) *pr
 	if !failed["store"] {
 		ps.addErr(f.Store.Validate(), "store", line("store"))
 	}
+	if !failed["exporters"] {
+		ps.addErr(f.Exporters.Validate(), "exporters", line("exporters"))
+	}
 	// Dimensions are checked by the names under identity.dimensions, so
 	// that these checks run even when a dimension's sources have mistakes.
 	dims, ok := dimensionNames(root)

@@ -49,9 +49,12 @@ func TestCheckConfigPassesTheSpecExampleOnceItsVariablesAreSet(t *testing.T) {
 	require.Equal(t, 1, code, "its ${VAR}s are not set yet")
 	assert.Contains(t, stderr, "environment variable SPENDGUARD_ADMIN_TOKEN is not set")
 
-	for _, v := range []string{"SPENDGUARD_REDIS_PASSWORD", "LANGFUSE_BASIC_AUTH", "HELICONE_API_KEY",
-		"SPENDGUARD_ALERT_WEBHOOK", "SPENDGUARD_PG_DSN", "SPENDGUARD_ADMIN_TOKEN"} {
-		t.Setenv(v, "set-by-test")
+	for v, value := range map[string]string{
+		"SPENDGUARD_REDIS_PASSWORD": "set-by-test", "LANGFUSE_BASIC_AUTH": "cGs6c2s=", "HELICONE_API_KEY": "sk-helicone-test",
+		"SPENDGUARD_ALERT_WEBHOOK": "https://hooks.example.com/services/T0/B0/x", "SPENDGUARD_PG_DSN": "postgres://localhost/spendguard",
+		"SPENDGUARD_ADMIN_TOKEN": "set-by-test",
+	} {
+		t.Setenv(v, value)
 	}
 	code, stdout, stderr := run(t, "check-config", path)
 	require.Equal(t, 0, code, stderr)

@@ -49,6 +49,7 @@ func (in *Instance) startReload() {
 		return
 	}
 	in.reloader.OnReload(func(c *config.Compiled) { in.Processor.Swap(c.Snapshot) })
+	in.reloader.OnResult(in.Metrics.ObserveReload)
 	dir := filepath.Dir(in.opts.ConfigPath)
 	events, stopWatch, err := config.WatchDir(dir, in.Log)
 	if err != nil {

@@ -21,7 +21,9 @@ import (
 
 	"github.com/spendguard/spendguard/budget"
 	"github.com/spendguard/spendguard/budget/stores"
+	"github.com/spendguard/spendguard/exporters"
 	"github.com/spendguard/spendguard/internal/config"
+	"github.com/spendguard/spendguard/metrics"
 	"github.com/spendguard/spendguard/processor"
 )
 
@@ -40,6 +42,9 @@ type ServeOptions struct {
 	// read again (DefaultReloadDebounce when 0).
 	ReloadDebounce time.Duration
 	LogOutput      io.Writer // default stderr
+	// ExporterFlushTimeout bounds how long shutdown waits for the exporters
+	// to deliver queued reports (default 10s).
+	ExporterFlushTimeout time.Duration
 	// Reporter, when set, receives every CostReport (tests; the exporters
 	// are wired here too).
 	Reporter processor.Reporter
@@ -88,6 +93,8 @@ func parseServeFlags(args []string, stderr io.Writer) (ServeOptions, error) {
 type Instance struct {
 	Log       *zap.Logger
 	Processor *processor.Server
+	Metrics   *metrics.Metrics
+	Exporters *exporters.Fanout
 	Config    *config.Compiled
 	Budgets   *budget.Engine
 	Store     stores.Store // closed (memory: last snapshot written) by Shutdown
@@ -136,6 +143,9 @@ func Start(opts ServeOptions) (*Instance, error) {
 	if opts.ShutdownTimeout <= 0 {
 		opts.ShutdownTimeout = 25 * time.Second
 	}
+	if opts.ExporterFlushTimeout <= 0 {
+		opts.ExporterFlushTimeout = 10 * time.Second
+	}
 	log, err := newLogger(opts.LogLevel, opts.LogFormat, opts.LogOutput)
 	if err != nil {
 		return nil, err
@@ -149,8 +159,21 @@ func Start(opts ServeOptions) (*Instance, error) {
 	if in.Store, err = stores.Open(context.Background(), cfg.File.Store, log); err != nil {
 		return nil, err
 	}
-	in.Budgets = budget.NewEngine(in.Store, time.Now)
-	in.Processor = processor.New(cfg.Snapshot, processor.Options{Log: log, Budgets: in.Budgets, Reporter: opts.Reporter})
+	if in.Metrics, err = metrics.New(cfg.File.Metrics.LabelDimensions); err != nil {
+		in.Store.Close()
+		return nil, err
+	}
+	expCfg := cfg.File.Exporters
+	expCfg.ServiceVersion = Version
+	if in.Exporters, err = exporters.New(expCfg, in.Metrics, log); err != nil {
+		in.Store.Close()
+		return nil, err
+	}
+	in.Budgets = budget.NewEngine(in.Metrics.InstrumentStore(in.Store), time.Now)
+	in.Processor = processor.New(cfg.Snapshot, processor.Options{
+		Log: log, Budgets: in.Budgets, Observer: in.Metrics,
+		Reporter: reporter{fan: in.Exporters, extra: opts.Reporter},
+	})
 
 	if in.grpcLis, err = net.Listen("tcp", opts.GRPCAddr); err != nil {
 		in.Store.Close()
@@ -201,6 +224,11 @@ func (in *Instance) Shutdown() error {
 		in.grpc.Stop()
 		<-done
 	}
+	flushCtx, cancelFlush := context.WithTimeout(context.Background(), in.opts.ExporterFlushTimeout)
+	if err := in.Exporters.Shutdown(flushCtx); err != nil {
+		in.Log.Warn("exporters did not flush every report in time", zap.Error(err))
+	}
+	cancelFlush()
 	storeErr := in.Store.Close()
 	if storeErr != nil {
 		in.Log.Error("closing the budget store failed", zap.Error(storeErr))

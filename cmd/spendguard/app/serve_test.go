@@ -101,3 +101,34 @@ func TestShutdownLetsInFlightRequestsFinish(t *testing.T) {
 	_, err = http.Get("http://" + in.AdminAddr() + "/healthz")
 	assert.Error(t, err, "the admin server is closed")
 }
+
+func TestMetricsAfterTraffic(t *testing.T) {
+	in := start(t)
+	defer in.Shutdown()
+	vllm := fakevllm.New(fakevllm.Config{})
+	url, err := vllm.Start("127.0.0.1:0")
+	require.NoError(t, err)
+	defer vllm.Close()
+	px, err := envoysim.New(envoysim.DefaultConfig(in.GRPCAddr(), url))
+	require.NoError(t, err)
+	srv, err := px.Start("127.0.0.1:0")
+	require.NoError(t, err)
+	defer srv.Close()
+	resp, err := http.Post(srv.URL()+"/v1/chat/completions", "application/json",
+		strings.NewReader(`{"model":"qwen-small","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}`))
+	require.NoError(t, err)
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+
+	require.Eventually(t, func() bool {
+		m, err := http.Get("http://" + in.AdminAddr() + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer m.Body.Close()
+		b, _ := io.ReadAll(m.Body)
+		return strings.Contains(string(b), `spendguard_requests_total{decision="allowed"`) &&
+			strings.Contains(string(b), "spendguard_extproc_message_duration_seconds")
+	}, 5*time.Second, 10*time.Millisecond)
+}
