@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/spendguard/spendguard/envoy"
+	"github.com/spendguard/spendguard/envoy/envoytest"
 	"github.com/spendguard/spendguard/internal/config"
 )
 
@@ -203,15 +204,15 @@ func TestComposeEnvoy(t *testing.T) {
 	published := envoySvc.Ports[0]
 	assert.Equal(t, "10000", published.Published, "the quick start's curl goes to localhost:10000")
 	assert.Equal(t, "127.0.0.1", published.HostIP, "publish on loopback only")
-	hcm := assertMetersLikeReference(t, b, published.Target)
-	assert.ElementsMatch(t, []string{"/health", "/v1/models"}, freeRoutes(t, hcm))
+	hcm := envoytest.AssertMetersLikeReference(t, b, published.Target)
+	assert.ElementsMatch(t, []string{"/health", "/v1/models"}, envoytest.FreeRoutes(t, hcm))
 
 	sg := p.Services["spendguard"]
 	grpcPort := portOf(t, flagValue(t, sg.Command, "--grpc-addr"))
-	assert.Equal(t, []endpoint{{"spendguard", grpcPort, 0}}, endpoints(clusterNamed(b, "spendguard")))
+	assert.Equal(t, []envoytest.Endpoint{{Host: "spendguard", Port: grpcPort}}, envoytest.Endpoints(envoytest.Cluster(b, "spendguard")))
 
 	fakePort := portOf(t, flagValue(t, p.Services["fakevllm"].Command, "-addr"))
-	assert.Equal(t, []endpoint{{"vllm", 8000, 0}, {"fakevllm", fakePort, 1}}, endpoints(clusterNamed(b, "vllm")),
+	assert.Equal(t, []envoytest.Endpoint{{Host: "vllm", Port: 8000}, {Host: "fakevllm", Port: fakePort, Priority: 1}}, envoytest.Endpoints(envoytest.Cluster(b, "vllm")),
 		"the real vLLM first, fakevllm when there is none")
 	assert.Equal(t, "127.0.0.1", b.GetAdmin().GetAddress().GetSocketAddress().GetAddress(), "Envoy's admin stays on loopback")
 
@@ -230,14 +231,7 @@ func TestComposeEnvoy(t *testing.T) {
 // TestEnvoyImageInStepWithAPI keeps the compose Envoy image at the minor
 // version of the go-control-plane API its bootstrap is validated against.
 func TestEnvoyImageInStepWithAPI(t *testing.T) {
-	image := load(t, nil).Services["envoy"].Image
-	m := regexp.MustCompile(`^envoyproxy/envoy:(v\d+\.\d+)\.\d+$`).FindStringSubmatch(image)
-	require.NotNil(t, m, "envoy image %q must be envoyproxy/envoy:vX.Y.Z", image)
-	gomod, err := os.ReadFile(filepath.Join(root(t), "go.mod"))
-	require.NoError(t, err)
-	api := regexp.MustCompile(`github\.com/envoyproxy/go-control-plane/envoy (v\d+\.\d+)\.\d+`).FindSubmatch(gomod)
-	require.NotNil(t, api, "go.mod must require go-control-plane/envoy")
-	assert.Equal(t, string(api[1]), m[1], "Envoy image and go-control-plane/envoy minor versions differ")
+	envoytest.AssertImageInStepWithAPI(t, load(t, nil).Services["envoy"].Image)
 }
 
 // TestComposeSpendguardConfig runs spendguard's configuration loader on the

@@ -24,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/spendguard/spendguard/envoy"
+	"github.com/spendguard/spendguard/envoy/envoytest"
 	"github.com/spendguard/spendguard/internal/config"
 )
 
@@ -238,13 +239,13 @@ func (g *gateway) checkEnvoyConfig(t *testing.T) {
 	assertSameAsReference(t, g.bootstrap, httpPort)
 
 	sgPort := addrPort(t, g.sg.grpcAddr)
-	c := clusterNamed(g.bootstrap, "spendguard")
+	c := envoytest.Cluster(g.bootstrap, "spendguard")
 	require.NotNil(t, c)
-	assert.Equal(t, []string{net.JoinHostPort("127.0.0.1", strconv.Itoa(int(sgPort)))}, endpoints(c),
+	assert.Equal(t, []envoytest.Endpoint{{Host: "127.0.0.1", Port: uint32(sgPort)}}, envoytest.Endpoints(c),
 		"Envoy must reach the spendguard container of its own pod on --grpc-addr's port")
 
-	hcm := hcmOf(t, listenerOnPort(g.bootstrap, httpPort))
-	assert.ElementsMatch(t, []string{"/health", "/v1/models"}, checkFreeRoutes(t, hcm))
+	hcm := envoytest.HCM(t, envoytest.Listener(g.bootstrap, uint32(httpPort)))
+	assert.ElementsMatch(t, []string{"/health", "/v1/models"}, envoytest.FreeRoutes(t, hcm))
 
 	v := g.volumeMountedAt(g.envoy, path.Dir(g.ev.configPath))
 	require.NotNil(t, v)

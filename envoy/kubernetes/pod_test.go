@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spendguard/spendguard/envoy/envoytest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"gopkg.in/yaml.v3"
@@ -61,7 +62,7 @@ func (g *gateway) checkPortsAndProbes(t *testing.T) {
 		"GET :%d/ready must reach Envoy's admin", probePort)
 	require.NotNil(t, ev.LivenessProbe)
 	if lp := ev.LivenessProbe; lp.TCPSocket != nil {
-		assert.NotNil(t, listenerOnPort(g.bootstrap, g.containerPort(t, ev, lp.TCPSocket.Port)), "envoy livenessProbe port has no listener")
+		assert.NotNil(t, envoytest.Listener(g.bootstrap, uint32(g.containerPort(t, ev, lp.TCPSocket.Port))), "envoy livenessProbe port has no listener")
 	} else {
 		require.NotNil(t, lp.HTTPGet, "envoy livenessProbe")
 		assert.Equal(t, probePort, g.containerPort(t, ev, lp.HTTPGet.Port))
@@ -70,7 +71,7 @@ func (g *gateway) checkPortsAndProbes(t *testing.T) {
 	// Every declared container port is something Envoy or spendguard
 	// listens on.
 	for _, cp := range ev.Ports {
-		assert.NotNil(t, listenerOnPort(g.bootstrap, cp.ContainerPort), "envoy port %s: no listener on %d", cp.Name, cp.ContainerPort)
+		assert.NotNil(t, envoytest.Listener(g.bootstrap, uint32(cp.ContainerPort)), "envoy port %s: no listener on %d", cp.Name, cp.ContainerPort)
 	}
 	assert.Len(t, sg.Ports, 2, "spendguard listens on --grpc-addr and --admin-addr only")
 }
