@@ -80,6 +80,7 @@ type Policies struct {
 	maxRequest money.Nano
 	hasMax     bool
 	ttl        time.Duration
+	byPrefix   map[string]*Budget // keyPrefix → budget, for ParseCounterKey
 }
 
 // Budgets returns the budgets in configuration order.
@@ -187,6 +188,10 @@ func Compile(budgets []Config, limits Limits) (*Policies, error) {
 		return nil, errors.Join(errs...)
 	}
 	p.groups = groupBudgets(p.budgets)
+	p.byPrefix = make(map[string]*Budget, len(p.budgets))
+	for _, b := range p.budgets {
+		p.byPrefix[b.keyPrefix] = b
+	}
 	return p, nil
 }
 

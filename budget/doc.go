@@ -116,4 +116,15 @@
 // Lua script per call. StoreConfig is the `store:` section and package
 // stores opens the store it names. docs/store.md documents both for
 // operators: the Redis key layout, what a crash loses, store.on_error.
+//
+// # Listing scopes
+//
+// A "*" budget has one counter per value seen, which only the store
+// knows. Engine.List (for the admin API) asks a Lister for the counter
+// keys (MemoryStore walks its map; redisstore pages with SCAN, never
+// KEYS), maps each key back to its budget and scope with
+// Policies.ParseCounterKey, keeps those of the current period whose
+// budget still applies to their values, and reads them with Usage in
+// batches. Budgets without a "*" key are always listed. Both bounds
+// (keys read, scopes returned) are reported as Listing.Truncated.
 package budget

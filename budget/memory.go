@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -131,6 +132,28 @@ func (m *MemoryStore) Usage(ctx context.Context, items []Item, now time.Time) ([
 		out[i] = m.sum(it)
 	}
 	return out, nil
+}
+
+var _ Lister = (*MemoryStore)(nil)
+
+// CounterKeys implements Lister.
+func (m *MemoryStore) CounterKeys(ctx context.Context, prefix string, limit int) ([]string, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, false, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var keys []string
+	for k := range m.counters {
+		if !strings.HasPrefix(k, prefix) {
+			continue
+		}
+		if len(keys) == limit {
+			return keys, true, nil
+		}
+		keys = append(keys, k)
+	}
+	return keys, false, nil
 }
 
 // Len returns how many counters and live reservations the store holds

@@ -93,3 +93,7 @@ func TestMemoryStoreReleasesEveryReservation(t *testing.T) {
 	_, reservations := s.Len()
 	assert.Zero(t, reservations)
 }
+
+func TestMemoryStoreListerConformance(t *testing.T) {
+	storetest.RunLister(t, func(*testing.T) storetest.ListerStore { return budget.NewMemoryStore() })
+}

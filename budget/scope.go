@@ -203,3 +203,78 @@ func scopeValues(b *Budget, dims map[string]string) (map[string]string, string) 
 // escape makes s safe inside a counter key: the separators | , = @ never
 // appear unescaped, so distinct scopes never share a key.
 func escape(s string) string { return url.QueryEscape(s) }
+
+// ParseCounterKey is the inverse of the counter keys the Engine writes
+// (see the package doc): it finds the budget of key among p's budgets and
+// returns its scope and the period part after the last '@' ("total", or
+// the Unix second at which a calendar period or a rolling sub-bucket
+// starts). ok is false for a key of no budget of p (one renamed or
+// removed, or whose period kind changed), and for a key that is not
+// exactly what the Engine would write for that scope.
+func (p *Policies) ParseCounterKey(key string) (s Scope, period string, ok bool) {
+	if p == nil {
+		return Scope{}, "", false
+	}
+	name, rest, ok1 := strings.Cut(key, "|")
+	kind, rest, ok2 := strings.Cut(rest, "|")
+	at := strings.LastIndexByte(rest, '@')
+	if !ok1 || !ok2 || at < 0 {
+		return Scope{}, "", false
+	}
+	b := p.byPrefix[name+"|"+kind+"|"]
+	if b == nil {
+		return Scope{}, "", false
+	}
+	pairs, period := rest[:at], rest[at+1:]
+	values, ok := parsePairs(b, pairs)
+	if !ok {
+		return Scope{}, "", false
+	}
+	s = Scope{Budget: b}
+	s.Values, s.Key = scopeValues(b, values)
+	if s.Key != key[:len(b.keyPrefix)+at] { // not canonical: never written by us
+		return Scope{}, "", false
+	}
+	return s, period, true
+}
+
+// parsePairs decodes "k=v,k=v" for b's sorted keys; every value must be
+// non-empty and agree with b's match (equal, or matched by "*").
+func parsePairs(b *Budget, pairs string) (map[string]string, bool) {
+	values := make(map[string]string, len(b.keys))
+	if len(b.keys) == 0 {
+		return values, pairs == ""
+	}
+	parts := strings.Split(pairs, ",")
+	if len(parts) != len(b.keys) {
+		return nil, false
+	}
+	for i, part := range parts {
+		ek, ev, ok := strings.Cut(part, "=")
+		k, err1 := url.QueryUnescape(ek)
+		v, err2 := url.QueryUnescape(ev)
+		if !ok || err1 != nil || err2 != nil || k != b.keys[i] || v == "" {
+			return nil, false
+		}
+		if want := b.match[k]; want != "*" && want != v {
+			return nil, false
+		}
+		values[k] = v
+	}
+	return values, true
+}
+
+// ScopeOf returns b's scope for the given values of its match keys (extra
+// entries are ignored). ok is false when a key has no value or a value
+// that b's match does not accept.
+func (b *Budget) ScopeOf(values map[string]string) (Scope, bool) {
+	for _, k := range b.keys {
+		v := values[k]
+		if v == "" || (b.match[k] != "*" && b.match[k] != v) {
+			return Scope{}, false
+		}
+	}
+	s := Scope{Budget: b}
+	s.Values, s.Key = scopeValues(b, values)
+	return s, true
+}

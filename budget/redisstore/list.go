@@ -1,0 +1,82 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/spendguard/spendguard/budget"
+)
+
+// ScanCount is the COUNT hint of each SCAN page: how many keys Redis
+// looks at per call (it returns those matching the pattern).
+const ScanCount = 1000
+
+// scanner is the part of a go-redis client that CounterKeys uses.
+type scanner interface {
+	Scan(ctx context.Context, cursor uint64, match string, count int64) *redis.ScanCmd
+}
+
+var _ budget.Lister = (*Store)(nil)
+
+// CounterKeys implements budget.Lister with SCAN over the counter hashes
+// (P c:prefix*), one page of ScanCount per round trip, each within the
+// call timeout: Redis never blocks on it, and other commands run between
+// pages. It stops at limit keys or when ctx is done. SCAN may return a
+// key twice, and a key created during the scan may be missed; the admin
+// API asks again at its next refresh.
+func (s *Store) CounterKeys(ctx context.Context, prefix string, limit int) ([]string, bool, error) {
+	sc, ok := s.client.(scanner)
+	if !ok {
+		return nil, false, errors.New("redis list: the client cannot SCAN")
+	}
+	head := s.CounterKey("")
+	match := escapeGlob(head+prefix) + "*"
+	var keys []string
+	var cursor uint64
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, false, err
+		}
+		page, next, err := s.scanPage(ctx, sc, cursor, match)
+		if err != nil {
+			return nil, false, err
+		}
+		for _, k := range page {
+			if len(keys) == limit {
+				return keys, true, nil
+			}
+			keys = append(keys, strings.TrimPrefix(k, head))
+		}
+		if next == 0 {
+			return keys, false, nil
+		}
+		cursor = next
+	}
+}
+
+func (s *Store) scanPage(ctx context.Context, sc scanner, cursor uint64, match string) ([]string, uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	page, next, err := sc.Scan(ctx, cursor, match, ScanCount).Result()
+	if err != nil {
+		return nil, 0, fmt.Errorf("redis scan: %w", err)
+	}
+	return page, next, nil
+}
+
+// escapeGlob quotes the characters SCAN's MATCH pattern treats specially.
+func escapeGlob(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch r {
+		case '*', '?', '[', ']', '\\':
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
