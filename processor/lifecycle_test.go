@@ -3,10 +3,10 @@ package processor_test
 import (
 	"context"
 	"net"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/spendguard/spendguard/test/fixtures"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
@@ -143,14 +143,7 @@ func (h *harness) eventually(cond func() bool) {
 
 func fixture(t *testing.T, name string) []byte {
 	t.Helper()
-	for dir, _ := os.Getwd(); dir != "/"; dir = filepath.Dir(dir) {
-		p := filepath.Join(dir, "..", "shared", "fixtures", "upstream", name)
-		if b, err := os.ReadFile(p); err == nil {
-			return b
-		}
-	}
-	t.Fatalf("fixture %s not found in ../shared/fixtures/upstream beside the repository", name)
-	return nil
+	return fixtures.Read(t, name)
 }
 
 const chatBody = `{"model":"Hunyuan","max_tokens":100,"messages":[{"role":"user","content":"Write a short introduction to LLMs"}]}`

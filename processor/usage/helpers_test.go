@@ -3,13 +3,12 @@ package usage
 import (
 	"flag"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/spendguard/spendguard/test/fixtures"
+
 	"github.com/spendguard/spendguard/pricing"
-	"github.com/stretchr/testify/require"
 )
 
 var splitSeed = flag.Uint64("usage.seed", 0, "base seed for random chunk splits (0: derived from the clock)")
@@ -27,24 +26,8 @@ func baseSeed(t testing.TB) uint64 {
 }
 
 // upstreamFixtures returns the directory of the shared upstream body
-// fixtures (shared/fixtures/upstream next to the repository root), looking
-// in every parent of the working directory. The test fails if it is missing.
-func upstreamFixtures(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	require.NoError(t, err)
-	for {
-		candidate := filepath.Join(dir, "shared", "fixtures", "upstream")
-		if st, err := os.Stat(filepath.Join(candidate, "SOURCES.md")); err == nil && !st.IsDir() {
-			return candidate
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			require.FailNow(t, "fixtures missing", "no shared/fixtures/upstream/SOURCES.md in any parent of the working directory")
-		}
-		dir = parent
-	}
-}
+// fixtures; the test fails if it is missing.
+func upstreamFixtures(t testing.TB) string { return fixtures.Dir(t) }
 
 // outcome is everything a scanner reports for one body.
 type outcome struct {

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spendguard/spendguard/test/fixtures"
+
 	"github.com/stretchr/testify/require"
 
 	"github.com/spendguard/spendguard/budget"
@@ -179,11 +181,5 @@ func (s *stack) counters(dims map[string]string) []budget.State {
 
 func fixture(t *testing.T, name string) []byte {
 	t.Helper()
-	for dir, _ := os.Getwd(); dir != "/"; dir = filepath.Dir(dir) {
-		if b, err := os.ReadFile(filepath.Join(dir, "..", "shared", "fixtures", "upstream", name)); err == nil {
-			return b
-		}
-	}
-	t.Fatalf("fixture %s not found in ../shared/fixtures/upstream beside the repository", name)
-	return nil
+	return fixtures.Read(t, name)
 }

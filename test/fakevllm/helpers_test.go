@@ -7,21 +7,16 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"testing"
+
+	"github.com/spendguard/spendguard/test/fixtures"
 
 	"github.com/stretchr/testify/require"
 )
 
-// fixtureDir holds the recorded upstream bodies, shared by the whole project.
-const fixtureDir = "../../../shared/fixtures/upstream"
-
 func readFixture(t *testing.T, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(fixtureDir, name))
-	require.NoError(t, err, "fixture %s is missing: see /work/shared/fixtures/upstream/SOURCES.md", name)
-	return b
+	return fixtures.Read(t, name)
 }
 
 // flushRecorder counts the flushes a handler asks for.
