@@ -5,7 +5,7 @@ PKGS      ?= ./...
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X github.com/spendguard/spendguard/cmd/spendguard/app.Version=$(VERSION)
 
-.PHONY: help build run demo test test-short lint vet fmt bench clean
+.PHONY: help build run demo test test-short lint vet fmt bench fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -37,6 +37,14 @@ fmt:
 
 bench: ## Go benchmarks with -benchmem (benchstat-friendly)
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 $(PKGS)
+
+FUZZTIME ?= 30s
+fuzz: ## run every fuzz target for FUZZTIME each (default 30s)
+	@set -e; for target in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs grep -h '^func Fuzz' | sed 's/func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
+		pkg=$$(dirname $$(grep -rl --include='*_test.go' "^func $$target(" . | head -1)); \
+		echo "== $$target in $$pkg"; \
+		$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 3s $$pkg; \
+	done
 
 clean:
 	rm -rf $(BIN)
