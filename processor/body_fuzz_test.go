@@ -1,0 +1,57 @@
+package processor
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// FuzzBodyRewrites: for any JSON object, the model rewrite and the usage
+// injection yield valid JSON that differs from the input only in the member
+// they change, and never panic on anything else.
+func FuzzBodyRewrites(f *testing.F) {
+	for _, seed := range []string{
+		`{"model":"m","stream":true}`,
+		`{"model":"m","stream_options":null,"messages":[{"model":"inner"}]}`,
+		`{"model":"a","model":"b","stream_options":{"include_usage":false}}`,
+		` { "stream_options" : { } , "model" : "\u0061" } `,
+		`{}`, `[]`, `{"model":`, `null`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var before map[string]any
+		valid := json.Unmarshal(body, &before) == nil && before != nil
+		out, err := replaceModel(body, "new/model")
+		if valid && err == nil {
+			var after map[string]any
+			require.NoError(t, json.Unmarshal(out, &after), "%s", out)
+			assert.Equal(t, "new/model", after["model"])
+			delete(before, "model")
+			delete(after, "model")
+			assert.Equal(t, before, after)
+		}
+		if !valid {
+			return
+		}
+		if _, err := planUsage(body); err != nil {
+			return
+		}
+		out, err = injectIncludeUsage(body)
+		if err != nil {
+			return
+		}
+		var after map[string]any
+		require.NoError(t, json.Unmarshal(out, &after), "%s", out)
+		opts, ok := after["stream_options"].(map[string]any)
+		require.True(t, ok, "%s", out)
+		assert.Equal(t, true, opts["include_usage"])
+		var again map[string]any
+		require.NoError(t, json.Unmarshal(body, &again))
+		delete(again, "stream_options")
+		delete(after, "stream_options")
+		assert.Equal(t, again, after)
+	})
+}
