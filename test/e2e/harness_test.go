@@ -1,7 +1,3 @@
-// Package e2e runs spendguard end to end: real HTTP requests go through
-// test/envoysim (Envoy's ext_proc behaviour, over a real gRPC stream) to
-// spendguard started in-process by its own program (cmd/spendguard/app),
-// and on to test/fakevllm over real HTTP.
 package e2e
 
 import (
