@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"net/http"
 	"time"
+
+	"github.com/spendguard/spendguard/internal/admin"
 )
 
 // adminHandler serves the admin HTTP API. /healthz answers while the
-// process runs; /readyz once a configuration is loaded.
+// process runs; /readyz once a configuration is loaded; /v1/budgets and
+// the dashboard come from package admin (docs/admin.md).
 func (in *Instance) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -28,7 +31,8 @@ func (in *Instance) adminHandler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	mux.Handle("GET /metrics", in.Metrics.Handler())
-	return mux
+	in.budgetsAPI.Register(mux)                                // GET /v1/budgets[/{name}] and the dashboard at /
+	return admin.RequireToken(in.Config.File.Admin.Token, mux) // /v1/* needs admin.token when it is set
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -29,6 +29,7 @@ Usage:
                    [--log-level debug|info|warn|error] [--log-format json|console]
                    [--shutdown-timeout DURATION] [--reload-interval DURATION]
   spendguard check-config FILE
+  spendguard status [--admin URL] [--token T] [--json] [DIM=VALUE ...]
   spendguard version
 `
 
@@ -64,6 +65,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return Serve(ctx, opts)
 	case "check-config":
 		return checkConfig(args[1:], stdout, stderr)
+	case "status":
+		return statusCommand(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "spendguard", versionString())
 		return nil

@@ -22,6 +22,7 @@ import (
 	"github.com/spendguard/spendguard/budget"
 	"github.com/spendguard/spendguard/budget/stores"
 	"github.com/spendguard/spendguard/exporters"
+	"github.com/spendguard/spendguard/internal/admin"
 	"github.com/spendguard/spendguard/internal/config"
 	"github.com/spendguard/spendguard/metrics"
 	"github.com/spendguard/spendguard/processor"
@@ -109,6 +110,9 @@ type Instance struct {
 
 	reloader   *config.Reloader // nil when hot reload is off
 	stopReload func()
+
+	budgetsAPI   *admin.API
+	stopSampling func()
 }
 
 // GRPCAddr is the bound ext_proc address.
@@ -190,6 +194,7 @@ func Start(opts ServeOptions) (*Instance, error) {
 	healthpb.RegisterHealthServer(in.grpc, in.health)
 	in.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	in.health.SetServingStatus(extprocv3.ExternalProcessor_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	in.budgetsAPI, in.stopSampling = in.newBudgetsAPI()
 	in.admin = &http.Server{Handler: in.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
 
 	go func() { in.serveErrs <- in.grpc.Serve(in.grpcLis) }()
@@ -212,6 +217,7 @@ func (in *Instance) Shutdown() error {
 	if in.stopReload != nil {
 		in.stopReload() // no configuration is installed after this
 	}
+	in.stopSampling()
 	in.health.Shutdown() // NOT_SERVING: Envoy's health checks stop sending new streams
 	done := make(chan struct{})
 	go func() { in.grpc.GracefulStop(); close(done) }()

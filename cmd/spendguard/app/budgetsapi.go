@@ -1,0 +1,30 @@
+package app
+
+import (
+	"slices"
+
+	"github.com/spendguard/spendguard/budget"
+	"github.com/spendguard/spendguard/internal/admin"
+)
+
+// newBudgetsAPI builds the admin API of budgets (GET /v1/budgets and the
+// dashboard) on the running configuration and the store, and starts its
+// burn-rate sampler; Shutdown stops it.
+func (in *Instance) newBudgetsAPI() (*admin.API, func()) {
+	lister, _ := in.Store.(budget.Lister)
+	api := admin.New(admin.Options{
+		Policies: func() (*budget.Policies, []string) {
+			snap := in.Processor.Snapshot()
+			dims := []string{"model"}
+			if snap.Identity != nil {
+				dims = append(snap.Identity.Dimensions(), dims...)
+			}
+			slices.Sort(dims)
+			return snap.Budgets, slices.Compact(dims)
+		},
+		Engine: in.Budgets,
+		Lister: lister,
+		Log:    in.Log,
+	})
+	return api, api.StartSampling()
+}

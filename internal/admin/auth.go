@@ -1,0 +1,51 @@
+package admin
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"net/http"
+	"strings"
+)
+
+// RequireToken guards every path under /v1/ of next with
+// `Authorization: Bearer <token>` when token is not empty; other paths
+// (health, metrics, the dashboard's files) stay open. A missing or wrong
+// token is answered 401 with `WWW-Authenticate: Bearer realm="spendguard"`
+// and a JSON error. The comparison takes the same time whatever the
+// token sent (both sides are hashed first, so neither its content nor
+// its length shows in the timing).
+func RequireToken(token string, next http.Handler) http.Handler {
+	if token == "" {
+		return next
+	}
+	want := sha256.Sum256([]byte(token))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.Path, "/v1/") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		got, ok := bearer(r.Header.Get("Authorization"))
+		sum := sha256.Sum256([]byte(got))
+		if subtle.ConstantTimeCompare(sum[:], want[:]) != 1 || !ok {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="spendguard"`)
+			msg := "this endpoint needs Authorization: Bearer <admin.token>"
+			if ok {
+				msg = "the bearer token is not admin.token"
+			}
+			writeError(w, http.StatusUnauthorized, "unauthorized", "unauthorized", msg)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// bearer returns the credentials of an Authorization header of the
+// Bearer scheme (matched without regard to case, as RFC 9110 says).
+func bearer(h string) (string, bool) {
+	scheme, cred, ok := strings.Cut(strings.TrimSpace(h), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	cred = strings.TrimSpace(cred)
+	return cred, cred != ""
+}
