@@ -114,7 +114,6 @@ func TestRowsMatchTheReports(t *testing.T) {
 	assert.Zero(t, got[1].Cost)
 }
 
-
 // TestRetriedBatchAddsNothing: the same batch written again, a batch
 // overlapping it, and a duplicate inside one batch add no rows; the same
 // x-request-id at another time is another request.
