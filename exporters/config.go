@@ -12,6 +12,7 @@ import (
 	"github.com/spendguard/spendguard/exporters/helicone"
 	"github.com/spendguard/spendguard/exporters/jsonlog"
 	"github.com/spendguard/spendguard/exporters/otlp"
+	"github.com/spendguard/spendguard/exporters/postgres"
 	"github.com/spendguard/spendguard/exporters/sink"
 	"github.com/spendguard/spendguard/exporters/webhook"
 )
@@ -39,9 +40,8 @@ type Config struct {
 	Helicone *helicone.Config `yaml:"helicone"`
 	Webhook  *webhook.Config  `yaml:"webhook"`
 	Log      *jsonlog.Config  `yaml:"log"`
-	// Postgres is the spend ledger's section (see its own documentation);
-	// it is kept undecoded here and not validated by this package.
-	Postgres yaml.Node `yaml:"postgres"`
+	// Postgres is the spend ledger (docs/ledger.md).
+	Postgres *postgres.Config `yaml:"postgres"`
 
 	// ServiceVersion is spendguard's version, exported as the OTLP
 	// resource's service.version. Set by the program, not the file.
@@ -153,6 +153,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Log != nil {
 		section("log", c.Log.Validate())
+	}
+	if c.Postgres != nil {
+		section("postgres", c.Postgres.Validate())
 	}
 	return errors.Join(errs...)
 }

@@ -52,7 +52,8 @@ func TestTheSpecExampleDecodes(t *testing.T) {
 	assert.Equal(t, []string{"soft_cap_crossed", "hard_cap_reached"}, cfg.Webhook.Events)
 	require.NotNil(t, cfg.Log)
 	assert.Equal(t, "stdout", cfg.Log.Path)
-	assert.Equal(t, yaml.MappingNode, cfg.Postgres.Kind, "kept for the ledger")
+	require.NotNil(t, cfg.Postgres)
+	assert.Equal(t, "postgres://x", cfg.Postgres.DSN)
 }
 
 func TestEveryProblemIsReportedWithItsLine(t *testing.T) {
@@ -73,6 +74,9 @@ exporters:
     events: [soft_cap_crossed, budget_exhausted]
   log: {}
   ledger: {}
+  postgres:
+    dsn: ""
+    reconcile: {vllm_metrics_urls: [vllm:8000], interval: -1s}
 `
 	_, err := exporters.Decode(section(t, doc))
 	require.Error(t, err)
@@ -88,6 +92,9 @@ exporters:
 		`line 14: exporters.webhook.format: "teams" is neither slack nor json`,
 		`line 15: exporters.webhook.events: "budget_exhausted" is neither soft_cap_crossed nor hard_cap_reached`,
 		"line 16: exporters.log.path: is required: stdout, stderr or a file path",
+		"line 19: exporters.postgres.dsn: is required: a PostgreSQL connection string, e.g. postgres://user@host:5432/db",
+		`line 20: exporters.postgres.reconcile.vllm_metrics_urls: [0] "vllm:8000" is not an http or https URL`,
+		"line 20: exporters.postgres.reconcile.interval: must not be negative (got -1s)",
 	}, got)
 	assert.NotContains(t, err.Error(), "hooks.example", "URLs are secrets")
 }

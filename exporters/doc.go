@@ -1,6 +1,7 @@
 // Package exporters fans spendguard's CostReports out to the configured
 // destinations — OTLP traces (Langfuse and any OTLP backend), Helicone,
-// budget alert webhooks, a JSON log — and to the Prometheus metrics,
+// budget alert webhooks, a JSON log, the PostgreSQL spend ledger
+// (exporters/postgres) — and to the Prometheus metrics,
 // without ever slowing a request down.
 //
 // # The request path only enqueues
@@ -19,7 +20,7 @@
 // Each exporter has its own queue (exporters.queue_size) and workers, so a
 // destination that hangs or fails fills only its own queue: the others
 // keep delivering. A worker takes whatever is queued, up to
-// exporters.batch_size (OTLP, log) or one item (Helicone, webhook: one
+// exporters.batch_size (OTLP, log, ledger) or one item (Helicone, webhook: one
 // HTTP call per item), without waiting for more, and delivers it with a
 // per-attempt timeout (exporters.timeout). A failure is retried up to
 // exporters.max_retries times after a random wait of up to

@@ -11,6 +11,7 @@ import (
 	"github.com/spendguard/spendguard/exporters/helicone"
 	"github.com/spendguard/spendguard/exporters/jsonlog"
 	"github.com/spendguard/spendguard/exporters/otlp"
+	"github.com/spendguard/spendguard/exporters/postgres"
 	"github.com/spendguard/spendguard/exporters/sink"
 	"github.com/spendguard/spendguard/exporters/webhook"
 	"github.com/spendguard/spendguard/metrics"
@@ -32,6 +33,7 @@ type Fanout struct {
 	exps        []exporter
 	wantRequest bool
 	wantBudgets bool
+	ledger      *postgres.Ledger // nil without exporters.postgres
 }
 
 // exporter is one destination behind its own queue.
@@ -102,6 +104,16 @@ func New(cfg Config, m *metrics.Metrics, log *zap.Logger) (*Fanout, error) {
 			return newEventExporter(opts("log", cfg.BatchSize, 1), x, nil, nil, log), nil
 		})
 	}
+	if c := cfg.Postgres; c != nil {
+		add("postgres", func() (exporter, error) {
+			l, err := postgres.Open(*c, m, log)
+			if err != nil {
+				return nil, err
+			}
+			f.ledger = l
+			return newEventExporter(opts("postgres", cfg.BatchSize, 1), l, nil, nil, log), nil
+		})
+	}
 	if err != nil {
 		_ = f.Shutdown(context.Background())
 		return nil, err
@@ -140,6 +152,10 @@ func (f *Fanout) WantsRequestBody() bool { return f.wantRequest }
 // webhook alerts). The per-scope gauges of the metrics use them too when
 // given, so they are worth passing whenever they come cheap.
 func (f *Fanout) WantsBudgets() bool { return f.wantBudgets }
+
+// Ledger is the PostgreSQL spend ledger (exporters.postgres), or nil. It
+// is closed by Shutdown.
+func (f *Fanout) Ledger() *postgres.Ledger { return f.ledger }
 
 // Stats returns every exporter's queue and delivery counters.
 func (f *Fanout) Stats() []metrics.ExporterStats {

@@ -58,6 +58,7 @@ type Metrics struct {
 	reloads    *prometheus.CounterVec
 	lastReload prometheus.Gauge
 	exporters  *exporterCollector
+	drift      *driftMetrics
 }
 
 // New returns Metrics whose per-request and per-scope series are labelled
@@ -130,6 +131,7 @@ func New(labelDimensions []string) (*Metrics, error) {
 		Help: "Unix time of the last successful configuration load.",
 	})
 	m.exporters = &exporterCollector{}
+	m.drift = newDriftMetrics(m.reg)
 	m.reg.MustRegister(m.requests, m.spend, m.unmetered, m.tokens, m.remaining, m.spent, m.limit,
 		m.inFlight, m.messages, m.store, m.reloads, m.lastReload, m.exporters,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
