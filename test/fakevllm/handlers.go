@@ -18,6 +18,7 @@ type endpoint struct {
 var routes = map[string]endpoint{
 	"/health":              {http.MethodGet, serveHealth},
 	"/v1/models":           {http.MethodGet, serveModels},
+	"/metrics":             {http.MethodGet, serveMetrics},
 	"/v1/chat/completions": {http.MethodPost, serveChat},
 	"/v1/completions":      {http.MethodPost, serveCompletions},
 	"/v1/embeddings":       {http.MethodPost, serveEmbeddings},
@@ -180,6 +181,7 @@ func serveChat(w http.ResponseWriter, body []byte, p params) {
 		return
 	}
 	pl := newPlan(p, model, estimateTokens(req.Messages), maxTokens, n)
+	p.tokens.add(model, pl.prompt, pl.perChoice*pl.choices)
 	if req.Stream {
 		streamChat(w, p, pl, req.StreamOptions.includeUsage(), req.StreamOptions.continuous())
 		return
@@ -220,6 +222,7 @@ func serveCompletions(w http.ResponseWriter, body []byte, p params) {
 	}
 	prompts := estimatePrompts(req.Prompt)
 	pl := newPlan(p, model, sum(prompts), req.MaxTokens, len(prompts)*n)
+	p.tokens.add(model, pl.prompt, pl.perChoice*pl.choices)
 	if req.Stream {
 		streamCompletions(w, p, pl, req.StreamOptions.includeUsage(), req.StreamOptions.continuous())
 		return
@@ -266,6 +269,7 @@ func serveEmbeddings(w http.ResponseWriter, body []byte, p params) {
 	if p.prompt != derive {
 		prompt = p.prompt
 	}
+	p.tokens.add(model, prompt, 0)
 	resp := embeddingList{
 		ID: newID("embd-", 16), Object: "list", Created: time.Now().Unix(), Model: model,
 		Usage: newUsage(prompt, 0, 0),
@@ -330,6 +334,7 @@ func serveResponses(w http.ResponseWriter, body []byte, p params) {
 		estimate += len(*req.Instructions) / 4
 	}
 	pl := newPlan(p, model, estimate, req.MaxOutputTokens, 1)
+	p.tokens.add(model, pl.prompt, pl.perChoice)
 	maxOutput := maxModelLen - pl.prompt
 	if req.MaxOutputTokens != nil {
 		maxOutput = min(*req.MaxOutputTokens, maxOutput)

@@ -25,6 +25,7 @@ type params struct {
 	abortAfter         int           // >0: cut the connection after this many SSE events
 	eventDelay         time.Duration // pause before each SSE event after the first
 	errorAfter         int           // >0: send a mid-stream error event after this many content events
+	tokens             *tokenCounts  // the server's counters (GET /metrics)
 }
 
 func resolve(cfg Config, h http.Header) (params, error) {

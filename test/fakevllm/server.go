@@ -8,6 +8,11 @@
 // vLLM's shape {"error":{"message","type","param","code"}}; unknown paths get
 // FastAPI's {"detail":"Not Found"}.
 //
+// GET /metrics answers in vLLM's Prometheus format with its
+// vllm:prompt_tokens_total and vllm:generation_tokens_total counters of the
+// tokens this server reported, by model_name (Server.Tokens reads them): an
+// answer counts whole when it starts, replays and error answers not at all.
+//
 // Token counts are the configured ones, or derived from the request:
 // prompt = bytes of the prompt text / 4 (at least 1; a prompt of token ids
 // counts its ids), completion = max_tokens (chat: max_completion_tokens first;
@@ -137,6 +142,7 @@ type Server struct {
 	recorded []Recorded
 	replays  map[string][]replayed
 	httpSrv  *http.Server
+	tokens   tokenCounts // served tokens by model, for GET /metrics
 }
 
 // New returns a server answering with cfg.
@@ -259,6 +265,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error(), "")
 		return
 	}
+	p.tokens = &s.tokens
 	if !wait(r.Context(), p.latency) {
 		return
 	}
