@@ -8,11 +8,6 @@ import (
 	"unicode/utf8"
 )
 
-// object is a decoded JSON object whose values are left undecoded. A map
-// keeps keys exact (encoding/json would match struct fields regardless of
-// case, which the model server does not) and lets the last duplicate win.
-type object map[string]json.RawMessage
-
 // counter adds up the prompt of a request.
 type counter struct {
 	bytes    int64 // UTF-8 bytes of prompt text
@@ -20,7 +15,20 @@ type counter struct {
 	messages int
 	prompts  int
 	nonText  int
+
+	// Reused for the members of each message and content part.
+	itemBuf, partBuf [8]member
 }
+
+// where names a list element for error messages ("messages[2]" plus sub),
+// formatted only when an error is reported.
+type where struct {
+	list string
+	i    int
+	sub  string
+}
+
+func (w where) String() string { return fmt.Sprintf("%s[%d]%s", w.list, w.i, w.sub) }
 
 // messageList counts a chat "messages" array.
 func (c *counter) messageList(raw json.RawMessage) error {
@@ -31,12 +39,15 @@ func (c *counter) messageList(raw json.RawMessage) error {
 	if !ok {
 		return invalid("messages", "must be an array of messages")
 	}
-	for i, m := range list {
-		if err := c.item(fmt.Sprintf("messages[%d]", i), m); err != nil {
+	for i := 0; ; i++ {
+		m, ok := list.next()
+		if !ok {
+			return nil
+		}
+		if err := c.item(where{list: "messages", i: i}, m); err != nil {
 			return err
 		}
 	}
-	return nil
 }
 
 // responsesInput counts the "input" of /v1/responses: a string, or a list of
@@ -54,32 +65,39 @@ func (c *counter) responsesInput(raw json.RawMessage) error {
 	if !ok {
 		return invalid("input", "must be a string or an array of input items")
 	}
-	for i, it := range list {
-		if err := c.item(fmt.Sprintf("input[%d]", i), it); err != nil {
+	for i := 0; ; i++ {
+		it, ok := list.next()
+		if !ok {
+			return nil
+		}
+		if err := c.item(where{list: "input", i: i}, it); err != nil {
 			return err
 		}
 	}
-	return nil
 }
 
 // item counts one chat message or Responses input item: its content by its
 // text, and every other field (role, name, tool_calls, arguments, output,
 // ...) by its JSON length, which is at least the length of the text a chat
 // template can render from it.
-func (c *counter) item(field string, raw json.RawMessage) error {
-	obj, ok := asObject(raw)
+func (c *counter) item(w where, raw json.RawMessage) error {
+	obj, ok := asObject(raw, c.itemBuf[:0])
 	if !ok {
-		return invalid(field, "must be an object")
+		return invalid(w.String(), "must be an object")
 	}
 	c.messages++
-	for k, v := range obj {
-		if k == "content" {
-			if err := c.content(field+".content", v); err != nil {
+	for i, m := range obj {
+		if !obj.unique(i) {
+			continue // a later duplicate replaces it
+		}
+		if keyIs(m.key, "content") {
+			w.sub = ".content"
+			if err := c.content(w, m.val); err != nil {
 				return err
 			}
 			continue
 		}
-		c.bytes += int64(len(trim(v)))
+		c.bytes += int64(len(trim(m.val)))
 	}
 	return nil
 }
@@ -88,7 +106,7 @@ func (c *counter) item(field string, raw json.RawMessage) error {
 var textPartTypes = map[string]bool{"text": true, "input_text": true, "output_text": true}
 
 // content counts a message content: a string, null, or an array of parts.
-func (c *counter) content(field string, raw json.RawMessage) error {
+func (c *counter) content(field where, raw json.RawMessage) error {
 	if isNull(raw) {
 		return nil
 	}
@@ -98,31 +116,33 @@ func (c *counter) content(field string, raw json.RawMessage) error {
 	}
 	parts, ok := asArray(raw)
 	if !ok {
-		return invalid(field, "must be a string, an array of content parts or null")
+		return invalid(field.String(), "must be a string, an array of content parts or null")
 	}
-	for j, part := range parts {
-		pf := fmt.Sprintf("%s[%d]", field, j)
+	for j := 0; ; j++ {
+		part, ok := parts.next()
+		if !ok {
+			return nil
+		}
 		if n, ok := textLen(part); ok {
 			c.bytes += n
 			continue
 		}
-		obj, ok := asObject(part)
+		obj, ok := asObject(part, c.partBuf[:0])
 		if !ok {
-			return invalid(pf, "must be a content part object")
+			return invalid(fmt.Sprintf("%s[%d]", field, j), "must be a content part object")
 		}
-		typ, _ := asString(obj["type"])
-		if !textPartTypes[typ] {
+		if !isTextPart(obj.get("type")) {
 			c.bytes += int64(len(trim(part)))
 			c.nonText++
 			continue
 		}
-		n, ok := textLen(obj["text"])
+		n, ok := textLen(obj.get("text"))
 		if !ok {
-			return invalid(pf+".text", "must be a string in a %q part", typ)
+			typ, _ := asString(obj.get("type"))
+			return invalid(fmt.Sprintf("%s[%d].text", field, j), "must be a string in a %q part", typ)
 		}
 		c.bytes += n
 	}
-	return nil
 }
 
 // promptList counts the prompt of /v1/completions or the input of
@@ -143,7 +163,11 @@ func (c *counter) promptList(field string, raw json.RawMessage) error {
 		return invalid(field, "must be a string, an array of strings or an array of token ids")
 	}
 	idPrompt := false
-	for i, el := range list {
+	for i := 0; ; i++ {
+		el, ok := list.next()
+		if !ok {
+			break
+		}
 		if n, ok := textLen(el); ok {
 			c.bytes += n
 			c.prompts++
@@ -158,12 +182,16 @@ func (c *counter) promptList(field string, raw json.RawMessage) error {
 		if !ok {
 			return invalid(fmt.Sprintf("%s[%d]", field, i), "must be a string or an array of token ids")
 		}
-		for j, id := range ids {
+		for j := 0; ; j++ {
+			id, ok := ids.next()
+			if !ok {
+				break
+			}
 			if !isNumber(id) {
 				return invalid(fmt.Sprintf("%s[%d][%d]", field, i, j), "must be a token id")
 			}
+			c.tokens++
 		}
-		c.tokens += int64(len(ids))
 		c.prompts++
 	}
 	if idPrompt {
@@ -175,7 +203,7 @@ func (c *counter) promptList(field string, raw json.RawMessage) error {
 // rawFields adds the JSON length of each named field that is present.
 func (c *counter) rawFields(obj object, names ...string) {
 	for _, n := range names {
-		if v, ok := obj[n]; ok && !isNull(v) {
+		if v := obj.get(n); v != nil && !isNull(v) {
 			c.bytes += int64(len(trim(v)))
 		}
 	}
@@ -219,9 +247,12 @@ func countField(dst *int64, field string, raw json.RawMessage, least int64) erro
 	if !isNumber(raw) {
 		return invalid(field, "must be an integer")
 	}
-	n, err := strconv.ParseInt(string(trim(raw)), 10, 64)
-	if err != nil {
-		return invalid(field, "must be an integer, got %s", trim(raw))
+	n, ok := smallInt(trim(raw))
+	if !ok {
+		var err error
+		if n, err = strconv.ParseInt(string(trim(raw)), 10, 64); err != nil {
+			return invalid(field, "must be an integer, got %s", trim(raw))
+		}
 	}
 	if n < least {
 		return invalid(field, "must be at least %d, got %d", least, n)
@@ -230,11 +261,34 @@ func countField(dst *int64, field string, raw json.RawMessage, least int64) erro
 	return nil
 }
 
+// smallInt reads an integer of at most 18 digits without allocating;
+// false for anything else (a fraction, an exponent, a longer number).
+func smallInt(b []byte) (int64, bool) {
+	neg := len(b) > 0 && b[0] == '-'
+	if neg {
+		b = b[1:]
+	}
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range b {
+		if !isDigit(c) {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	if neg {
+		n = -n
+	}
+	return n, true
+}
+
 func invalid(field, format string, args ...any) error {
 	return fmt.Errorf("%w: %s: %s", ErrInvalidRequest, field, fmt.Sprintf(format, args...))
 }
 
-// The helpers below take JSON that encoding/json has already validated.
+// The helpers below take JSON that valid has accepted.
 
 func trim(raw json.RawMessage) json.RawMessage { return bytes.TrimSpace(raw) }
 
@@ -254,8 +308,12 @@ func isNumber(raw json.RawMessage) bool {
 }
 
 func asString(raw json.RawMessage) (string, bool) {
-	if first(raw) != '"' {
+	raw = trim(raw)
+	if len(raw) < 2 || raw[0] != '"' {
 		return "", false
+	}
+	if inner := raw[1 : len(raw)-1]; bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
+		return string(inner), true
 	}
 	var s string
 	if json.Unmarshal(raw, &s) != nil {
@@ -280,24 +338,32 @@ func textLen(raw json.RawMessage) (int64, bool) {
 	return int64(len(s)), ok
 }
 
-func asObject(raw json.RawMessage) (object, bool) {
-	if first(raw) != '{' {
-		return nil, false
+// isTextPart reports whether a content part's "type" names a text part.
+func isTextPart(raw json.RawMessage) bool {
+	raw = trim(raw)
+	if len(raw) < 2 || raw[0] != '"' {
+		return false
 	}
-	var o object
-	if json.Unmarshal(raw, &o) != nil {
-		return nil, false
+	if inner := raw[1 : len(raw)-1]; bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
+		return textPartTypes[string(inner)]
 	}
-	return o, true
+	typ, _ := asString(raw)
+	return textPartTypes[typ]
 }
 
-func asArray(raw json.RawMessage) ([]json.RawMessage, bool) {
-	if first(raw) != '[' {
+// asObject reads the members of an object into buf's storage.
+func asObject(raw json.RawMessage, buf object) (object, bool) {
+	raw = trim(raw)
+	if len(raw) == 0 || raw[0] != '{' {
 		return nil, false
 	}
-	var a []json.RawMessage
-	if json.Unmarshal(raw, &a) != nil {
-		return nil, false
+	return members(raw, buf), true
+}
+
+func asArray(raw json.RawMessage) (elements, bool) {
+	raw = trim(raw)
+	if len(raw) == 0 || raw[0] != '[' {
+		return elements{}, false
 	}
-	return a, true
+	return newElements(raw), true
 }

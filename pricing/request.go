@@ -78,30 +78,26 @@ func ParseRequest(e Endpoint, body []byte) (*Request, error) {
 	if e < ChatCompletions || e > Responses {
 		return nil, fmt.Errorf("%w: %v costs nothing and has no request to parse", ErrInvalidRequest, e)
 	}
-	var top object
-	if err := json.Unmarshal(body, &top); err != nil {
-		var syn *json.SyntaxError
-		if errors.As(err, &syn) {
-			return nil, fmt.Errorf("%w: not valid JSON: %v (at byte %d)", ErrInvalidRequest, syn, syn.Offset)
-		}
-		return nil, fmt.Errorf("%w: the body must be a JSON object", ErrInvalidRequest)
+	start := skipWS(body, 0)
+	if !valid(body) || body[start] != '{' {
+		return nil, notAnObject(body)
 	}
-	if top == nil {
-		return nil, fmt.Errorf("%w: the body must be a JSON object, not null", ErrInvalidRequest)
-	}
+	var buf [16]member
+	top := members(body[start:], buf[:0])
 
 	r := &Request{Endpoint: e, N: 1, Prompts: 1}
-	model, ok := top["model"]
-	if !ok {
+	model := top.get("model")
+	if model == nil {
 		return nil, invalid("model", "missing")
 	}
+	var ok bool
 	if r.Model, ok = asString(model); !ok {
 		return nil, invalid("model", "must be a string")
 	}
 	if r.Model == "" {
 		return nil, invalid("model", "must not be empty")
 	}
-	if err := stringField(&r.User, "user", top["user"]); err != nil {
+	if err := stringField(&r.User, "user", top.get("user")); err != nil {
 		return nil, err
 	}
 	if e != Embeddings {
@@ -110,7 +106,7 @@ func ParseRequest(e Endpoint, body []byte) (*Request, error) {
 		}
 	}
 
-	c := counter{}
+	var c counter
 	var err error
 	switch e {
 	case ChatCompletions:
@@ -129,6 +125,21 @@ func ParseRequest(e Endpoint, body []byte) (*Request, error) {
 	r.Messages, r.NonTextParts = c.messages, c.nonText
 	r.Prompts = max(c.prompts, 1)
 	return r, nil
+}
+
+// notAnObject is the error for a body that is not valid JSON or not an
+// object, worded as encoding/json reports it.
+func notAnObject(body []byte) error {
+	var top map[string]json.RawMessage
+	err := json.Unmarshal(body, &top)
+	var syn *json.SyntaxError
+	switch {
+	case errors.As(err, &syn):
+		return fmt.Errorf("%w: not valid JSON: %v (at byte %d)", ErrInvalidRequest, syn, syn.Offset)
+	case err == nil && top == nil:
+		return fmt.Errorf("%w: the body must be a JSON object, not null", ErrInvalidRequest)
+	}
+	return fmt.Errorf("%w: the body must be a JSON object", ErrInvalidRequest)
 }
 
 // WorstCase bounds the tokens the request can use, for the reservation made
@@ -161,34 +172,35 @@ func (r *Request) WorstCase(defaultMaxOutput int64) Usage {
 }
 
 func (r *Request) readStream(top object) error {
-	if err := boolField(&r.Stream, "stream", top["stream"]); err != nil {
+	if err := boolField(&r.Stream, "stream", top.get("stream")); err != nil {
 		return err
 	}
-	raw, ok := top["stream_options"]
-	if !ok || isNull(raw) {
+	raw := top.get("stream_options")
+	if raw == nil || isNull(raw) {
 		return nil
 	}
-	opts, ok := asObject(raw)
+	var buf [4]member
+	opts, ok := asObject(raw, buf[:0])
 	if !ok {
 		return invalid("stream_options", "must be an object or null")
 	}
 	r.StreamOptionsPresent = true
-	return boolField(&r.IncludeUsage, "stream_options.include_usage", opts["include_usage"])
+	return boolField(&r.IncludeUsage, "stream_options.include_usage", opts.get("include_usage"))
 }
 
 func (r *Request) readChat(top object, c *counter) error {
 	var maxTokens, maxCompletion int64
-	if err := countField(&maxTokens, "max_tokens", top["max_tokens"], 0); err != nil {
+	if err := countField(&maxTokens, "max_tokens", top.get("max_tokens"), 0); err != nil {
 		return err
 	}
-	if err := countField(&maxCompletion, "max_completion_tokens", top["max_completion_tokens"], 0); err != nil {
+	if err := countField(&maxCompletion, "max_completion_tokens", top.get("max_completion_tokens"), 0); err != nil {
 		return err
 	}
 	r.MaxOutputTokens = max(maxTokens, maxCompletion)
-	if err := countField(&r.N, "n", top["n"], 1); err != nil {
+	if err := countField(&r.N, "n", top.get("n"), 1); err != nil {
 		return err
 	}
-	if err := c.messageList(top["messages"]); err != nil {
+	if err := c.messageList(top.get("messages")); err != nil {
 		return err
 	}
 	c.rawFields(top, "tools", "functions", "documents", "chat_template")
@@ -196,18 +208,18 @@ func (r *Request) readChat(top object, c *counter) error {
 }
 
 func (r *Request) readCompletions(top object, c *counter) error {
-	if err := countField(&r.MaxOutputTokens, "max_tokens", top["max_tokens"], 0); err != nil {
+	if err := countField(&r.MaxOutputTokens, "max_tokens", top.get("max_tokens"), 0); err != nil {
 		return err
 	}
-	if err := countField(&r.N, "n", top["n"], 1); err != nil {
+	if err := countField(&r.N, "n", top.get("n"), 1); err != nil {
 		return err
 	}
 	var bestOf int64 = 1
-	if err := countField(&bestOf, "best_of", top["best_of"], 1); err != nil {
+	if err := countField(&bestOf, "best_of", top.get("best_of"), 1); err != nil {
 		return err
 	}
 	r.N = max(r.N, bestOf)
-	if err := c.promptList("prompt", top["prompt"]); err != nil {
+	if err := c.promptList("prompt", top.get("prompt")); err != nil {
 		return err
 	}
 	c.rawFields(top, "prompt_embeds")
@@ -215,11 +227,11 @@ func (r *Request) readCompletions(top object, c *counter) error {
 }
 
 func (r *Request) readEmbeddings(top object, c *counter) error {
-	if err := c.promptList("input", top["input"]); err != nil {
+	if err := c.promptList("input", top.get("input")); err != nil {
 		return err
 	}
 	// vLLM also embeds a chat conversation given as "messages".
-	if err := c.messageList(top["messages"]); err != nil {
+	if err := c.messageList(top.get("messages")); err != nil {
 		return err
 	}
 	c.rawFields(top, "tools", "chat_template")
@@ -227,18 +239,18 @@ func (r *Request) readEmbeddings(top object, c *counter) error {
 }
 
 func (r *Request) readResponses(top object, c *counter) error {
-	if err := countField(&r.MaxOutputTokens, "max_output_tokens", top["max_output_tokens"], 0); err != nil {
+	if err := countField(&r.MaxOutputTokens, "max_output_tokens", top.get("max_output_tokens"), 0); err != nil {
 		return err
 	}
 	var instructions string
-	if err := stringField(&instructions, "instructions", top["instructions"]); err != nil {
+	if err := stringField(&instructions, "instructions", top.get("instructions")); err != nil {
 		return err
 	}
 	if instructions != "" {
 		c.bytes += int64(len(instructions))
 		c.messages++
 	}
-	if err := c.responsesInput(top["input"]); err != nil {
+	if err := c.responsesInput(top.get("input")); err != nil {
 		return err
 	}
 	c.rawFields(top, "tools")
