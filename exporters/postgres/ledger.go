@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -102,6 +103,9 @@ func connect(ctx context.Context, cfg Config) (*Ledger, error) {
 func where(pc *pgxpool.Config) string {
 	return fmt.Sprintf("%s:%d/%s", pc.ConnConfig.Host, pc.ConnConfig.Port, pc.ConnConfig.Database)
 }
+
+// StartTimeout is exporters.postgres.start_timeout (with its default).
+func (l *Ledger) StartTimeout() time.Duration { return l.cfg.StartTimeout }
 
 // Pool is the ledger's connection pool (tests, ad-hoc queries).
 func (l *Ledger) Pool() *pgxpool.Pool { return l.pool }

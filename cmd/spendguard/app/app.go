@@ -30,6 +30,8 @@ Usage:
                    [--shutdown-timeout DURATION] [--reload-interval DURATION]
   spendguard check-config FILE
   spendguard status [--admin URL] [--token T] [--json] [DIM=VALUE ...]
+  spendguard report [--dsn DSN] [--group-by DIM,...] [--period hour|day|week|month|total]
+                    [--from WHEN] [--to WHEN] [--tz ZONE] [--csv] [--drift]
   spendguard version
 `
 
@@ -67,6 +69,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return checkConfig(args[1:], stdout, stderr)
 	case "status":
 		return statusCommand(ctx, args[1:], stdout, stderr)
+	case "report":
+		return reportCommand(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "spendguard", versionString())
 		return nil

@@ -174,6 +174,11 @@ func Start(opts ServeOptions) (*Instance, error) {
 		return nil, err
 	}
 	in.Budgets = budget.NewEngine(in.Metrics.InstrumentStore(in.Store), time.Now)
+	if err := in.recoverFromLedger(); err != nil { // the memory store's spend, from the ledger
+		_ = in.Exporters.Shutdown(context.Background())
+		in.Store.Close()
+		return nil, err
+	}
 	in.Processor = processor.New(cfg.Snapshot, processor.Options{
 		Log: log, Budgets: in.Budgets, Observer: in.Metrics,
 		Reporter: reporter{fan: in.Exporters, extra: opts.Reporter},
