@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/spendguard/spendguard/internal/jsonscan"
 	"strconv"
 	"unicode/utf8"
 )
@@ -17,7 +18,7 @@ type counter struct {
 	nonText  int
 
 	// Reused for the members of each message and content part.
-	itemBuf, partBuf [8]member
+	itemBuf, partBuf [8]jsonscan.Member
 }
 
 // where names a list element for error messages ("messages[2]" plus sub),
@@ -40,7 +41,7 @@ func (c *counter) messageList(raw json.RawMessage) error {
 		return invalid("messages", "must be an array of messages")
 	}
 	for i := 0; ; i++ {
-		m, ok := list.next()
+		m, ok := list.Next()
 		if !ok {
 			return nil
 		}
@@ -66,7 +67,7 @@ func (c *counter) responsesInput(raw json.RawMessage) error {
 		return invalid("input", "must be a string or an array of input items")
 	}
 	for i := 0; ; i++ {
-		it, ok := list.next()
+		it, ok := list.Next()
 		if !ok {
 			return nil
 		}
@@ -87,17 +88,17 @@ func (c *counter) item(w where, raw json.RawMessage) error {
 	}
 	c.messages++
 	for i, m := range obj {
-		if !obj.unique(i) {
+		if !obj.Unique(i) {
 			continue // a later duplicate replaces it
 		}
-		if keyIs(m.key, "content") {
+		if jsonscan.KeyIs(m.Key, "content") {
 			w.sub = ".content"
-			if err := c.content(w, m.val); err != nil {
+			if err := c.content(w, m.Value); err != nil {
 				return err
 			}
 			continue
 		}
-		c.bytes += int64(len(trim(m.val)))
+		c.bytes += int64(len(trim(m.Value)))
 	}
 	return nil
 }
@@ -119,7 +120,7 @@ func (c *counter) content(field where, raw json.RawMessage) error {
 		return invalid(field.String(), "must be a string, an array of content parts or null")
 	}
 	for j := 0; ; j++ {
-		part, ok := parts.next()
+		part, ok := parts.Next()
 		if !ok {
 			return nil
 		}
@@ -131,14 +132,14 @@ func (c *counter) content(field where, raw json.RawMessage) error {
 		if !ok {
 			return invalid(fmt.Sprintf("%s[%d]", field, j), "must be a content part object")
 		}
-		if !isTextPart(obj.get("type")) {
+		if !isTextPart(obj.Get("type")) {
 			c.bytes += int64(len(trim(part)))
 			c.nonText++
 			continue
 		}
-		n, ok := textLen(obj.get("text"))
+		n, ok := textLen(obj.Get("text"))
 		if !ok {
-			typ, _ := asString(obj.get("type"))
+			typ, _ := asString(obj.Get("type"))
 			return invalid(fmt.Sprintf("%s[%d].text", field, j), "must be a string in a %q part", typ)
 		}
 		c.bytes += n
@@ -164,7 +165,7 @@ func (c *counter) promptList(field string, raw json.RawMessage) error {
 	}
 	idPrompt := false
 	for i := 0; ; i++ {
-		el, ok := list.next()
+		el, ok := list.Next()
 		if !ok {
 			break
 		}
@@ -183,7 +184,7 @@ func (c *counter) promptList(field string, raw json.RawMessage) error {
 			return invalid(fmt.Sprintf("%s[%d]", field, i), "must be a string or an array of token ids")
 		}
 		for j := 0; ; j++ {
-			id, ok := ids.next()
+			id, ok := ids.Next()
 			if !ok {
 				break
 			}
@@ -201,9 +202,9 @@ func (c *counter) promptList(field string, raw json.RawMessage) error {
 }
 
 // rawFields adds the JSON length of each named field that is present.
-func (c *counter) rawFields(obj object, names ...string) {
+func (c *counter) rawFields(obj jsonscan.Object, names ...string) {
 	for _, n := range names {
-		if v := obj.get(n); v != nil && !isNull(v) {
+		if v := obj.Get(n); v != nil && !isNull(v) {
 			c.bytes += int64(len(trim(v)))
 		}
 	}
@@ -273,7 +274,7 @@ func smallInt(b []byte) (int64, bool) {
 	}
 	var n int64
 	for _, c := range b {
-		if !isDigit(c) {
+		if c < '0' || c > '9' {
 			return 0, false
 		}
 		n = n*10 + int64(c-'0')
@@ -288,7 +289,7 @@ func invalid(field, format string, args ...any) error {
 	return fmt.Errorf("%w: %s: %s", ErrInvalidRequest, field, fmt.Sprintf(format, args...))
 }
 
-// The helpers below take JSON that valid has accepted.
+// The helpers below take JSON that jsonscan.Valid has accepted.
 
 func trim(raw json.RawMessage) json.RawMessage { return bytes.TrimSpace(raw) }
 
@@ -307,20 +308,7 @@ func isNumber(raw json.RawMessage) bool {
 	return b == '-' || (b >= '0' && b <= '9')
 }
 
-func asString(raw json.RawMessage) (string, bool) {
-	raw = trim(raw)
-	if len(raw) < 2 || raw[0] != '"' {
-		return "", false
-	}
-	if inner := raw[1 : len(raw)-1]; bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
-		return string(inner), true
-	}
-	var s string
-	if json.Unmarshal(raw, &s) != nil {
-		return "", false
-	}
-	return s, true
-}
+func asString(raw json.RawMessage) (string, bool) { return jsonscan.String(raw) }
 
 // textLen is the UTF-8 length of a JSON string once decoded, false when raw
 // is not a string. A string without escapes and with valid UTF-8 decodes to
@@ -352,18 +340,18 @@ func isTextPart(raw json.RawMessage) bool {
 }
 
 // asObject reads the members of an object into buf's storage.
-func asObject(raw json.RawMessage, buf object) (object, bool) {
+func asObject(raw json.RawMessage, buf jsonscan.Object) (jsonscan.Object, bool) {
 	raw = trim(raw)
 	if len(raw) == 0 || raw[0] != '{' {
 		return nil, false
 	}
-	return members(raw, buf), true
+	return jsonscan.Members(raw, buf), true
 }
 
-func asArray(raw json.RawMessage) (elements, bool) {
+func asArray(raw json.RawMessage) (jsonscan.Elements, bool) {
 	raw = trim(raw)
 	if len(raw) == 0 || raw[0] != '[' {
-		return elements{}, false
+		return jsonscan.Elements{}, false
 	}
-	return newElements(raw), true
+	return jsonscan.NewElements(raw), true
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/spendguard/spendguard/internal/jsonscan"
 	"math"
 )
 
@@ -78,15 +79,15 @@ func ParseRequest(e Endpoint, body []byte) (*Request, error) {
 	if e < ChatCompletions || e > Responses {
 		return nil, fmt.Errorf("%w: %v costs nothing and has no request to parse", ErrInvalidRequest, e)
 	}
-	start := skipWS(body, 0)
-	if !valid(body) || body[start] != '{' {
+	start := jsonscan.SkipSpace(body, 0)
+	if !jsonscan.Valid(body) || body[start] != '{' {
 		return nil, notAnObject(body)
 	}
-	var buf [16]member
-	top := members(body[start:], buf[:0])
+	var buf [16]jsonscan.Member
+	top := jsonscan.Members(body[start:], buf[:0])
 
 	r := &Request{Endpoint: e, N: 1, Prompts: 1}
-	model := top.get("model")
+	model := top.Get("model")
 	if model == nil {
 		return nil, invalid("model", "missing")
 	}
@@ -97,7 +98,7 @@ func ParseRequest(e Endpoint, body []byte) (*Request, error) {
 	if r.Model == "" {
 		return nil, invalid("model", "must not be empty")
 	}
-	if err := stringField(&r.User, "user", top.get("user")); err != nil {
+	if err := stringField(&r.User, "user", top.Get("user")); err != nil {
 		return nil, err
 	}
 	if e != Embeddings {
@@ -171,86 +172,86 @@ func (r *Request) WorstCase(defaultMaxOutput int64) Usage {
 	return Usage{Prompt: prompt, Completion: satMul(satMul(out, max(r.N, 1)), prompts)}
 }
 
-func (r *Request) readStream(top object) error {
-	if err := boolField(&r.Stream, "stream", top.get("stream")); err != nil {
+func (r *Request) readStream(top jsonscan.Object) error {
+	if err := boolField(&r.Stream, "stream", top.Get("stream")); err != nil {
 		return err
 	}
-	raw := top.get("stream_options")
+	raw := top.Get("stream_options")
 	if raw == nil || isNull(raw) {
 		return nil
 	}
-	var buf [4]member
+	var buf [4]jsonscan.Member
 	opts, ok := asObject(raw, buf[:0])
 	if !ok {
 		return invalid("stream_options", "must be an object or null")
 	}
 	r.StreamOptionsPresent = true
-	return boolField(&r.IncludeUsage, "stream_options.include_usage", opts.get("include_usage"))
+	return boolField(&r.IncludeUsage, "stream_options.include_usage", opts.Get("include_usage"))
 }
 
-func (r *Request) readChat(top object, c *counter) error {
+func (r *Request) readChat(top jsonscan.Object, c *counter) error {
 	var maxTokens, maxCompletion int64
-	if err := countField(&maxTokens, "max_tokens", top.get("max_tokens"), 0); err != nil {
+	if err := countField(&maxTokens, "max_tokens", top.Get("max_tokens"), 0); err != nil {
 		return err
 	}
-	if err := countField(&maxCompletion, "max_completion_tokens", top.get("max_completion_tokens"), 0); err != nil {
+	if err := countField(&maxCompletion, "max_completion_tokens", top.Get("max_completion_tokens"), 0); err != nil {
 		return err
 	}
 	r.MaxOutputTokens = max(maxTokens, maxCompletion)
-	if err := countField(&r.N, "n", top.get("n"), 1); err != nil {
+	if err := countField(&r.N, "n", top.Get("n"), 1); err != nil {
 		return err
 	}
-	if err := c.messageList(top.get("messages")); err != nil {
+	if err := c.messageList(top.Get("messages")); err != nil {
 		return err
 	}
 	c.rawFields(top, "tools", "functions", "documents", "chat_template")
 	return nil
 }
 
-func (r *Request) readCompletions(top object, c *counter) error {
-	if err := countField(&r.MaxOutputTokens, "max_tokens", top.get("max_tokens"), 0); err != nil {
+func (r *Request) readCompletions(top jsonscan.Object, c *counter) error {
+	if err := countField(&r.MaxOutputTokens, "max_tokens", top.Get("max_tokens"), 0); err != nil {
 		return err
 	}
-	if err := countField(&r.N, "n", top.get("n"), 1); err != nil {
+	if err := countField(&r.N, "n", top.Get("n"), 1); err != nil {
 		return err
 	}
 	var bestOf int64 = 1
-	if err := countField(&bestOf, "best_of", top.get("best_of"), 1); err != nil {
+	if err := countField(&bestOf, "best_of", top.Get("best_of"), 1); err != nil {
 		return err
 	}
 	r.N = max(r.N, bestOf)
-	if err := c.promptList("prompt", top.get("prompt")); err != nil {
+	if err := c.promptList("prompt", top.Get("prompt")); err != nil {
 		return err
 	}
 	c.rawFields(top, "prompt_embeds")
 	return nil
 }
 
-func (r *Request) readEmbeddings(top object, c *counter) error {
-	if err := c.promptList("input", top.get("input")); err != nil {
+func (r *Request) readEmbeddings(top jsonscan.Object, c *counter) error {
+	if err := c.promptList("input", top.Get("input")); err != nil {
 		return err
 	}
 	// vLLM also embeds a chat conversation given as "messages".
-	if err := c.messageList(top.get("messages")); err != nil {
+	if err := c.messageList(top.Get("messages")); err != nil {
 		return err
 	}
 	c.rawFields(top, "tools", "chat_template")
 	return nil
 }
 
-func (r *Request) readResponses(top object, c *counter) error {
-	if err := countField(&r.MaxOutputTokens, "max_output_tokens", top.get("max_output_tokens"), 0); err != nil {
+func (r *Request) readResponses(top jsonscan.Object, c *counter) error {
+	if err := countField(&r.MaxOutputTokens, "max_output_tokens", top.Get("max_output_tokens"), 0); err != nil {
 		return err
 	}
 	var instructions string
-	if err := stringField(&instructions, "instructions", top.get("instructions")); err != nil {
+	if err := stringField(&instructions, "instructions", top.Get("instructions")); err != nil {
 		return err
 	}
 	if instructions != "" {
 		c.bytes += int64(len(instructions))
 		c.messages++
 	}
-	if err := c.responsesInput(top.get("input")); err != nil {
+	if err := c.responsesInput(top.Get("input")); err != nil {
 		return err
 	}
 	c.rawFields(top, "tools")

@@ -1,4 +1,9 @@
-package pricing
+// Package jsonscan reads JSON documents in place: Valid checks a document
+// in one pass, accepting exactly what encoding/json accepts (FuzzValid
+// checks it); the walkers then hand out the raw bytes of members and
+// elements without decoding anything into Go maps or slices. spendguard
+// reads every request body this way, on the hot path.
+package jsonscan
 
 import (
 	"bytes"
@@ -6,21 +11,15 @@ import (
 	"unicode/utf8"
 )
 
-// A request body is read in one validating pass and then walked in place:
-// no value is decoded into Go maps or slices, and only the strings
-// spendguard keeps (model, user) are copied. valid accepts exactly the
-// documents encoding/json accepts (FuzzValid checks it), so a body is
-// invalid here when and only when json.Unmarshal would fail on its syntax.
-
 // maxDepth is encoding/json's nesting limit.
-const maxDepth = 10000
+const MaxDepth = 10000
 
-// valid reports whether b is one JSON value, with optional whitespace
+// Valid reports whether b is one JSON value, with optional whitespace
 // around it.
-func valid(b []byte) bool {
-	i := skipWS(b, 0)
+func Valid(b []byte) bool {
+	i := SkipSpace(b, 0)
 	end := validValue(b, i, 0)
-	return end >= 0 && skipWS(b, end) == len(b)
+	return end >= 0 && SkipSpace(b, end) == len(b)
 }
 
 // validValue returns the end of the valid value that starts at b[i], or -1.
@@ -32,7 +31,7 @@ func validValue(b []byte, i, depth int) int {
 	case c == '"':
 		return validString(b, i)
 	case c == '{', c == '[':
-		if depth >= maxDepth {
+		if depth >= MaxDepth {
 			return -1
 		}
 		return validContainer(b, i, depth+1)
@@ -55,7 +54,7 @@ func validContainer(b []byte, i, depth int) int {
 	if object {
 		closer = '}'
 	}
-	i = skipWS(b, i+1)
+	i = SkipSpace(b, i+1)
 	if i < len(b) && b[i] == closer {
 		return i + 1
 	}
@@ -67,20 +66,20 @@ func validContainer(b []byte, i, depth int) int {
 			if i = validString(b, i); i < 0 {
 				return -1
 			}
-			if i = skipWS(b, i); i >= len(b) || b[i] != ':' {
+			if i = SkipSpace(b, i); i >= len(b) || b[i] != ':' {
 				return -1
 			}
-			i = skipWS(b, i+1)
+			i = SkipSpace(b, i+1)
 		}
 		if i = validValue(b, i, depth); i < 0 {
 			return -1
 		}
-		if i = skipWS(b, i); i >= len(b) {
+		if i = SkipSpace(b, i); i >= len(b) {
 			return -1
 		}
 		switch b[i] {
 		case ',':
-			i = skipWS(b, i+1)
+			i = SkipSpace(b, i+1)
 		case closer:
 			return i + 1
 		default:
@@ -171,7 +170,9 @@ func literal(b []byte, i int, lit string) int {
 	return i + len(lit)
 }
 
-func skipWS(b []byte, i int) int {
+// SkipSpace returns the index of the first byte from i that is not JSON
+// whitespace.
+func SkipSpace(b []byte, i int) int {
 	for i < len(b) && isSpace(b[i]) {
 		i++
 	}
@@ -182,10 +183,10 @@ func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 func isHex(c byte) bool   { return isDigit(c) || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' }
 
-// The walkers below take JSON that valid has accepted.
+// The walkers below take JSON that Valid has accepted.
 
-// skipValue returns the end of the value that starts at b[i].
-func skipValue(b []byte, i int) int {
+// SkipValue returns the end of the value that starts at b[i].
+func SkipValue(b []byte, i int) int {
 	switch b[i] {
 	case '"':
 		return skipString(b, i)
@@ -231,62 +232,70 @@ func skipString(b []byte, i int) int {
 	}
 }
 
-// member is one member of a JSON object: its key as written (between the
-// quotes, escapes not decoded) and its value.
-type member struct {
-	key []byte
-	val json.RawMessage
+// Member is one member of a JSON object: its key as written (between the
+// quotes, escapes not decoded), its value, and where the value starts in
+// the bytes given to Members.
+type Member struct {
+	Key    []byte
+	Value  []byte
+	Offset int
 }
 
-// object is the members of a JSON object in document order, read in
-// place. A decoder into a map would keep the last of duplicate keys:
-// get and unique do the same.
-type object []member
+// Object is the members of a JSON object in document order, read in
+// place. A decoder into a map keeps the last of duplicate keys: Get,
+// Lookup and Unique do the same.
+type Object []Member
 
-// members appends the members of the object b (starting with '{') to dst.
-func members(b []byte, dst object) object {
-	i := skipWS(b, 1)
+// Members appends the members of the object b (starting with '{') to dst.
+func Members(b []byte, dst Object) Object {
+	i := SkipSpace(b, 1)
 	if b[i] == '}' {
 		return dst
 	}
 	for {
 		kend := skipString(b, i)
 		key := b[i+1 : kend-1]
-		i = skipWS(b, skipWS(b, kend)+1) // past the colon
-		vend := skipValue(b, i)
-		dst = append(dst, member{key: key, val: b[i:vend]})
-		i = skipWS(b, vend)
+		i = SkipSpace(b, SkipSpace(b, kend)+1) // past the colon
+		vend := SkipValue(b, i)
+		dst = append(dst, Member{Key: key, Value: b[i:vend], Offset: i})
+		i = SkipSpace(b, vend)
 		if b[i] == '}' {
 			return dst
 		}
-		i = skipWS(b, i+1)
+		i = SkipSpace(b, i+1)
 	}
 }
 
-// get returns the value of the last member named key, nil when none.
-func (o object) get(key string) json.RawMessage {
+// Get returns the value of the last member named key, nil when none.
+func (o Object) Get(key string) []byte {
+	m, _ := o.Lookup(key)
+	return m.Value
+}
+
+// Lookup returns the last member named key.
+func (o Object) Lookup(key string) (Member, bool) {
 	for i := len(o) - 1; i >= 0; i-- {
-		if keyIs(o[i].key, key) {
-			return o[i].val
+		if KeyIs(o[i].Key, key) {
+			return o[i], true
 		}
 	}
-	return nil
+	return Member{}, false
 }
 
-// unique reports whether member i is the last with its name.
-func (o object) unique(i int) bool {
+// Unique reports whether member i is the last with its name.
+func (o Object) Unique(i int) bool {
 	for _, m := range o[i+1:] {
-		if sameKey(o[i].key, m.key) {
+		if sameKey(o[i].Key, m.Key) {
 			return false
 		}
 	}
 	return true
 }
 
-// keyIs reports whether a key as written decodes to name, which is
+// KeyIs reports whether a key as written decodes to name, which is
 // ASCII: a key without escapes matches it byte for byte (a byte that is
 // not UTF-8 would decode to U+FFFD, which name does not hold either).
-func keyIs(raw []byte, name string) bool {
+func KeyIs(raw []byte, name string) bool {
 	if bytes.IndexByte(raw, '\\') < 0 {
 		return string(raw) == name
 	}
@@ -304,29 +313,47 @@ func sameKey(a, b []byte) bool {
 func plainKey(k []byte) bool { return bytes.IndexByte(k, '\\') < 0 && utf8.Valid(k) }
 
 func decodeKey(raw []byte) string {
-	s, _ := asString(append(append([]byte{'"'}, raw...), '"'))
+	s, _ := String(append(append([]byte{'"'}, raw...), '"'))
 	return s
 }
 
-// elements walks the values of an array.
-type elements struct {
+// String decodes the JSON string raw (false when raw is not a string),
+// copying it only when it has no escapes and is valid UTF-8; otherwise
+// encoding/json decodes it (a byte that is not UTF-8 becomes U+FFFD).
+func String(raw []byte) (string, bool) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) < 2 || raw[0] != '"' {
+		return "", false
+	}
+	if inner := raw[1 : len(raw)-1]; bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
+		return string(inner), true
+	}
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		return "", false
+	}
+	return s, true
+}
+
+// Elements walks the values of an array.
+type Elements struct {
 	b []byte
 	i int
 }
 
-// newElements starts a walk of the array b (starting with '[').
-func newElements(b []byte) elements { return elements{b: b, i: skipWS(b, 1)} }
+// NewElements starts a walk of the array b (starting with '[').
+func NewElements(b []byte) Elements { return Elements{b: b, i: SkipSpace(b, 1)} }
 
-// next returns the next value, false after the last.
-func (e *elements) next() (json.RawMessage, bool) {
+// Next returns the next value, false after the last.
+func (e *Elements) Next() ([]byte, bool) {
 	if e.i >= len(e.b) || e.b[e.i] == ']' {
 		return nil, false
 	}
-	end := skipValue(e.b, e.i)
+	end := SkipValue(e.b, e.i)
 	v := e.b[e.i:end]
-	e.i = skipWS(e.b, end)
+	e.i = SkipSpace(e.b, end)
 	if e.i < len(e.b) && e.b[e.i] == ',' {
-		e.i = skipWS(e.b, e.i+1)
+		e.i = SkipSpace(e.b, e.i+1)
 	}
 	return v, true
 }

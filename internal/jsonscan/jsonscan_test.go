@@ -1,0 +1,100 @@
+package jsonscan
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+)
+
+// docs are documents where a hand-written reader could part from
+// encoding/json: every number and literal shape, escapes, bytes that are
+// not UTF-8, whitespace, nesting at the depth limit, and malformed JSON.
+var docs = []string{
+	`{"a":"b","a":"c"}`, `{"con\u0074ent":1,"r\u00e9le":[]}`, "{\"ro\xffle\":{},\"ro\xfele\":2}",
+	`{"s":"\ud800x\u00e9\xff\"\\\/\b\f\n\r\t"}`,
+	"{ \"a\" : [ 1 , 2 ] ,\n\t\"b\" : { } }\r\n",
+	`[-0,1e0,-2.5e-3,0.0,1E+2,true,false,null,{"a":[]},""]`,
+	`123456789012345678901`, `"x"`, `null`, `{}`, `[]`, ``, ` `,
+	`{"a":1,}`, `{"a":1`, `{"a" 1}`, `{"a":1}x`, `01`, `1.`, `1e`, `-`, `.5`, `+1`,
+	`"\x01"`, "\"\x01\"", `"\q"`, `"\u12"`, `"\u12g4"`, `tru`, `nul`, `[1,]`, `[,1]`,
+	`{"a":1,,"b":2}`, `{1:2}`, "\xef\xbb\xbf{}", `[[[[[]]]]]`, `[[[[[]]]]`,
+	strings.Repeat("[", MaxDepth) + strings.Repeat("]", MaxDepth),
+	strings.Repeat("[", MaxDepth+1) + strings.Repeat("]", MaxDepth+1),
+}
+
+func FuzzValid(f *testing.F) {
+	for _, s := range docs {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if got, want := Valid(b), json.Valid(b); got != want {
+			t.Fatalf("Valid(%q) = %v, encoding/json says %v", b, got, want)
+		}
+	})
+}
+
+func TestSkipValueMatchesValid(t *testing.T) {
+	for _, s := range docs {
+		b := []byte(s)
+		if !Valid(b) {
+			continue
+		}
+		i := SkipSpace(b, 0)
+		assert.Equal(t, len(strings.TrimRight(s, " \t\r\n")), SkipValue(b, i), "%q", s)
+	}
+}
+
+// BenchmarkValid is the validating pass over a 1 KiB document.
+func BenchmarkValid(b *testing.B) {
+	body := []byte(`{"model":"m","messages":[` + strings.Repeat(`{"role":"user","content":"Summarise the report in three bullet points."},`, 14) +
+		`{"role":"user","content":[{"type":"text","text":"Keep it short."}]}],"max_tokens":256,"temperature":0.2}`)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if !Valid(body) {
+			b.Fatal("invalid")
+		}
+	}
+}
+
+func TestObjectLastDuplicateWins(t *testing.T) {
+	b := []byte(` {"a":1, "b" : [2, {"c":3}] ,"a":"x","\u0062":null}`)
+	start := SkipSpace(b, 0)
+	o := Members(b[start:], nil)
+	assert.Len(t, o, 4)
+	assert.Equal(t, `"x"`, string(o.Get("a")))
+	assert.Equal(t, `null`, string(o.Get("b")), "an escaped key is the same name")
+	assert.Nil(t, o.Get("c"), "members of nested objects are not the object's")
+	m, ok := o.Lookup("a")
+	assert.True(t, ok)
+	assert.Equal(t, `"x"`, string(b[start+m.Offset:start+m.Offset+len(m.Value)]))
+	assert.False(t, o.Unique(0))
+	assert.False(t, o.Unique(1), `"\u0062" replaces "b"`)
+	assert.True(t, o.Unique(2))
+}
+
+func TestElements(t *testing.T) {
+	e := NewElements([]byte(`[ 1 ,"a,]" ,[2,3], {"x":[]} ]`))
+	var got []string
+	for v, ok := e.Next(); ok; v, ok = e.Next() {
+		got = append(got, string(v))
+	}
+	assert.Equal(t, []string{`1`, `"a,]"`, `[2,3]`, `{"x":[]}`}, got)
+	e = NewElements([]byte(`[]`))
+	_, ok := e.Next()
+	assert.False(t, ok)
+}
+
+func TestString(t *testing.T) {
+	for raw, want := range map[string]string{
+		`"plain"`: "plain", ` "é" `: "é", `"a\"b\\c"`: `a"b\c`, `"\u00e9"`: "é", "\"\xff\"": "\uFFFD",
+	} {
+		got, ok := String([]byte(raw))
+		assert.True(t, ok, raw)
+		assert.Equal(t, want, got, raw)
+	}
+	_, ok := String([]byte(`12`))
+	assert.False(t, ok)
+}
