@@ -24,14 +24,14 @@
     return "$" + n.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
   }
 
+  // duration prints "3d 4h", "2h 5m", "4m 10s", "12s", or "1h" when the
+  // second unit is zero.
   function duration(ms) {
     if (ms <= 0) return "now";
     const s = Math.round(ms / 1000);
     const d = Math.floor(s / 86400), h = Math.floor((s % 86400) / 3600), m = Math.floor((s % 3600) / 60);
-    if (d > 0) return d + "d " + h + "h";
-    if (h > 0) return h + "h " + m + "m";
-    if (m > 0) return m + "m " + (s % 60) + "s";
-    return s + "s";
+    const parts = d > 0 ? [[d, "d"], [h, "h"]] : h > 0 ? [[h, "h"], [m, "m"]] : m > 0 ? [[m, "m"], [s % 60, "s"]] : [[s, "s"]];
+    return parts.filter((p, i) => i === 0 || p[0] > 0).map((p) => p[0] + p[1]).join(" ");
   }
 
   function clock(t) {
