@@ -41,9 +41,9 @@ budgets:
     period: day
     soft_usd: 0.05
     hard_usd: 0.1
-  - name: team-hourly
+  - name: team-rolling
     match: {tenant: "*", team: "*"}
-    period: hour
+    rolling: 1h
     hard_usd: 1
   - name: fleet-monthly
     period: month
@@ -158,9 +158,9 @@ var seededDigest = []string{
 	"tenant-daily tenant=acme 0.080000 0.000000 soft",
 	"tenant-daily tenant=globex 0.010000 0.000000 ok",
 	"tenant-daily tenant=initech 0.120000 0.000000 hard",
-	"team-hourly team=ads,tenant=globex 0.010000 0.000000 ok",
-	"team-hourly team=none,tenant=initech 0.120000 0.000000 ok",
-	"team-hourly team=search,tenant=acme 0.080000 0.000000 ok",
+	"team-rolling team=ads,tenant=globex 0.010000 0.000000 ok",
+	"team-rolling team=none,tenant=initech 0.120000 0.000000 ok",
+	"team-rolling team=search,tenant=acme 0.080000 0.000000 ok",
 	"fleet-monthly all 0.210000 0.000000 ok",
 }
 
@@ -183,11 +183,11 @@ func TestBudgetsAPIOnARealStack(t *testing.T) {
 	assert.Equal(t, "0.000000", string(*initech.RemainingUSD))
 	assert.Equal(t, "0.100000", string(*initech.HardUSD))
 	assert.Equal(t, "0.050000", string(*initech.SoftUSD))
-	assert.NotNil(t, resp.Budgets[3].BurnUSDPerHour, "an hourly budget has a rate from its own spend")
+	assert.NotNil(t, resp.Budgets[3].BurnUSDPerHour, "a rolling window has a rate from its own spend")
 
 	status, resp, _ = budgets(t, addr, "s3cret", "?tenant=acme&team=search")
 	require.Equal(t, http.StatusOK, status)
-	assert.Equal(t, []string{"team-hourly team=search,tenant=acme 0.080000 0.000000 ok"}, digest(resp))
+	assert.Equal(t, []string{"team-rolling team=search,tenant=acme 0.080000 0.000000 ok"}, digest(resp))
 
 	for _, path := range []string{"/healthz", "/readyz", "/metrics", "/"} {
 		resp, err := http.Get("http://" + addr + path)
@@ -209,7 +209,7 @@ func TestStatusCommandAgainstARunningServer(t *testing.T) {
 	assert.Regexp(t, `^BUDGET +SCOPE +PERIOD +SPENT +RESERVED +SOFT +HARD +USED +STATE +RESETS IN +BURN/H +EXHAUSTS IN$`, lines[0])
 	assert.Regexp(t, `^tenant-daily +tenant=initech +day +0\.120000 +0\.00 +0\.050000 +0\.100000 +120\.0% +hard +\S+ +\S+ +exhausted$`, lines[1], "closest to its cap first")
 	assert.Regexp(t, `^tenant-daily +tenant=acme +day +0\.080000 +0\.00 +0\.050000 +0\.100000 +80\.0% +soft `, lines[2])
-	assert.Regexp(t, `^team-hourly +team=none,tenant=initech +hour +0\.120000 .* 12\.0% +ok `, lines[3])
+	assert.Regexp(t, `^team-rolling +team=none,tenant=initech +rolling 1h +0\.120000 .* 12\.0% +ok `, lines[3])
 	assert.Regexp(t, `^fleet-monthly +all +month +0\.210000 .* 0\.2% +ok `, lines[len(lines)-1])
 
 	// Flags and filters in any order; the token from the environment.
@@ -220,7 +220,7 @@ func TestStatusCommandAgainstARunningServer(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(stdout), &resp), stdout)
 	assert.Equal(t, []string{
 		"tenant-daily tenant=acme 0.080000 0.000000 soft",
-		"team-hourly team=search,tenant=acme 0.080000 0.000000 ok",
+		"team-rolling team=search,tenant=acme 0.080000 0.000000 ok",
 	}, digest(resp))
 
 	code, _, stderr = run(t, "status", "--admin", adminURL, "--token", "nope")
