@@ -120,6 +120,10 @@ type ErrorBody struct {
 
 func (a *API) budgets(w http.ResponseWriter, r *http.Request) {
 	p, dims := a.opts.Policies()
+	if p == nil {
+		writeError(w, http.StatusServiceUnavailable, "service_unavailable", "no_configuration", "no configuration is loaded")
+		return
+	}
 	name := r.PathValue("name")
 	if name != "" {
 		if _, ok := p.Budget(name); !ok {

@@ -287,3 +287,15 @@ func TestDashboardIsServedFromTheBinary(t *testing.T) {
 	status, _, _ = g.get(t, "/nope")
 	assert.Equal(t, http.StatusNotFound, status)
 }
+
+func TestBudgetsWithoutConfiguration(t *testing.T) {
+	api := admin.New(admin.Options{Policies: func() (*budget.Policies, []string) { return nil, nil }})
+	mux := http.NewServeMux()
+	api.Register(mux)
+	for _, path := range []string{"/v1/budgets", "/v1/budgets/x"} {
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		assert.Equal(t, http.StatusServiceUnavailable, rec.Code, path)
+		assert.Contains(t, rec.Body.String(), `"code":"no_configuration"`)
+	}
+}

@@ -15,6 +15,9 @@ func (in *Instance) newBudgetsAPI() (*admin.API, func()) {
 	api := admin.New(admin.Options{
 		Policies: func() (*budget.Policies, []string) {
 			snap := in.Processor.Snapshot()
+			if snap == nil {
+				return nil, nil
+			}
 			dims := []string{"model"}
 			if snap.Identity != nil {
 				dims = append(snap.Identity.Dimensions(), dims...)
