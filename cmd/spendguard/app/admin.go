@@ -30,7 +30,7 @@ func (in *Instance) adminHandler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
-	mux.Handle("GET /metrics", in.Metrics.Handler())
+	mux.Handle("GET /metrics", in.metricsHandler())            // budget gauges refreshed from the store per scrape (metrics.go)
 	mux.Handle("GET /v1/spend", in.spendHandler())             // the ledger's spend (admin_spend.go), behind the token like all /v1/*
 	in.budgetsAPI.Register(mux)                                // GET /v1/budgets[/{name}] and the dashboard at /
 	return admin.RequireToken(in.Config.File.Admin.Token, mux) // /v1/* needs admin.token when it is set

@@ -129,6 +129,7 @@ func TestMetricsAfterTraffic(t *testing.T) {
 		defer m.Body.Close()
 		b, _ := io.ReadAll(m.Body)
 		return strings.Contains(string(b), `spendguard_requests_total{decision="allowed"`) &&
-			strings.Contains(string(b), "spendguard_extproc_message_duration_seconds")
+			strings.Contains(string(b), "spendguard_extproc_message_duration_seconds") &&
+			strings.Contains(string(b), `spendguard_budget_limit_usd{budget="tenant-daily"`)
 	}, 5*time.Second, 10*time.Millisecond)
 }
