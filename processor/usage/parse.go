@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/spendguard/spendguard/internal/jsonscan"
 	"github.com/spendguard/spendguard/pricing"
 )
 
@@ -30,50 +31,51 @@ func ParseUsageObject(obj []byte) (pricing.Usage, error) {
 // ParseUsageDetails is ParseUsageObject that also returns the informational
 // counts.
 func ParseUsageDetails(obj []byte) (pricing.Usage, Details, error) {
-	top, err := object(obj, "usage")
+	var buf [5][8]jsonscan.Member // the usage object and its four details objects, read in place
+	top, ok, err := object(obj, "usage", buf[0][:0])
 	if err != nil {
 		return pricing.Usage{}, Details{}, err
 	}
-	if top == nil {
+	if !ok {
 		return pricing.Usage{}, Details{}, errUsageNotObject
 	}
-	promptDetails, err := object(top["prompt_tokens_details"], "prompt_tokens_details")
+	promptDetails, _, err := object(top.Get("prompt_tokens_details"), "prompt_tokens_details", buf[1][:0])
 	if err != nil {
 		return pricing.Usage{}, Details{}, err
 	}
-	inputDetails, err := object(top["input_tokens_details"], "input_tokens_details")
+	inputDetails, _, err := object(top.Get("input_tokens_details"), "input_tokens_details", buf[2][:0])
 	if err != nil {
 		return pricing.Usage{}, Details{}, err
 	}
-	completionDetails, err := object(top["completion_tokens_details"], "completion_tokens_details")
+	completionDetails, _, err := object(top.Get("completion_tokens_details"), "completion_tokens_details", buf[3][:0])
 	if err != nil {
 		return pricing.Usage{}, Details{}, err
 	}
-	outputDetails, err := object(top["output_tokens_details"], "output_tokens_details")
+	outputDetails, _, err := object(top.Get("output_tokens_details"), "output_tokens_details", buf[4][:0])
 	if err != nil {
 		return pricing.Usage{}, Details{}, err
 	}
 
-	prompt, hasPrompt, err := either(field{top, "", "prompt_tokens"}, field{top, "", "input_tokens"})
+	prompt, hasPrompt, err := either(top, field{"", "prompt_tokens"}, top, field{"", "input_tokens"})
 	if err != nil {
 		return pricing.Usage{}, Details{}, err
 	}
-	completion, _, err := either(field{top, "", "completion_tokens"}, field{top, "", "output_tokens"})
+	completion, _, err := either(top, field{"", "completion_tokens"}, top, field{"", "output_tokens"})
 	if err != nil {
 		return pricing.Usage{}, Details{}, err
 	}
-	if _, _, err := (field{top, "", "total_tokens"}).count(); err != nil {
+	if _, _, err := (field{"", "total_tokens"}).count(top); err != nil {
 		return pricing.Usage{}, Details{}, err
 	}
 	cached, _, err := either(
-		field{promptDetails, "prompt_tokens_details.", "cached_tokens"},
-		field{inputDetails, "input_tokens_details.", "cached_tokens"})
+		promptDetails, field{"prompt_tokens_details.", "cached_tokens"},
+		inputDetails, field{"input_tokens_details.", "cached_tokens"})
 	if err != nil {
 		return pricing.Usage{}, Details{}, err
 	}
 	reasoning, _, err := either(
-		field{completionDetails, "completion_tokens_details.", "reasoning_tokens"},
-		field{outputDetails, "output_tokens_details.", "reasoning_tokens"})
+		completionDetails, field{"completion_tokens_details.", "reasoning_tokens"},
+		outputDetails, field{"output_tokens_details.", "reasoning_tokens"})
 	if err != nil {
 		return pricing.Usage{}, Details{}, err
 	}
@@ -87,37 +89,38 @@ func ParseUsageDetails(obj []byte) (pricing.Usage, Details, error) {
 	return u, Details{Reasoning: reasoning}, nil
 }
 
-// object decodes raw as a JSON object. Absent (nil) and null give a nil map.
-func object(raw []byte, name string) (map[string]json.RawMessage, error) {
+// object reads raw as a JSON object, in place into buf's storage; ok is
+// false for absent (nil) and null.
+func object(raw []byte, name string, buf jsonscan.Object) (o jsonscan.Object, ok bool, err error) {
 	raw = trimSpace(raw)
 	if len(raw) == 0 || string(raw) == "null" {
-		return nil, nil
+		return nil, false, nil
 	}
 	if raw[0] != '{' {
-		return nil, fmt.Errorf("%w: %s is not an object", ErrUsage, name)
+		return nil, false, fmt.Errorf("%w: %s is not an object", ErrUsage, name)
 	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrUsage, name, err)
+	if !jsonscan.Valid(raw) {
+		var m map[string]json.RawMessage
+		err := json.Unmarshal(raw, &m) // for encoding/json's account of the error
+		return nil, false, fmt.Errorf("%w: %s: %w", ErrUsage, name, err)
 	}
-	return m, nil
+	return jsonscan.Members(raw, buf), true, nil
 }
 
-// field names one count: key in the object m, reached by path.
+// field names one count: key in its object, reached by path.
 type field struct {
-	m    map[string]json.RawMessage
 	path string
 	key  string
 }
 
 // either reads a quantity that may be given as a, b or both; when both are
 // given they must be equal.
-func either(a, b field) (int64, bool, error) {
-	va, oka, err := a.count()
+func either(ma jsonscan.Object, a field, mb jsonscan.Object, b field) (int64, bool, error) {
+	va, oka, err := a.count(ma)
 	if err != nil {
 		return 0, false, err
 	}
-	vb, okb, err := b.count()
+	vb, okb, err := b.count(mb)
 	if err != nil {
 		return 0, false, err
 	}
@@ -130,10 +133,11 @@ func either(a, b field) (int64, bool, error) {
 	return vb, okb, nil
 }
 
-// count reads the field as a token count. Absent and null give ok=false.
-func (f field) count() (n int64, ok bool, err error) {
-	raw, present := f.m[f.key]
-	raw = trimSpace(raw)
+// count reads the field of m as a token count. Absent and null give
+// ok=false.
+func (f field) count(m jsonscan.Object) (n int64, ok bool, err error) {
+	member, present := m.Lookup(f.key)
+	raw := trimSpace(member.Value)
 	if !present || string(raw) == "null" {
 		return 0, false, nil
 	}
@@ -142,11 +146,11 @@ func (f field) count() (n int64, ok bool, err error) {
 	}
 	for _, c := range raw {
 		if !isDigit(c) {
-			return 0, false, fmt.Errorf("%w: %s%s is %.32s, not a non-negative integer", ErrUsage, f.path, f.key, raw)
+			return 0, false, fmt.Errorf("%w: %s%s is %.32s, not a non-negative integer", ErrUsage, f.path, f.key, string(raw))
 		}
 		d := int64(c - '0')
 		if n > (math.MaxInt64-d)/10 {
-			return 0, false, fmt.Errorf("%w: %s%s %.32s overflows int64", ErrUsage, f.path, f.key, raw)
+			return 0, false, fmt.Errorf("%w: %s%s %.32s overflows int64", ErrUsage, f.path, f.key, string(raw))
 		}
 		n = n*10 + d
 	}

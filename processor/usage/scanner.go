@@ -191,12 +191,10 @@ scan:
 			s.structByte(c, p, i)
 		case stString:
 			if s.keyPos < 0 {
-				for c >= 0x20 && c != '"' && c != '\\' {
-					if i++; i == n {
-						break scan
-					}
-					c = p[i]
+				if i += plainRun(p[i:]); i == n {
+					break scan
 				}
+				c = p[i]
 			}
 			s.stringByte(c, i)
 		case stInt, stFrac, stExp:
