@@ -10,13 +10,15 @@
 //
 //   - at request headers: Policies.ApplicableKnown (only the budgets whose
 //     match keys are all known before the body) and Engine.Exhausted;
-//   - at the request body: Policies.Applicable with every dimension,
-//     Engine.SoftDowngrade, then Engine.Reserve;
+//   - at the request body: Policies.Applicable with every dimension, then
+//     Engine.Admit (Engine.SoftDowngrade and Engine.Reserve in one Store
+//     call; after a downgrade, Engine.Reserve for the cheaper model);
 //   - at the end of the response: Engine.Settle with the actual cost (0 to
 //     release).
 //
-// Each Engine call makes at most one Store call; Exhausted and
-// SoftDowngrade make none when no scope could reject or downgrade.
+// Each Engine call makes at most one Store call (Admit a second one only
+// to release for a downgrade); Exhausted and SoftDowngrade make none when
+// no scope could reject or downgrade.
 //
 // # Money
 //

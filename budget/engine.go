@@ -119,13 +119,59 @@ func (e *Engine) SoftDowngrade(ctx context.Context, scopes []Scope, model string
 // reached it); the Rejection names the first such scope. The reservation
 // expires after p.ReservationTTL() unless settled.
 func (e *Engine) Reserve(ctx context.Context, p *Policies, scopes []Scope, model string, amount money.Nano, id string) (*Reservation, *Rejection, error) {
+	res, rej, _, err := e.reserve(ctx, p, scopes, model, amount, id)
+	return res, rej, err
+}
+
+// Admission is the outcome of Admit: a reservation, a refusal, or a
+// soft-cap downgrade.
+type Admission struct {
+	Reservation *Reservation
+	Rejection   *Rejection
+	// Downgrade is the model to serve instead, decided by the soft cap of
+	// DowngradeBudget; nothing is held then.
+	Downgrade, DowngradeBudget string
+}
+
+// Admit is SoftDowngrade and Reserve in one Store call: it reserves amount
+// for model as Reserve does and decides the soft-cap downgrade as
+// SoftDowngrade does, on the counters that call read (before this
+// request's amount). Without a downgrade, the outcome is Reserve's. With
+// one, a reservation made is released again (a second Store call, only
+// then) and Admit returns the target: the caller prices the request for
+// it and calls Reserve. So a request below every soft cap costs one round
+// trip to a networked store.
+func (e *Engine) Admit(ctx context.Context, p *Policies, scopes []Scope, model string, amount money.Nano, id string) (Admission, error) {
+	res, rej, before, err := e.reserve(ctx, p, scopes, model, amount, id)
+	if err != nil {
+		return Admission{}, err
+	}
+	for i, s := range scopes {
+		b := s.Budget
+		target, ok := b.downgrade[model]
+		if !ok || !b.hasSoft || target == model || money.Add(before[i].Used(), amount) <= b.soft {
+			continue
+		}
+		if res != nil {
+			if err := e.Settle(ctx, res, 0); err != nil {
+				return Admission{}, fmt.Errorf("budget admit: releasing for a downgrade: %w", err)
+			}
+		}
+		return Admission{Downgrade: target, DowngradeBudget: b.name}, nil
+	}
+	return Admission{Reservation: res, Rejection: rej}, nil
+}
+
+// reserve is Reserve, also returning the counters of the scopes as they
+// were before the reservation.
+func (e *Engine) reserve(ctx context.Context, p *Policies, scopes []Scope, model string, amount money.Nano, id string) (*Reservation, *Rejection, []Counter, error) {
 	if amount < 0 {
-		return nil, nil, fmt.Errorf("budget reserve: negative amount %v", amount)
+		return nil, nil, nil, fmt.Errorf("budget reserve: negative amount %v", amount)
 	}
 	now := e.now()
 	res := &Reservation{ID: id, Amount: amount, Scopes: scopes}
 	if len(scopes) == 0 {
-		return res, nil, nil
+		return res, nil, nil, nil
 	}
 	ttl := DefaultReservationTTL
 	if p != nil {
@@ -134,14 +180,15 @@ func (e *Engine) Reserve(ctx context.Context, p *Policies, scopes []Scope, model
 	res.Items = itemsFor(scopes, model, now)
 	out, err := e.store.Reserve(ctx, id, amount, res.Items, ttl, now)
 	if err != nil {
-		return nil, nil, fmt.Errorf("budget reserve: %w", err)
+		return nil, nil, nil, fmt.Errorf("budget reserve: %w", err)
 	}
 	if !out.OK() {
 		rej := rejection(scopes[out.Blocked], out.Counters[out.Blocked], amount, now)
-		return nil, rej, nil
+		return nil, rej, out.Counters, nil
 	}
 	for i, c := range out.Counters {
 		b := scopes[i].Budget
+		out.Counters[i].Reserved = max(c.Reserved-amount, 0) // as before this reservation
 		if !b.hasHard {
 			continue
 		}
@@ -150,7 +197,7 @@ func (e *Engine) Reserve(ctx context.Context, p *Policies, scopes []Scope, model
 			res.Remaining, res.RemainingBudget, res.HasRemaining = rem, b.name, true
 		}
 	}
-	return res, nil, nil
+	return res, nil, out.Counters, nil
 }
 
 // Settle commits actual (>= 0; 0 releases, as for an upstream error) on

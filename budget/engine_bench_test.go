@@ -13,7 +13,7 @@ import (
 
 // BenchmarkEngineRequest is the budget work of one request on the example
 // configuration with the memory store: applicable budgets, the headers
-// check, the soft-cap check, reserve and settle.
+// check, admission (soft-cap check and reservation) and settle.
 func BenchmarkEngineRequest(b *testing.B) {
 	var s section
 	require.NoError(b, yaml.Unmarshal([]byte(exampleYAML), &s))
@@ -30,14 +30,11 @@ func BenchmarkEngineRequest(b *testing.B) {
 			b.Fatal(err, rej)
 		}
 		scopes = p.Applicable(dims)
-		if _, _, err := eng.SoftDowngrade(ctx, scopes, model, 1000); err != nil {
-			b.Fatal(err)
+		adm, err := eng.Admit(ctx, p, scopes, model, 1000, id)
+		if err != nil || adm.Reservation == nil {
+			b.Fatal(err, adm)
 		}
-		res, rej, err := eng.Reserve(ctx, p, scopes, model, 1000, id)
-		if err != nil || rej != nil {
-			b.Fatal(err, rej)
-		}
-		if err := eng.Settle(ctx, res, 500); err != nil {
+		if err := eng.Settle(ctx, adm.Reservation, 500); err != nil {
 			b.Fatal(err)
 		}
 	}
