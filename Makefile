@@ -35,7 +35,10 @@ fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 
-bench: ## Go benchmarks with -benchmem (benchstat-friendly)
+LOADGEN_FLAGS ?=
+
+bench: ## load generator (spendguard vs a no-op processor, docs/performance.md), then every Go benchmark with -benchmem (benchstat-friendly)
+	$(GO) run ./test/loadgen/cmd/loadgen $(LOADGEN_FLAGS)
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 $(PKGS)
 
 FUZZTIME ?= 30s

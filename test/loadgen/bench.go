@@ -1,0 +1,348 @@
+package loadgen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"time"
+
+	"github.com/spendguard/spendguard/internal/money"
+)
+
+// BenchOptions configure Bench.
+type BenchOptions struct {
+	// Start starts a processor: "noop", or spendguard with the "memory" or
+	// "redis" store.
+	Start func(name string) (Target, error)
+	// RedisCalls, when set, returns how many scripts the Redis server has
+	// run so far (from INFO commandstats): the store's round trips.
+	RedisCalls func() (int64, error)
+	// Stores are the spendguard stores to run (default memory and redis),
+	// Kinds the lifecycle shapes (default both).
+	Stores []Store
+	Kinds  []Kind
+	// Duration is the length of one measured run (default 2s), Warmup the
+	// length of the unmeasured run before them (default 500ms), Rounds the
+	// number of measured runs of each processor, interleaved so that both
+	// see the same noise (default 3).
+	Duration, Warmup time.Duration
+	Rounds           int
+	Concurrency      int // lifecycles in flight (default 32)
+	Conns            int // HTTP/2 connections (default 2)
+	// IdleStreams is the number of streams held open to measure the
+	// memory of one in-flight stream (default 500).
+	IdleStreams int
+}
+
+func (o BenchOptions) withDefaults() BenchOptions {
+	if len(o.Stores) == 0 {
+		o.Stores = []Store{Memory, Redis}
+	}
+	if len(o.Kinds) == 0 {
+		o.Kinds = []Kind{JSON, SSE}
+	}
+	if o.Duration <= 0 {
+		o.Duration = 2 * time.Second
+	}
+	if o.Warmup <= 0 {
+		o.Warmup = 500 * time.Millisecond
+	}
+	if o.Rounds <= 0 {
+		o.Rounds = 3
+	}
+	if o.IdleStreams <= 0 {
+		o.IdleStreams = 500
+	}
+	return o
+}
+
+// Measurement sums the measured runs of one processor in one scenario.
+type Measurement struct {
+	Result
+	CPU        time.Duration // processor process CPU time
+	Mallocs    uint64        // processor heap allocations
+	StoreCalls int64         // Redis round trips (-1 when not counted)
+	// Charged is false when the spend spendguard recorded differs from
+	// the lifecycles times the expected cost.
+	Charged bool
+}
+
+// Per returns x per completed lifecycle.
+func (m Measurement) Per(x float64) float64 {
+	if m.Lifecycles == 0 {
+		return 0
+	}
+	return x / float64(m.Lifecycles)
+}
+
+// Row is one scenario: the no-op floor and spendguard, measured in the
+// same run.
+type Row struct {
+	Kind              Kind
+	Store             Store
+	Noop, Spendguard  Measurement
+	// RoundRatios is spendguard's throughput over the no-op's, round by
+	// round: the spread the machine's noise gives.
+	RoundRatios       []float64
+	NoopMem, SpendMem StreamMemory // per idle in-flight stream (after the request body)
+	MidStreamMem      StreamMemory // spendguard, per stream in the middle of an SSE response
+}
+
+// Report is the outcome of Bench.
+type Report struct {
+	Rows []Row
+	Opts BenchOptions
+}
+
+// Bench measures every scenario — non-streaming and streaming chat, with
+// each store — against the no-op processor and spendguard, alternating
+// between them run by run.
+func Bench(ctx context.Context, o BenchOptions) (*Report, error) {
+	o = o.withDefaults()
+	cost, err := ExpectedCost()
+	if err != nil {
+		return nil, err
+	}
+	noop, err := o.Start("noop")
+	if err != nil {
+		return nil, fmt.Errorf("starting the no-op processor: %w", err)
+	}
+	defer noop.Close()
+	rep := &Report{Opts: o}
+	for _, store := range o.Stores {
+		sg, err := o.Start(string(store))
+		if err != nil {
+			return nil, fmt.Errorf("starting spendguard (%s store): %w", store, err)
+		}
+		for _, kind := range o.Kinds {
+			row, err := o.scenario(ctx, noop, sg, kind, store, cost)
+			if err != nil {
+				sg.Close()
+				return nil, fmt.Errorf("%s, %s store: %w", kind, store, err)
+			}
+			rep.Rows = append(rep.Rows, row)
+		}
+		if err := sg.Close(); err != nil {
+			return nil, fmt.Errorf("stopping spendguard (%s store): %w", store, err)
+		}
+	}
+	return rep, nil
+}
+
+func (o BenchOptions) scenario(ctx context.Context, noop, sg Target, kind Kind, store Store, cost money.Nano) (Row, error) {
+	row := Row{Kind: kind, Store: store}
+	load := Load{Kind: kind, Concurrency: o.Concurrency, Conns: o.Conns}
+	for _, t := range []Target{noop, sg} {
+		warm := load
+		warm.Addr, warm.Duration = t.Addr(), o.Warmup
+		if _, err := Run(ctx, warm); err != nil {
+			return row, err
+		}
+	}
+	row.Noop.StoreCalls, row.Spendguard.StoreCalls = -1, -1
+	row.Spendguard.Charged = true
+	for range o.Rounds {
+		var rates [2]float64
+		for i, t := range []Target{noop, sg} {
+			m := &row.Noop
+			if t == sg {
+				m = &row.Spendguard
+			}
+			rate, err := o.measure(ctx, t, load, cost, m, t == sg)
+			if err != nil {
+				return row, err
+			}
+			rates[i] = rate
+		}
+		row.RoundRatios = append(row.RoundRatios, ratio(rates[1], rates[0]))
+	}
+	slices.Sort(row.Noop.Latencies)
+	slices.Sort(row.Spendguard.Latencies)
+	var err error
+	if row.NoopMem, err = IdleMemory(ctx, noop, kind, o.IdleStreams, false); err != nil {
+		return row, err
+	}
+	if row.SpendMem, err = IdleMemory(ctx, sg, kind, o.IdleStreams, false); err != nil {
+		return row, err
+	}
+	if kind == SSE {
+		if row.MidStreamMem, err = IdleMemory(ctx, sg, kind, o.IdleStreams, true); err != nil {
+			return row, err
+		}
+	}
+	return row, nil
+}
+
+// measure adds one measured run of t to m and returns its throughput.
+func (o BenchOptions) measure(ctx context.Context, t Target, load Load, cost money.Nano, m *Measurement, spendguard bool) (float64, error) {
+	load.Addr, load.Duration = t.Addr(), o.Duration
+	before, err := t.Sample(false)
+	if err != nil {
+		return 0, err
+	}
+	calls0, countCalls := int64(0), o.RedisCalls != nil && spendguard
+	if countCalls {
+		if calls0, err = o.RedisCalls(); err != nil {
+			return 0, err
+		}
+	}
+	res, err := Run(ctx, load)
+	if err != nil {
+		return 0, err
+	}
+	after, err := t.Sample(false)
+	if err != nil {
+		return 0, err
+	}
+	if countCalls {
+		calls, err := o.RedisCalls()
+		if err != nil {
+			return 0, err
+		}
+		m.StoreCalls = max(m.StoreCalls, 0) + calls - calls0
+	}
+	m.Lifecycles += res.Lifecycles
+	m.Errors += res.Errors
+	if m.FirstError == nil {
+		m.FirstError = res.FirstError
+	}
+	m.Elapsed += res.Elapsed
+	m.Latencies = append(m.Latencies, res.Latencies...)
+	m.MutatedChunks += res.MutatedChunks
+	m.HeaderMutations += res.HeaderMutations
+	m.CPU += after.CPU - before.CPU
+	m.Mallocs += after.Mallocs - before.Mallocs
+	if spendguard && after.Spend-before.Spend != cost*money.Nano(res.Lifecycles) {
+		m.Charged = false
+	}
+	return res.PerSecond(), nil
+}
+
+// StreamMemory is the memory one in-flight stream holds in the
+// processor's process: live heap and goroutine stacks, in bytes.
+type StreamMemory struct{ Heap, Stack float64 }
+
+// Total is heap plus stack.
+func (m StreamMemory) Total() float64 { return m.Heap + m.Stack }
+
+func (m StreamMemory) String() string {
+	return fmt.Sprintf("%.1f KiB (%.1f+%.1f)", m.Total()/1024, m.Heap/1024, m.Stack/1024)
+}
+
+// IdleMemory opens n streams against t, takes each through its request
+// phase (headers and body answered: an in-flight request awaiting the
+// upstream) — with midStream, also through the response headers and ten
+// SSE token chunks — and returns the growth of t's live heap and stacks
+// per stream. The streams are then closed.
+func IdleMemory(ctx context.Context, t Target, kind Kind, n int, midStream bool) (StreamMemory, error) {
+	conns, err := dial(t.Addr(), 2)
+	if err != nil {
+		return StreamMemory{}, err
+	}
+	defer closeAll(conns)
+	before, err := t.Sample(true)
+	if err != nil {
+		return StreamMemory{}, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var open []*worker
+	defer func() {
+		for _, w := range open {
+			_ = w.stream.CloseSend()
+			_, _ = w.stream.Recv()
+		}
+	}()
+	for i := range n {
+		w := newWorker(conns[i%len(conns)], kind, i, 8, 1)
+		if err := w.start(ctx, midStream); err != nil {
+			return StreamMemory{}, err
+		}
+		open = append(open, w)
+	}
+	after, err := t.Sample(true)
+	if err != nil {
+		return StreamMemory{}, err
+	}
+	per := func(a, b uint64) float64 { return (float64(a) - float64(b)) / float64(n) }
+	return StreamMemory{Heap: per(after.Heap, before.Heap), Stack: per(after.Stack, before.Stack)}, nil
+}
+
+// Print writes the tables of r.
+func (r *Report) Print(w io.Writer) error {
+	var errs []error
+	p := func(format string, args ...any) {
+		if _, err := fmt.Fprintf(w, format, args...); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	o := r.Opts
+	p("%d rounds of %s per processor and scenario, %d lifecycles in flight\n\n", o.Rounds, o.Duration, Load{Concurrency: o.Concurrency}.withDefaults().Concurrency)
+	p("%-24s %-11s %12s %9s %9s %10s %10s %12s %7s %8s\n",
+		"scenario", "processor", "lifecycles/s", "p50", "p99", "CPU/lc", "allocs/lc", "redis RT/lc", "errors", "charged")
+	for _, row := range r.Rows {
+		name := fmt.Sprintf("%s, %s", row.Kind, row.Store)
+		for _, x := range []struct {
+			label string
+			m     Measurement
+		}{{"no-op", row.Noop}, {"spendguard", row.Spendguard}} {
+			calls, charged := "-", "-"
+			if x.m.StoreCalls >= 0 {
+				calls = fmt.Sprintf("%.2f", x.m.Per(float64(x.m.StoreCalls)))
+			}
+			if x.label == "spendguard" {
+				charged = map[bool]string{true: "exact", false: "WRONG"}[x.m.Charged]
+			}
+			p("%-24s %-11s %12.0f %9s %9s %10s %10.0f %12s %7d %8s\n", name, x.label, x.m.PerSecond(),
+				round(x.m.Percentile(0.5)), round(x.m.Percentile(0.99)),
+				round(time.Duration(x.m.Per(float64(x.m.CPU)))), x.m.Per(float64(x.m.Mallocs)), calls, x.m.Errors, charged)
+			name = ""
+		}
+		n, s := row.Noop, row.Spendguard
+		p("%-24s %-11s %11.2f× %8.2f× %8.2f× %9.2f× %9.2f×\n", "", "ratio",
+			ratio(s.PerSecond(), n.PerSecond()), ratio(float64(s.Percentile(0.5)), float64(n.Percentile(0.5))),
+			ratio(float64(s.Percentile(0.99)), float64(n.Percentile(0.99))),
+			ratio(s.Per(float64(s.CPU)), n.Per(float64(n.CPU))), ratio(s.Per(float64(s.Mallocs)), n.Per(float64(n.Mallocs))))
+		p("%-24s %-11s", "", "by round")
+		for _, r := range row.RoundRatios {
+			p(" %.2f×", r)
+		}
+		p("\n")
+	}
+	p("\nmemory per in-flight stream: live heap + goroutine stacks, %d streams held open\n", o.IdleStreams)
+	p("%-24s %22s %22s %22s\n", "scenario", "no-op", "spendguard", "spendguard mid-stream")
+	for _, row := range r.Rows {
+		mid := "-"
+		if row.Kind == SSE {
+			mid = row.MidStreamMem.String()
+		}
+		p("%-24s %22s %22s %22s\n", fmt.Sprintf("%s, %s", row.Kind, row.Store), row.NoopMem, row.SpendMem, mid)
+	}
+	for _, row := range r.Rows {
+		for _, m := range []Measurement{row.Noop, row.Spendguard} {
+			if m.FirstError != nil {
+				p("\n%s, %s: first error: %v\n", row.Kind, row.Store, m.FirstError)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
+
+func round(d time.Duration) time.Duration {
+	switch {
+	case d >= 10*time.Millisecond:
+		return d.Round(100 * time.Microsecond)
+	case d >= 10*time.Microsecond:
+		return d.Round(100 * time.Nanosecond)
+	}
+	return d
+}

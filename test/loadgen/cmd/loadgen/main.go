@@ -1,0 +1,190 @@
+// Command loadgen measures spendguard against a no-op ext_proc processor:
+// many concurrent request lifecycles over real gRPC streams, each
+// processor in its own child process so that its CPU time, allocations
+// and memory are its own. `make bench` runs it; see docs/performance.md.
+//
+//	loadgen [-duration 2s] [-rounds 3] [-redis private|ADDR|none] [-profile DIR]
+//
+// With -serve it is such a child: it serves one processor and answers
+// the parent's sample requests on stdin/stdout (loadgen.ServeControl).
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"strings"
+	"time"
+
+	"github.com/spendguard/spendguard/test/loadgen"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
+	var (
+		serve       = fs.String("serve", "", "child mode: serve noop, memory or redis and answer samples on stdin/stdout")
+		redisFlag   = fs.String("redis", "private", `Redis for the redis-store scenarios: "private" (a redis-server started for the run), an address, or "none"`)
+		prefix      = fs.String("prefix", "", "child mode: Redis key prefix")
+		profile     = fs.String("profile", "", "directory: each spendguard child writes a CPU profile and an allocation profile there")
+		duration    = fs.Duration("duration", 2*time.Second, "length of one measured run")
+		warmup      = fs.Duration("warmup", 500*time.Millisecond, "unmeasured run before each scenario")
+		rounds      = fs.Int("rounds", 3, "measured runs per processor and scenario, interleaved")
+		concurrency = fs.Int("concurrency", 32, "lifecycles in flight")
+		conns       = fs.Int("conns", 2, "HTTP/2 connections to each processor")
+		idle        = fs.Int("idle", 500, "streams held open to measure the memory of one")
+		kinds       = fs.String("kinds", "json,sse", "lifecycle shapes: json (non-streaming), sse (streaming)")
+	)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *serve != "" {
+		return serveChild(*serve, *redisFlag, *prefix, *profile)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	opts := loadgen.BenchOptions{
+		Duration: *duration, Warmup: *warmup, Rounds: *rounds,
+		Concurrency: *concurrency, Conns: *conns, IdleStreams: *idle,
+		Stores: []loadgen.Store{loadgen.Memory},
+	}
+	for k := range strings.SplitSeq(*kinds, ",") {
+		switch k {
+		case "json":
+			opts.Kinds = append(opts.Kinds, loadgen.JSON)
+		case "sse":
+			opts.Kinds = append(opts.Kinds, loadgen.SSE)
+		default:
+			return fmt.Errorf("-kinds: %q is neither json nor sse", k)
+		}
+	}
+	redisAddr := *redisFlag
+	switch redisAddr {
+	case "none":
+	case "private":
+		srv, err := startRedis()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "loadgen: no private Redis (%v); skipping the redis-store scenarios\n", err)
+			redisAddr = "none"
+			break
+		}
+		defer srv.stop()
+		redisAddr = srv.addr
+	}
+	keyPrefix := "spendguard-loadgen:" + randomHex() + ":"
+	if redisAddr != "none" {
+		opts.Stores = append(opts.Stores, loadgen.Redis)
+		rc, err := newRedisCounter(redisAddr)
+		if err != nil {
+			return err
+		}
+		defer rc.close(keyPrefix)
+		opts.RedisCalls = rc.calls
+	}
+	opts.Start = func(name string) (loadgen.Target, error) {
+		args := []string{"-serve", name, "-redis", redisAddr, "-prefix", keyPrefix}
+		if *profile != "" {
+			args = append(args, "-profile", *profile)
+		}
+		return loadgen.Spawn(exe, args...)
+	}
+	fmt.Printf("loadgen: %s\n\n", machine())
+	rep, err := loadgen.Bench(ctx, opts)
+	if err != nil {
+		return err
+	}
+	return rep.Print(os.Stdout)
+}
+
+// serveChild serves one processor for the parent.
+func serveChild(name, redisAddr, prefix, profileDir string) error {
+	var (
+		t   loadgen.Target
+		err error
+	)
+	switch name {
+	case "noop":
+		t, err = loadgen.StartNoop()
+	case "memory", "redis":
+		dir, derr := os.MkdirTemp("", "loadgen")
+		if derr != nil {
+			return derr
+		}
+		defer os.RemoveAll(dir)
+		t, err = loadgen.StartSpendguard(dir, loadgen.StoreSection(loadgen.Store(name), redisAddr, prefix), os.Stderr)
+		if err == nil && profileDir != "" {
+			var stop func() error
+			if stop, err = startProfile(profileDir, name); err == nil {
+				t = profiled{Target: t, stop: stop}
+			}
+		}
+	default:
+		return fmt.Errorf("-serve %q: want noop, memory or redis", name)
+	}
+	if err != nil {
+		return err
+	}
+	return loadgen.ServeControl(os.Stdin, os.Stdout, t)
+}
+
+// startProfile starts a CPU profile of this process; the returned stop
+// ends it and writes the allocation profile beside it.
+func startProfile(dir, name string) (func() error, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	cpu, err := os.Create(fmt.Sprintf("%s/%s.cpu.pprof", dir, name))
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(cpu); err != nil {
+		cpu.Close()
+		return nil, err
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		cpu.Close()
+		f, err := os.Create(fmt.Sprintf("%s/%s.allocs.pprof", dir, name))
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		return pprof.Lookup("allocs").WriteTo(f, 0)
+	}, nil
+}
+
+type profiled struct {
+	loadgen.Target
+	stop func() error
+}
+
+func (p profiled) Close() error {
+	err := p.Target.Close()
+	if serr := p.stop(); err == nil {
+		err = serr
+	}
+	return err
+}
+
+func randomHex() string {
+	var b [6]byte
+	_, _ = io.ReadFull(rand.Reader, b[:])
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,166 @@
+package loadgen
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/spendguard/spendguard/internal/money"
+	"github.com/spendguard/spendguard/test/redistest"
+)
+
+// These tests check the load generator itself — every lifecycle
+// completes, spendguard charges each one exactly — on a few hundred
+// lifecycles. They never look at how fast anything was.
+
+func startSpendguard(t *testing.T, storeSection string) Target {
+	t.Helper()
+	sg, err := StartSpendguard(t.TempDir(), storeSection, io.Discard)
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, sg.Close()) })
+	return sg
+}
+
+// runCounted runs n lifecycles of kind against t and checks that each
+// completed and, for spendguard, was charged and reported once.
+func runCounted(t *testing.T, tg Target, kind Kind, n int, spendguard bool) Result {
+	t.Helper()
+	before, err := tg.Sample(false)
+	require.NoError(t, err)
+	res, err := Run(context.Background(), Load{Addr: tg.Addr(), Kind: kind, Count: n, Concurrency: 8})
+	require.NoError(t, err)
+	require.NoError(t, res.FirstError)
+	assert.EqualValues(t, n, res.Lifecycles)
+	assert.Zero(t, res.Errors)
+	assert.Len(t, res.Latencies, n)
+	after, err := tg.Sample(false)
+	require.NoError(t, err)
+	if spendguard {
+		cost, err := ExpectedCost()
+		require.NoError(t, err)
+		assert.Equal(t, cost*money.Nano(n), after.Spend-before.Spend, "every lifecycle charged its usage exactly")
+		assert.EqualValues(t, n, after.Reports-before.Reports, "one report per lifecycle")
+	}
+	return res
+}
+
+func TestLifecyclesAgainstSpendguardMemory(t *testing.T) {
+	sg := startSpendguard(t, StoreSection(Memory, "", ""))
+	res := runCounted(t, sg, JSON, 300, true)
+	assert.EqualValues(t, 300, res.HeaderMutations, "x-spendguard-remaining-usd on every response")
+	assert.Zero(t, res.MutatedChunks, "a JSON response passes unchanged")
+
+	res = runCounted(t, sg, SSE, 60, true)
+	assert.EqualValues(t, 60, res.MutatedChunks, "the usage event spendguard asked for is hidden, once per stream")
+}
+
+func TestLifecyclesAgainstSpendguardRedis(t *testing.T) {
+	_, prefix := redistest.Shared(t)
+	sg := startSpendguard(t, StoreSection(Redis, redistest.SharedAddr, prefix))
+	runCounted(t, sg, JSON, 100, true)
+	runCounted(t, sg, SSE, 20, true)
+}
+
+func TestLifecyclesAgainstNoop(t *testing.T) {
+	noop, err := StartNoop()
+	require.NoError(t, err)
+	defer noop.Close()
+	for _, kind := range []Kind{JSON, SSE} {
+		res := runCounted(t, noop, kind, 100, false)
+		assert.Zero(t, res.MutatedChunks)
+		assert.Zero(t, res.HeaderMutations)
+	}
+}
+
+// TestMessagesAreEnvoys pins the shape of a lifecycle: protocol_config on
+// the first message only, values in raw_value, end_of_stream on the last
+// body message of each direction only, and the empty chunk that ends a
+// chunked stream.
+func TestMessagesAreEnvoys(t *testing.T) {
+	for _, kind := range []Kind{JSON, SSE} {
+		msgs := Messages(kind)
+		require.NotNil(t, msgs[0].GetProtocolConfig())
+		for _, m := range msgs[1:] {
+			assert.Nil(t, m.GetProtocolConfig())
+		}
+		for _, h := range msgs[0].GetRequestHeaders().GetHeaders().GetHeaders() {
+			assert.NotEmpty(t, h.GetRawValue(), h.GetKey())
+			assert.Empty(t, h.GetValue(), h.GetKey())
+		}
+		assert.False(t, msgs[0].GetRequestHeaders().GetEndOfStream())
+		assert.True(t, msgs[1].GetRequestBody().GetEndOfStream())
+		assert.InDelta(t, 1024, len(msgs[1].GetRequestBody().GetBody()), 200, "a 1 KiB request")
+		assert.False(t, msgs[2].GetResponseHeaders().GetEndOfStream())
+		body := msgs[3:]
+		for _, m := range body[:len(body)-1] {
+			assert.False(t, m.GetResponseBody().GetEndOfStream())
+		}
+		last := body[len(body)-1].GetResponseBody()
+		assert.True(t, last.GetEndOfStream())
+		if kind == SSE {
+			assert.Len(t, body, TokenEvents+3, "token events, usage, [DONE], the empty end")
+			assert.Empty(t, last.GetBody())
+		}
+	}
+}
+
+// TestBenchPrintsEveryScenario runs the whole bench on tiny durations,
+// with one processor behind the control protocol, and checks the table.
+func TestBenchPrintsEveryScenario(t *testing.T) {
+	start := func(name string) (Target, error) {
+		if name == "noop" {
+			return StartNoop()
+		}
+		return StartSpendguard(t.TempDir(), StoreSection(Memory, "", ""), io.Discard)
+	}
+	opts := BenchOptions{
+		Start: func(name string) (Target, error) {
+			if name != "memory" {
+				return start(name)
+			}
+			sg, err := start(name)
+			if err != nil {
+				return nil, err
+			}
+			return viaControl(t, sg), nil
+		},
+		Stores:   []Store{Memory},
+		Duration: 50 * time.Millisecond, Warmup: 20 * time.Millisecond, Rounds: 1,
+		Concurrency: 4, IdleStreams: 10,
+	}
+	rep, err := Bench(context.Background(), opts)
+	require.NoError(t, err)
+	require.Len(t, rep.Rows, 2)
+	for _, row := range rep.Rows {
+		assert.Zero(t, row.Noop.Errors)
+		assert.Zero(t, row.Spendguard.Errors)
+		assert.True(t, row.Spendguard.Charged, "%s: spend recorded equals lifecycles × cost", row.Kind)
+		assert.Positive(t, row.Spendguard.Lifecycles)
+	}
+	var out bytes.Buffer
+	require.NoError(t, rep.Print(&out))
+	for _, want := range []string{"non-streaming, memory", "streaming, memory", "ratio", "memory per in-flight stream"} {
+		assert.Contains(t, out.String(), want)
+	}
+}
+
+// viaControl serves t through ServeControl on pipes, as a child process
+// would, and returns the Target that controls it.
+func viaControl(t *testing.T, tg Target) Target {
+	t.Helper()
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- ServeControl(inR, outW, tg)
+		outW.Close()
+	}()
+	remote, err := NewRemote(inW, outR, func() error { return <-done })
+	require.NoError(t, err)
+	return remote
+}
