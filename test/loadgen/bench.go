@@ -80,9 +80,9 @@ func (m Measurement) Per(x float64) float64 {
 // Row is one scenario: the no-op floor and spendguard, measured in the
 // same run.
 type Row struct {
-	Kind              Kind
-	Store             Store
-	Noop, Spendguard  Measurement
+	Kind             Kind
+	Store            Store
+	Noop, Spendguard Measurement
 	// RoundRatios is spendguard's throughput over the no-op's, round by
 	// round: the spread the machine's noise gives.
 	RoundRatios       []float64

@@ -135,4 +135,3 @@ func machine() string {
 	}
 	return fmt.Sprintf("%d cores (GOMAXPROCS %d), %s, load average %s, %s", runtime.NumCPU(), runtime.GOMAXPROCS(0), model, load, runtime.Version())
 }
-
