@@ -18,7 +18,7 @@ const tokenEvent = `data: {"id":"chatcmpl-9a60df2b23bb539f","object":"chat.compl
 // streaming chat request whose usage spendguard injected.
 func streamingState(drop bool) *stream {
 	srv := New(&Snapshot{}, Options{})
-	st := newStream(srv, srv.Snapshot())
+	st := newStream(srv, srv.cfg.Load())
 	st.endpoint = pricing.ChatCompletions
 	st.req = &pricing.Request{Stream: true}
 	st.reservation = &budget.Reservation{}
@@ -45,7 +45,7 @@ func BenchmarkResponseTokenChunk(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(tokenEvent)))
 			for b.Loop() {
-				if st.onResponseBody(ctx, msg) != st.cont {
+				if st.onResponseBody(ctx, msg) != answerResponseBody {
 					b.Fatal("a token chunk needs no mutation")
 				}
 			}

@@ -4,47 +4,48 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"io"
 	"strconv"
+
+	"github.com/spendguard/spendguard/internal/jsonscan"
 )
 
 // span is the byte range [start, end) of a top-level member's value in a
 // JSON object.
 type span struct{ start, end int }
 
+// topLevel reads the members of the top-level object of body in place
+// (into buf's storage) and the offset they are relative to; an error when
+// body is not a JSON object.
+func topLevel(body []byte, buf jsonscan.Object) (jsonscan.Object, int, error) {
+	if !jsonscan.Valid(body) {
+		return nil, 0, errors.New("not valid JSON")
+	}
+	start := jsonscan.SkipSpace(body, 0)
+	if body[start] != '{' {
+		return nil, 0, errors.New("not a JSON object")
+	}
+	return jsonscan.Members(body[start:], buf), start, nil
+}
+
 // topLevelValue finds the value of key in the top-level JSON object body.
 // When the key is repeated the last one wins, as for every JSON parser the
-// upstream might use. The body has already been validated.
+// upstream might use.
 func topLevelValue(body []byte, key string) (span, bool, error) {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	tok, err := dec.Token()
+	var buf [16]jsonscan.Member
+	top, off, err := topLevel(body, buf[:0])
 	if err != nil {
 		return span{}, false, err
 	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return span{}, false, errors.New("not a JSON object")
+	return valueSpan(top, off, key)
+}
+
+func valueSpan(o jsonscan.Object, off int, key string) (span, bool, error) {
+	m, ok := o.Lookup(key)
+	if !ok {
+		return span{}, false, nil
 	}
-	var found span
-	ok := false
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return span{}, false, err
-		}
-		name, _ := tok.(string)
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return span{}, false, err
-		}
-		if name == key {
-			end := int(dec.InputOffset())
-			found, ok = span{start: end - len(raw), end: end}, true
-		}
-	}
-	if _, err := dec.Token(); err != nil && !errors.Is(err, io.EOF) {
-		return span{}, false, err
-	}
-	return found, ok, nil
+	start := off + m.Offset
+	return span{start: start, end: start + len(m.Value)}, true, nil
 }
 
 // replaceModel returns body with the top-level "model" value replaced by
@@ -84,30 +85,63 @@ const (
 	usageInject
 )
 
-// planUsage decides whether a streaming chat or completions request needs
-// stream_options.include_usage added.
-func planUsage(body []byte) (usageInjection, error) {
-	sp, ok, err := topLevelValue(body, "stream_options")
+// usagePlan is where include_usage goes in a body, and whether the
+// client asked for usage already.
+type usagePlan struct {
+	plan usageInjection
+	// The bytes [at.start, at.end) are replaced by text.
+	at   span
+	text string
+}
+
+// planUsageAt reads the body once for planUsage and injectIncludeUsage:
+// stream_options absent (add it at the end of the object), null (replace
+// it), with include_usage (set it to true) or without (add it first).
+func planUsageAt(body []byte) (usagePlan, error) {
+	var buf [16]jsonscan.Member
+	top, off, err := topLevel(body, buf[:0])
 	if err != nil {
-		return usageAsked, err
+		return usagePlan{}, err
 	}
+	sp, ok, _ := valueSpan(top, off, "stream_options")
 	if !ok {
-		return usageInject, nil
+		end := bytes.LastIndexByte(body, '}')
+		sep := ","
+		if len(top) == 0 {
+			sep = ""
+		}
+		return usagePlan{plan: usageInject, at: span{end, end}, text: sep + `"stream_options":{"include_usage":true}`}, nil
 	}
 	raw := body[sp.start:sp.end]
 	if string(raw) == "null" {
-		return usageInject, nil
+		return usagePlan{plan: usageInject, at: sp, text: `{"include_usage":true}`}, nil
 	}
-	var opts struct {
-		IncludeUsage *bool `json:"include_usage"`
+	if raw[0] != '{' {
+		return usagePlan{}, errors.New("stream_options is not an object")
 	}
-	if err := json.Unmarshal(raw, &opts); err != nil {
-		return usageAsked, err
+	var inner [8]jsonscan.Member
+	opts := jsonscan.Members(raw, inner[:0])
+	in, found, _ := valueSpan(opts, sp.start, "include_usage")
+	if !found {
+		open := sp.start + 1
+		sep := ","
+		if len(opts) == 0 {
+			sep = ""
+		}
+		return usagePlan{plan: usageAsked, at: span{open, open}, text: `"include_usage":true` + sep}, nil
 	}
-	if opts.IncludeUsage != nil && !*opts.IncludeUsage {
-		return usageInject, nil
+	plan := usageAsked
+	if string(body[in.start:in.end]) == "false" {
+		plan = usageInject
 	}
-	return usageAsked, nil
+	return usagePlan{plan: plan, at: in, text: "true"}, nil
+}
+
+// planUsage decides whether a streaming chat or completions request needs
+// stream_options.include_usage added.
+func planUsage(body []byte) (usageInjection, error) {
+	p, err := planUsageAt(body)
+	return p.plan, err
 }
 
 // injectIncludeUsage returns body with stream_options.include_usage set to
@@ -115,38 +149,11 @@ func planUsage(body []byte) (usageInjection, error) {
 // stream_options object (or replaces include_usage false / a null
 // stream_options), else stream_options is added at the end of the object.
 func injectIncludeUsage(body []byte) ([]byte, error) {
-	sp, ok, err := topLevelValue(body, "stream_options")
+	p, err := planUsageAt(body)
 	if err != nil {
 		return nil, err
 	}
-	if !ok {
-		end := bytes.LastIndexByte(body, '}')
-		if end < 0 {
-			return nil, errors.New("not a JSON object")
-		}
-		sep := ","
-		if len(bytes.TrimSpace(body[bytes.IndexByte(body, '{')+1:end])) == 0 {
-			sep = ""
-		}
-		return splice(body, end, end, sep+`"stream_options":{"include_usage":true}`), nil
-	}
-	raw := body[sp.start:sp.end]
-	if string(raw) == "null" {
-		return splice(body, sp.start, sp.end, `{"include_usage":true}`), nil
-	}
-	inner, found, err := topLevelValue(raw, "include_usage")
-	if err != nil {
-		return nil, err
-	}
-	if found {
-		return splice(body, sp.start+inner.start, sp.start+inner.end, "true"), nil
-	}
-	open := sp.start + bytes.IndexByte(raw, '{') + 1
-	sep := ","
-	if len(bytes.TrimSpace(body[open:sp.end-1])) == 0 {
-		sep = ""
-	}
-	return splice(body, open, open, `"include_usage":true`+sep), nil
+	return splice(body, p.at.start, p.at.end, p.text), nil
 }
 
 // splice returns a new slice: body with [start, end) replaced by s.
@@ -155,4 +162,14 @@ func splice(body []byte, start, end int, s string) []byte {
 	out = append(out, body[:start]...)
 	out = append(out, s...)
 	return append(out, body[end:]...)
+}
+
+// bodyFields returns a lookup of top-level string fields of a JSON body
+// ("" for a field that is absent or not a string).
+func bodyFields(body []byte) func(string) string {
+	top, _, _ := topLevel(body, nil)
+	return func(name string) string {
+		s, _ := jsonscan.String(top.Get(name))
+		return s
+	}
 }

@@ -37,7 +37,7 @@ func (st *stream) unmeteredOnError(err error) bool {
 func (st *stream) serveUnmetered(mutated []byte) *extprocv3.ProcessingResponse {
 	st.reservation = &budget.Reservation{ID: st.reservationID()}
 	if mutated == nil {
-		return bodyContinue(true)
+		return answerRequestBody
 	}
 	return bodyReplace(mutated)
 }

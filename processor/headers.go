@@ -1,6 +1,7 @@
 package processor
 
 import (
+	"bytes"
 	"strconv"
 	"strings"
 
@@ -16,26 +17,41 @@ const (
 	jwtKey       = "jwt"
 )
 
-// headerValue returns the value of a header in an ext_proc HeaderMap. Envoy
-// sends values in raw_value; value is read only when raw_value is empty.
-func headerValue(h *corev3.HeaderValue) string {
-	if len(h.GetRawValue()) > 0 {
-		return string(h.GetRawValue())
+// findHeader returns the first header named name (lower case) in an
+// ext_proc HeaderMap, nil when there is none. Requests carry few headers:
+// a scan beats building a map.
+func findHeader(m *corev3.HeaderMap, name string) *corev3.HeaderValue {
+	for _, h := range m.GetHeaders() {
+		if h.GetKey() == name {
+			return h
+		}
+	}
+	return nil
+}
+
+// headerBytes is the value of a header without copying it. Envoy sends
+// values in raw_value; value is read only when raw_value is empty.
+func headerBytes(h *corev3.HeaderValue) []byte {
+	if raw := h.GetRawValue(); len(raw) > 0 {
+		return raw
+	}
+	return []byte(h.GetValue())
+}
+
+// headerString is the value of the first header named name, "" when
+// absent; it copies the value, for values that are kept.
+func headerString(m *corev3.HeaderMap, name string) string {
+	h := findHeader(m, name)
+	if raw := h.GetRawValue(); len(raw) > 0 {
+		return string(raw)
 	}
 	return h.GetValue()
 }
 
-// headerGetter looks up lower-case header names in an ext_proc HeaderMap
-// without building a map: requests carry few headers.
-func headerGetter(m *corev3.HeaderMap) func(string) string {
-	return func(name string) string {
-		for _, h := range m.GetHeaders() {
-			if h.GetKey() == name {
-				return headerValue(h)
-			}
-		}
-		return ""
-	}
+// hasPrefixFold reports whether b starts with the lower-case ASCII prefix,
+// ignoring the case of b.
+func hasPrefixFold(b []byte, prefix string) bool {
+	return len(b) >= len(prefix) && bytes.EqualFold(b[:len(prefix)], []byte(prefix))
 }
 
 // claimGetter looks up a dotted claim path ("org.id") in the JWT payload
@@ -69,12 +85,4 @@ func claimGetter(md *corev3.Metadata) func(string) string {
 		}
 		return ""
 	}
-}
-
-// splitPath returns the path without its query string.
-func splitPath(p string) string {
-	if i := strings.IndexByte(p, '?'); i >= 0 {
-		return p[:i]
-	}
-	return p
 }

@@ -13,10 +13,13 @@ import (
 	"github.com/spendguard/spendguard/internal/money"
 )
 
-// freePath lets a request that costs nothing through and tells Envoy to send
-// neither body nor the response headers: the stream ends here.
-func freePath() *extprocv3.ProcessingResponse {
-	return &extprocv3.ProcessingResponse{
+// The answers below never change, so every stream shares them: gRPC
+// marshals an answer before Send returns, and nothing modifies them.
+var (
+	// answerFreePath lets a request that costs nothing through and tells
+	// Envoy to send neither body nor the response headers: the stream ends
+	// here.
+	answerFreePath = &extprocv3.ProcessingResponse{
 		Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{}},
 		ModeOverride: &extprocfilterv3.ProcessingMode{
 			RequestBodyMode:    extprocfilterv3.ProcessingMode_NONE,
@@ -24,27 +27,61 @@ func freePath() *extprocv3.ProcessingResponse {
 			ResponseBodyMode:   extprocfilterv3.ProcessingMode_NONE,
 		},
 	}
-}
-
-func headersContinue(set []*corev3.HeaderValueOption) *extprocv3.ProcessingResponse {
-	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{
-		RequestHeaders: &extprocv3.HeadersResponse{Response: common(set)},
+	answerRequestHeaders   = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{}}}
+	answerRequestBody      = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: &extprocv3.BodyResponse{}}}
+	answerResponseHeaders  = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: &extprocv3.HeadersResponse{}}}
+	answerResponseBody     = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{}}}
+	answerRequestTrailers  = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestTrailers{RequestTrailers: &extprocv3.TrailersResponse{}}}
+	answerResponseTrailers = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseTrailers{ResponseTrailers: &extprocv3.TrailersResponse{}}}
+	// answerClearChunk answers a response chunk whose bytes are all held
+	// back or dropped.
+	answerClearChunk = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{
+		ResponseBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{
+			BodyMutation: &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_ClearBody{ClearBody: true}},
+		}},
 	}}
-}
+)
 
-func responseHeadersContinue(set []*corev3.HeaderValueOption) *extprocv3.ProcessingResponse {
-	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{
-		ResponseHeaders: &extprocv3.HeadersResponse{Response: common(set)},
-	}}
-}
-
-// bodyContinue answers a request body (request=true) or response body chunk
-// without changing it.
-func bodyContinue(request bool) *extprocv3.ProcessingResponse {
-	if request {
-		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: &extprocv3.BodyResponse{}}}
+// responseHeadersSet answers the response headers with headers to set
+// (name, value pairs). The answer to spendguard's usual (at most three)
+// headers takes one allocation.
+func responseHeadersSet(set [][2]string) *extprocv3.ProcessingResponse {
+	if len(set) == 0 {
+		return answerResponseHeaders
 	}
-	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{}}}
+	const most = 3
+	if len(set) > most {
+		opts := make([]*corev3.HeaderValueOption, len(set))
+		for i, kv := range set {
+			opts[i] = header(kv[0], kv[1])
+		}
+		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{
+			ResponseHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{
+				HeaderMutation: &extprocv3.HeaderMutation{SetHeaders: opts},
+			}},
+		}}
+	}
+	a := &struct {
+		resp   extprocv3.ProcessingResponse
+		oneof  extprocv3.ProcessingResponse_ResponseHeaders
+		hr     extprocv3.HeadersResponse
+		common extprocv3.CommonResponse
+		mut    extprocv3.HeaderMutation
+		opts   [most]corev3.HeaderValueOption
+		vals   [most]corev3.HeaderValue
+		ptrs   [most]*corev3.HeaderValueOption
+	}{}
+	for i, kv := range set {
+		a.vals[i].Key, a.vals[i].RawValue = kv[0], []byte(kv[1])
+		a.opts[i].Header, a.opts[i].AppendAction = &a.vals[i], corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
+		a.ptrs[i] = &a.opts[i]
+	}
+	a.mut.SetHeaders = a.ptrs[:len(set)]
+	a.common.HeaderMutation = &a.mut
+	a.hr.Response = &a.common
+	a.oneof.ResponseHeaders = &a.hr
+	a.resp.Response = &a.oneof
+	return &a.resp
 }
 
 // bodyReplace answers the BUFFERED request body with a new body. Envoy
@@ -57,13 +94,6 @@ func bodyReplace(body []byte) *extprocv3.ProcessingResponse {
 			BodyMutation:   &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: body}},
 		},
 	}}}
-}
-
-func common(set []*corev3.HeaderValueOption) *extprocv3.CommonResponse {
-	if len(set) == 0 {
-		return nil
-	}
-	return &extprocv3.CommonResponse{HeaderMutation: &extprocv3.HeaderMutation{SetHeaders: set}}
 }
 
 func unauthorized(missing []string) *apiError {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -38,7 +39,7 @@ type Budgets interface {
 	Exhausted(ctx context.Context, scopes []budget.Scope, model string) (*budget.Rejection, error)
 	Reserve(ctx context.Context, p *budget.Policies, scopes []budget.Scope, model string, amount money.Nano, id string) (*budget.Reservation, *budget.Rejection, error)
 	Settle(ctx context.Context, res *budget.Reservation, actual money.Nano) error
-	SoftDowngrade(ctx context.Context, scopes []budget.Scope, model string, amount money.Nano) (target, budgetName string, err error)
+	Admit(ctx context.Context, p *budget.Policies, scopes []budget.Scope, model string, amount money.Nano, id string) (budget.Admission, error)
 	Status(ctx context.Context, scopes []budget.Scope) ([]budget.State, error)
 }
 
@@ -75,7 +76,7 @@ type Options struct {
 // Server implements the ext_proc service.
 type Server struct {
 	extprocv3.UnimplementedExternalProcessorServer
-	snap   atomic.Pointer[Snapshot]
+	cfg    atomic.Pointer[loaded]
 	opts   Options
 	active atomic.Int64
 	seq    atomic.Int64
@@ -95,15 +96,27 @@ func New(snap *Snapshot, opts Options) *Server {
 		opts.SettleTimeout = 2 * time.Second
 	}
 	s := &Server{opts: opts}
-	s.snap.Store(snap)
+	s.Swap(snap)
 	return s
 }
 
+// loaded is a Snapshot and what streams need to know of it.
+type loaded struct {
+	snap       *Snapshot
+	modelKeyed bool // some budget matches on the model
+}
+
 // Swap installs a new configuration for the streams that start after it.
-func (s *Server) Swap(snap *Snapshot) { s.snap.Store(snap) }
+func (s *Server) Swap(snap *Snapshot) {
+	c := &loaded{snap: snap}
+	if snap != nil && snap.Budgets != nil {
+		c.modelKeyed = slices.Contains(snap.Budgets.Dimensions(), identity.ModelDimension)
+	}
+	s.cfg.Store(c)
+}
 
 // Snapshot returns the configuration new streams use.
-func (s *Server) Snapshot() *Snapshot { return s.snap.Load() }
+func (s *Server) Snapshot() *Snapshot { return s.cfg.Load().snap }
 
 // Active is the number of streams in flight.
 func (s *Server) Active() int64 { return s.active.Load() }
@@ -115,8 +128,11 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 	s.active.Add(1)
 	defer s.active.Add(-1)
 	ctx := stream.Context()
-	st := newStream(s, s.snap.Load())
-	defer st.finish()
+	st := newStream(s, s.cfg.Load())
+	defer func() {
+		st.finish()
+		st.release()
+	}()
 	for {
 		req, err := stream.Recv()
 		if err != nil {

@@ -2,10 +2,9 @@ package processor
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strconv"
-	"strings"
+	"sync"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -17,7 +16,6 @@ import (
 	"github.com/spendguard/spendguard/pricing"
 	"github.com/spendguard/spendguard/processor/identity"
 	"github.com/spendguard/spendguard/processor/usage"
-	spendguardv1 "github.com/spendguard/spendguard/proto/spendguard/v1"
 )
 
 // Response headers spendguard adds.
@@ -29,7 +27,9 @@ const (
 )
 
 // stream is the state of one ext_proc stream, that is of one HTTP request.
-// It is used by one goroutine only.
+// It is used by one goroutine only. Streams and their scanners are pooled:
+// release returns them once the stream has ended, and nothing keeps a
+// reference to them after that (reports get copies).
 type stream struct {
 	srv  *Server
 	snap *Snapshot
@@ -40,6 +40,9 @@ type stream struct {
 	requestID string
 	endpoint  pricing.Endpoint
 	ident     identity.Result
+	// modelKeyed: some budget matches on the model. scopesFinal: the
+	// scopes found at the request headers are all that apply.
+	modelKeyed, scopesFinal bool
 
 	req         *pricing.Request
 	model       string // requested model
@@ -56,29 +59,45 @@ type stream struct {
 	forwarded    []byte         // request body as forwarded, kept only for a DetailedReporter that wants it
 	reported     bool
 	sse          bool
-	dropUsage    bool // spendguard injected include_usage: hide the usage event
-	sseScan      *usage.SSEScanner
+	dropUsage    bool               // spendguard injected include_usage: hide the usage event
+	sseScan      *usage.SSEScanner  // an SSE response's, from the pool
+	scanner      *usage.JSONScanner // a JSON response's, from the pool
 	reasoning    int64
 	procTime     time.Duration
-	scanner      usage.JSONScanner
 	bodyBytes    int64
 	responseDone bool
 
-	cont    *extprocv3.ProcessingResponse // reused CONTINUE answer for body chunks
 	mutBody *extprocv3.BodyMutation_Body  // reused replacement of a response chunk
 	mut     *extprocv3.ProcessingResponse // the answer carrying mutBody
 }
 
-func newStream(srv *Server, snap *Snapshot) *stream {
-	return &stream{
-		srv:   srv,
-		snap:  snap,
-		log:   srv.opts.Log,
-		start: srv.opts.Now(),
-		cont: &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{
-			ResponseBody: &extprocv3.BodyResponse{},
-		}},
+var (
+	streams      = sync.Pool{New: func() any { return new(stream) }}
+	jsonScanners = sync.Pool{New: func() any { return usage.NewJSONScanner() }}
+	sseScanners  = sync.Pool{New: func() any { return new(usage.SSEScanner) }}
+)
+
+func newStream(srv *Server, cfg *loaded) *stream {
+	st := streams.Get().(*stream)
+	st.srv, st.snap, st.modelKeyed, st.log, st.start = srv, cfg.snap, cfg.modelKeyed, srv.opts.Log, srv.opts.Now()
+	return st
+}
+
+// release returns the stream and its scanners to their pools; the stream
+// must not be used after. The chunk answer is kept for the next stream.
+func (st *stream) release() {
+	if st.scanner != nil {
+		jsonScanners.Put(st.scanner)
 	}
+	if st.sseScan != nil {
+		sseScanners.Put(st.sseScan)
+	}
+	mut, mutBody := st.mut, st.mutBody
+	if mutBody != nil {
+		mutBody.Body = nil
+	}
+	*st = stream{mut: mut, mutBody: mutBody}
+	streams.Put(st)
 }
 
 // handle answers one message; nil means the message kind is not one Envoy
@@ -94,22 +113,23 @@ func (st *stream) handle(ctx context.Context, req *extprocv3.ProcessingRequest) 
 	case *extprocv3.ProcessingRequest_ResponseBody:
 		return st.onResponseBody(ctx, r.ResponseBody)
 	case *extprocv3.ProcessingRequest_RequestTrailers:
-		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestTrailers{RequestTrailers: &extprocv3.TrailersResponse{}}}
+		return answerRequestTrailers
 	case *extprocv3.ProcessingRequest_ResponseTrailers:
-		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseTrailers{ResponseTrailers: &extprocv3.TrailersResponse{}}}
+		return answerResponseTrailers
 	}
 	return nil
 }
 
 func (st *stream) onRequestHeaders(ctx context.Context, h *extprocv3.HttpHeaders, md *corev3.Metadata) *extprocv3.ProcessingResponse {
-	get := headerGetter(h.GetHeaders())
-	st.requestID = get("x-request-id")
-	ep, cost := pricing.EndpointForPath(splitPath(get(":path")))
-	if !cost || get(":method") != "POST" {
+	hm := h.GetHeaders()
+	st.requestID = headerString(hm, "x-request-id")
+	ep, cost := pricing.EndpointForPath(string(headerBytes(findHeader(hm, ":path"))))
+	if !cost || string(headerBytes(findHeader(hm, ":method"))) != "POST" {
 		st.free = true
-		return freePath()
+		return answerFreePath
 	}
 	st.endpoint = ep
+	get := func(name string) string { return headerString(hm, name) }
 	st.ident = st.snap.Identity.ResolveHeaders(identity.Request{Header: get, Claim: claimGetter(md)})
 	if len(st.ident.Missing) > 0 {
 		return st.refuse(unauthorized(st.ident.Missing), nil)
@@ -119,6 +139,7 @@ func (st *stream) onRequestHeaders(ctx context.Context, h *extprocv3.HttpHeaders
 	}
 	scopes := st.snap.Budgets.ApplicableKnown(st.ident.Values, st.knownAtHeaders)
 	st.scopes = scopes
+	st.scopesFinal = !st.modelKeyed && len(st.ident.Pending) == 0
 	if len(scopes) > 0 {
 		rej, err := st.srv.opts.Budgets.Exhausted(ctx, scopes, "")
 		if err != nil && !st.unmeteredOnError(err) {
@@ -128,7 +149,7 @@ func (st *stream) onRequestHeaders(ctx context.Context, h *extprocv3.HttpHeaders
 			return st.refuse(st.rejected(rej), rej)
 		}
 	}
-	return headersContinue(nil)
+	return answerRequestHeaders
 }
 
 // knownAtHeaders reports whether a dimension has its final value at request
@@ -143,7 +164,7 @@ func (st *stream) knownAtHeaders(dim string) bool {
 
 func (st *stream) onRequestBody(ctx context.Context, b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
 	if st.free {
-		return bodyContinue(false)
+		return answerRequestBody
 	}
 	body := b.GetBody()
 	req, err := pricing.ParseRequest(st.endpoint, body)
@@ -167,42 +188,40 @@ func (st *stream) onRequestBody(ctx context.Context, b *extprocv3.HttpBody) *ext
 	if st.snap.MaxRequest > 0 && cost > st.snap.MaxRequest {
 		return st.refuse(st.tooCostly(cost), nil)
 	}
-	dims := make(map[string]string, len(st.ident.Values)+1)
-	for k, v := range st.ident.Values {
-		dims[k] = v
-	}
-	dims[identity.ModelDimension] = req.Model
-	scopes := st.snap.Budgets.Applicable(dims)
+	scopes := st.bodyScopes(req.Model)
 	st.scopes = scopes
 	if st.unmetered {
 		return st.serveUnmetered(nil)
 	}
 
-	var mutated []byte
-	if target, _, err := st.srv.opts.Budgets.SoftDowngrade(ctx, scopes, req.Model, cost); err != nil {
+	adm, err := st.srv.opts.Budgets.Admit(ctx, st.snap.Budgets, scopes, req.Model, cost, st.reservationID())
+	if err != nil {
 		if st.unmeteredOnError(err) {
 			return st.serveUnmetered(nil)
 		}
 		return st.refuse(st.storeFailed(err), nil)
-	} else if target != "" && target != req.Model {
-		if newBody, newCost, ok := st.downgrade(body, target); ok {
+	}
+	var mutated []byte
+	if adm.Downgrade != "" {
+		// A soft cap asks for a cheaper model; nothing is held yet. Without
+		// a price for it the requested model is served after all.
+		if newBody, newCost, ok := st.downgrade(body, adm.Downgrade); ok {
 			mutated, cost = newBody, newCost
-			dims[identity.ModelDimension] = target
-			scopes = st.snap.Budgets.Applicable(dims)
+			scopes = st.bodyScopes(st.servedModel)
 			st.scopes = scopes
 		}
-	}
-
-	res, rej, err := st.srv.opts.Budgets.Reserve(ctx, st.snap.Budgets, scopes, st.servedModel, cost, st.reservationID())
-	if err != nil {
-		if st.unmeteredOnError(err) {
-			return st.serveUnmetered(mutated)
+		adm.Reservation, adm.Rejection, err = st.srv.opts.Budgets.Reserve(ctx, st.snap.Budgets, scopes, st.servedModel, cost, st.reservationID())
+		if err != nil {
+			if st.unmeteredOnError(err) {
+				return st.serveUnmetered(mutated)
+			}
+			return st.refuse(st.storeFailed(err), nil)
 		}
-		return st.refuse(st.storeFailed(err), nil)
 	}
-	if rej != nil {
+	if rej := adm.Rejection; rej != nil {
 		return st.refuse(st.rejected(rej), rej)
 	}
+	res := adm.Reservation
 	st.reservation = res
 	if o := st.srv.opts.Observer; o != nil {
 		o.AddReservationsInFlight(1)
@@ -212,9 +231,24 @@ func (st *stream) onRequestBody(ctx context.Context, b *extprocv3.HttpBody) *ext
 	}
 	st.keepForwarded(body, mutated)
 	if mutated == nil {
-		return bodyContinue(true)
+		return answerRequestBody
 	}
 	return bodyReplace(mutated)
+}
+
+// bodyScopes are the budgets that apply to the request for model, once the
+// body is read. When no budget matches on the model and no dimension
+// waited for the body, they are the ones found at the request headers.
+func (st *stream) bodyScopes(model string) []budget.Scope {
+	if st.scopesFinal {
+		return st.scopes
+	}
+	dims := make(map[string]string, len(st.ident.Values)+1)
+	for k, v := range st.ident.Values {
+		dims[k] = v
+	}
+	dims[identity.ModelDimension] = model
+	return st.snap.Budgets.Applicable(dims)
 }
 
 // injectUsage adds stream_options.include_usage to a streaming chat or
@@ -262,204 +296,12 @@ func (st *stream) downgrade(body []byte, target string) ([]byte, money.Nano, boo
 
 // reservationID is unique per stream even when clients reuse x-request-id.
 func (st *stream) reservationID() string {
-	return st.requestID + "/" + strconv.FormatInt(st.start.UnixNano(), 36) + "/" + strconv.FormatInt(st.srv.seq.Add(1), 36)
-}
-
-func (st *stream) onResponseHeaders(ctx context.Context, h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
-	if st.free || st.reservation == nil {
-		return responseHeadersContinue(nil)
-	}
-	get := headerGetter(h.GetHeaders())
-	st.status, _ = strconv.Atoi(get(":status"))
-	st.firstByte = st.srv.opts.Now()
-	st.sse = strings.HasPrefix(strings.ToLower(get("content-type")), "text/event-stream")
-	if st.sse {
-		kind := usage.SSEChat
-		if st.endpoint == pricing.Responses {
-			kind = usage.SSEResponses
-		}
-		st.sseScan = usage.NewSSEScanner(kind, st.dropUsage)
-	}
-	if st.status >= 400 || st.status < 200 {
-		st.settle(ctx, outcome{})
-		return responseHeadersContinue(nil)
-	}
-	set := []*corev3.HeaderValueOption{}
-	if st.reservation.HasRemaining {
-		set = append(set,
-			header(hdrRemaining, st.reservation.Remaining.USD()),
-			header(hdrBudget, st.reservation.RemainingBudget))
-	}
-	if st.servedModel != st.model {
-		set = append(set, header(hdrDowngradedFrom, st.model))
-	}
-	if h.GetEndOfStream() {
-		st.complete(ctx)
-	}
-	return responseHeadersContinue(set)
-}
-
-func (st *stream) onResponseBody(ctx context.Context, b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
-	if st.free || st.settled || st.reservation == nil {
-		return st.cont
-	}
-	chunk := b.GetBody()
-	st.bodyBytes += int64(len(chunk))
-	if !st.sse {
-		st.scanner.Write(chunk)
-		if b.GetEndOfStream() {
-			st.complete(ctx)
-		}
-		return st.cont
-	}
-	out, changed := st.sseScan.Write(chunk)
-	if b.GetEndOfStream() {
-		if tail := st.sseScan.Finish(); len(tail) > 0 {
-			out = append(out[:len(out):len(out)], tail...)
-			changed = true
-		}
-		st.complete(ctx)
-	}
-	if !changed {
-		return st.cont
-	}
-	return st.replaceChunk(out)
-}
-
-// replaceChunk answers a response chunk with other bytes, reusing one
-// answer per stream.
-func (st *stream) replaceChunk(out []byte) *extprocv3.ProcessingResponse {
-	if st.mut == nil {
-		st.mutBody = &extprocv3.BodyMutation_Body{}
-		st.mut = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{
-			ResponseBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{
-				BodyMutation: &extprocv3.BodyMutation{Mutation: st.mutBody},
-			}},
-		}}
-	}
-	if len(out) == 0 {
-		return clearChunk
-	}
-	st.mutBody.Body = out
-	return st.mut
-}
-
-// clearChunk answers a response chunk whose bytes are all held back or
-// dropped. It is never modified.
-var clearChunk = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{
-	ResponseBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{
-		BodyMutation: &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_ClearBody{ClearBody: true}},
-	}},
-}}
-
-// complete settles a response that reached its end of stream.
-func (st *stream) complete(ctx context.Context) {
-	st.responseDone = true
-	u, found, err := st.usage()
-	if err != nil || !found {
-		if err != nil {
-			st.log.Warn("response usage unreadable; charging the estimate", zap.String("request_id", st.requestID), zap.Error(err))
-		}
-		st.settle(ctx, outcome{usage: st.estimate(), estimated: true})
-		return
-	}
-	st.settle(ctx, outcome{usage: u})
-}
-
-// usage is the usage the upstream reported so far, from the JSON or SSE
-// scanner.
-func (st *stream) usage() (pricing.Usage, bool, error) {
-	if st.sseScan != nil {
-		u, found, err := st.sseScan.Result()
-		if found {
-			st.reasoning = st.sseScan.Details().Reasoning
-		}
-		return u, found, err
-	}
-	if st.sse {
-		return pricing.Usage{}, false, nil
-	}
-	u, found, err := st.scanner.Result()
-	if found {
-		st.reasoning = st.scanner.Details().Reasoning
-	}
-	return u, found, err
-}
-
-// estimate is the usage charged when the upstream's own count is missing.
-// For a stream: the typical prompt (bytes/4) plus one token per content
-// event seen. For a JSON response that completed without usage: the worst
-// case (nothing better is known); cut short: the typical prompt plus the
-// response bytes seen / 4. Each part is capped at the worst case.
-func (st *stream) estimate() pricing.Usage {
-	if st.sseScan == nil && st.responseDone {
-		return st.worstCase
-	}
-	completion := (st.bodyBytes + 3) / 4
-	if st.sseScan != nil {
-		completion = int64(st.sseScan.ContentEvents())
-	}
-	u := pricing.Usage{Prompt: (st.req.PromptBytes+3)/4 + st.req.PromptTokensKnown, Completion: completion}
-	u.Prompt = min(u.Prompt, st.worstCase.Prompt)
-	u.Completion = min(u.Completion, st.worstCase.Completion)
-	return u
-}
-
-// finish runs when the stream ends, however it ends, and settles a
-// reservation that is still open: nothing is charged when the upstream had
-// not answered, else the usage seen or the estimate.
-func (st *stream) finish() {
-	if st.reservation == nil || st.settled {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), st.srv.opts.SettleTimeout)
-	defer cancel()
-	if st.status == 0 {
-		st.settle(ctx, outcome{aborted: true})
-		return
-	}
-	if u, found, err := st.usage(); found && err == nil {
-		st.settle(ctx, outcome{usage: u, aborted: true})
-		return
-	}
-	st.settle(ctx, outcome{usage: st.estimate(), estimated: true, aborted: true})
-}
-
-// settle commits the outcome's cost, releases the reservation and reports,
-// once per stream.
-func (st *stream) settle(ctx context.Context, o outcome) {
-	if st.settled || st.reservation == nil {
-		return
-	}
-	st.settled = true
-	if o := st.srv.opts.Observer; o != nil && !st.unmetered {
-		o.AddReservationsInFlight(-1)
-	}
-	o.cost = st.price.Cost(o.usage)
-	if err := st.srv.opts.Budgets.Settle(ctx, st.reservation, o.cost.Total); err != nil {
-		st.log.Error("settling spend failed", zap.String("request_id", st.requestID), zap.Stringer("actual_usd", o.cost.Total), zap.Error(err))
-	}
-	decision := spendguardv1.Decision_DECISION_ALLOWED
-	if st.servedModel != st.model {
-		decision = spendguardv1.Decision_DECISION_DOWNGRADED
-	}
-	if st.unmetered {
-		decision = spendguardv1.Decision_DECISION_UNMETERED
-	}
-	st.report(o, decision, "", st.reservation.RemainingBudget)
-}
-
-// bodyFields returns a lookup of top-level string fields of a JSON body.
-func bodyFields(body []byte) func(string) string {
-	var m map[string]json.RawMessage
-	_ = json.Unmarshal(body, &m) // already validated by ParseRequest
-	return func(name string) string {
-		var s string
-		if json.Unmarshal(m[name], &s) != nil {
-			return ""
-		}
-		return s
-	}
+	var buf [96]byte
+	b := append(buf[:0], st.requestID...)
+	b = append(b, '/')
+	b = strconv.AppendInt(b, st.start.UnixNano(), 36)
+	b = append(b, '/')
+	return string(strconv.AppendInt(b, st.srv.seq.Add(1), 36))
 }
 
 // refuse reports a request spendguard answers itself and returns Envoy's

@@ -1,0 +1,195 @@
+package processor
+
+import (
+	"context"
+	"strconv"
+
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"go.uber.org/zap"
+
+	"github.com/spendguard/spendguard/pricing"
+	"github.com/spendguard/spendguard/processor/usage"
+	spendguardv1 "github.com/spendguard/spendguard/proto/spendguard/v1"
+)
+
+func (st *stream) onResponseHeaders(ctx context.Context, h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
+	if st.free || st.reservation == nil {
+		return answerResponseHeaders
+	}
+	hm := h.GetHeaders()
+	st.status, _ = strconv.Atoi(string(headerBytes(findHeader(hm, ":status"))))
+	st.firstByte = st.srv.opts.Now()
+	st.sse = hasPrefixFold(headerBytes(findHeader(hm, "content-type")), "text/event-stream")
+	if st.status >= 400 || st.status < 200 {
+		st.settle(ctx, outcome{})
+		return answerResponseHeaders
+	}
+	if st.sse {
+		kind := usage.SSEChat
+		if st.endpoint == pricing.Responses {
+			kind = usage.SSEResponses
+		}
+		st.sseScan = sseScanners.Get().(*usage.SSEScanner)
+		st.sseScan.Reset(kind, st.dropUsage)
+	} else {
+		st.scanner = jsonScanners.Get().(*usage.JSONScanner)
+		st.scanner.Reset()
+	}
+	var set [3][2]string
+	n := 0
+	if st.reservation.HasRemaining {
+		set[0] = [2]string{hdrRemaining, st.reservation.Remaining.USD()}
+		set[1] = [2]string{hdrBudget, st.reservation.RemainingBudget}
+		n = 2
+	}
+	if st.servedModel != st.model {
+		set[n] = [2]string{hdrDowngradedFrom, st.model}
+		n++
+	}
+	if h.GetEndOfStream() {
+		st.complete(ctx)
+	}
+	return responseHeadersSet(set[:n])
+}
+
+func (st *stream) onResponseBody(ctx context.Context, b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
+	if st.free || st.settled || st.reservation == nil {
+		return answerResponseBody
+	}
+	chunk := b.GetBody()
+	st.bodyBytes += int64(len(chunk))
+	if !st.sse {
+		st.scanner.Write(chunk)
+		if b.GetEndOfStream() {
+			st.complete(ctx)
+		}
+		return answerResponseBody
+	}
+	out, changed := st.sseScan.Write(chunk)
+	if b.GetEndOfStream() {
+		if tail := st.sseScan.Finish(); len(tail) > 0 {
+			out = append(out[:len(out):len(out)], tail...)
+			changed = true
+		}
+		st.complete(ctx)
+	}
+	if !changed {
+		return answerResponseBody
+	}
+	return st.replaceChunk(out)
+}
+
+// replaceChunk answers a response chunk with other bytes, reusing one
+// answer per stream.
+func (st *stream) replaceChunk(out []byte) *extprocv3.ProcessingResponse {
+	if len(out) == 0 {
+		return answerClearChunk
+	}
+	if st.mut == nil {
+		st.mutBody = &extprocv3.BodyMutation_Body{}
+		st.mut = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{
+			ResponseBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{
+				BodyMutation: &extprocv3.BodyMutation{Mutation: st.mutBody},
+			}},
+		}}
+	}
+	st.mutBody.Body = out
+	return st.mut
+}
+
+// complete settles a response that reached its end of stream.
+func (st *stream) complete(ctx context.Context) {
+	st.responseDone = true
+	u, found, err := st.usage()
+	if err != nil || !found {
+		if err != nil {
+			st.log.Warn("response usage unreadable; charging the estimate", zap.String("request_id", st.requestID), zap.Error(err))
+		}
+		st.settle(ctx, outcome{usage: st.estimate(), estimated: true})
+		return
+	}
+	st.settle(ctx, outcome{usage: u})
+}
+
+// usage is the usage the upstream reported so far, from the JSON or SSE
+// scanner.
+func (st *stream) usage() (pricing.Usage, bool, error) {
+	if st.sseScan != nil {
+		u, found, err := st.sseScan.Result()
+		if found {
+			st.reasoning = st.sseScan.Details().Reasoning
+		}
+		return u, found, err
+	}
+	if st.scanner == nil {
+		return pricing.Usage{}, false, nil
+	}
+	u, found, err := st.scanner.Result()
+	if found {
+		st.reasoning = st.scanner.Details().Reasoning
+	}
+	return u, found, err
+}
+
+// estimate is the usage charged when the upstream's own count is missing.
+// For a stream: the typical prompt (bytes/4) plus one token per content
+// event seen. For a JSON response that completed without usage: the worst
+// case (nothing better is known); cut short: the typical prompt plus the
+// response bytes seen / 4. Each part is capped at the worst case.
+func (st *stream) estimate() pricing.Usage {
+	if st.sseScan == nil && st.responseDone {
+		return st.worstCase
+	}
+	completion := (st.bodyBytes + 3) / 4
+	if st.sseScan != nil {
+		completion = int64(st.sseScan.ContentEvents())
+	}
+	u := pricing.Usage{Prompt: (st.req.PromptBytes+3)/4 + st.req.PromptTokensKnown, Completion: completion}
+	u.Prompt = min(u.Prompt, st.worstCase.Prompt)
+	u.Completion = min(u.Completion, st.worstCase.Completion)
+	return u
+}
+
+// finish runs when the stream ends, however it ends, and settles a
+// reservation that is still open: nothing is charged when the upstream had
+// not answered, else the usage seen or the estimate.
+func (st *stream) finish() {
+	if st.reservation == nil || st.settled {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), st.srv.opts.SettleTimeout)
+	defer cancel()
+	if st.status == 0 {
+		st.settle(ctx, outcome{aborted: true})
+		return
+	}
+	if u, found, err := st.usage(); found && err == nil {
+		st.settle(ctx, outcome{usage: u, aborted: true})
+		return
+	}
+	st.settle(ctx, outcome{usage: st.estimate(), estimated: true, aborted: true})
+}
+
+// settle commits the outcome's cost, releases the reservation and reports,
+// once per stream.
+func (st *stream) settle(ctx context.Context, o outcome) {
+	if st.settled || st.reservation == nil {
+		return
+	}
+	st.settled = true
+	if o := st.srv.opts.Observer; o != nil && !st.unmetered {
+		o.AddReservationsInFlight(-1)
+	}
+	o.cost = st.price.Cost(o.usage)
+	if err := st.srv.opts.Budgets.Settle(ctx, st.reservation, o.cost.Total); err != nil {
+		st.log.Error("settling spend failed", zap.String("request_id", st.requestID), zap.Stringer("actual_usd", o.cost.Total), zap.Error(err))
+	}
+	decision := spendguardv1.Decision_DECISION_ALLOWED
+	if st.servedModel != st.model {
+		decision = spendguardv1.Decision_DECISION_DOWNGRADED
+	}
+	if st.unmetered {
+		decision = spendguardv1.Decision_DECISION_UNMETERED
+	}
+	st.report(o, decision, "", st.reservation.RemainingBudget)
+}
