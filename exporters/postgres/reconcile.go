@@ -27,6 +27,14 @@ import (
 // model the upstream named (else the served model). Ledger models that
 // vLLM does not serve belong to other upstreams and are ignored. A
 // counter that went down (vLLM restarted) skips the window.
+//
+// vLLM counts a request's tokens while serving it, the ledger when it
+// ends, so a request running across a window's end is counted by vLLM in
+// one window and by the ledger in the next: per-window drift evens out
+// over the following windows, and the cumulative drift does not keep it.
+// Requests that started before the leader's first sample are left out of
+// the ledger's side, as vLLM counted (at least their prompts) before the
+// first sample.
 type reconciler struct {
 	l        *Ledger
 	cfg      ReconcileConfig
@@ -42,6 +50,7 @@ type reconciler struct {
 	// Owned by the loop goroutine.
 	lock    *pgx.Conn // the leader's session, holding the advisory lock
 	samples []sample  // samples[0] starts the next window
+	since   time.Time // the first sample: requests that started earlier are not compared
 }
 
 type sample struct {
@@ -115,6 +124,9 @@ func (r *reconciler) tick(ctx context.Context, now time.Time) {
 		}
 		return
 	}
+	if len(r.samples) == 0 {
+		r.since = now
+	}
 	r.samples = append(r.samples, sample{at: now, counts: counts})
 	if _, err := r.compare(ctx, now); err != nil && ctx.Err() == nil {
 		r.log.Warn("reconciliation: comparing with the ledger failed; the window is tried again", zap.Error(err))
@@ -181,7 +193,7 @@ func (r *reconciler) compare(ctx context.Context, now time.Time) ([]Window, erro
 		r.samples = r.samples[end:]
 		return nil, nil
 	}
-	recorded, err := r.l.recordedTokens(ctx, first.at, last.at)
+	recorded, err := r.l.recordedTokens(ctx, r.since, first.at, last.at)
 	if err != nil {
 		return nil, err
 	}
@@ -224,14 +236,14 @@ func increase(first, last map[string]tokens) (map[string]tokens, bool) {
 }
 
 // recordedTokens sums the prompt and completion tokens of the requests
-// forwarded upstream that ended in (from, to], by the model the upstream
-// named (else the served model).
-func (l *Ledger) recordedTokens(ctx context.Context, from, to time.Time) (map[string]tokens, error) {
+// forwarded upstream that started at or after since and ended in
+// (from, to], by the model the upstream named (else the served model).
+func (l *Ledger) recordedTokens(ctx context.Context, since, from, to time.Time) (map[string]tokens, error) {
 	rows, err := l.pool.Query(ctx, `
 		SELECT coalesce(nullif(response_model, ''), served_model), sum(prompt_tokens)::bigint, sum(completion_tokens)::bigint
 		FROM spendguard_ledger
-		WHERE decision <> 'rejected' AND end_time > $1 AND end_time <= $2
-		GROUP BY 1`, from, to)
+		WHERE decision <> 'rejected' AND end_time > $1 AND end_time <= $2 AND start_time >= $3
+		GROUP BY 1`, from, to, since)
 	if err != nil {
 		return nil, fmt.Errorf("ledger tokens: %w", err)
 	}

@@ -100,8 +100,9 @@ func (d *driftLog) ObserveDrift(model string, up, ug, rp, rg int64) {
 
 // TestReconcile: windows whose requests all went through spendguard show
 // no drift; tokens vLLM served around it show as drift; ledger rows of
-// models this upstream does not serve are ignored; a vLLM restart skips
-// its window; and only one replica leads.
+// models this upstream does not serve, or of requests that started before
+// the first sample, are ignored; a vLLM restart skips its window; and
+// only one replica leads.
 func TestReconcile(t *testing.T) {
 	l := openLedger(t)
 	ctx := context.Background()
@@ -123,8 +124,12 @@ func TestReconcile(t *testing.T) {
 		require.NoError(t, l.Export(ctx, events(rep)))
 	}
 
-	vllm.set(map[string]tokens{"m1": {1000, 500}})
+	vllm.set(map[string]tokens{"m1": {1000, 500}}) // including a request running at the first sample
 	tick(0)
+	early := report("early", 0, map[string]string{"tenant": "acme"})
+	early.StartTime, early.EndTime = timestamppb.New(base.Add(-time.Second)), timestamppb.New(base.Add(2*time.Second))
+	early.ResponseModel, early.PromptTokens, early.CompletionTokens = "m1", 700, 300
+	require.NoError(t, l.Export(ctx, events(early)))
 	ended("a", 3, "m1", 120, 30)
 	ended("b", 4, "m1", 80, 20)
 	ended("c", 4, "other-upstreams-model", 9999, 9999)
