@@ -17,6 +17,9 @@ import (
 	"github.com/spendguard/spendguard/internal/money"
 )
 
+// reportTimeout bounds a whole report: connecting and both queries.
+const reportTimeout = 5 * time.Minute
+
 // reportOptions are the settings of `spendguard report`.
 type reportOptions struct {
 	dsn   string
@@ -32,6 +35,8 @@ func reportCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err != nil {
 		return err
 	}
+	ctx, cancel := context.WithTimeout(ctx, reportTimeout)
+	defer cancel()
 	l, err := postgres.Connect(ctx, o.dsn)
 	if err != nil {
 		return err

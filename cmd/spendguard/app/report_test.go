@@ -119,6 +119,11 @@ func TestReportCommand(t *testing.T) {
 http://vllm:8000/metrics,m,2026-11-02T00:00:00Z,2026-11-02T00:01:00Z,1,100,90,10,50,50,0
 `, out)
 
+	code, _, errOut = runReport(t, "--dsn", "postgres://u:hunter2@127.0.0.1:1/db?connect_timeout=2")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "cannot reach PostgreSQL at 127.0.0.1:1/db")
+	assert.NotContains(t, errOut, "hunter2")
+
 	code, _, errOut = runReport(t, "--period", "year")
 	assert.Equal(t, 2, code)
 	assert.Contains(t, errOut, "--dsn is required")
