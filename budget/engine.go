@@ -19,6 +19,7 @@ import (
 type Engine struct {
 	store Store
 	now   func() time.Time
+	keys  *keyCache
 }
 
 // NewEngine returns an Engine on store that reads the time from now
@@ -27,7 +28,7 @@ func NewEngine(store Store, now func() time.Time) *Engine {
 	if now == nil {
 		now = time.Now
 	}
-	return &Engine{store: store, now: now}
+	return &Engine{store: store, now: now, keys: newKeyCache()}
 }
 
 // ErrSettled is returned by Settle for a reservation settled before.
@@ -69,7 +70,7 @@ func (e *Engine) Exhausted(ctx context.Context, scopes []Scope, model string) (*
 	if len(cand) == 0 {
 		return nil, nil
 	}
-	items := itemsFor(cand, model, now)
+	items := e.keys.items(cand, model, now)
 	counters, err := e.store.Usage(ctx, items, now)
 	if err != nil {
 		return nil, fmt.Errorf("budget usage: %w", err)
@@ -99,7 +100,7 @@ func (e *Engine) SoftDowngrade(ctx context.Context, scopes []Scope, model string
 	if len(cand) == 0 {
 		return "", "", nil
 	}
-	counters, err := e.store.Usage(ctx, itemsFor(cand, model, now), now)
+	counters, err := e.store.Usage(ctx, e.keys.items(cand, model, now), now)
 	if err != nil {
 		return "", "", fmt.Errorf("budget usage: %w", err)
 	}
@@ -177,7 +178,7 @@ func (e *Engine) reserve(ctx context.Context, p *Policies, scopes []Scope, model
 	if p != nil {
 		ttl = p.ttl
 	}
-	res.Items = itemsFor(scopes, model, now)
+	res.Items = e.keys.items(scopes, model, now)
 	out, err := e.store.Reserve(ctx, id, amount, res.Items, ttl, now)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("budget reserve: %w", err)
