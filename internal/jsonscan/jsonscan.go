@@ -7,6 +7,7 @@ package jsonscan
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"unicode/utf8"
 )
@@ -93,6 +94,10 @@ func validContainer(b []byte, i, depth int) int {
 // encoding/json accepts them.
 func validString(b []byte, i int) int {
 	for i++; i < len(b); i++ {
+		i += PlainRun(b[i:])
+		if i >= len(b) {
+			return -1
+		}
 		switch c := b[i]; {
 		case c == '"':
 			return i + 1
@@ -152,6 +157,26 @@ func validNumber(b []byte, i int) int {
 			return -1
 		}
 		i = digits(b, i)
+	}
+	return i
+}
+
+// PlainRun is the number of leading bytes of b that a JSON string holds
+// as they are: no quote, backslash or control character. It tests eight
+// bytes at a time (the test may flag a plain byte, never miss one that is
+// not; the byte loop then decides).
+func PlainRun(b []byte) int {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	zero := func(v uint64) uint64 { return (v - ones) & ^v & highs }
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		v := binary.LittleEndian.Uint64(b[i:])
+		if zero(v^(ones*'"'))|zero(v^(ones*'\\'))|((v-ones*0x20) & ^v & highs) != 0 {
+			break
+		}
+	}
+	for i < len(b) && b[i] >= 0x20 && b[i] != '"' && b[i] != '\\' {
+		i++
 	}
 	return i
 }

@@ -98,3 +98,24 @@ func TestString(t *testing.T) {
 	_, ok := String([]byte(`12`))
 	assert.False(t, ok)
 }
+
+// TestPlainRun compares the eight-at-a-time run with a byte loop on every
+// byte value at every position of a block.
+func TestPlainRun(t *testing.T) {
+	plain := func(b []byte) int {
+		i := 0
+		for i < len(b) && b[i] >= 0x20 && b[i] != '"' && b[i] != '\\' {
+			i++
+		}
+		return i
+	}
+	b := []byte(strings.Repeat("plain text, é and 中 ", 2))
+	for pos := range b {
+		for c := range 256 {
+			saved := b[pos]
+			b[pos] = byte(c)
+			assert.Equal(t, plain(b), PlainRun(b), "byte %#x at %d", c, pos)
+			b[pos] = saved
+		}
+	}
+}

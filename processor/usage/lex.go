@@ -1,9 +1,6 @@
 package usage
 
-import (
-	"encoding/binary"
-	"fmt"
-)
+import "fmt"
 
 // The byte-level lexing of strings, escapes and numbers.
 
@@ -144,22 +141,3 @@ func isSpace(c byte) bool { return c == ' ' || c == '\n' || c == '\r' || c == '\
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 
-// plainRun is the number of leading bytes of p that a string holds as
-// they are: no quote, backslash or control character. It tests eight bytes
-// at a time (the tests can report a byte that is plain, never miss one
-// that is not; the byte loop then decides).
-func plainRun(p []byte) int {
-	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	zero := func(v uint64) uint64 { return (v - ones) & ^v & highs }
-	i := 0
-	for ; i+8 <= len(p); i += 8 {
-		v := binary.LittleEndian.Uint64(p[i:])
-		if zero(v^(ones*'"'))|zero(v^(ones*'\\'))|((v-ones*0x20) & ^v & highs) != 0 {
-			break
-		}
-	}
-	for i < len(p) && p[i] >= 0x20 && p[i] != '"' && p[i] != '\\' {
-		i++
-	}
-	return i
-}

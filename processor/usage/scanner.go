@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/spendguard/spendguard/internal/jsonscan"
 	"github.com/spendguard/spendguard/pricing"
 )
 
@@ -191,7 +192,7 @@ scan:
 			s.structByte(c, p, i)
 		case stString:
 			if s.keyPos < 0 {
-				if i += plainRun(p[i:]); i == n {
+				if i += jsonscan.PlainRun(p[i:]); i == n {
 					break scan
 				}
 				c = p[i]
