@@ -140,4 +140,3 @@ func (s *JSONScanner) failf(i int, format string, args ...any) {
 func isSpace(c byte) bool { return c == ' ' || c == '\n' || c == '\r' || c == '\t' }
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
-
