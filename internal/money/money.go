@@ -74,13 +74,12 @@ func (n Nano) USD() string { return n.Fixed(6) }
 
 // Fixed formats n as USD with the given number of decimals (0..9), rounding
 // half away from zero.
-func (n Nano) Fixed(decimals int) string {
-	if decimals < 0 {
-		decimals = 0
-	}
-	if decimals > 9 {
-		decimals = 9
-	}
+func (n Nano) Fixed(decimals int) string { return string(n.AppendFixed(nil, decimals)) }
+
+// AppendFixed appends n formatted as Fixed does to b, without allocating
+// when b has room.
+func (n Nano) AppendFixed(b []byte, decimals int) []byte {
+	decimals = min(max(decimals, 0), 9)
 	neg := n < 0
 	u := uint64(n)
 	if neg {
@@ -95,14 +94,18 @@ func (n Nano) Fixed(decimals int) string {
 	for i := 0; i < decimals; i++ {
 		scale *= 10
 	}
-	s := strconv.FormatUint(u/scale, 10)
-	if decimals > 0 {
-		s += "." + fmt.Sprintf("%0*d", decimals, u%scale)
-	}
 	if neg && u != 0 {
-		s = "-" + s
+		b = append(b, '-')
 	}
-	return s
+	b = strconv.AppendUint(b, u/scale, 10)
+	if decimals > 0 {
+		b = append(b, '.')
+		frac := u % scale
+		for d := scale / 10; d > 0; d /= 10 {
+			b = append(b, byte('0'+frac/d%10))
+		}
+	}
+	return b
 }
 
 // String formats n with 6 decimals, for logs and messages.

@@ -1,7 +1,10 @@
 package money
 
 import (
+	"fmt"
 	"math"
+	"math/rand/v2"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -75,4 +78,46 @@ func FuzzParseUSD(f *testing.F) {
 		require.NoError(t, err)
 		assert.Equal(t, n, back, "printing with 9 decimals round-trips")
 	})
+}
+
+// fixedRef is Fixed as it was written first, with fmt.
+func fixedRef(n Nano, decimals int) string {
+	decimals = min(max(decimals, 0), 9)
+	neg := n < 0
+	u := uint64(n)
+	if neg {
+		u = uint64(-n)
+	}
+	unit := uint64(1)
+	for range 9 - decimals {
+		unit *= 10
+	}
+	u = (u + unit/2) / unit
+	scale := uint64(1)
+	for range decimals {
+		scale *= 10
+	}
+	s := strconv.FormatUint(u/scale, 10)
+	if decimals > 0 {
+		s += "." + fmt.Sprintf("%0*d", decimals, u%scale)
+	}
+	if neg && u != 0 {
+		s = "-" + s
+	}
+	return s
+}
+
+func TestAppendFixedMatchesReference(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	values := []Nano{0, 1, -1, 5, -5, 499_999_999, 500_000_000, 999_999_999, math.MaxInt64, math.MinInt64 + 1}
+	for range 20000 {
+		values = append(values, Nano(r.Int64N(1<<62)-1<<61), Nano(r.Int64N(1_000_000_000)))
+	}
+	for _, n := range values {
+		for d := -1; d <= 10; d++ {
+			want := fixedRef(n, d)
+			require.Equal(t, want, n.Fixed(d), "%d with %d decimals", n, d)
+			require.Equal(t, "x"+want, string(n.AppendFixed([]byte("x"), d)))
+		}
+	}
 }
