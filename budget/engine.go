@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -60,11 +61,17 @@ type Reservation struct {
 // none when no scope has a hard cap that could reject.
 func (e *Engine) Exhausted(ctx context.Context, scopes []Scope, model string) (*Rejection, error) {
 	now := e.now()
-	var cand []Scope
-	for _, s := range scopes {
-		b := s.Budget
-		if b.hasHard && !b.Allows(model) && (model != "" || len(b.allow) == 0) {
-			cand = append(cand, s)
+	mayReject := func(b *Budget) bool { return b.hasHard && !b.Allows(model) && (model != "" || len(b.allow) == 0) }
+	cand := scopes // usually every scope may reject
+	for i, s := range scopes {
+		if !mayReject(s.Budget) {
+			cand = slices.Clip(scopes[:i])
+			for _, s := range scopes[i+1:] {
+				if mayReject(s.Budget) {
+					cand = append(cand, s)
+				}
+			}
+			break
 		}
 	}
 	if len(cand) == 0 {
