@@ -2,6 +2,7 @@ package processor
 
 import (
 	"context"
+	"time"
 
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -85,38 +86,44 @@ func (st *stream) reportWith(o outcome, decision spendguardv1.Decision, reason, 
 	}()
 }
 
-// costReport builds the CostReport of the stream.
+// costReport builds the CostReport of the stream, its timestamps and
+// durations in the same allocation.
 func (st *stream) costReport(o outcome, decision spendguardv1.Decision, reason, budgetName string) *spendguardv1.CostReport {
 	end := st.srv.opts.Now()
-	rep := &spendguardv1.CostReport{
-		RequestId:          st.requestID,
-		StartTime:          timestamppb.New(st.start),
-		EndTime:            timestamppb.New(end),
-		Endpoint:           st.endpoint.String(),
-		Scope:              st.ident.Values,
-		RequestedModel:     st.model,
-		ServedModel:        st.servedModel,
-		PromptTokens:       o.usage.Prompt,
-		CachedPromptTokens: o.usage.CachedPrompt,
-		CompletionTokens:   o.usage.Completion,
-		ReasoningTokens:    st.reasoning,
-		CostNanoUsd:        int64(o.cost.Total),
-		InputCostNanoUsd:   int64(o.cost.Input),
-		OutputCostNanoUsd:  int64(o.cost.Output),
-		Estimated:          o.estimated,
-		Decision:           decision,
-		RejectReason:       reason,
-		Budget:             budgetName,
-		UpstreamStatus:     int32(st.status),
-		Stream:             st.req != nil && st.req.Stream,
-		Aborted:            o.aborted,
-		Duration:           durationpb.New(end.Sub(st.start)),
-		ProcessorTime:      durationpb.New(st.procTime),
-	}
+	r := &struct {
+		rep                 spendguardv1.CostReport
+		start, end          timestamppb.Timestamp
+		duration, proc, ttf durationpb.Duration
+	}{}
+	r.start.Seconds, r.start.Nanos = st.start.Unix(), int32(st.start.Nanosecond())
+	r.end.Seconds, r.end.Nanos = end.Unix(), int32(end.Nanosecond())
+	setDuration(&r.duration, end.Sub(st.start))
+	setDuration(&r.proc, st.procTime)
+	rep := &r.rep
+	rep.RequestId = st.requestID
+	rep.StartTime, rep.EndTime = &r.start, &r.end
+	rep.Endpoint = st.endpoint.String()
+	rep.Scope = st.ident.Values
+	rep.RequestedModel, rep.ServedModel = st.model, st.servedModel
+	rep.PromptTokens, rep.CachedPromptTokens = o.usage.Prompt, o.usage.CachedPrompt
+	rep.CompletionTokens, rep.ReasoningTokens = o.usage.Completion, st.reasoning
+	rep.CostNanoUsd, rep.InputCostNanoUsd, rep.OutputCostNanoUsd = int64(o.cost.Total), int64(o.cost.Input), int64(o.cost.Output)
+	rep.Estimated = o.estimated
+	rep.Decision, rep.RejectReason, rep.Budget = decision, reason, budgetName
+	rep.UpstreamStatus = int32(st.status)
+	rep.Stream = st.req != nil && st.req.Stream
+	rep.Aborted = o.aborted
+	rep.Duration, rep.ProcessorTime = &r.duration, &r.proc
 	if !st.firstByte.IsZero() {
-		rep.UpstreamTimeToFirstByte = durationpb.New(st.firstByte.Sub(st.start))
+		setDuration(&r.ttf, st.firstByte.Sub(st.start))
+		rep.UpstreamTimeToFirstByte = &r.ttf
 	}
 	return rep
+}
+
+// setDuration is durationpb.New into d.
+func setDuration(d *durationpb.Duration, v time.Duration) {
+	d.Seconds, d.Nanos = int64(v/time.Second), int32(v%time.Second)
 }
 
 // reportRefused reports a request spendguard answered itself (400, 401,

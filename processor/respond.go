@@ -42,46 +42,52 @@ var (
 	}}
 )
 
-// responseHeadersSet answers the response headers with headers to set
-// (name, value pairs). The answer to spendguard's usual (at most three)
-// headers takes one allocation.
-func responseHeadersSet(set [][2]string) *extprocv3.ProcessingResponse {
-	if len(set) == 0 {
-		return answerResponseHeaders
-	}
-	const most = 3
-	if len(set) > most {
-		opts := make([]*corev3.HeaderValueOption, len(set))
-		for i, kv := range set {
-			opts[i] = header(kv[0], kv[1])
-		}
-		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{
-			ResponseHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{
-				HeaderMutation: &extprocv3.HeaderMutation{SetHeaders: opts},
-			}},
-		}}
-	}
-	a := &struct {
-		resp   extprocv3.ProcessingResponse
-		oneof  extprocv3.ProcessingResponse_ResponseHeaders
-		hr     extprocv3.HeadersResponse
-		common extprocv3.CommonResponse
-		mut    extprocv3.HeaderMutation
-		opts   [most]corev3.HeaderValueOption
-		vals   [most]corev3.HeaderValue
-		ptrs   [most]*corev3.HeaderValueOption
-	}{}
-	for i, kv := range set {
-		a.vals[i].Key, a.vals[i].RawValue = kv[0], []byte(kv[1])
-		a.opts[i].Header, a.opts[i].AppendAction = &a.vals[i], corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
-		a.ptrs[i] = &a.opts[i]
-	}
-	a.mut.SetHeaders = a.ptrs[:len(set)]
+// headersAnswer is an answer to the response headers that sets a few
+// headers, built in one allocation: the answer, its header options and
+// their values (spendguard sets at most three). It lives until Send
+// returns.
+type headersAnswer struct {
+	resp   extprocv3.ProcessingResponse
+	oneof  extprocv3.ProcessingResponse_ResponseHeaders
+	hr     extprocv3.HeadersResponse
+	common extprocv3.CommonResponse
+	mut    extprocv3.HeaderMutation
+	opts   [3]corev3.HeaderValueOption
+	vals   [3]corev3.HeaderValue
+	ptrs   [3]*corev3.HeaderValueOption
+	buf    [96]byte // the values, while they fit
+	used   int
+}
+
+func newHeadersAnswer() *headersAnswer {
+	a := &headersAnswer{}
+	a.mut.SetHeaders = a.ptrs[:0]
 	a.common.HeaderMutation = &a.mut
 	a.hr.Response = &a.common
 	a.oneof.ResponseHeaders = &a.hr
 	a.resp.Response = &a.oneof
-	return &a.resp
+	return a
+}
+
+// set adds an overwriting header; value appends the value to its
+// argument.
+func (a *headersAnswer) set(key string, value func([]byte) []byte) {
+	v := value(a.buf[a.used:a.used:len(a.buf)])
+	if cap(v) == len(a.buf)-a.used { // it fit in buf
+		a.used += len(v)
+	}
+	i := len(a.mut.SetHeaders)
+	if i == len(a.opts) {
+		a.mut.SetHeaders = append(a.mut.SetHeaders, header(key, string(v)))
+		return
+	}
+	a.vals[i] = corev3.HeaderValue{Key: key, RawValue: v}
+	a.opts[i] = corev3.HeaderValueOption{Header: &a.vals[i], AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD}
+	a.mut.SetHeaders = append(a.mut.SetHeaders, &a.opts[i])
+}
+
+func (a *headersAnswer) setString(key, value string) {
+	a.set(key, func(b []byte) []byte { return append(b, value...) })
 }
 
 // bodyReplace answers the BUFFERED request body with a new body. Envoy

@@ -35,21 +35,22 @@ func (st *stream) onResponseHeaders(ctx context.Context, h *extprocv3.HttpHeader
 		st.scanner = jsonScanners.Get().(*usage.JSONScanner)
 		st.scanner.Reset()
 	}
-	var set [3][2]string
-	n := 0
-	if st.reservation.HasRemaining {
-		set[0] = [2]string{hdrRemaining, st.reservation.Remaining.USD()}
-		set[1] = [2]string{hdrBudget, st.reservation.RemainingBudget}
-		n = 2
-	}
-	if st.servedModel != st.model {
-		set[n] = [2]string{hdrDowngradedFrom, st.model}
-		n++
-	}
 	if h.GetEndOfStream() {
 		st.complete(ctx)
 	}
-	return responseHeadersSet(set[:n])
+	res := st.reservation
+	if !res.HasRemaining && st.servedModel == st.model {
+		return answerResponseHeaders
+	}
+	a := newHeadersAnswer()
+	if res.HasRemaining {
+		a.set(hdrRemaining, func(b []byte) []byte { return res.Remaining.AppendFixed(b, 6) })
+		a.setString(hdrBudget, res.RemainingBudget)
+	}
+	if st.servedModel != st.model {
+		a.setString(hdrDowngradedFrom, st.model)
+	}
+	return &a.resp
 }
 
 func (st *stream) onResponseBody(ctx context.Context, b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
