@@ -79,12 +79,11 @@ func ParseRequest(e Endpoint, body []byte) (*Request, error) {
 	if e < ChatCompletions || e > Responses {
 		return nil, fmt.Errorf("%w: %v costs nothing and has no request to parse", ErrInvalidRequest, e)
 	}
-	start := jsonscan.SkipSpace(body, 0)
-	if !jsonscan.Valid(body) || body[start] != '{' {
+	var buf [16]jsonscan.Member
+	top, valid, object := jsonscan.ValidMembers(body, buf[:0])
+	if !valid || !object {
 		return nil, notAnObject(body)
 	}
-	var buf [16]jsonscan.Member
-	top := jsonscan.Members(body[start:], buf[:0])
 
 	r := &Request{Endpoint: e, N: 1, Prompts: 1}
 	model := top.Get("model")

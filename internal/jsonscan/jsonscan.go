@@ -23,6 +23,52 @@ func Valid(b []byte) bool {
 	return end >= 0 && SkipSpace(b, end) == len(b)
 }
 
+// ValidMembers is Valid and, when b holds an object, Members in the same
+// pass: it appends the members of the top-level object to dst, their
+// offsets relative to the object's first byte. object is false (and dst
+// unchanged) when b is valid JSON but not an object.
+func ValidMembers(b []byte, dst Object) (members Object, valid, object bool) {
+	start := SkipSpace(b, 0)
+	if start == len(b) || b[start] != '{' {
+		return dst, Valid(b), false
+	}
+	n := len(dst)
+	i := SkipSpace(b, start+1)
+	if i < len(b) && b[i] == '}' {
+		return dst, SkipSpace(b, i+1) == len(b), true
+	}
+	for {
+		if i >= len(b) || b[i] != '"' {
+			return dst[:n], false, true
+		}
+		kend := validString(b, i)
+		if kend < 0 {
+			return dst[:n], false, true
+		}
+		key := b[i+1 : kend-1]
+		if i = SkipSpace(b, kend); i >= len(b) || b[i] != ':' {
+			return dst[:n], false, true
+		}
+		i = SkipSpace(b, i+1)
+		vend := validValue(b, i, 1)
+		if vend < 0 {
+			return dst[:n], false, true
+		}
+		dst = append(dst, Member{Key: key, Value: b[i:vend], Offset: i - start})
+		if i = SkipSpace(b, vend); i >= len(b) {
+			return dst[:n], false, true
+		}
+		switch b[i] {
+		case ',':
+			i = SkipSpace(b, i+1)
+		case '}':
+			return dst, SkipSpace(b, i+1) == len(b), true
+		default:
+			return dst[:n], false, true
+		}
+	}
+}
+
 // validValue returns the end of the valid value that starts at b[i], or -1.
 func validValue(b []byte, i, depth int) int {
 	if i >= len(b) {

@@ -29,8 +29,20 @@ func FuzzValid(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if got, want := Valid(b), json.Valid(b); got != want {
+		want := json.Valid(b)
+		if got := Valid(b); got != want {
 			t.Fatalf("Valid(%q) = %v, encoding/json says %v", b, got, want)
+		}
+		members, valid, object := ValidMembers(b, nil)
+		if valid != want {
+			t.Fatalf("ValidMembers(%q) says valid %v, encoding/json %v", b, valid, want)
+		}
+		start := SkipSpace(b, 0)
+		if isObject := start < len(b) && b[start] == '{'; object != isObject {
+			t.Fatalf("ValidMembers(%q) says object %v", b, object)
+		}
+		if valid && object {
+			assert.Equal(t, Members(b[start:], nil), members, "%q", b)
 		}
 	})
 }
