@@ -17,14 +17,14 @@ type span struct{ start, end int }
 // (into buf's storage) and the offset they are relative to; an error when
 // body is not a JSON object.
 func topLevel(body []byte, buf jsonscan.Object) (jsonscan.Object, int, error) {
-	if !jsonscan.Valid(body) {
+	top, valid, object := jsonscan.ValidMembers(body, buf)
+	switch {
+	case !valid:
 		return nil, 0, errors.New("not valid JSON")
-	}
-	start := jsonscan.SkipSpace(body, 0)
-	if body[start] != '{' {
+	case !object:
 		return nil, 0, errors.New("not a JSON object")
 	}
-	return jsonscan.Members(body[start:], buf), start, nil
+	return top, jsonscan.SkipSpace(body, 0), nil
 }
 
 // topLevelValue finds the value of key in the top-level JSON object body.
