@@ -2,9 +2,7 @@ package loadgen
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"time"
 
@@ -62,6 +60,7 @@ func (o BenchOptions) withDefaults() BenchOptions {
 type Measurement struct {
 	Result
 	CPU        time.Duration // processor process CPU time
+	ClientCPU  time.Duration // the load generator's own CPU time (Envoy's part)
 	Mallocs    uint64        // processor heap allocations
 	StoreCalls int64         // Redis round trips (-1 when not counted)
 	// Charged is false when the spend spendguard recorded differs from
@@ -188,7 +187,15 @@ func (o BenchOptions) measure(ctx context.Context, t Target, load Load, cost mon
 			return 0, err
 		}
 	}
+	client0, err := processCPU()
+	if err != nil {
+		return 0, err
+	}
 	res, err := Run(ctx, load)
+	if err != nil {
+		return 0, err
+	}
+	client1, err := processCPU()
 	if err != nil {
 		return 0, err
 	}
@@ -213,6 +220,7 @@ func (o BenchOptions) measure(ctx context.Context, t Target, load Load, cost mon
 	m.MutatedChunks += res.MutatedChunks
 	m.HeaderMutations += res.HeaderMutations
 	m.CPU += after.CPU - before.CPU
+	m.ClientCPU += client1 - client0
 	m.Mallocs += after.Mallocs - before.Mallocs
 	if spendguard && after.Spend-before.Spend != cost*money.Nano(res.Lifecycles) {
 		m.Charged = false
@@ -268,81 +276,4 @@ func IdleMemory(ctx context.Context, t Target, kind Kind, n int, midStream bool)
 	}
 	per := func(a, b uint64) float64 { return (float64(a) - float64(b)) / float64(n) }
 	return StreamMemory{Heap: per(after.Heap, before.Heap), Stack: per(after.Stack, before.Stack)}, nil
-}
-
-// Print writes the tables of r.
-func (r *Report) Print(w io.Writer) error {
-	var errs []error
-	p := func(format string, args ...any) {
-		if _, err := fmt.Fprintf(w, format, args...); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	o := r.Opts
-	p("%d rounds of %s per processor and scenario, %d lifecycles in flight\n\n", o.Rounds, o.Duration, Load{Concurrency: o.Concurrency}.withDefaults().Concurrency)
-	p("%-24s %-11s %12s %9s %9s %10s %10s %12s %7s %8s\n",
-		"scenario", "processor", "lifecycles/s", "p50", "p99", "CPU/lc", "allocs/lc", "redis RT/lc", "errors", "charged")
-	for _, row := range r.Rows {
-		name := fmt.Sprintf("%s, %s", row.Kind, row.Store)
-		for _, x := range []struct {
-			label string
-			m     Measurement
-		}{{"no-op", row.Noop}, {"spendguard", row.Spendguard}} {
-			calls, charged := "-", "-"
-			if x.m.StoreCalls >= 0 {
-				calls = fmt.Sprintf("%.2f", x.m.Per(float64(x.m.StoreCalls)))
-			}
-			if x.label == "spendguard" {
-				charged = map[bool]string{true: "exact", false: "WRONG"}[x.m.Charged]
-			}
-			p("%-24s %-11s %12.0f %9s %9s %10s %10.0f %12s %7d %8s\n", name, x.label, x.m.PerSecond(),
-				round(x.m.Percentile(0.5)), round(x.m.Percentile(0.99)),
-				round(time.Duration(x.m.Per(float64(x.m.CPU)))), x.m.Per(float64(x.m.Mallocs)), calls, x.m.Errors, charged)
-			name = ""
-		}
-		n, s := row.Noop, row.Spendguard
-		p("%-24s %-11s %11.2f× %8.2f× %8.2f× %9.2f× %9.2f×\n", "", "ratio",
-			ratio(s.PerSecond(), n.PerSecond()), ratio(float64(s.Percentile(0.5)), float64(n.Percentile(0.5))),
-			ratio(float64(s.Percentile(0.99)), float64(n.Percentile(0.99))),
-			ratio(s.Per(float64(s.CPU)), n.Per(float64(n.CPU))), ratio(s.Per(float64(s.Mallocs)), n.Per(float64(n.Mallocs))))
-		p("%-24s %-11s", "", "by round")
-		for _, r := range row.RoundRatios {
-			p(" %.2f×", r)
-		}
-		p("\n")
-	}
-	p("\nmemory per in-flight stream: live heap + goroutine stacks, %d streams held open\n", o.IdleStreams)
-	p("%-24s %22s %22s %22s\n", "scenario", "no-op", "spendguard", "spendguard mid-stream")
-	for _, row := range r.Rows {
-		mid := "-"
-		if row.Kind == SSE {
-			mid = row.MidStreamMem.String()
-		}
-		p("%-24s %22s %22s %22s\n", fmt.Sprintf("%s, %s", row.Kind, row.Store), row.NoopMem, row.SpendMem, mid)
-	}
-	for _, row := range r.Rows {
-		for _, m := range []Measurement{row.Noop, row.Spendguard} {
-			if m.FirstError != nil {
-				p("\n%s, %s: first error: %v\n", row.Kind, row.Store, m.FirstError)
-			}
-		}
-	}
-	return errors.Join(errs...)
-}
-
-func ratio(a, b float64) float64 {
-	if b == 0 {
-		return 0
-	}
-	return a / b
-}
-
-func round(d time.Duration) time.Duration {
-	switch {
-	case d >= 10*time.Millisecond:
-		return d.Round(100 * time.Microsecond)
-	case d >= 10*time.Microsecond:
-		return d.Round(100 * time.Nanosecond)
-	}
-	return d
 }

@@ -139,19 +139,29 @@ func (l *local) Close() error { return l.close() }
 
 func (l *local) Report(*spendguardv1.CostReport) { l.reports.Add(1) }
 
+// processCPU is the user and system time of this process so far
+// (getrusage).
+func processCPU() (time.Duration, error) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0, err
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
+}
+
 // Sample reads getrusage and the runtime's memory statistics.
 func (l *local) Sample(gc bool) (Sample, error) {
 	if gc {
 		runtime.GC()
 	}
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+	cpu, err := processCPU()
+	if err != nil {
 		return Sample{}, err
 	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	s := Sample{
-		CPU:     time.Duration(ru.Utime.Nano() + ru.Stime.Nano()),
+		CPU:     cpu,
 		Mallocs: ms.Mallocs,
 		Heap:    ms.HeapAlloc,
 		Stack:   ms.StackInuse,

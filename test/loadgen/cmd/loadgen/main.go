@@ -38,7 +38,7 @@ func run(args []string) error {
 		serve       = fs.String("serve", "", "child mode: serve noop, memory or redis and answer samples on stdin/stdout")
 		redisFlag   = fs.String("redis", "private", `Redis for the redis-store scenarios: "private" (a redis-server started for the run), an address, or "none"`)
 		prefix      = fs.String("prefix", "", "child mode: Redis key prefix")
-		profile     = fs.String("profile", "", "directory: each spendguard child writes a CPU profile and an allocation profile there")
+		profile     = fs.String("profile", "", "directory: each processor's process writes a CPU profile and an allocation profile there (NAME.cpu.pprof, NAME.allocs.pprof)")
 		duration    = fs.Duration("duration", 2*time.Second, "length of one measured run")
 		warmup      = fs.Duration("warmup", 500*time.Millisecond, "unmeasured run before each scenario")
 		rounds      = fs.Int("rounds", 3, "measured runs per processor and scenario, interleaved")
@@ -129,17 +129,19 @@ func serveChild(name, redisAddr, prefix, profileDir string) error {
 		}
 		defer os.RemoveAll(dir)
 		t, err = loadgen.StartSpendguard(dir, loadgen.StoreSection(loadgen.Store(name), redisAddr, prefix), os.Stderr)
-		if err == nil && profileDir != "" {
-			var stop func() error
-			if stop, err = startProfile(profileDir, name); err == nil {
-				t = profiled{Target: t, stop: stop}
-			}
-		}
 	default:
 		return fmt.Errorf("-serve %q: want noop, memory or redis", name)
 	}
 	if err != nil {
 		return err
+	}
+	if profileDir != "" {
+		stop, err := startProfile(profileDir, name)
+		if err != nil {
+			t.Close()
+			return err
+		}
+		t = profiled{Target: t, stop: stop}
 	}
 	return loadgen.ServeControl(os.Stdin, os.Stdout, t)
 }

@@ -1,0 +1,96 @@
+package loadgen
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"time"
+)
+
+// Print writes the tables of r: one row per processor and scenario, then
+// spendguard over the no-op; then the memory of an in-flight stream.
+//
+// "CPU-bound" is (load generator + no-op CPU) / (load generator +
+// spendguard CPU) per lifecycle: the throughput ratio this run would show
+// if it had the cores to itself. On a shared machine the measured ratio
+// also carries the neighbours' noise (see "by round").
+func (r *Report) Print(w io.Writer) error {
+	var errs []error
+	p := func(format string, args ...any) {
+		if _, err := fmt.Fprintf(w, format, args...); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	o := r.Opts
+	p("%d rounds of %s per processor and scenario, %d lifecycles in flight\n\n", o.Rounds, o.Duration, Load{Concurrency: o.Concurrency}.withDefaults().Concurrency)
+	p("%-22s %-10s %12s %9s %9s %9s %9s %9s %11s %6s %7s\n",
+		"scenario", "processor", "lifecycles/s", "p50", "p99", "CPU/lc", "lg CPU/lc", "allocs/lc", "redis RT/lc", "errors", "charged")
+	for _, row := range r.Rows {
+		name := fmt.Sprintf("%s, %s", row.Kind, row.Store)
+		for _, x := range []struct {
+			label string
+			m     Measurement
+		}{{"no-op", row.Noop}, {"spendguard", row.Spendguard}} {
+			calls, charged := "-", "-"
+			if x.m.StoreCalls >= 0 {
+				calls = fmt.Sprintf("%.2f", x.m.Per(float64(x.m.StoreCalls)))
+			}
+			if x.label == "spendguard" {
+				charged = map[bool]string{true: "exact", false: "WRONG"}[x.m.Charged]
+			}
+			p("%-22s %-10s %12.0f %9s %9s %9s %9s %9.0f %11s %6d %7s\n", name, x.label, x.m.PerSecond(),
+				round(x.m.Percentile(0.5)), round(x.m.Percentile(0.99)), perLC(x.m, x.m.CPU), perLC(x.m, x.m.ClientCPU),
+				x.m.Per(float64(x.m.Mallocs)), calls, x.m.Errors, charged)
+			name = ""
+		}
+		n, s := row.Noop, row.Spendguard
+		p("%-22s %-10s %11.2f× %8.2f× %8.2f× %8.2f× %9s %8.2f×\n", "", "ratio",
+			ratio(s.PerSecond(), n.PerSecond()), ratio(float64(s.Percentile(0.5)), float64(n.Percentile(0.5))),
+			ratio(float64(s.Percentile(0.99)), float64(n.Percentile(0.99))),
+			ratio(s.Per(float64(s.CPU)), n.Per(float64(n.CPU))), "", ratio(s.Per(float64(s.Mallocs)), n.Per(float64(n.Mallocs))))
+		p("%-22s %-10s %11.2f×\n", "", "CPU-bound", ratio(n.Per(float64(n.CPU+n.ClientCPU)), s.Per(float64(s.CPU+s.ClientCPU))))
+		p("%-22s %-10s", "", "by round")
+		for _, r := range row.RoundRatios {
+			p(" %.2f×", r)
+		}
+		p("\n")
+	}
+	p("\nmemory per in-flight stream: live heap + goroutine stacks, %d streams held open\n", o.IdleStreams)
+	p("%-22s %22s %22s %22s\n", "scenario", "no-op", "spendguard", "spendguard mid-stream")
+	for _, row := range r.Rows {
+		mid := "-"
+		if row.Kind == SSE {
+			mid = row.MidStreamMem.String()
+		}
+		p("%-22s %22s %22s %22s\n", fmt.Sprintf("%s, %s", row.Kind, row.Store), row.NoopMem, row.SpendMem, mid)
+	}
+	for _, row := range r.Rows {
+		for _, m := range []Measurement{row.Noop, row.Spendguard} {
+			if m.FirstError != nil {
+				p("\n%s, %s: first error: %v\n", row.Kind, row.Store, m.FirstError)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func perLC(m Measurement, d time.Duration) time.Duration {
+	return round(time.Duration(m.Per(float64(d))))
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
+
+func round(d time.Duration) time.Duration {
+	switch {
+	case d >= 10*time.Millisecond:
+		return d.Round(100 * time.Microsecond)
+	case d >= 10*time.Microsecond:
+		return d.Round(100 * time.Nanosecond)
+	}
+	return d
+}
