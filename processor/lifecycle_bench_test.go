@@ -7,11 +7,13 @@ import (
 	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 
 	"github.com/spendguard/spendguard/budget"
 	"github.com/spendguard/spendguard/internal/config"
+	"github.com/spendguard/spendguard/metrics"
 	"github.com/spendguard/spendguard/processor"
 	spendguardv1 "github.com/spendguard/spendguard/proto/spendguard/v1"
 	"github.com/spendguard/spendguard/test/loadgen"
@@ -72,4 +74,36 @@ func BenchmarkLifecycle(b *testing.B) {
 			require.Equal(b, b.N, rep.n, "one report per lifecycle")
 		})
 	}
+}
+
+// TestTokenChunksDoNotAllocate counts allocations (not time): a streaming
+// lifecycle with 200 more token events than another, through Process with
+// the metrics observer, allocates exactly as much — a token chunk without
+// usage costs no allocation anywhere in spendguard's path.
+func TestTokenChunksDoNotAllocate(t *testing.T) {
+	cfg, err := config.Parse([]byte(loadgen.Config(loadgen.StoreSection(loadgen.Memory, "", ""))))
+	require.NoError(t, err)
+	m, err := metrics.New(nil)
+	require.NoError(t, err)
+	srv := processor.New(cfg.Snapshot, processor.Options{
+		Budgets:  budget.NewEngine(m.InstrumentStore(budget.NewMemoryStore()), time.Now),
+		Reporter: &countReporter{}, Observer: m,
+	})
+	msgs := loadgen.Messages(loadgen.SSE) // headers, body, response headers, 200 token events, usage, [DONE], end
+	head, tokens, tail := msgs[:3], msgs[3:3+loadgen.TokenEvents], msgs[3+loadgen.TokenEvents:]
+	allocs := func(tokenEvents int) float64 {
+		var seq []*extprocv3.ProcessingRequest
+		seq = append(seq, head...)
+		for len(seq) < 3+tokenEvents {
+			seq = append(seq, tokens...)
+		}
+		seq = append(seq[:3+tokenEvents], tail...)
+		fs := &fakeStream{ctx: context.Background(), msgs: seq}
+		return testing.AllocsPerRun(50, func() {
+			fs.next, fs.sent = 0, 0
+			require.NoError(t, srv.Process(fs))
+		})
+	}
+	few, many := allocs(10), allocs(210)
+	assert.Equal(t, few, many, "200 more token events cost %v allocations", many-few)
 }
