@@ -21,6 +21,7 @@ type Engine struct {
 	store Store
 	now   func() time.Time
 	keys  *keyCache
+	retry *retrier // nil unless RetrySettles
 }
 
 // NewEngine returns an Engine on store that reads the time from now
@@ -224,7 +225,11 @@ func (e *Engine) Settle(ctx context.Context, res *Reservation, actual money.Nano
 	if len(res.Items) == 0 {
 		return nil
 	}
-	if err := e.store.Settle(ctx, res.ID, actual, res.Items, e.now()); err != nil {
+	now := e.now()
+	if err := e.store.Settle(ctx, res.ID, actual, res.Items, now); err != nil {
+		if e.retry != nil && e.retry.later(res.ID, actual, res.Items, now, err) {
+			return fmt.Errorf("budget settle (retrying in the background): %w", err)
+		}
 		res.settled.Store(false)
 		return fmt.Errorf("budget settle: %w", err)
 	}

@@ -17,8 +17,17 @@ func (m *Metrics) InstrumentStore(s budget.Store) budget.Store {
 	if m == nil {
 		return s
 	}
+	if _, ok := s.(budget.IdempotentSettler); ok {
+		return idempotentTimedStore{timedStore{Store: s, m: m}}
+	}
 	return timedStore{Store: s, m: m}
 }
+
+// idempotentTimedStore keeps the store's promise that a Settle may be
+// sent again, so the engine still retries through the instrumentation.
+type idempotentTimedStore struct{ timedStore }
+
+func (idempotentTimedStore) SettleIsIdempotent() {}
 
 type timedStore struct {
 	budget.Store

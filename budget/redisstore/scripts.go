@@ -119,12 +119,16 @@ end
 return out
 `)
 
-// settleScript: KEYS are C and Z of every item's Key. ARGV: now (µs), id,
-// actual, then per item the key TTL in ms (0: none). Reply: 1.
+// settleScript: KEYS are C and Z of every item's Key, then the settle
+// marker D of the id. ARGV: now (µs), id, actual, the marker's TTL in ms,
+// then per item the key TTL in ms (0: none). Reply: 1, or 0 when this id
+// was settled already (the marker exists): a Settle whose answer was lost
+// may be sent again and counts once.
 var settleScript = redis.NewScript(prelude + `
 local now, id, actual = ARGV[1], ARGV[2], ARGV[3]
+if not redis.call('SET', KEYS[#KEYS], '1', 'NX', 'PX', ARGV[4]) then return 0 end
 local field = 'i:' .. id
-for i = 1, #KEYS / 2 do
+for i = 1, (#KEYS - 1) / 2 do
   local c, z = KEYS[2 * i - 1], KEYS[2 * i]
   sweep(c, z, now)
   local amt = redis.call('HGET', c, field)
@@ -135,7 +139,7 @@ for i = 1, #KEYS / 2 do
   end
   if actual ~= '0' then
     redis.call('HINCRBY', c, 'c', actual)
-    keep(c, ARGV[3 + i])
+    keep(c, ARGV[4 + i])
   end
 end
 return 1

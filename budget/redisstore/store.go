@@ -125,6 +125,15 @@ func (s *Store) Reserve(ctx context.Context, id string, amount money.Nano, items
 	return budget.Outcome{Blocked: int(reply[0]), Counters: counters}, nil
 }
 
+// SettleMarkerTTL is how long a settled reservation id is remembered: a
+// Settle sent again within it (after a timeout left its outcome unknown)
+// counts once. The engine's retries stop well before it.
+const SettleMarkerTTL = time.Hour
+
+// SettleIsIdempotent marks the store as safe for the engine to retry a
+// Settle whose outcome is unknown (budget.IdempotentSettler).
+func (s *Store) SettleIsIdempotent() {}
+
 // Settle implements budget.Store.
 func (s *Store) Settle(ctx context.Context, id string, actual money.Nano, items []budget.Item, now time.Time) error {
 	if err := ctx.Err(); err != nil {
@@ -136,13 +145,14 @@ func (s *Store) Settle(ctx context.Context, id string, actual money.Nano, items 
 	if len(items) == 0 {
 		return nil
 	}
-	keys := make([]string, 0, 2*len(items))
-	args := make([]any, 0, 3+len(items))
-	args = append(args, micros(now), id, int64(actual))
+	keys := make([]string, 0, 2*len(items)+1)
+	args := make([]any, 0, 4+len(items))
+	args = append(args, micros(now), id, int64(actual), SettleMarkerTTL.Milliseconds())
 	for _, it := range items {
 		keys = append(keys, s.CounterKey(it.Key), s.ReservationsKey(it.Key))
 		args = append(args, keyTTL(it, now, 0))
 	}
+	keys = append(keys, s.prefix+"d:"+id)
 	if err := s.run(ctx, settleScript, keys, args).Err(); err != nil {
 		return fmt.Errorf("redis settle: %w", err)
 	}

@@ -206,3 +206,21 @@ func TestDownRedisFails(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, budget.Counter{}, u[0], "this server keeps nothing across a restart")
 }
+
+// TestSettleCountsOncePerID: a Settle sent again (its first answer lost)
+// does not count twice, so the engine may retry it.
+func TestSettleCountsOncePerID(t *testing.T) {
+	s, _, _ := newStore(t)
+	ctx := context.Background()
+	a := item("a", money.PerUSD, t0.Add(time.Hour))
+	ok, err := s.Reserve(ctx, "r1", 5, []budget.Item{a}, time.Minute, t0)
+	require.NoError(t, err)
+	require.True(t, ok.OK())
+	for range 3 {
+		require.NoError(t, s.Settle(ctx, "r1", 3, []budget.Item{a}, t0))
+	}
+	u, err := s.Usage(ctx, []budget.Item{a}, t0)
+	require.NoError(t, err)
+	assert.Equal(t, budget.Counter{Committed: 3}, u[0])
+	var _ budget.IdempotentSettler = s
+}

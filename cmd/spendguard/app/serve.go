@@ -24,6 +24,7 @@ import (
 	"github.com/spendguard/spendguard/exporters"
 	"github.com/spendguard/spendguard/internal/admin"
 	"github.com/spendguard/spendguard/internal/config"
+	"github.com/spendguard/spendguard/internal/money"
 	"github.com/spendguard/spendguard/metrics"
 	"github.com/spendguard/spendguard/processor"
 )
@@ -174,6 +175,12 @@ func Start(opts ServeOptions) (*Instance, error) {
 		return nil, err
 	}
 	in.Budgets = budget.NewEngine(in.Metrics.InstrumentStore(in.Store), time.Now)
+	// A Settle that fails after the upstream served the request is retried
+	// in the background (Redis settles count once per id), so a store that
+	// goes away for a while loses no spend.
+	in.Budgets.RetrySettles(budget.SettleRetry{OnGiveUp: func(id string, actual money.Nano, err error) {
+		log.Error("gave up committing a request's spend to the budget store", zap.String("reservation", id), zap.Stringer("actual_usd", actual), zap.Error(err))
+	}})
 	if err := in.recoverFromLedger(); err != nil { // the memory store's spend, from the ledger
 		_ = in.Exporters.Shutdown(context.Background())
 		in.Store.Close()
@@ -240,6 +247,9 @@ func (in *Instance) Shutdown() error {
 		in.Log.Warn("exporters did not flush every report in time", zap.Error(err))
 	}
 	cancelFlush()
+	if lost := in.Budgets.Close(); lost > 0 {
+		in.Log.Error("spend of requests not committed to the budget store at shutdown (their reservations expire after the TTL)", zap.Int("requests", lost))
+	}
 	storeErr := in.Store.Close()
 	if storeErr != nil {
 		in.Log.Error("closing the budget store failed", zap.Error(storeErr))
