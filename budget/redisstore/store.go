@@ -128,7 +128,7 @@ func (s *Store) Reserve(ctx context.Context, id string, amount money.Nano, items
 // SettleMarkerTTL is how long a settled reservation id is remembered: a
 // Settle sent again within it (after a timeout left its outcome unknown)
 // counts once. The engine's retries stop well before it.
-const SettleMarkerTTL = time.Hour
+const SettleMarkerTTL = 15 * time.Minute
 
 // SettleIsIdempotent marks the store as safe for the engine to retry a
 // Settle whose outcome is unknown (budget.IdempotentSettler).
