@@ -3,6 +3,7 @@ package processor_test
 import (
 	"context"
 	"io"
+	"math"
 	"testing"
 	"time"
 
@@ -105,5 +106,7 @@ func TestTokenChunksDoNotAllocate(t *testing.T) {
 		})
 	}
 	few, many := allocs(10), allocs(210)
-	assert.Equal(t, few, many, "200 more token events cost %v allocations", many-few)
+	// One allocation per chunk would show as 200. The race detector makes
+	// sync.Pool drop items at random, which moves the average by one.
+	assert.Less(t, math.Abs(many-few), 2.0, "200 more token events cost %v allocations", many-few)
 }
