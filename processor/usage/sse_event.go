@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/spendguard/spendguard/internal/jsonscan"
 )
 
 // What SSEScanner looks for in an event's data. Every check starts with
@@ -261,12 +263,16 @@ func errorMessage(data []byte) string {
 // top-level usage and an empty top-level choices array: the event vLLM and
 // OpenAI send when include_usage is set.
 func isUsageOnly(data []byte) bool {
-	top := members(data)
-	usage, ok := top["usage"]
-	if !ok || string(usage) == "null" {
+	var buf [16]jsonscan.Member
+	top, valid, object := jsonscan.ValidMembers(data, buf[:0])
+	if !valid || !object {
 		return false
 	}
-	choices := trimSpace(top["choices"])
+	usage := top.Get("usage")
+	if usage == nil || string(usage) == "null" {
+		return false
+	}
+	choices := trimSpace(top.Get("choices"))
 	return len(choices) >= 2 && choices[0] == '[' && len(trimSpace(choices[1:len(choices)-1])) == 0
 }
 
