@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"strconv"
 
 	"github.com/spendguard/spendguard/internal/jsonscan"
 )
@@ -67,9 +66,6 @@ func replaceModel(body []byte, model string) ([]byte, error) {
 	out = append(out, quoted...)
 	return append(out, body[sp.end:]...), nil
 }
-
-// contentLength formats a body length for the content-length header.
-func contentLength(n int) string { return strconv.Itoa(n) }
 
 // usageInjection says what the request body needs for spendguard to see the
 // usage of a streamed response.

@@ -2,6 +2,7 @@ package processor
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -92,14 +93,33 @@ func (a *headersAnswer) setString(key, value string) {
 
 // bodyReplace answers the BUFFERED request body with a new body. Envoy
 // still holds the request headers, so content-length set in the same answer
-// applies; without it Envoy would answer 500 for the length mismatch.
+// applies; without it Envoy would answer 500 for the length mismatch. The
+// answer and its content-length take one allocation.
 func bodyReplace(body []byte) *extprocv3.ProcessingResponse {
-	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: &extprocv3.BodyResponse{
-		Response: &extprocv3.CommonResponse{
-			HeaderMutation: &extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{header("content-length", contentLength(len(body)))}},
-			BodyMutation:   &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: body}},
-		},
-	}}}
+	a := &struct {
+		resp   extprocv3.ProcessingResponse
+		oneof  extprocv3.ProcessingResponse_RequestBody
+		br     extprocv3.BodyResponse
+		common extprocv3.CommonResponse
+		hm     extprocv3.HeaderMutation
+		opt    extprocv3.BodyMutation
+		body   extprocv3.BodyMutation_Body
+		cl     corev3.HeaderValueOption
+		clv    corev3.HeaderValue
+		set    [1]*corev3.HeaderValueOption
+		digits [20]byte
+	}{}
+	a.clv = corev3.HeaderValue{Key: "content-length", RawValue: strconv.AppendInt(a.digits[:0], int64(len(body)), 10)}
+	a.cl = corev3.HeaderValueOption{Header: &a.clv, AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD}
+	a.set[0] = &a.cl
+	a.hm.SetHeaders = a.set[:]
+	a.body.Body = body
+	a.opt.Mutation = &a.body
+	a.common.HeaderMutation, a.common.BodyMutation = &a.hm, &a.opt
+	a.br.Response = &a.common
+	a.oneof.RequestBody = &a.br
+	a.resp.Response = &a.oneof
+	return &a.resp
 }
 
 func unauthorized(missing []string) *apiError {
