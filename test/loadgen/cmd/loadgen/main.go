@@ -18,6 +18,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"strings"
 	"time"
@@ -38,7 +39,7 @@ func run(args []string) error {
 		serve       = fs.String("serve", "", "child mode: serve noop, memory or redis and answer samples on stdin/stdout")
 		redisFlag   = fs.String("redis", "private", `Redis for the redis-store scenarios: "private" (a redis-server started for the run), an address, or "none"`)
 		prefix      = fs.String("prefix", "", "child mode: Redis key prefix")
-		profile     = fs.String("profile", "", "directory: each processor's process writes a CPU profile and an allocation profile there (NAME.cpu.pprof, NAME.allocs.pprof)")
+		profile     = fs.String("profile", "", "directory: each processor's process writes CPU, allocation and mutex profiles there (NAME.cpu.pprof, NAME.allocs.pprof, NAME.mutex.pprof)")
 		duration    = fs.Duration("duration", 2*time.Second, "length of one measured run")
 		warmup      = fs.Duration("warmup", 500*time.Millisecond, "unmeasured run before each scenario")
 		rounds      = fs.Int("rounds", 3, "measured runs per processor and scenario, interleaved")
@@ -146,8 +147,9 @@ func serveChild(name, redisAddr, prefix, profileDir string) error {
 	return loadgen.ServeControl(os.Stdin, os.Stdout, t)
 }
 
-// startProfile starts a CPU profile of this process; the returned stop
-// ends it and writes the allocation profile beside it.
+// startProfile starts a CPU profile of this process and samples mutex
+// contention; the returned stop ends it and writes the allocation and
+// mutex profiles beside it.
 func startProfile(dir, name string) (func() error, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -160,15 +162,22 @@ func startProfile(dir, name string) (func() error, error) {
 		cpu.Close()
 		return nil, err
 	}
+	runtime.SetMutexProfileFraction(5)
 	return func() error {
 		pprof.StopCPUProfile()
 		cpu.Close()
-		f, err := os.Create(fmt.Sprintf("%s/%s.allocs.pprof", dir, name))
-		if err != nil {
-			return err
+		for _, p := range []string{"allocs", "mutex"} {
+			f, err := os.Create(fmt.Sprintf("%s/%s.%s.pprof", dir, name, p))
+			if err != nil {
+				return err
+			}
+			err = pprof.Lookup(p).WriteTo(f, 0)
+			f.Close()
+			if err != nil {
+				return err
+			}
 		}
-		defer f.Close()
-		return pprof.Lookup("allocs").WriteTo(f, 0)
+		return nil
 	}, nil
 }
 
