@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 )
 
@@ -13,7 +14,8 @@ import (
 // "CPU-bound" is (load generator + no-op CPU) / (load generator +
 // spendguard CPU) per lifecycle: the throughput ratio this run would show
 // if it had the cores to itself. On a shared machine the measured ratio
-// also carries the neighbours' noise (see "by round").
+// also carries the neighbours' noise: "by round" shows it, and the median
+// of the rounds is the figure least moved by one spoilt round.
 func (r *Report) Print(w io.Writer) error {
 	var errs []error
 	p := func(format string, args ...any) {
@@ -53,7 +55,7 @@ func (r *Report) Print(w io.Writer) error {
 		for _, r := range row.RoundRatios {
 			p(" %.2f×", r)
 		}
-		p("\n")
+		p("   (median %.2f×)\n", median(row.RoundRatios))
 	}
 	p("\nmemory per in-flight stream: live heap + goroutine stacks, %d streams held open\n", o.IdleStreams)
 	p("%-22s %22s %22s %22s\n", "scenario", "no-op", "spendguard", "spendguard mid-stream")
@@ -72,6 +74,18 @@ func (r *Report) Print(w io.Writer) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// median of xs (0 for none), robust to a round that a neighbour spoilt.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Sorted(slices.Values(xs))
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 func perLC(m Measurement, d time.Duration) time.Duration {
