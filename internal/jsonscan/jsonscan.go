@@ -69,6 +69,12 @@ func ValidMembers(b []byte, dst Object) (members Object, valid, object bool) {
 	}
 }
 
+// ValidValue returns the end of the valid JSON value that starts at b[i]
+// (no whitespace before it), or -1 when b holds no complete valid value
+// there. depth is how deep in containers the value is: a container deeper
+// than MaxDepth is invalid, as for encoding/json.
+func ValidValue(b []byte, i, depth int) int { return validValue(b, i, depth) }
+
 // validValue returns the end of the valid value that starts at b[i], or -1.
 func validValue(b []byte, i, depth int) int {
 	if i >= len(b) {

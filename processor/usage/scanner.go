@@ -103,6 +103,7 @@ type JSONScanner struct {
 	nextEnters  bool // the value about to start is an object on the path
 	capturing   bool // bytes are being copied into buf
 	capStart    int  // where the capture starts in the current chunk
+	noSkipDepth int  // > 0: skipValue is not tried at this depth or deeper
 	buf         []byte
 
 	off int64 // body bytes before the current chunk
@@ -189,6 +190,10 @@ scan:
 				}
 				c = p[i]
 			}
+			if end := s.skipValue(p, i); end > 0 {
+				s.state, i = stAfterValue, end-1
+				continue
+			}
 			s.structByte(c, p, i)
 		case stString:
 			if s.keyPos < 0 {
@@ -228,6 +233,32 @@ scan:
 		s.appendCapture(p[s.capStart:])
 	}
 	s.off += int64(n)
+}
+
+// skipValue returns the end of the object or array that starts at p[i]
+// when it can be passed over whole: inside a container, not one the path
+// leads through or to, complete and valid within this chunk. Its keys are
+// none the path matches, so nothing but its validity matters. Otherwise it
+// returns 0 and the value is read byte by byte, which reports an error or
+// carries on in the next chunk as before; a container too long for its
+// chunk is then read byte by byte to its end, nothing inside it tried
+// again. Scalars are read byte by byte: that is as fast.
+func (s *JSONScanner) skipValue(p []byte, i int) int {
+	if s.noSkipDepth > 0 {
+		if s.depth >= s.noSkipDepth {
+			return 0
+		}
+		s.noSkipDepth = 0
+	}
+	if s.depth == 0 || s.nextIsUsage || s.nextEnters || s.capturing ||
+		(s.state != stValue && s.state != stArrayFirst) || (p[i] != '{' && p[i] != '[') {
+		return 0
+	}
+	if end := jsonscan.ValidValue(p, i, s.depth); end > 0 {
+		return end
+	}
+	s.noSkipDepth = s.depth + 1
+	return 0
 }
 
 // structByte handles a non-space byte between tokens.
