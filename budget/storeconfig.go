@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spendguard/spendguard/internal/suggest"
 	"gopkg.in/yaml.v3"
 )
 
@@ -127,45 +128,12 @@ func unknownKeys(n *yaml.Node, t reflect.Type, prefix string, out []error) []err
 		switch {
 		case !ok:
 			out = append(out, &ConfigError{Line: k.Line, Msg: fmt.Sprintf("%s%s: unknown key%s (allowed: %s)",
-				prefix, k.Value, suggestKey(k.Value, allowed), strings.Join(allowed, ", "))})
+				prefix, k.Value, suggest.Key(k.Value, allowed), strings.Join(allowed, ", "))})
 		case f.Type.Kind() == reflect.Struct && !reflect.PointerTo(f.Type).Implements(unmarshalerType):
 			out = unknownKeys(v, f.Type, prefix+k.Value+".", out)
 		}
 	}
 	return out
-}
-
-// suggestKey names the allowed key within two edits of key, if any.
-func suggestKey(key string, allowed []string) string {
-	best, bestDist := "", 3
-	for _, a := range allowed {
-		if d := editDistance(strings.ToLower(key), a); d < bestDist {
-			best, bestDist = a, d
-		}
-	}
-	if best == "" || len(key) < 3 {
-		return ""
-	}
-	return fmt.Sprintf("; did you mean %q?", best)
-}
-
-func editDistance(a, b string) int {
-	prev, cur := make([]int, len(b)+1), make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // keyLines records the line of every key of mapping n, recursively.

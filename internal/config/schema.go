@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"strings"
 
+	"github.com/spendguard/spendguard/internal/suggest"
+
 	"gopkg.in/yaml.v3"
 )
 
@@ -65,7 +67,7 @@ func (c *keyChecker) check(n *yaml.Node, t reflect.Type, path string) {
 			}
 			f, ok := fieldFor(t, k.Value)
 			if !ok {
-				c.ps.add(k.Line, "%s: unknown key%s (allowed: %s)", keyPath(path, k.Value), suggest(k.Value, yamlNames(t)),
+				c.ps.add(k.Line, "%s: unknown key%s (allowed: %s)", keyPath(path, k.Value), suggest.Key(k.Value, yamlNames(t)),
 					strings.Join(yamlNames(t), ", "))
 				continue
 			}
@@ -152,51 +154,6 @@ func yamlName(f reflect.StructField) string {
 		return strings.ToLower(f.Name)
 	}
 	return name
-}
-
-// suggest returns `; did you mean "x"?` for the allowed key closest to
-// key, when one is a likely misspelling of it (at most two edits away, or
-// a prefix of it or the other way round).
-func suggest(key string, allowed []string) string {
-	best, bestDist := "", 3
-	lower := strings.ToLower(key)
-	for _, a := range allowed {
-		d := editDistance(lower, a)
-		if strings.HasPrefix(a, lower) || strings.HasPrefix(lower, a) {
-			d = min(d, 2) // a shortened or lengthened key
-		}
-		if d < bestDist {
-			best, bestDist = a, d
-		}
-	}
-	if best == "" || len(key) < 3 {
-		return ""
-	}
-	return fmt.Sprintf("; did you mean %q?", best)
-}
-
-// editDistance is the Levenshtein distance, for short keys.
-func editDistance(a, b string) int {
-	if len(a) > 64 || len(b) > 64 {
-		return 64
-	}
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 func keyPath(path, key string) string {
