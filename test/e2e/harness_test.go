@@ -179,3 +179,13 @@ func fixture(t *testing.T, name string) []byte {
 	t.Helper()
 	return fixtures.Read(t, name)
 }
+
+// startVLLM starts a fake vLLM on a free loopback port for the test.
+func startVLLM(t *testing.T, cfg fakevllm.Config) (*fakevllm.Server, string) {
+	t.Helper()
+	vllm := fakevllm.New(cfg)
+	url, err := vllm.Start("127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { vllm.Close() })
+	return vllm, url
+}

@@ -176,10 +176,7 @@ func TestRestartWithLedgerKeepsSpend(t *testing.T) {
 				mem = fmt.Sprintf("  memory: {snapshot_path: %q, snapshot_interval: 1h}", filepath.Join(t.TempDir(), "state.json"))
 			}
 			cfgPath := writeConfig(t, fmt.Sprintf(ledgerConfig, mem, dsn))
-			vllm := fakevllm.New(fakevllm.Config{PromptTokens: 1})
-			vllmURL, err := vllm.Start("127.0.0.1:0")
-			require.NoError(t, err)
-			t.Cleanup(func() { vllm.Close() })
+			_, vllmURL := startVLLM(t, fakevllm.Config{PromptTokens: 1})
 
 			first := startReplica(t, "first", cfgPath)
 			url := proxyFor(t, first.grpcAddr, vllmURL).URL()

@@ -73,10 +73,7 @@ func TestFourReplicasShareOneHardCap(t *testing.T) {
 	yaml := fmt.Sprintf(redisReplicaConfig, capNano.Fixed(9), "10m", redistest.SharedAddr, prefix, "fail_closed")
 	path := writeConfig(t, yaml)
 
-	vllm := fakevllm.New(fakevllm.Config{PromptTokens: 1, Latency: 5 * time.Millisecond})
-	vllmURL, err := vllm.Start("127.0.0.1:0")
-	require.NoError(t, err)
-	t.Cleanup(func() { vllm.Close() })
+	_, vllmURL := startVLLM(t, fakevllm.Config{PromptTokens: 1, Latency: 5 * time.Millisecond})
 
 	var urls []string
 	for i := range 4 {
@@ -148,10 +145,7 @@ func TestKilledReplicaReservationsExpire(t *testing.T) {
 	yaml := fmt.Sprintf(redisReplicaConfig, capNano.Fixed(9), "2s", redistest.SharedAddr, prefix, "fail_closed")
 	path := writeConfig(t, yaml)
 
-	vllm := fakevllm.New(fakevllm.Config{PromptTokens: 1, CompletionTokens: 1})
-	vllmURL, err := vllm.Start("127.0.0.1:0")
-	require.NoError(t, err)
-	t.Cleanup(func() { vllm.Close() })
+	_, vllmURL := startVLLM(t, fakevllm.Config{PromptTokens: 1, CompletionTokens: 1})
 	doomed := startReplica(t, "doomed", path)
 	survivor := startReplica(t, "survivor", path)
 	doomedURL := proxyFor(t, doomed.grpcAddr, vllmURL).URL()

@@ -54,10 +54,7 @@ exporters:
 // tokens, in the Prometheus metrics and in `spendguard report`.
 func TestReconciliationWithVLLM(t *testing.T) {
 	dsn := pgtest.NewDatabase(t)
-	vllm := fakevllm.New(fakevllm.Config{})
-	vllmURL, err := vllm.Start("127.0.0.1:0")
-	require.NoError(t, err)
-	t.Cleanup(func() { vllm.Close() })
+	vllm, vllmURL := startVLLM(t, fakevllm.Config{})
 	sg, err := app.Start(app.ServeOptions{
 		ConfigPath: writeConfig(t, fmt.Sprintf(reconcileConfig, dsn, vllmURL+"/metrics")),
 		GRPCAddr:   "127.0.0.1:0", AdminAddr: "127.0.0.1:0", LogLevel: "warn", LogOutput: testWriter{t}, ShutdownTimeout: 5 * time.Second,

@@ -83,10 +83,7 @@ func (r *outageReplica) send(t *testing.T) response {
 // themselves, and no reservation is left behind in Redis afterwards.
 func TestRedisStoppedMidLoad(t *testing.T) {
 	srv := redistest.Start(t, redistest.AOF()...)
-	vllm := fakevllm.New(fakevllm.Config{PromptTokens: 1, CompletionTokens: 10, Latency: 2 * time.Millisecond})
-	vllmURL, err := vllm.Start("127.0.0.1:0")
-	require.NoError(t, err)
-	t.Cleanup(func() { vllm.Close() })
+	_, vllmURL := startVLLM(t, fakevllm.Config{PromptTokens: 1, CompletionTokens: 10, Latency: 2 * time.Millisecond})
 	yaml := func(policy string) string {
 		return fmt.Sprintf(redisReplicaConfig, "1000", "2s", srv.Addr, "sg-outage:", policy)
 	}

@@ -48,10 +48,7 @@ func TestRestartWithSnapshotKeepsSpend(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.json")
 	yaml := fmt.Sprintf(snapshotConfig, path)
 	cfgPath := writeConfig(t, yaml)
-	vllm := fakevllm.New(fakevllm.Config{PromptTokens: 1})
-	vllmURL, err := vllm.Start("127.0.0.1:0")
-	require.NoError(t, err)
-	t.Cleanup(func() { vllm.Close() })
+	_, vllmURL := startVLLM(t, fakevllm.Config{PromptTokens: 1})
 
 	first := startReplica(t, "first", cfgPath)
 	url := proxyFor(t, first.grpcAddr, vllmURL).URL()
