@@ -3,21 +3,16 @@ package processor_test
 import (
 	"context"
 	"errors"
-	"net"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/spendguard/spendguard/budget"
 	"github.com/spendguard/spendguard/internal/config"
 	"github.com/spendguard/spendguard/internal/money"
-	"github.com/spendguard/spendguard/processor"
 	spendguardv1 "github.com/spendguard/spendguard/proto/spendguard/v1"
 )
 
@@ -60,19 +55,7 @@ func newFlakyHarness(t *testing.T, failOpen bool) (*harness, *flakyStore) {
 	snap := *cfg.Snapshot
 	snap.FailOpen = failOpen
 	store := &flakyStore{MemoryStore: budget.NewMemoryStore()}
-	h := &harness{t: t, cfg: cfg, reports: make(chan *spendguardv1.CostReport, 100)}
-	h.engine = budget.NewEngine(store, time.Now)
-	h.srv = processor.New(&snap, processor.Options{Budgets: h.engine, Reporter: chanReporter(h.reports)})
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	gs := grpc.NewServer()
-	extprocv3.RegisterExternalProcessorServer(gs, h.srv)
-	go func() { _ = gs.Serve(lis) }()
-	t.Cleanup(gs.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(t, err)
-	t.Cleanup(func() { conn.Close() })
-	h.client = extprocv3.NewExternalProcessorClient(conn)
+	h := serveHarness(t, cfg, &snap, store)
 	return h, store
 }
 

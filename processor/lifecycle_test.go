@@ -63,9 +63,16 @@ func newHarness(t *testing.T, yaml string) *harness {
 	t.Helper()
 	cfg, err := config.Parse([]byte(yaml))
 	require.NoError(t, err)
+	return serveHarness(t, cfg, cfg.Snapshot, budget.NewMemoryStore())
+}
+
+// serveHarness runs the processor with snap on store behind a real gRPC
+// server and connects a client to it.
+func serveHarness(t *testing.T, cfg *config.Compiled, snap *processor.Snapshot, store budget.Store) *harness {
+	t.Helper()
 	h := &harness{t: t, cfg: cfg, reports: make(chan *spendguardv1.CostReport, 100)}
-	h.engine = budget.NewEngine(budget.NewMemoryStore(), time.Now)
-	h.srv = processor.New(cfg.Snapshot, processor.Options{Budgets: h.engine, Reporter: chanReporter(h.reports)})
+	h.engine = budget.NewEngine(store, time.Now)
+	h.srv = processor.New(snap, processor.Options{Budgets: h.engine, Reporter: chanReporter(h.reports)})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	gs := grpc.NewServer()
