@@ -50,3 +50,31 @@ func BenchmarkParseRequestWorstCase(b *testing.B) {
 		_ = r.WorstCase(1024)
 	}
 }
+
+// loadgenChatBody is the body of the load generator's non-streaming chat
+// request (requestBody(false) in test/loadgen/messages.go), copied here so
+// that pricing does not import the load generator: 1 KiB, keys in the
+// order an OpenAI client writes them.
+func loadgenChatBody() []byte {
+	turn := strings.Repeat("Summarise the quarterly report in three bullet points. ", 2)
+	return []byte(`{"model":"meta-llama/Llama-3.1-70B-Instruct","messages":[` +
+		`{"role":"system","content":"You are a concise analyst. Answer in English, cite figures, and say when data is missing."},` +
+		`{"role":"user","content":"` + turn + `"},` +
+		`{"role":"assistant","content":"` + turn + turn + `"},` +
+		`{"role":"user","content":[{"type":"text","text":"` + turn + `"},` +
+		`{"type":"text","text":"Keep it under 50 words, and end with one open question for the team."}]}],` +
+		`"max_tokens":256,"temperature":0.2,"n":1}`)
+}
+
+// BenchmarkParseRequestChat1KiB is ParseRequest on the load generator's
+// request body, the one the end-to-end CPU profile measures.
+func BenchmarkParseRequestChat1KiB(b *testing.B) {
+	body := loadgenChatBody()
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ParseRequest(ChatCompletions, body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
