@@ -189,6 +189,62 @@ func BenchmarkObserveReport(b *testing.B) {
 	}
 }
 
+// BenchmarkObserveMessage is one request's four ext_proc messages.
+func BenchmarkObserveMessage(b *testing.B) {
+	m, err := metrics.New(nil)
+	require.NoError(b, err)
+	b.ReportAllocs()
+	for b.Loop() {
+		m.ObserveMessage("request_headers", 40*time.Microsecond)
+		m.ObserveMessage("request_body", 90*time.Microsecond)
+		m.ObserveMessage("response_headers", 20*time.Microsecond)
+		m.ObserveMessage("response_body", 60*time.Microsecond)
+	}
+}
+
+// BenchmarkObserveStore is one request's three store calls.
+func BenchmarkObserveStore(b *testing.B) {
+	m, err := metrics.New(nil)
+	require.NoError(b, err)
+	b.ReportAllocs()
+	for b.Loop() {
+		m.ObserveStore("reserve", 300*time.Microsecond, nil)
+		m.ObserveStore("usage", 200*time.Microsecond, nil)
+		m.ObserveStore("settle", 250*time.Microsecond, nil)
+	}
+}
+
+// nopStore answers every call at once, so that BenchmarkInstrumentedStore
+// measures the instrumentation alone (timing included).
+type nopStore struct{ budget.Store }
+
+func (nopStore) Reserve(context.Context, string, money.Nano, []budget.Item, time.Duration, time.Time) (budget.Outcome, error) {
+	return budget.Outcome{}, nil
+}
+
+func (nopStore) Settle(context.Context, string, money.Nano, []budget.Item, time.Time) error {
+	return nil
+}
+
+func (nopStore) Usage(context.Context, []budget.Item, time.Time) ([]budget.Counter, error) {
+	return nil, nil
+}
+
+// BenchmarkInstrumentedStore is one request's three store calls through
+// InstrumentStore, against a store that does nothing.
+func BenchmarkInstrumentedStore(b *testing.B) {
+	m, err := metrics.New(nil)
+	require.NoError(b, err)
+	s := m.InstrumentStore(nopStore{})
+	ctx, now := context.Background(), time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		_, _ = s.Reserve(ctx, "r", 1, nil, time.Minute, now)
+		_, _ = s.Usage(ctx, nil, now)
+		_ = s.Settle(ctx, "r", 1, nil, now)
+	}
+}
+
 // with returns a copy of labels with k set to v.
 func with(labels map[string]string, k, v string) map[string]string {
 	out := map[string]string{k: v}
