@@ -81,6 +81,8 @@ type Policies struct {
 	hasMax     bool
 	ttl        time.Duration
 	byPrefix   map[string]*Budget // keyPrefix → budget, for ParseCounterKey
+	keys       []string           // Dimensions: every match key, sorted
+	scopes     *scopeCache        // Applicable's recent results
 }
 
 // Budgets returns the budgets in configuration order.
@@ -188,6 +190,8 @@ func Compile(budgets []Config, limits Limits) (*Policies, error) {
 		return nil, errors.Join(errs...)
 	}
 	p.groups = groupBudgets(p.budgets)
+	p.keys = p.Dimensions()
+	p.scopes = newScopeCache()
 	p.byPrefix = make(map[string]*Budget, len(p.budgets))
 	for _, b := range p.budgets {
 		p.byPrefix[b.keyPrefix] = b

@@ -73,8 +73,12 @@ func groupBudgets(budgets []*Budget) []group {
 //
 // dims may be partial: a budget with a key missing from dims does not
 // apply. See ApplicableKnown for the request-headers phase.
+//
+// The result is shared with other callers that pass the same values
+// (recent results are cached): it and its scopes' Values must not be
+// modified. Appending to it copies it.
 func (p *Policies) Applicable(dims map[string]string) []Scope {
-	return p.applicable(dims, nil)
+	return p.lookup(dims, nil)
 }
 
 // ApplicableKnown is Applicable restricted to the budgets whose match keys
@@ -86,7 +90,16 @@ func (p *Policies) Applicable(dims map[string]string) []Scope {
 // key set out never changes which of the others apply. The body phase
 // then calls Applicable with all dimensions.
 func (p *Policies) ApplicableKnown(dims map[string]string, known func(key string) bool) []Scope {
-	return p.applicable(dims, known)
+	return p.lookup(dims, known)
+}
+
+// lookup is applicable through the scope cache when the policies have one
+// (a compiled Policies with at most maxCachedKeys match keys).
+func (p *Policies) lookup(dims map[string]string, known func(string) bool) []Scope {
+	if p == nil || p.scopes == nil || len(p.keys) > maxCachedKeys {
+		return p.applicable(dims, known)
+	}
+	return p.applicableCached(dims, known)
 }
 
 func (p *Policies) applicable(dims map[string]string, known func(string) bool) []Scope {
