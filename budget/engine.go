@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -54,6 +55,32 @@ type Reservation struct {
 	settled atomic.Bool
 }
 
+// usageItems holds the item slices of Usage calls, which the store does
+// not keep (Store contract): the request-headers check then allocates
+// none.
+var usageItems = sync.Pool{New: func() any { return new([]Item) }}
+
+// inlineItems is how many items a Reservation holds without a second
+// allocation: more than most requests have budgets.
+const inlineItems = 4
+
+// newReservation returns a Reservation whose Items (empty) have room for n
+// items, in one allocation when n is small.
+func newReservation(n int) *Reservation {
+	if n == 0 {
+		return &Reservation{}
+	}
+	if n > inlineItems {
+		return &Reservation{Items: make([]Item, 0, n)}
+	}
+	r := &struct {
+		res   Reservation
+		items [inlineItems]Item
+	}{}
+	r.res.Items = r.items[:0:n]
+	return &r.res
+}
+
 // Exhausted is the request-headers check: it returns a Rejection for the
 // first scope whose committed+reserved has reached its hard cap, unless
 // the budget still serves the model. model may be "" (not known yet): a
@@ -78,8 +105,12 @@ func (e *Engine) Exhausted(ctx context.Context, scopes []Scope, model string) (*
 	if len(cand) == 0 {
 		return nil, nil
 	}
-	items := e.keys.items(cand, model, now)
+	buf := usageItems.Get().(*[]Item)
+	items := e.keys.appendItems((*buf)[:0], cand, model, now)
 	counters, err := e.store.Usage(ctx, items, now)
+	clear(items)
+	*buf = items[:0]
+	usageItems.Put(buf)
 	if err != nil {
 		return nil, fmt.Errorf("budget usage: %w", err)
 	}
@@ -178,7 +209,8 @@ func (e *Engine) reserve(ctx context.Context, p *Policies, scopes []Scope, model
 		return nil, nil, nil, fmt.Errorf("budget reserve: negative amount %v", amount)
 	}
 	now := e.now()
-	res := &Reservation{ID: id, Amount: amount, Scopes: scopes}
+	res := newReservation(len(scopes))
+	res.ID, res.Amount, res.Scopes = id, amount, scopes
 	if len(scopes) == 0 {
 		return res, nil, nil, nil
 	}
@@ -186,7 +218,7 @@ func (e *Engine) reserve(ctx context.Context, p *Policies, scopes []Scope, model
 	if p != nil {
 		ttl = p.ttl
 	}
-	res.Items = e.keys.items(scopes, model, now)
+	res.Items = e.keys.appendItems(res.Items, scopes, model, now)
 	out, err := e.store.Reserve(ctx, id, amount, res.Items, ttl, now)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("budget reserve: %w", err)

@@ -58,9 +58,13 @@ func (c *keyCache) item(s Scope, model string, now time.Time) Item {
 
 // items is itemsFor through the cache.
 func (c *keyCache) items(scopes []Scope, model string, now time.Time) []Item {
-	items := make([]Item, len(scopes))
-	for i, s := range scopes {
-		items[i] = c.item(s, model, now)
+	return c.appendItems(make([]Item, 0, len(scopes)), scopes, model, now)
+}
+
+// appendItems appends the items of scopes to dst.
+func (c *keyCache) appendItems(dst []Item, scopes []Scope, model string, now time.Time) []Item {
+	for _, s := range scopes {
+		dst = append(dst, c.item(s, model, now))
 	}
-	return items
+	return dst
 }

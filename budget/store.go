@@ -23,6 +23,10 @@ import (
 // has passed (now >= reserve time + ttl): from then on it no longer counts
 // in Reserved, so the reservations of a crashed replica stop blocking
 // traffic by themselves.
+//
+// A Store must not keep the items slice it is given after the call
+// returns (the strings in it are immutable and may be kept): callers reuse
+// it.
 type Store interface {
 	// Reserve checks every item and, only if none blocks, records amount
 	// as reserved under id on the Key of every item (all or nothing).
