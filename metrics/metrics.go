@@ -59,6 +59,7 @@ type Metrics struct {
 	lastReload prometheus.Gauge
 	exporters  *exporterCollector
 	drift      *driftMetrics
+	hot        hotSeries // messages and store series, resolved once
 }
 
 // New returns Metrics whose per-request and per-scope series are labelled
@@ -130,6 +131,7 @@ func New(labelDimensions []string) (*Metrics, error) {
 		Namespace: Namespace, Name: "config_last_reload_success_timestamp_seconds",
 		Help: "Unix time of the last successful configuration load.",
 	})
+	m.hot = newHotSeries(m.messages, m.store)
 	m.exporters = &exporterCollector{}
 	m.drift = newDriftMetrics(m.reg)
 	m.reg.MustRegister(m.requests, m.spend, m.unmetered, m.tokens, m.remaining, m.spent, m.limit,
@@ -173,9 +175,15 @@ func (m *Metrics) Handler() http.Handler {
 
 // ObserveMessage records how long spendguard took to answer one ext_proc
 // message. phase must come from a small fixed set; the processor uses
-// request_headers, request_body, response_headers, response_body.
+// request_headers, request_body, response_headers, response_body (and
+// trailers), whose series are resolved once; another phase costs a
+// lookup per call.
 func (m *Metrics) ObserveMessage(phase string, d time.Duration) {
 	if m == nil {
+		return
+	}
+	if i := phaseIndex(phase); i >= 0 {
+		m.hot.messages[i].Observe(d.Seconds())
 		return
 	}
 	m.messages.WithLabelValues(phase).Observe(d.Seconds())
@@ -183,8 +191,14 @@ func (m *Metrics) ObserveMessage(phase string, d time.Duration) {
 
 // ObserveStore records one budget store call. op is the Store method in
 // lower case (reserve, settle, usage); err decides result="ok"|"error".
+// The series of those operations are resolved once; another op costs a
+// lookup per call.
 func (m *Metrics) ObserveStore(op string, d time.Duration, err error) {
 	if m == nil {
+		return
+	}
+	if i := opIndex(op); i >= 0 {
+		m.observeStore(i, d, err)
 		return
 	}
 	result := "ok"
@@ -192,6 +206,15 @@ func (m *Metrics) ObserveStore(op string, d time.Duration, err error) {
 		result = "error"
 	}
 	m.store.WithLabelValues(op, result).Observe(d.Seconds())
+}
+
+// observeStore is ObserveStore for a known operation, by index.
+func (m *Metrics) observeStore(op int, d time.Duration, err error) {
+	result := 0
+	if err != nil {
+		result = 1
+	}
+	m.hot.store[op][result].Observe(d.Seconds())
 }
 
 // AddReservationsInFlight moves the reservations-in-flight gauge: +1 when

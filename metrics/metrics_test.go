@@ -279,3 +279,26 @@ func sample(text, name string, labels map[string]string) string {
 	}
 	return ""
 }
+
+// Must show: the series resolved up front for the known phases and store
+// operations appear only once observed, as with a lookup per call, and a
+// phase or operation outside them still gets its series.
+func TestMessageAndStoreSeriesAppearWhenObserved(t *testing.T) {
+	m, err := metrics.New(nil)
+	require.NoError(t, err)
+	assert.NotContains(t, scrape(t, m), "spendguard_extproc_message_duration_seconds_count")
+	assert.NotContains(t, scrape(t, m), "spendguard_store_operation_duration_seconds_count")
+
+	m.ObserveMessage("trailers", time.Millisecond)
+	m.ObserveMessage("trailers", time.Millisecond)
+	m.ObserveMessage("other_phase", time.Millisecond)
+	m.ObserveStore("settle", time.Millisecond, errors.New("down"))
+	m.ObserveStore("compact", time.Millisecond, nil)
+	text := scrape(t, m)
+	const msg, store = "spendguard_extproc_message_duration_seconds_count", "spendguard_store_operation_duration_seconds_count"
+	assert.Equal(t, "2", sample(text, msg, map[string]string{"phase": "trailers"}))
+	assert.Equal(t, "1", sample(text, msg, map[string]string{"phase": "other_phase"}))
+	assert.Equal(t, "1", sample(text, store, map[string]string{"operation": "settle", "result": "error"}))
+	assert.Equal(t, "1", sample(text, store, map[string]string{"operation": "compact", "result": "ok"}))
+	assert.Equal(t, 4, strings.Count(text, msg+"{")+strings.Count(text, store+"{"), "no series for what was not observed:\n%s", text)
+}

@@ -29,6 +29,9 @@ type idempotentTimedStore struct{ timedStore }
 
 func (idempotentTimedStore) SettleIsIdempotent() {}
 
+// timedStore times each call with time.Now before it and time.Since
+// after: the least a duration needs, since time.Since reads only the
+// monotonic clock. The series it observes are resolved once (observeStore).
 type timedStore struct {
 	budget.Store
 	m *Metrics
@@ -37,20 +40,20 @@ type timedStore struct {
 func (t timedStore) Reserve(ctx context.Context, id string, amount money.Nano, items []budget.Item, ttl time.Duration, now time.Time) (budget.Outcome, error) {
 	start := time.Now()
 	out, err := t.Store.Reserve(ctx, id, amount, items, ttl, now)
-	t.m.ObserveStore("reserve", time.Since(start), err)
+	t.m.observeStore(opReserve, time.Since(start), err)
 	return out, err
 }
 
 func (t timedStore) Settle(ctx context.Context, id string, actual money.Nano, items []budget.Item, now time.Time) error {
 	start := time.Now()
 	err := t.Store.Settle(ctx, id, actual, items, now)
-	t.m.ObserveStore("settle", time.Since(start), err)
+	t.m.observeStore(opSettle, time.Since(start), err)
 	return err
 }
 
 func (t timedStore) Usage(ctx context.Context, items []budget.Item, now time.Time) ([]budget.Counter, error) {
 	start := time.Now()
 	out, err := t.Store.Usage(ctx, items, now)
-	t.m.ObserveStore("usage", time.Since(start), err)
+	t.m.observeStore(opUsage, time.Since(start), err)
 	return out, err
 }
