@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
@@ -44,9 +45,9 @@ var (
 )
 
 // headersAnswer is an answer to the response headers that sets a few
-// headers, built in one allocation: the answer, its header options and
-// their values (spendguard sets at most three). It lives until Send
-// returns.
+// headers, in one block: the answer, its header options and their values
+// (spendguard sets at most three). Blocks are pooled: the stream returns
+// its block once Send has marshalled the answer (putHeadersAnswer).
 type headersAnswer struct {
 	resp   extprocv3.ProcessingResponse
 	oneof  extprocv3.ProcessingResponse_ResponseHeaders
@@ -60,14 +61,24 @@ type headersAnswer struct {
 	used   int
 }
 
+var headersAnswers = sync.Pool{New: func() any { return new(headersAnswer) }}
+
+// newHeadersAnswer returns an empty answer from the pool.
 func newHeadersAnswer() *headersAnswer {
-	a := &headersAnswer{}
+	a := headersAnswers.Get().(*headersAnswer)
 	a.mut.SetHeaders = a.ptrs[:0]
 	a.common.HeaderMutation = &a.mut
 	a.hr.Response = &a.common
 	a.oneof.ResponseHeaders = &a.hr
 	a.resp.Response = &a.oneof
 	return a
+}
+
+// putHeadersAnswer returns a to the pool, cleared (protobuf messages keep
+// internal state, such as their cached size, that must not carry over).
+func putHeadersAnswer(a *headersAnswer) {
+	*a = headersAnswer{}
+	headersAnswers.Put(a)
 }
 
 // set adds an overwriting header; value appends the value to its

@@ -43,6 +43,7 @@ func (st *stream) onResponseHeaders(ctx context.Context, h *extprocv3.HttpHeader
 		return answerResponseHeaders
 	}
 	a := newHeadersAnswer()
+	st.headersAns = a
 	if res.HasRemaining {
 		a.set(hdrRemaining, func(b []byte) []byte { return res.Remaining.AppendFixed(b, 6) })
 		a.setString(hdrBudget, res.RemainingBudget)

@@ -147,6 +147,10 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 			return status.Error(codes.InvalidArgument, "spendguard: unexpected ext_proc message")
 		}
 		err = stream.Send(resp)
+		if st.headersAns != nil { // marshalled: back to its pool
+			putHeadersAnswer(st.headersAns)
+			st.headersAns = nil
+		}
 		took := time.Since(began)
 		st.procTime += took
 		if s.opts.Observer != nil {
