@@ -46,7 +46,9 @@ func (e Endpoint) String() string {
 func EndpointForPath(path string) (Endpoint, bool) {
 	path, _, _ = strings.Cut(path, "?")
 	if strings.IndexByte(path, '%') >= 0 {
-		decoded, err := url.PathUnescape(path)
+		// A copy: PathUnescape's errors keep their argument, which would
+		// make every caller's path escape to the heap.
+		decoded, err := url.PathUnescape(strings.Clone(path))
 		if err != nil {
 			return 0, false
 		}
