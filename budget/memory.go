@@ -46,6 +46,7 @@ type memReservation struct {
 	amount  money.Nano
 	expires time.Time
 	index   int // position in the heap
+	inline  [inlineItems]string
 }
 
 // NewMemoryStore returns an empty MemoryStore.
@@ -82,11 +83,15 @@ func (m *MemoryStore) Reserve(ctx context.Context, id string, amount money.Nano,
 	if !out.OK() {
 		return out, nil
 	}
-	r := &memReservation{id: id, keys: make([]string, len(items)), amount: amount, expires: now.Add(ttl)}
+	r := &memReservation{id: id, amount: amount, expires: now.Add(ttl)}
+	r.keys = r.inline[:0]
+	if len(items) > len(r.inline) {
+		r.keys = make([]string, 0, len(items))
+	}
 	for i, it := range items {
 		c := m.counter(it)
 		c.Reserved = money.Add(c.Reserved, amount)
-		r.keys[i] = it.Key
+		r.keys = append(r.keys, it.Key)
 		out.Counters[i].Reserved = money.Add(out.Counters[i].Reserved, amount)
 	}
 	m.live[id] = r
