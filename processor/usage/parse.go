@@ -1,6 +1,7 @@
 package usage
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -31,51 +32,101 @@ func ParseUsageObject(obj []byte) (pricing.Usage, error) {
 // ParseUsageDetails is ParseUsageObject that also returns the informational
 // counts.
 func ParseUsageDetails(obj []byte) (pricing.Usage, Details, error) {
-	var buf [5][8]jsonscan.Member // the usage object and its four details objects, read in place
-	top, ok, err := object(obj, "usage", buf[0][:0])
-	if err != nil {
-		return pricing.Usage{}, Details{}, err
-	}
-	if !ok {
+	obj = trimSpace(obj)
+	if len(obj) == 0 || string(obj) == "null" {
 		return pricing.Usage{}, Details{}, errUsageNotObject
 	}
-	promptDetails, _, err := object(top.Get("prompt_tokens_details"), "prompt_tokens_details", buf[1][:0])
+	if obj[0] != '{' {
+		return pricing.Usage{}, Details{}, fmt.Errorf("%w: usage is not an object", ErrUsage)
+	}
+	if !jsonscan.Valid(obj) {
+		var m map[string]json.RawMessage
+		err := json.Unmarshal(obj, &m) // for encoding/json's account of the error
+		return pricing.Usage{}, Details{}, fmt.Errorf("%w: usage: %w", ErrUsage, err)
+	}
+	return parseValidUsage(obj)
+}
+
+// The members of a usage object that are read, indexes into usageKeys.
+const (
+	kPrompt = iota
+	kInput
+	kCompletion
+	kOutput
+	kTotal
+	kPromptDetails
+	kInputDetails
+	kCompletionDetails
+	kOutputDetails
+	nUsageKeys
+)
+
+var usageKeys = [nUsageKeys]string{
+	kPrompt:            "prompt_tokens",
+	kInput:             "input_tokens",
+	kCompletion:        "completion_tokens",
+	kOutput:            "output_tokens",
+	kTotal:             "total_tokens",
+	kPromptDetails:     "prompt_tokens_details",
+	kInputDetails:      "input_tokens_details",
+	kCompletionDetails: "completion_tokens_details",
+	kOutputDetails:     "output_tokens_details",
+}
+
+// parseValidUsage is ParseUsageDetails for an object that is known to be
+// valid JSON with no space around it, such as a JSONScanner's capture. One
+// walk over its members collects the last value of each key it reads; the
+// checks then run in a fixed order, so the first error reported does not
+// depend on the order of the members.
+func parseValidUsage(obj []byte) (pricing.Usage, Details, error) {
+	var v [nUsageKeys][]byte // nil: absent
+	for m := newMemberWalk(obj); ; {
+		key, value, ok := m.next()
+		if !ok {
+			break
+		}
+		if k := usageKeyIndex(key); k >= 0 {
+			v[k] = value
+		}
+	}
+
+	promptCached, err := detailsCount(v[kPromptDetails], "prompt_tokens_details", "cached_tokens")
 	if err != nil {
 		return pricing.Usage{}, Details{}, err
 	}
-	inputDetails, _, err := object(top.Get("input_tokens_details"), "input_tokens_details", buf[2][:0])
+	inputCached, err := detailsCount(v[kInputDetails], "input_tokens_details", "cached_tokens")
 	if err != nil {
 		return pricing.Usage{}, Details{}, err
 	}
-	completionDetails, _, err := object(top.Get("completion_tokens_details"), "completion_tokens_details", buf[3][:0])
+	completionReasoning, err := detailsCount(v[kCompletionDetails], "completion_tokens_details", "reasoning_tokens")
 	if err != nil {
 		return pricing.Usage{}, Details{}, err
 	}
-	outputDetails, _, err := object(top.Get("output_tokens_details"), "output_tokens_details", buf[4][:0])
+	outputReasoning, err := detailsCount(v[kOutputDetails], "output_tokens_details", "reasoning_tokens")
 	if err != nil {
 		return pricing.Usage{}, Details{}, err
 	}
 
-	prompt, hasPrompt, err := either(top, field{"", "prompt_tokens"}, top, field{"", "input_tokens"})
+	prompt, hasPrompt, err := either(v[kPrompt], field{"", "prompt_tokens"}, v[kInput], field{"", "input_tokens"})
 	if err != nil {
 		return pricing.Usage{}, Details{}, err
 	}
-	completion, _, err := either(top, field{"", "completion_tokens"}, top, field{"", "output_tokens"})
+	completion, _, err := either(v[kCompletion], field{"", "completion_tokens"}, v[kOutput], field{"", "output_tokens"})
 	if err != nil {
 		return pricing.Usage{}, Details{}, err
 	}
-	if _, _, err := (field{"", "total_tokens"}).count(top); err != nil {
+	if _, _, err := (field{"", "total_tokens"}).count(v[kTotal]); err != nil {
 		return pricing.Usage{}, Details{}, err
 	}
 	cached, _, err := either(
-		promptDetails, field{"prompt_tokens_details.", "cached_tokens"},
-		inputDetails, field{"input_tokens_details.", "cached_tokens"})
+		promptCached, field{"prompt_tokens_details.", "cached_tokens"},
+		inputCached, field{"input_tokens_details.", "cached_tokens"})
 	if err != nil {
 		return pricing.Usage{}, Details{}, err
 	}
 	reasoning, _, err := either(
-		completionDetails, field{"completion_tokens_details.", "reasoning_tokens"},
-		outputDetails, field{"output_tokens_details.", "reasoning_tokens"})
+		completionReasoning, field{"completion_tokens_details.", "reasoning_tokens"},
+		outputReasoning, field{"output_tokens_details.", "reasoning_tokens"})
 	if err != nil {
 		return pricing.Usage{}, Details{}, err
 	}
@@ -89,22 +140,72 @@ func ParseUsageDetails(obj []byte) (pricing.Usage, Details, error) {
 	return u, Details{Reasoning: reasoning}, nil
 }
 
-// object reads raw as a JSON object, in place into buf's storage; ok is
-// false for absent (nil) and null.
-func object(raw []byte, name string, buf jsonscan.Object) (o jsonscan.Object, ok bool, err error) {
-	raw = trimSpace(raw)
-	if len(raw) == 0 || string(raw) == "null" {
-		return nil, false, nil
+// usageKeyIndex returns the index in usageKeys of a key as written (escapes
+// not decoded), -1 for a key that is not read.
+func usageKeyIndex(key []byte) int {
+	for k, name := range usageKeys {
+		if string(key) == name {
+			return k
+		}
+	}
+	if bytes.IndexByte(key, '\\') >= 0 { // rare: decode it
+		for k, name := range usageKeys {
+			if jsonscan.KeyIs(key, name) {
+				return k
+			}
+		}
+	}
+	return -1
+}
+
+// detailsCount returns the value of the last member named key of the
+// details object raw (valid JSON, or nil when absent); nil when raw is
+// absent or null, or has no such member.
+func detailsCount(raw []byte, name, key string) ([]byte, error) {
+	if raw == nil || string(raw) == "null" {
+		return nil, nil
 	}
 	if raw[0] != '{' {
-		return nil, false, fmt.Errorf("%w: %s is not an object", ErrUsage, name)
+		return nil, fmt.Errorf("%w: %s is not an object", ErrUsage, name)
 	}
-	if !jsonscan.Valid(raw) {
-		var m map[string]json.RawMessage
-		err := json.Unmarshal(raw, &m) // for encoding/json's account of the error
-		return nil, false, fmt.Errorf("%w: %s: %w", ErrUsage, name, err)
+	var last []byte
+	for m := newMemberWalk(raw); ; {
+		k, value, ok := m.next()
+		if !ok {
+			return last, nil
+		}
+		if jsonscan.KeyIs(k, key) {
+			last = value
+		}
 	}
-	return jsonscan.Members(raw, buf), true, nil
+}
+
+// memberWalk walks the members of a valid JSON object in document order.
+type memberWalk struct {
+	b []byte
+	i int // at the next key's quote, or at the closing brace
+}
+
+// newMemberWalk starts a walk of the valid object b (starting with '{').
+func newMemberWalk(b []byte) memberWalk { return memberWalk{b: b, i: jsonscan.SkipSpace(b, 1)} }
+
+// next returns the next member's key as written (without its quotes,
+// escapes not decoded) and its value; ok is false after the last member.
+func (m *memberWalk) next() (key, value []byte, ok bool) {
+	b, i := m.b, m.i
+	if b[i] == '}' {
+		return nil, nil, false
+	}
+	kend := jsonscan.SkipValue(b, i)
+	key = b[i+1 : kend-1]
+	i = jsonscan.SkipSpace(b, jsonscan.SkipSpace(b, kend)+1) // past the colon
+	vend := jsonscan.SkipValue(b, i)
+	value = b[i:vend]
+	if i = jsonscan.SkipSpace(b, vend); b[i] == ',' {
+		i = jsonscan.SkipSpace(b, i+1)
+	}
+	m.i = i
+	return key, value, true
 }
 
 // field names one count: key in its object, reached by path.
@@ -113,14 +214,14 @@ type field struct {
 	key  string
 }
 
-// either reads a quantity that may be given as a, b or both; when both are
-// given they must be equal.
-func either(ma jsonscan.Object, a field, mb jsonscan.Object, b field) (int64, bool, error) {
-	va, oka, err := a.count(ma)
+// either reads a quantity that may be given as a, b or both (raw values,
+// nil when absent); when both are given they must be equal.
+func either(ra []byte, a field, rb []byte, b field) (int64, bool, error) {
+	va, oka, err := a.count(ra)
 	if err != nil {
 		return 0, false, err
 	}
-	vb, okb, err := b.count(mb)
+	vb, okb, err := b.count(rb)
 	if err != nil {
 		return 0, false, err
 	}
@@ -133,20 +234,15 @@ func either(ma jsonscan.Object, a field, mb jsonscan.Object, b field) (int64, bo
 	return vb, okb, nil
 }
 
-// count reads the field of m as a token count. Absent and null give
-// ok=false.
-func (f field) count(m jsonscan.Object) (n int64, ok bool, err error) {
-	member, present := m.Lookup(f.key)
-	raw := trimSpace(member.Value)
-	if !present || string(raw) == "null" {
+// count reads raw, the value of the field (nil when absent), as a token
+// count. Absent and null give ok=false.
+func (f field) count(raw []byte) (n int64, ok bool, err error) {
+	if raw == nil || string(raw) == "null" {
 		return 0, false, nil
-	}
-	if len(raw) == 0 {
-		return 0, false, fmt.Errorf("%w: %s%s is empty", ErrUsage, f.path, f.key)
 	}
 	for _, c := range raw {
 		if !isDigit(c) {
-			return 0, false, fmt.Errorf("%w: %s%s is %.32s, not a non-negative integer", ErrUsage, f.path, f.key, string(raw))
+			return 0, false, f.notCount(raw)
 		}
 		d := int64(c - '0')
 		if n > (math.MaxInt64-d)/10 {
@@ -155,6 +251,10 @@ func (f field) count(m jsonscan.Object) (n int64, ok bool, err error) {
 		n = n*10 + d
 	}
 	return n, true, nil
+}
+
+func (f field) notCount(raw []byte) error {
+	return fmt.Errorf("%w: %s%s is %.32s, not a non-negative integer", ErrUsage, f.path, f.key, string(raw))
 }
 
 func trimSpace(b []byte) []byte {

@@ -419,8 +419,11 @@ func (s *JSONScanner) appendCapture(b []byte) bool {
 	return true
 }
 
+// decodeCapture decodes the captured usage object. The scanner has checked
+// every byte of it, so it is valid JSON and ParseUsageDetails's own check is
+// skipped.
 func (s *JSONScanner) decodeCapture() {
-	u, d, err := ParseUsageDetails(s.buf)
+	u, d, err := parseValidUsage(s.buf)
 	if err != nil {
 		s.occ, s.usageErr = occFailed, err
 		return
