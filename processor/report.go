@@ -73,17 +73,20 @@ func (st *stream) reportWith(o outcome, decision spendguardv1.Decision, reason, 
 		dr.ReportDetailed(rep, d)
 		return
 	}
-	scopes, srv := st.scopes, st.srv
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), srv.opts.SettleTimeout)
-		defer cancel()
-		states, err := srv.opts.Budgets.Status(ctx, scopes)
-		if err != nil {
-			srv.opts.Log.Warn("reading budget states for alerts failed", zap.String("request_id", rep.GetRequestId()), zap.Error(err))
-		}
-		d.Budgets = states
-		dr.ReportDetailed(rep, d)
-	}()
+	go st.srv.reportWithBudgets(dr, rep, d, st.scopes)
+}
+
+// reportWithBudgets reads the budget states of scopes and then reports;
+// it runs in its own goroutine, so the store call never delays an answer.
+func (srv *Server) reportWithBudgets(dr DetailedReporter, rep *spendguardv1.CostReport, d Details, scopes []budget.Scope) {
+	ctx, cancel := context.WithTimeout(context.Background(), srv.opts.SettleTimeout)
+	defer cancel()
+	states, err := srv.opts.Budgets.Status(ctx, scopes)
+	if err != nil {
+		srv.opts.Log.Warn("reading budget states for alerts failed", zap.String("request_id", rep.GetRequestId()), zap.Error(err))
+	}
+	d.Budgets = states
+	dr.ReportDetailed(rep, d)
 }
 
 // costReport builds the CostReport of the stream, its timestamps and
