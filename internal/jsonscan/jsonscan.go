@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -218,12 +219,10 @@ func validNumber(b []byte, i int) int {
 // bytes at a time (the test may flag a plain byte, never miss one that is
 // not; the byte loop then decides).
 func PlainRun(b []byte) int {
-	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	zero := func(v uint64) uint64 { return (v - ones) & ^v & highs }
 	i := 0
 	for ; i+8 <= len(b); i += 8 {
 		v := binary.LittleEndian.Uint64(b[i:])
-		if zero(v^(ones*'"'))|zero(v^(ones*'\\'))|((v-ones*0x20) & ^v & highs) != 0 {
+		if zeroBytes(v^(ones*'"'))|zeroBytes(v^(ones*'\\'))|(v-ones*0x20)&^v&highs != 0 {
 			break
 		}
 	}
@@ -232,6 +231,13 @@ func PlainRun(b []byte) int {
 	}
 	return i
 }
+
+// Eight bytes at a time: ones*c repeats byte c in each byte of a word.
+const ones, highs = 0x0101010101010101, 0x8080808080808080
+
+// zeroBytes is not 0 when a byte of v is 0: it sets the high bit of the
+// first such byte (and possibly of later ones; no others).
+func zeroBytes(v uint64) uint64 { return (v - ones) & ^v & highs }
 
 func digits(b []byte, i int) int {
 	for i < len(b) && isDigit(b[i]) {
@@ -325,9 +331,16 @@ type Object []Member
 
 // Members appends the members of the object b (starting with '{') to dst.
 func Members(b []byte, dst Object) Object {
+	dst, _ = MembersEnd(b, dst)
+	return dst
+}
+
+// MembersEnd is Members that also returns the end of the object: the
+// index just past its closing brace. b may go on after the object.
+func MembersEnd(b []byte, dst Object) (Object, int) {
 	i := SkipSpace(b, 1)
 	if b[i] == '}' {
-		return dst
+		return dst, i + 1
 	}
 	for {
 		kend := skipString(b, i)
@@ -337,7 +350,7 @@ func Members(b []byte, dst Object) Object {
 		dst = append(dst, Member{Key: key, Value: b[i:vend], Offset: i})
 		i = SkipSpace(b, vend)
 		if b[i] == '}' {
-			return dst
+			return dst, i + 1
 		}
 		i = SkipSpace(b, i+1)
 	}
@@ -372,22 +385,55 @@ func (o Object) Unique(i int) bool {
 // KeyIs reports whether a key as written decodes to name, which is
 // ASCII: a key without escapes matches it byte for byte (a byte that is
 // not UTF-8 would decode to U+FFFD, which name does not hold either).
+//
+// The lengths settle most keys: decoding makes a key shorter (an escape
+// stands for fewer bytes than it takes) or leaves it as it is, unless it
+// holds bytes that are not UTF-8, and those never decode to ASCII. So a
+// key shorter than name does not match, and one as long as name matches
+// only when it is name itself, without escapes.
 func KeyIs(raw []byte, name string) bool {
-	if bytes.IndexByte(raw, '\\') < 0 {
-		return string(raw) == name
+	switch {
+	case len(raw) < len(name):
+		return false
+	case len(raw) == len(name):
+		return string(raw) == name && strings.IndexByte(name, '\\') < 0
 	}
-	return decodeKey(raw) == name
+	return bytes.IndexByte(raw, '\\') >= 0 && decodeKey(raw) == name
 }
 
 // sameKey reports whether two keys as written decode to the same name.
 func sameKey(a, b []byte) bool {
-	if plainKey(a) && plainKey(b) {
-		return bytes.Equal(a, b)
+	if bytes.Equal(a, b) {
+		return true
+	}
+	if Verbatim(a) && Verbatim(b) {
+		return false
 	}
 	return decodeKey(a) == decodeKey(b)
 }
 
-func plainKey(k []byte) bool { return bytes.IndexByte(k, '\\') < 0 && utf8.Valid(k) }
+// Verbatim reports whether the contents of a JSON string (the bytes
+// between its quotes) decode to themselves: no escape, and valid UTF-8.
+// It tests eight bytes at a time for a backslash or a byte that is not
+// ASCII; only a string that has one needs a closer look.
+func Verbatim(s []byte) bool {
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		v := binary.LittleEndian.Uint64(s[i:])
+		if (v|zeroBytes(v^(ones*'\\')))&highs != 0 {
+			break
+		}
+	}
+	for ; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\\':
+			return false
+		case c >= utf8.RuneSelf:
+			return bytes.IndexByte(s[i:], '\\') < 0 && utf8.Valid(s[i:])
+		}
+	}
+	return true
+}
 
 func decodeKey(raw []byte) string {
 	s, _ := String(append(append([]byte{'"'}, raw...), '"'))
@@ -402,7 +448,7 @@ func String(raw []byte) (string, bool) {
 	if len(raw) < 2 || raw[0] != '"' {
 		return "", false
 	}
-	if inner := raw[1 : len(raw)-1]; bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
+	if inner := raw[1 : len(raw)-1]; Verbatim(inner) {
 		return string(inner), true
 	}
 	var s string
@@ -426,11 +472,28 @@ func (e *Elements) Next() ([]byte, bool) {
 	if e.i >= len(e.b) || e.b[e.i] == ']' {
 		return nil, false
 	}
-	end := SkipValue(e.b, e.i)
+	return e.take(SkipValue(e.b, e.i)), true
+}
+
+// NextObject is Next, and when the value is an object (its first byte is
+// '{') it also appends the object's members to dst, in the same pass that
+// finds the object's end; members is dst when the value is not an object.
+func (e *Elements) NextObject(dst Object) (v []byte, members Object, ok bool) {
+	if e.i >= len(e.b) || e.b[e.i] != '{' {
+		v, ok = e.Next()
+		return v, dst, ok
+	}
+	members, n := MembersEnd(e.b[e.i:], dst)
+	return e.take(e.i + n), members, true
+}
+
+// take returns the value that ends at end and moves past it and the comma
+// after it.
+func (e *Elements) take(end int) []byte {
 	v := e.b[e.i:end]
 	e.i = SkipSpace(e.b, end)
 	if e.i < len(e.b) && e.b[e.i] == ',' {
 		e.i = SkipSpace(e.b, e.i+1)
 	}
-	return v, true
+	return v
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 )
@@ -130,4 +131,74 @@ func TestPlainRun(t *testing.T) {
 			b[pos] = saved
 		}
 	}
+}
+
+// FuzzKeys checks KeyIs, sameKey (through Unique) and Verbatim against
+// what encoding/json decodes, on keys that are valid JSON strings.
+func FuzzKeys(f *testing.F) {
+	for _, k := range []string{"content", `con\u0074ent`, "r\u00e9le", "ro\xffle", `a\nb`, `\ud800`, "\xef\xbf\xbd", "\xff", `\\`, "", "a\\\\b"} {
+		f.Add([]byte(k), []byte("content"))
+	}
+	f.Fuzz(func(t *testing.T, a, b []byte) {
+		qa, qb := append(append([]byte{'"'}, a...), '"'), append(append([]byte{'"'}, b...), '"')
+		if !Valid(qa) || !Valid(qb) {
+			return
+		}
+		var da, db string
+		if json.Unmarshal(qa, &da) != nil || json.Unmarshal(qb, &db) != nil {
+			t.Fatalf("%q or %q does not decode", qa, qb)
+		}
+		assert.Equal(t, !strings.Contains(string(a), `\`) && utf8.Valid(a), Verbatim(a), "Verbatim(%q)", a)
+		o := Object{{Key: a}, {Key: b}}
+		assert.Equal(t, da != db, o.Unique(0), "%q and %q", a, b)
+		for _, name := range []string{"content", "role", "n", "", `a\b`, string(b)} {
+			if !isASCII(name) {
+				continue
+			}
+			assert.Equal(t, da == name, KeyIs(a, name), "KeyIs(%q, %q)", a, name)
+		}
+	})
+}
+
+func isASCII(s string) bool {
+	for i := range len(s) {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+// TestVerbatimLong puts a backslash or a byte that is not UTF-8 at every
+// position of a string longer than a word.
+func TestVerbatimLong(t *testing.T) {
+	b := []byte(strings.Repeat("plain é 中 text ", 3))
+	assert.True(t, Verbatim(b))
+	for pos := range b {
+		for _, c := range []byte{'\\', 0xff} {
+			saved := b[pos]
+			b[pos] = c
+			assert.False(t, Verbatim(b), "%#x at %d", c, pos)
+			b[pos] = saved
+		}
+	}
+}
+
+func TestNextObject(t *testing.T) {
+	b := []byte(`[ {"a":1, "b" : [{"c":2}]} , "x", {} ,{"d":"}"}]`)
+	e := NewElements(b)
+	var got []string
+	var members []Object
+	for {
+		v, o, ok := e.NextObject(nil)
+		if !ok {
+			break
+		}
+		got = append(got, string(v))
+		members = append(members, o)
+	}
+	assert.Equal(t, []string{`{"a":1, "b" : [{"c":2}]}`, `"x"`, `{}`, `{"d":"}"}`}, got)
+	assert.Equal(t, []Object{Members([]byte(got[0]), nil), nil, nil, Members([]byte(got[3]), nil)}, members)
+	_, end := MembersEnd([]byte(`{"a":{"b":[]}} ,{}`), nil)
+	assert.Equal(t, 14, end)
 }
