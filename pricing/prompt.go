@@ -41,11 +41,11 @@ func (c *counter) messageList(raw json.RawMessage) error {
 		return invalid("messages", "must be an array of messages")
 	}
 	for i := 0; ; i++ {
-		m, ok := list.Next()
+		m, obj, ok := list.NextObject(c.itemBuf[:0])
 		if !ok {
 			return nil
 		}
-		if err := c.item(where{list: "messages", i: i}, m); err != nil {
+		if err := c.item(where{list: "messages", i: i}, m, obj); err != nil {
 			return err
 		}
 	}
@@ -67,11 +67,11 @@ func (c *counter) responsesInput(raw json.RawMessage) error {
 		return invalid("input", "must be a string or an array of input items")
 	}
 	for i := 0; ; i++ {
-		it, ok := list.Next()
+		it, obj, ok := list.NextObject(c.itemBuf[:0])
 		if !ok {
 			return nil
 		}
-		if err := c.item(where{list: "input", i: i}, it); err != nil {
+		if err := c.item(where{list: "input", i: i}, it, obj); err != nil {
 			return err
 		}
 	}
@@ -80,10 +80,10 @@ func (c *counter) responsesInput(raw json.RawMessage) error {
 // item counts one chat message or Responses input item: its content by its
 // text, and every other field (role, name, tool_calls, arguments, output,
 // ...) by its JSON length, which is at least the length of the text a chat
-// template can render from it.
-func (c *counter) item(w where, raw json.RawMessage) error {
-	obj, ok := asObject(raw, c.itemBuf[:0])
-	if !ok {
+// template can render from it. obj is the members of raw, an element
+// read by jsonscan.Elements.NextObject.
+func (c *counter) item(w where, raw json.RawMessage, obj jsonscan.Object) error {
+	if raw[0] != '{' {
 		return invalid(w.String(), "must be an object")
 	}
 	c.messages++
@@ -103,9 +103,6 @@ func (c *counter) item(w where, raw json.RawMessage) error {
 	return nil
 }
 
-// textPartTypes are the content part types whose "text" is the prompt.
-var textPartTypes = map[string]bool{"text": true, "input_text": true, "output_text": true}
-
 // content counts a message content: a string, null, or an array of parts.
 func (c *counter) content(field where, raw json.RawMessage) error {
 	if isNull(raw) {
@@ -120,7 +117,7 @@ func (c *counter) content(field where, raw json.RawMessage) error {
 		return invalid(field.String(), "must be a string, an array of content parts or null")
 	}
 	for j := 0; ; j++ {
-		part, ok := parts.Next()
+		part, obj, ok := parts.NextObject(c.partBuf[:0])
 		if !ok {
 			return nil
 		}
@@ -128,8 +125,7 @@ func (c *counter) content(field where, raw json.RawMessage) error {
 			c.bytes += n
 			continue
 		}
-		obj, ok := asObject(part, c.partBuf[:0])
-		if !ok {
+		if part[0] != '{' {
 			return invalid(fmt.Sprintf("%s[%d]", field, j), "must be a content part object")
 		}
 		if !isTextPart(obj.Get("type")) {
@@ -201,10 +197,10 @@ func (c *counter) promptList(field string, raw json.RawMessage) error {
 	return nil
 }
 
-// rawFields adds the JSON length of each named field that is present.
-func (c *counter) rawFields(obj jsonscan.Object, names ...string) {
+// rawFields adds the JSON length of each of these fields that is present.
+func (c *counter) rawFields(f *fields, names ...field) {
 	for _, n := range names {
-		if v := obj.Get(n); v != nil && !isNull(v) {
+		if v := f[n]; v != nil && !isNull(v) {
 			c.bytes += int64(len(trim(v)))
 		}
 	}
@@ -291,7 +287,18 @@ func invalid(field, format string, args ...any) error {
 
 // The helpers below take JSON that jsonscan.Valid has accepted.
 
-func trim(raw json.RawMessage) json.RawMessage { return bytes.TrimSpace(raw) }
+// trim is bytes.TrimSpace. The values jsonscan hands out start and end
+// with bytes that are ASCII and not space: those it returns at once.
+func trim(raw json.RawMessage) json.RawMessage {
+	if n := len(raw); n > 0 && notSpace(raw[0]) && notSpace(raw[n-1]) {
+		return raw
+	}
+	return bytes.TrimSpace(raw)
+}
+
+// notSpace reports whether c is an ASCII byte that is not white space
+// (all of which are at most ' ').
+func notSpace(c byte) bool { return ' ' < c && c < utf8.RuneSelf }
 
 func first(raw json.RawMessage) byte {
 	raw = trim(raw)
@@ -318,8 +325,7 @@ func textLen(raw json.RawMessage) (int64, bool) {
 	if len(raw) < 2 || raw[0] != '"' {
 		return 0, false
 	}
-	inner := raw[1 : len(raw)-1]
-	if bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
+	if inner := raw[1 : len(raw)-1]; jsonscan.Verbatim(inner) {
 		return int64(len(inner)), true
 	}
 	s, ok := asString(raw)
@@ -332,11 +338,21 @@ func isTextPart(raw json.RawMessage) bool {
 	if len(raw) < 2 || raw[0] != '"' {
 		return false
 	}
-	if inner := raw[1 : len(raw)-1]; bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
-		return textPartTypes[string(inner)]
+	if inner := raw[1 : len(raw)-1]; jsonscan.Verbatim(inner) {
+		return isTextPartType(string(inner))
 	}
 	typ, _ := asString(raw)
-	return textPartTypes[typ]
+	return isTextPartType(typ)
+}
+
+// isTextPartType reports whether typ is a content part type whose "text"
+// is the prompt.
+func isTextPartType(typ string) bool {
+	switch typ {
+	case "text", "input_text", "output_text":
+		return true
+	}
+	return false
 }
 
 // asObject reads the members of an object into buf's storage.

@@ -22,6 +22,9 @@ type refCounter struct {
 	nonText  int
 }
 
+// textPartTypes are the content part types whose "text" is the prompt.
+var textPartTypes = map[string]bool{"text": true, "input_text": true, "output_text": true}
+
 func refParseRequest(e Endpoint, body []byte) (*Request, error) {
 	if e < ChatCompletions || e > Responses {
 		return nil, fmt.Errorf("%w: %v costs nothing and has no request to parse", ErrInvalidRequest, e)

@@ -85,8 +85,10 @@ func ParseRequest(e Endpoint, body []byte) (*Request, error) {
 		return nil, notAnObject(body)
 	}
 
+	var f fields
+	f.read(top)
 	r := &Request{Endpoint: e, N: 1, Prompts: 1}
-	model := top.Get("model")
+	model := f[fModel]
 	if model == nil {
 		return nil, invalid("model", "missing")
 	}
@@ -97,11 +99,11 @@ func ParseRequest(e Endpoint, body []byte) (*Request, error) {
 	if r.Model == "" {
 		return nil, invalid("model", "must not be empty")
 	}
-	if err := stringField(&r.User, "user", top.Get("user")); err != nil {
+	if err := stringField(&r.User, "user", f[fUser]); err != nil {
 		return nil, err
 	}
 	if e != Embeddings {
-		if err := r.readStream(top); err != nil {
+		if err := r.readStream(&f); err != nil {
 			return nil, err
 		}
 	}
@@ -110,13 +112,13 @@ func ParseRequest(e Endpoint, body []byte) (*Request, error) {
 	var err error
 	switch e {
 	case ChatCompletions:
-		err = r.readChat(top, &c)
+		err = r.readChat(&f, &c)
 	case Completions:
-		err = r.readCompletions(top, &c)
+		err = r.readCompletions(&f, &c)
 	case Embeddings:
-		err = r.readEmbeddings(top, &c)
+		err = r.readEmbeddings(&f, &c)
 	case Responses:
-		err = r.readResponses(top, &c)
+		err = r.readResponses(&f, &c)
 	}
 	if err != nil {
 		return nil, err
@@ -171,11 +173,11 @@ func (r *Request) WorstCase(defaultMaxOutput int64) Usage {
 	return Usage{Prompt: prompt, Completion: satMul(satMul(out, max(r.N, 1)), prompts)}
 }
 
-func (r *Request) readStream(top jsonscan.Object) error {
-	if err := boolField(&r.Stream, "stream", top.Get("stream")); err != nil {
+func (r *Request) readStream(f *fields) error {
+	if err := boolField(&r.Stream, "stream", f[fStream]); err != nil {
 		return err
 	}
-	raw := top.Get("stream_options")
+	raw := f[fStreamOptions]
 	if raw == nil || isNull(raw) {
 		return nil
 	}
@@ -188,72 +190,72 @@ func (r *Request) readStream(top jsonscan.Object) error {
 	return boolField(&r.IncludeUsage, "stream_options.include_usage", opts.Get("include_usage"))
 }
 
-func (r *Request) readChat(top jsonscan.Object, c *counter) error {
+func (r *Request) readChat(f *fields, c *counter) error {
 	var maxTokens, maxCompletion int64
-	if err := countField(&maxTokens, "max_tokens", top.Get("max_tokens"), 0); err != nil {
+	if err := countField(&maxTokens, "max_tokens", f[fMaxTokens], 0); err != nil {
 		return err
 	}
-	if err := countField(&maxCompletion, "max_completion_tokens", top.Get("max_completion_tokens"), 0); err != nil {
+	if err := countField(&maxCompletion, "max_completion_tokens", f[fMaxCompletionTokens], 0); err != nil {
 		return err
 	}
 	r.MaxOutputTokens = max(maxTokens, maxCompletion)
-	if err := countField(&r.N, "n", top.Get("n"), 1); err != nil {
+	if err := countField(&r.N, "n", f[fN], 1); err != nil {
 		return err
 	}
-	if err := c.messageList(top.Get("messages")); err != nil {
+	if err := c.messageList(f[fMessages]); err != nil {
 		return err
 	}
-	c.rawFields(top, "tools", "functions", "documents", "chat_template")
+	c.rawFields(f, fTools, fFunctions, fDocuments, fChatTemplate)
 	return nil
 }
 
-func (r *Request) readCompletions(top jsonscan.Object, c *counter) error {
-	if err := countField(&r.MaxOutputTokens, "max_tokens", top.Get("max_tokens"), 0); err != nil {
+func (r *Request) readCompletions(f *fields, c *counter) error {
+	if err := countField(&r.MaxOutputTokens, "max_tokens", f[fMaxTokens], 0); err != nil {
 		return err
 	}
-	if err := countField(&r.N, "n", top.Get("n"), 1); err != nil {
+	if err := countField(&r.N, "n", f[fN], 1); err != nil {
 		return err
 	}
 	var bestOf int64 = 1
-	if err := countField(&bestOf, "best_of", top.Get("best_of"), 1); err != nil {
+	if err := countField(&bestOf, "best_of", f[fBestOf], 1); err != nil {
 		return err
 	}
 	r.N = max(r.N, bestOf)
-	if err := c.promptList("prompt", top.Get("prompt")); err != nil {
+	if err := c.promptList("prompt", f[fPrompt]); err != nil {
 		return err
 	}
-	c.rawFields(top, "prompt_embeds")
+	c.rawFields(f, fPromptEmbeds)
 	return nil
 }
 
-func (r *Request) readEmbeddings(top jsonscan.Object, c *counter) error {
-	if err := c.promptList("input", top.Get("input")); err != nil {
+func (r *Request) readEmbeddings(f *fields, c *counter) error {
+	if err := c.promptList("input", f[fInput]); err != nil {
 		return err
 	}
 	// vLLM also embeds a chat conversation given as "messages".
-	if err := c.messageList(top.Get("messages")); err != nil {
+	if err := c.messageList(f[fMessages]); err != nil {
 		return err
 	}
-	c.rawFields(top, "tools", "chat_template")
+	c.rawFields(f, fTools, fChatTemplate)
 	return nil
 }
 
-func (r *Request) readResponses(top jsonscan.Object, c *counter) error {
-	if err := countField(&r.MaxOutputTokens, "max_output_tokens", top.Get("max_output_tokens"), 0); err != nil {
+func (r *Request) readResponses(f *fields, c *counter) error {
+	if err := countField(&r.MaxOutputTokens, "max_output_tokens", f[fMaxOutputTokens], 0); err != nil {
 		return err
 	}
 	var instructions string
-	if err := stringField(&instructions, "instructions", top.Get("instructions")); err != nil {
+	if err := stringField(&instructions, "instructions", f[fInstructions]); err != nil {
 		return err
 	}
 	if instructions != "" {
 		c.bytes += int64(len(instructions))
 		c.messages++
 	}
-	if err := c.responsesInput(top.Get("input")); err != nil {
+	if err := c.responsesInput(f[fInput]); err != nil {
 		return err
 	}
-	c.rawFields(top, "tools")
+	c.rawFields(f, fTools)
 	return nil
 }
 
