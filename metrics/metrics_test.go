@@ -189,6 +189,36 @@ func BenchmarkObserveReport(b *testing.B) {
 	}
 }
 
+// BenchmarkObserveReportTenants counts reports of 64 tenants in turn,
+// with the model as a dimension too.
+func BenchmarkObserveReportTenants(b *testing.B) {
+	m, err := metrics.New([]string{"tenant", "team", "use_case", "model"})
+	require.NoError(b, err)
+	reports := make([]*spendguardv1.CostReport, 64)
+	for i := range reports {
+		reports[i] = sinktest.Report(i)
+		reports[i].Scope["tenant"] = fmt.Sprintf("tenant-%d", i)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		m.ObserveReport(reports[i%len(reports)])
+		i++
+	}
+}
+
+// BenchmarkObserveReportNoDimensions counts reports without dimension
+// labels.
+func BenchmarkObserveReportNoDimensions(b *testing.B) {
+	m, err := metrics.New(nil)
+	require.NoError(b, err)
+	r := sinktest.Report(0)
+	b.ReportAllocs()
+	for b.Loop() {
+		m.ObserveReport(r)
+	}
+}
+
 // BenchmarkObserveMessage is one request's four ext_proc messages.
 func BenchmarkObserveMessage(b *testing.B) {
 	m, err := metrics.New(nil)
