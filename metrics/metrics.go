@@ -59,7 +59,8 @@ type Metrics struct {
 	lastReload prometheus.Gauge
 	exporters  *exporterCollector
 	drift      *driftMetrics
-	hot        hotSeries // messages and store series, resolved once
+	hot        hotSeries    // messages and store series, resolved once
+	reports    *reportCache // requests, spend and tokens series by dimension values
 }
 
 // New returns Metrics whose per-request and per-scope series are labelled
@@ -132,6 +133,7 @@ func New(labelDimensions []string) (*Metrics, error) {
 		Help: "Unix time of the last successful configuration load.",
 	})
 	m.hot = newHotSeries(m.messages, m.store)
+	m.reports = newReportCache(reportCacheSets)
 	m.exporters = &exporterCollector{}
 	m.drift = newDriftMetrics(m.reg)
 	m.reg.MustRegister(m.requests, m.spend, m.unmetered, m.tokens, m.remaining, m.spent, m.limit,

@@ -13,54 +13,54 @@ const modelDimension = "model"
 // or what an unmetered request would have cost) and its tokens by
 // disjoint type. The label of each dimension in label_dimensions is the
 // report's scope value ("" when the request had none); "model" is the
-// requested model, like the dimension.
+// requested model, like the dimension. The series of a combination of
+// dimension values are cached (reportCache): counting a combination again
+// takes no lookup and no allocation.
 func (m *Metrics) ObserveReport(r *spendguardv1.CostReport) {
 	if m == nil || r == nil {
 		return
 	}
-	// labels[0] is the decision or token type, labels[1:] the dimensions:
-	// one allocation per report.
-	labels := m.scopeValues(r)
-	dims := labels[1:]
-	labels[0] = sink.DecisionName(r.GetDecision())
-	m.requests.WithLabelValues(labels...).Inc()
+	c := countsOf(r)
+	var buf [8]string // dimension values, without allocating for up to 8
+	m.seriesFor(m.scopeValues(r, buf[:0]), &c).add(&c)
+}
+
+// countsOf returns what r adds to the metrics.
+func countsOf(r *spendguardv1.CostReport) reportCounts {
+	c := reportCounts{decision: decisionIndex(r.GetDecision())}
 	if cost := r.GetCostNanoUsd(); cost > 0 {
-		switch r.GetDecision() {
-		case spendguardv1.Decision_DECISION_ALLOWED, spendguardv1.Decision_DECISION_DOWNGRADED:
-			m.spend.add(cost, dims)
-		case spendguardv1.Decision_DECISION_UNMETERED:
-			m.unmetered.add(cost, dims)
+		switch c.decision {
+		case decisionAllowed, decisionDowngraded:
+			c.spend = cost
+		case decisionUnmetered:
+			c.unmetered = cost
 		}
 	}
-	if r.GetDecision() == spendguardv1.Decision_DECISION_REJECTED {
-		return
+	if c.decision == decisionRejected {
+		return c
 	}
 	prompt, cached := r.GetPromptTokens(), min(r.GetCachedPromptTokens(), r.GetPromptTokens())
 	completion, reasoning := r.GetCompletionTokens(), min(r.GetReasoningTokens(), r.GetCompletionTokens())
-	for _, t := range [...]struct {
-		kind string
-		n    int64
-	}{{"input", prompt - cached}, {"cached_input", cached}, {"output", completion - reasoning}, {"reasoning", reasoning}} {
-		if t.n > 0 {
-			labels[0] = t.kind
-			m.tokens.WithLabelValues(labels...).Add(float64(t.n))
-		}
+	c.tokens = [numTokenTypes]int64{
+		tokenInput:       prompt - cached,
+		tokenCachedInput: cached,
+		tokenOutput:      completion - reasoning,
+		tokenReasoning:   reasoning,
 	}
+	return c
 }
 
-// scopeValues returns a free first slot, then the report's value of each
-// label dimension.
-func (m *Metrics) scopeValues(r *spendguardv1.CostReport) []string {
-	out := make([]string, 1+len(m.dims))
+// scopeValues appends the report's value of each label dimension to dst.
+func (m *Metrics) scopeValues(r *spendguardv1.CostReport, dst []string) []string {
 	scope := r.GetScope()
-	for i, d := range m.dims {
+	for _, d := range m.dims {
 		v := scope[d]
 		if v == "" && d == modelDimension {
 			v = r.GetRequestedModel()
 		}
-		out[1+i] = v
+		dst = append(dst, v)
 	}
-	return out
+	return dst
 }
 
 // ObserveBudgets sets the per-scope gauges (remaining, spent, soft and hard

@@ -32,8 +32,9 @@ func newUSDCounterVec(name, help string, labels []string) *usdCounterVec {
 	}
 }
 
-// add adds nano nano-USD to the series of the label values.
-func (v *usdCounterVec) add(nano int64, labels []string) {
+// series returns the series of the label values, made if need be. A
+// series is never removed, so it may be held and added to directly.
+func (v *usdCounterVec) series(labels []string) *usdSeries {
 	key := strings.Join(labels, "\xff")
 	v.mu.RLock()
 	s := v.by[key]
@@ -46,7 +47,7 @@ func (v *usdCounterVec) add(nano int64, labels []string) {
 		}
 		v.mu.Unlock()
 	}
-	s.nano.Add(nano)
+	return s
 }
 
 func (v *usdCounterVec) Describe(ch chan<- *prometheus.Desc) { ch <- v.desc }
