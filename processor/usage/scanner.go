@@ -1,6 +1,7 @@
 package usage
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 
@@ -190,8 +191,8 @@ scan:
 				}
 				c = p[i]
 			}
-			if end := s.skipValue(p, i); end > 0 {
-				s.state, i = stAfterValue, end-1
+			if end := s.wholeToken(p, i); end > 0 {
+				i = end - 1
 				continue
 			}
 			s.structByte(c, p, i)
@@ -235,6 +236,89 @@ scan:
 	s.off += int64(n)
 }
 
+// wholeToken reads the key or value that starts at p[i] (not a space) in
+// one go when it is complete within this chunk, and returns its end with
+// the state after it. It returns 0 when the token is to be read byte by
+// byte: it is incomplete or invalid (the byte-level reading reports the
+// error at the same offset, or carries on in the next chunk), it needs
+// unescaping to be matched, or it begins a value on the path.
+func (s *JSONScanner) wholeToken(p []byte, i int) int {
+	c := p[i]
+	switch s.state {
+	case stObjectFirst, stKey:
+		if c == '"' {
+			return s.wholeKey(p, i)
+		}
+	case stValue, stArrayFirst:
+		switch {
+		case c == '{' && s.nextIsUsage:
+			return s.wholeUsage(p, i)
+		case c == '{' || c == '[':
+			return s.skipValue(p, i)
+		case !s.nextIsUsage && !s.nextEnters:
+			return s.skipScalar(p, i)
+		}
+	}
+	return 0
+}
+
+// wholeKey reads the key at p[i] and the colon after it when it follows
+// at once. A key at the depth of the path's keys is matched against the
+// path unless it has escapes: those are left to the byte-level reading,
+// which unescapes as it matches.
+func (s *JSONScanner) wholeKey(p []byte, i int) int {
+	end := jsonscan.ValidValue(p, i, s.depth)
+	if end < 0 {
+		return 0
+	}
+	match := false
+	if s.depth == s.level+1 {
+		key := p[i+1 : end-1]
+		if bytes.IndexByte(key, '\\') >= 0 {
+			return 0
+		}
+		match = string(key) == s.target()
+	}
+	s.state = stColon
+	if match {
+		s.keyMatched()
+	}
+	if end < len(p) && p[end] == ':' {
+		s.state = stValue
+		end++
+	}
+	return end
+}
+
+// skipScalar passes over the string, number or literal at p[i] when it is
+// complete in this chunk and valid. A number that reaches the end of the
+// chunk may go on in the next one, so it is read byte by byte.
+func (s *JSONScanner) skipScalar(p []byte, i int) int {
+	end := jsonscan.ValidValue(p, i, s.depth)
+	if end < 0 || end == len(p) && (p[i] == '-' || isDigit(p[i])) {
+		return 0
+	}
+	s.state = stAfterValue
+	return end
+}
+
+// wholeUsage decodes the usage object at p[i] in place when it is complete
+// in this chunk and valid; otherwise it is captured byte by byte.
+func (s *JSONScanner) wholeUsage(p []byte, i int) int {
+	end := jsonscan.ValidValue(p, i, s.depth)
+	if end < 0 {
+		return 0
+	}
+	s.nextIsUsage = false
+	if end-i > MaxUsageBytes {
+		s.occ, s.usageErr = occFailed, errUsageTooLarge
+	} else {
+		s.decodeUsage(p[i:end])
+	}
+	s.state = stAfterValue
+	return end
+}
+
 // skipValue returns the end of the object or array that starts at p[i]
 // when it can be passed over whole: inside a container, not one the path
 // leads through or to, complete and valid within this chunk. Its keys are
@@ -242,7 +326,7 @@ scan:
 // returns 0 and the value is read byte by byte, which reports an error or
 // carries on in the next chunk as before; a container too long for its
 // chunk is then read byte by byte to its end, nothing inside it tried
-// again. Scalars are read byte by byte: that is as fast.
+// again (its scalars and keys still are, see wholeToken).
 func (s *JSONScanner) skipValue(p []byte, i int) int {
 	if s.noSkipDepth > 0 {
 		if s.depth >= s.noSkipDepth {
@@ -255,6 +339,7 @@ func (s *JSONScanner) skipValue(p []byte, i int) int {
 		return 0
 	}
 	if end := jsonscan.ValidValue(p, i, s.depth); end > 0 {
+		s.state = stAfterValue
 		return end
 	}
 	s.noSkipDepth = s.depth + 1
@@ -419,11 +504,12 @@ func (s *JSONScanner) appendCapture(b []byte) bool {
 	return true
 }
 
-// decodeCapture decodes the captured usage object. The scanner has checked
-// every byte of it, so it is valid JSON and ParseUsageDetails's own check is
-// skipped.
-func (s *JSONScanner) decodeCapture() {
-	u, d, err := parseValidUsage(s.buf)
+func (s *JSONScanner) decodeCapture() { s.decodeUsage(s.buf) }
+
+// decodeUsage decodes a usage object that the scanner has checked, so it is
+// valid JSON and ParseUsageDetails's own check is skipped.
+func (s *JSONScanner) decodeUsage(obj []byte) {
+	u, d, err := parseValidUsage(obj)
 	if err != nil {
 		s.occ, s.usageErr = occFailed, err
 		return
