@@ -74,22 +74,78 @@ var usageKeys = [nUsageKeys]string{
 }
 
 // parseValidUsage is ParseUsageDetails for an object that is known to be
-// valid JSON with no space around it, such as a JSONScanner's capture. One
-// walk over its members collects the last value of each key it reads; the
-// checks then run in a fixed order, so the first error reported does not
-// depend on the order of the members.
+// valid JSON with no space around it, such as a JSONScanner's capture.
 func parseValidUsage(obj []byte) (pricing.Usage, Details, error) {
-	var v [nUsageKeys][]byte // nil: absent
+	var v usageMembers
 	for m := newMemberWalk(obj); ; {
 		key, value, ok := m.next()
 		if !ok {
 			break
 		}
-		if k := usageKeyIndex(key); k >= 0 {
-			v[k] = value
+		v.add(key, value)
+	}
+	return v.decode()
+}
+
+// usageMembers holds what ParseUsageDetails reads of a usage object: for
+// each key of usageKeys, the value of the last member with that key, nil
+// when there is none. It is filled in one walk over the members; decode
+// then runs the checks in a fixed order, so the first error reported does
+// not depend on the order of the members.
+type usageMembers [nUsageKeys][]byte
+
+// add records a member, given its key as written.
+func (v *usageMembers) add(key, value []byte) {
+	if k := usageKeyIndex(key); k >= 0 {
+		v[k] = value
+	}
+}
+
+// collectValid checks the object at b[i], depth containers deep, as
+// jsonscan.ValidValue does, and adds its members to v in the same pass. It
+// returns the end of the object, or -1 when b holds no complete valid
+// object there (v is then partly filled).
+func (v *usageMembers) collectValid(b []byte, i, depth int) int {
+	if depth >= jsonscan.MaxDepth {
+		return -1
+	}
+	if i = jsonscan.SkipSpace(b, i+1); i < len(b) && b[i] == '}' {
+		return i + 1
+	}
+	for {
+		if i >= len(b) || b[i] != '"' {
+			return -1
+		}
+		kend := jsonscan.ValidValue(b, i, depth+1)
+		if kend < 0 {
+			return -1
+		}
+		j := jsonscan.SkipSpace(b, kend)
+		if j >= len(b) || b[j] != ':' {
+			return -1
+		}
+		j = jsonscan.SkipSpace(b, j+1)
+		vend := jsonscan.ValidValue(b, j, depth+1)
+		if vend < 0 {
+			return -1
+		}
+		v.add(b[i+1:kend-1], b[j:vend])
+		if i = jsonscan.SkipSpace(b, vend); i >= len(b) {
+			return -1
+		}
+		switch b[i] {
+		case ',':
+			i = jsonscan.SkipSpace(b, i+1)
+		case '}':
+			return i + 1
+		default:
+			return -1
 		}
 	}
+}
 
+// decode checks the members and computes the usage.
+func (v *usageMembers) decode() (pricing.Usage, Details, error) {
 	promptCached, err := detailsCount(v[kPromptDetails], "prompt_tokens_details", "cached_tokens")
 	if err != nil {
 		return pricing.Usage{}, Details{}, err

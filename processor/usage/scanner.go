@@ -303,9 +303,11 @@ func (s *JSONScanner) skipScalar(p []byte, i int) int {
 }
 
 // wholeUsage decodes the usage object at p[i] in place when it is complete
-// in this chunk and valid; otherwise it is captured byte by byte.
+// in this chunk and valid: one pass checks it and collects its members.
+// Otherwise it returns 0 and the object is captured byte by byte.
 func (s *JSONScanner) wholeUsage(p []byte, i int) int {
-	end := jsonscan.ValidValue(p, i, s.depth)
+	var v usageMembers
+	end := v.collectValid(p, i, s.depth)
 	if end < 0 {
 		return 0
 	}
@@ -313,7 +315,7 @@ func (s *JSONScanner) wholeUsage(p []byte, i int) int {
 	if end-i > MaxUsageBytes {
 		s.occ, s.usageErr = occFailed, errUsageTooLarge
 	} else {
-		s.decodeUsage(p[i:end])
+		s.setUsage(v.decode())
 	}
 	s.state = stAfterValue
 	return end
@@ -504,12 +506,13 @@ func (s *JSONScanner) appendCapture(b []byte) bool {
 	return true
 }
 
-func (s *JSONScanner) decodeCapture() { s.decodeUsage(s.buf) }
+// decodeCapture decodes the captured usage object. The scanner has checked
+// every byte of it, so it is valid JSON and ParseUsageDetails's own check is
+// skipped.
+func (s *JSONScanner) decodeCapture() { s.setUsage(parseValidUsage(s.buf)) }
 
-// decodeUsage decodes a usage object that the scanner has checked, so it is
-// valid JSON and ParseUsageDetails's own check is skipped.
-func (s *JSONScanner) decodeUsage(obj []byte) {
-	u, d, err := parseValidUsage(obj)
+// setUsage records the decoding of a usage object.
+func (s *JSONScanner) setUsage(u pricing.Usage, d Details, err error) {
 	if err != nil {
 		s.occ, s.usageErr = occFailed, err
 		return
