@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"math/bits"
 	"strings"
 	"unicode/utf8"
 )
@@ -216,14 +217,14 @@ func validNumber(b []byte, i int) int {
 
 // PlainRun is the number of leading bytes of b that a JSON string holds
 // as they are: no quote, backslash or control character. It tests eight
-// bytes at a time (the test may flag a plain byte, never miss one that is
-// not; the byte loop then decides).
+// bytes at a time; the lowest byte a test flags is the first that is not
+// plain (a higher one may be flagged wrongly, never a lower one).
 func PlainRun(b []byte) int {
 	i := 0
 	for ; i+8 <= len(b); i += 8 {
 		v := binary.LittleEndian.Uint64(b[i:])
-		if zeroBytes(v^(ones*'"'))|zeroBytes(v^(ones*'\\'))|(v-ones*0x20)&^v&highs != 0 {
-			break
+		if z := zeroBytes(v^(ones*'"')) | zeroBytes(v^(ones*'\\')) | (v-ones*0x20)&^v&highs; z != 0 {
+			return i + bits.TrailingZeros64(z)/8
 		}
 	}
 	for i < len(b) && b[i] >= 0x20 && b[i] != '"' && b[i] != '\\' {
@@ -236,7 +237,8 @@ func PlainRun(b []byte) int {
 const ones, highs = 0x0101010101010101, 0x8080808080808080
 
 // zeroBytes is not 0 when a byte of v is 0: it sets the high bit of the
-// first such byte (and possibly of later ones; no others).
+// lowest such byte, and possibly of higher bytes (a borrow from the zero
+// byte can carry into them), never of lower ones.
 func zeroBytes(v uint64) uint64 { return (v - ones) & ^v & highs }
 
 func digits(b []byte, i int) int {
@@ -296,9 +298,20 @@ func SkipValue(b []byte, i int) int {
 }
 
 // skipString returns the end of the string that starts at b[i]: the
-// first quote after it not escaped by an odd run of backslashes.
+// first quote after it not escaped by an odd run of backslashes. Most
+// strings are short keys: the first eight bytes are tested in one go
+// before bytes.IndexByte, whose call costs more than a short string.
 func skipString(b []byte, i int) int {
-	for i++; ; {
+	i++
+	if i+8 <= len(b) {
+		v := binary.LittleEndian.Uint64(b[i:])
+		if z := zeroBytes(v ^ (ones * '"')); z != 0 {
+			if q := i + bits.TrailingZeros64(z)/8; b[q-1] != '\\' {
+				return q + 1
+			}
+		}
+	}
+	for {
 		q := bytes.IndexByte(b[i:], '"')
 		if q < 0 {
 			return len(b)
@@ -414,22 +427,22 @@ func sameKey(a, b []byte) bool {
 
 // Verbatim reports whether the contents of a JSON string (the bytes
 // between its quotes) decode to themselves: no escape, and valid UTF-8.
-// It tests eight bytes at a time for a backslash or a byte that is not
-// ASCII; only a string that has one needs a closer look.
+// bytes.IndexByte looks for a backslash, then a loop tests sixteen bytes
+// at a time for one that is not ASCII; only a string that has one needs
+// utf8.Valid.
 func Verbatim(s []byte) bool {
+	if bytes.IndexByte(s, '\\') >= 0 {
+		return false
+	}
 	i := 0
-	for ; i+8 <= len(s); i += 8 {
-		v := binary.LittleEndian.Uint64(s[i:])
-		if (v|zeroBytes(v^(ones*'\\')))&highs != 0 {
-			break
+	for ; i+16 <= len(s); i += 16 {
+		if (binary.LittleEndian.Uint64(s[i:])|binary.LittleEndian.Uint64(s[i+8:]))&highs != 0 {
+			return utf8.Valid(s[i:])
 		}
 	}
 	for ; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '\\':
-			return false
-		case c >= utf8.RuneSelf:
-			return bytes.IndexByte(s[i:], '\\') < 0 && utf8.Valid(s[i:])
+		if s[i] >= utf8.RuneSelf {
+			return utf8.Valid(s[i:])
 		}
 	}
 	return true
