@@ -78,3 +78,27 @@ func BenchmarkParseRequestChat1KiB(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkParseRequestEscapedPrompt is a chat whose texts have the
+// newlines, quotes and non-ASCII letters of real prompts, which JSON
+// escapes: they are measured without being decoded.
+func BenchmarkParseRequestEscapedPrompt(b *testing.B) {
+	doc := strings.Repeat("Line one of the \"Q3\" report: revenue €4.2M.\n\tDetails follow.\n", 12)
+	body, err := json.Marshal(map[string]any{
+		"model": "meta-llama/Llama-3.1-70B-Instruct",
+		"messages": []any{
+			map[string]any{"role": "system", "content": "You are a concise analyst.\nAnswer in English."},
+			map[string]any{"role": "user", "content": doc},
+		},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ParseRequest(ChatCompletions, body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -319,17 +319,18 @@ func asString(raw json.RawMessage) (string, bool) { return jsonscan.String(raw) 
 
 // textLen is the UTF-8 length of a JSON string once decoded, false when raw
 // is not a string. A string without escapes and with valid UTF-8 decodes to
-// its own bytes, so only the others are decoded.
+// its own bytes; the others are measured without being decoded.
 func textLen(raw json.RawMessage) (int64, bool) {
 	raw = trim(raw)
 	if len(raw) < 2 || raw[0] != '"' {
 		return 0, false
 	}
-	if inner := raw[1 : len(raw)-1]; jsonscan.Verbatim(inner) {
+	inner := raw[1 : len(raw)-1]
+	if jsonscan.Verbatim(inner) {
 		return int64(len(inner)), true
 	}
-	s, ok := asString(raw)
-	return int64(len(s)), ok
+	n, ok := jsonscan.DecodedLen(inner)
+	return int64(n), ok
 }
 
 // isTextPart reports whether a content part's "type" names a text part.

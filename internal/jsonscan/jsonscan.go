@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"math/bits"
 	"strings"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -509,4 +510,112 @@ func (e *Elements) take(end int) []byte {
 		e.i = SkipSpace(e.b, e.i+1)
 	}
 	return v
+}
+
+// DecodedLen returns the length in bytes of what the contents of a JSON
+// string (the bytes between its quotes) decode to, as encoding/json
+// decodes it, without decoding it: escapes count as the UTF-8 length of
+// their character, a surrogate pair as one 4-byte character, and a lone
+// surrogate or a byte that is not valid UTF-8 as the 3-byte U+FFFD that
+// replaces it. ok is false when s is not the inside of a valid string (an
+// unknown or cut escape, a quote or a control byte); FuzzDecodedLen checks
+// it against encoding/json. Prompts with newlines or quotes are measured
+// this way without a copy.
+func DecodedLen(s []byte) (n int, ok bool) {
+	for i := 0; i < len(s); {
+		run := asciiRun(s[i:])
+		n += run
+		i += run
+		if i == len(s) {
+			return n, true
+		}
+		switch c := s[i]; {
+		case c == '\\':
+			w, used, ok := escapeLen(s[i:])
+			if !ok {
+				return 0, false
+			}
+			n += w
+			i += used
+		case c < ' ' || c == '"':
+			return 0, false
+		default: // not ASCII
+			r, size := utf8.DecodeRune(s[i:])
+			if r == utf8.RuneError && size == 1 {
+				n += len(string(utf8.RuneError))
+			} else {
+				n += size
+			}
+			i += size
+		}
+	}
+	return n, true
+}
+
+// asciiRun is PlainRun that also stops at a byte that is not ASCII.
+func asciiRun(b []byte) int {
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		v := binary.LittleEndian.Uint64(b[i:])
+		if z := zeroBytes(v^(ones*'"')) | zeroBytes(v^(ones*'\\')) | (v-ones*0x20)&^v&highs | v&highs; z != 0 {
+			return i + bits.TrailingZeros64(z)/8
+		}
+	}
+	for i < len(b) && b[i] >= 0x20 && b[i] < utf8.RuneSelf && b[i] != '"' && b[i] != '\\' {
+		i++
+	}
+	return i
+}
+
+// escapeLen measures the escape at the start of s: the length of the
+// character it decodes to and the bytes it takes (two \u escapes for a
+// surrogate pair).
+func escapeLen(s []byte) (width, used int, ok bool) {
+	if len(s) < 2 {
+		return 0, 0, false
+	}
+	switch s[1] {
+	case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+		return 1, 2, true
+	case 'u':
+	default:
+		return 0, 0, false
+	}
+	r, ok := hex4(s[2:])
+	if !ok {
+		return 0, 0, false
+	}
+	if !utf16.IsSurrogate(r) {
+		return utf8.RuneLen(r), 6, true
+	}
+	// A high surrogate followed by an escaped low one is one character;
+	// anything else is U+FFFD and the next escape stands alone.
+	if len(s) >= 12 && s[6] == '\\' && s[7] == 'u' {
+		if r2, ok := hex4(s[8:]); ok && utf16.DecodeRune(r, r2) != utf8.RuneError {
+			return 4, 12, true
+		}
+	}
+	return len(string(utf8.RuneError)), 6, true
+}
+
+// hex4 decodes the four hex digits at the start of s.
+func hex4(s []byte) (rune, bool) {
+	if len(s) < 4 {
+		return 0, false
+	}
+	var r rune
+	for _, c := range s[:4] {
+		switch {
+		case '0' <= c && c <= '9':
+			c -= '0'
+		case 'a' <= c && c <= 'f':
+			c = c - 'a' + 10
+		case 'A' <= c && c <= 'F':
+			c = c - 'A' + 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(c)
+	}
+	return r, true
 }

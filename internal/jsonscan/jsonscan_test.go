@@ -202,3 +202,26 @@ func TestNextObject(t *testing.T) {
 	_, end := MembersEnd([]byte(`{"a":{"b":[]}} ,{}`), nil)
 	assert.Equal(t, 14, end)
 }
+
+// FuzzDecodedLen checks DecodedLen against what encoding/json decodes the
+// same string to.
+func FuzzDecodedLen(f *testing.F) {
+	for _, s := range []string{
+		``, `plain`, `line\nbreak`, `\"quoted\"`, `tab\tand\\slash\/`, `\u00e9t\u00E9`,
+		`\ud83d\ude00`, `\ud83d`, `\ude00\ud83d`, `\ud83d\u0041`, `\ud83dx`, `caf` + "\xc3\xa9",
+		"\xff\xfe bad", "\xe2\x82", `\u12`, `\x`, `trailing\`, "ctl\x01", `a"b`, "日本語\\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, inner []byte) {
+		n, ok := DecodedLen(inner)
+		var s string
+		err := json.Unmarshal(append(append([]byte{'"'}, inner...), '"'), &s)
+		if (err == nil) != ok {
+			t.Fatalf("DecodedLen(%q) ok=%v, encoding/json: %v", inner, ok, err)
+		}
+		if ok && n != len(s) {
+			t.Fatalf("DecodedLen(%q) = %d, encoding/json decodes %d bytes: %q", inner, n, len(s), s)
+		}
+	})
+}
