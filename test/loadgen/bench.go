@@ -3,6 +3,7 @@ package loadgen
 import (
 	"context"
 	"fmt"
+	"runtime/pprof"
 	"slices"
 	"time"
 
@@ -191,7 +192,14 @@ func (o BenchOptions) measure(ctx context.Context, t Target, load Load, cost mon
 	if err != nil {
 		return 0, err
 	}
-	res, err := Run(ctx, load)
+	// The label tells the two processors' load apart in a profile of the
+	// load generator (loadgen -profile writes one).
+	var res Result
+	label := "no-op"
+	if spendguard {
+		label = "spendguard"
+	}
+	pprof.Do(ctx, pprof.Labels("processor", label), func(ctx context.Context) { res, err = Run(ctx, load) })
 	if err != nil {
 		return 0, err
 	}

@@ -39,7 +39,7 @@ func run(args []string) error {
 		serve       = fs.String("serve", "", "child mode: serve noop, memory or redis and answer samples on stdin/stdout")
 		redisFlag   = fs.String("redis", "private", `Redis for the redis-store scenarios: "private" (a redis-server started for the run), an address, or "none"`)
 		prefix      = fs.String("prefix", "", "child mode: Redis key prefix")
-		profile     = fs.String("profile", "", "directory: each processor's process writes CPU, allocation and mutex profiles there (NAME.cpu.pprof, NAME.allocs.pprof, NAME.mutex.pprof)")
+		profile     = fs.String("profile", "", "directory: each processor's process writes CPU, allocation and mutex profiles there (NAME.cpu.pprof, NAME.allocs.pprof, NAME.mutex.pprof), and the load generator its own (loadgen.*.pprof, labelled processor=no-op|spendguard)")
 		duration    = fs.Duration("duration", 2*time.Second, "length of one measured run")
 		warmup      = fs.Duration("warmup", 500*time.Millisecond, "unmeasured run before each scenario")
 		rounds      = fs.Int("rounds", 3, "measured runs per processor and scenario, interleaved")
@@ -105,6 +105,15 @@ func run(args []string) error {
 			args = append(args, "-profile", *profile)
 		}
 		return loadgen.Spawn(exe, args...)
+	}
+	if *profile != "" {
+		// The load generator's own CPU, labelled processor=no-op or
+		// processor=spendguard by the load it drove (pprof -tagfocus).
+		stop, err := startProfile(*profile, "loadgen")
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	fmt.Printf("loadgen: %s\n\n", machine())
 	rep, err := loadgen.Bench(ctx, opts)
