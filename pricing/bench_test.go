@@ -102,3 +102,26 @@ func BenchmarkParseRequestEscapedPrompt(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkParseRequestLongPrompt is an agent's request: a 32 KiB context
+// of plain text in one message, where reading long strings dominates.
+func BenchmarkParseRequestLongPrompt(b *testing.B) {
+	ctx := strings.Repeat("The build failed at step 12 because the cache key changed. ", 550)
+	body, err := json.Marshal(map[string]any{
+		"model": "meta-llama/Llama-3.1-70B-Instruct",
+		"messages": []any{
+			map[string]any{"role": "system", "content": "You are a build assistant."},
+			map[string]any{"role": "user", "content": ctx},
+		},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ParseRequest(ChatCompletions, body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

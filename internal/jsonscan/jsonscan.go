@@ -144,43 +144,92 @@ func validContainer(b []byte, i, depth int) int {
 	}
 }
 
-// validString checks the string at b[i] (a quote): no control character,
-// only JSON's escapes. Bytes that are not UTF-8 are accepted, as
+// validString checks the string starting at b[i] (a quote) and returns
+// the index after its closing quote, or -1. A short string is read eight
+// bytes at a time (PlainRun); the rest of a longer one is searched with
+// bytes.IndexByte for its next quote and backslash, and only the bytes in
+// between are tested for control characters. The quote found is kept
+// until an escape passes it (an escaped quote), so a string with many
+// escapes is still read once. Bytes that are not UTF-8 are accepted, as
 // encoding/json accepts them.
 func validString(b []byte, i int) int {
+	quote := -1 // index of the next quote at or after i, -1 until searched
 	for i++; i < len(b); i++ {
-		i += PlainRun(b[i:])
-		if i >= len(b) {
-			return -1
+		// Eight bytes at a time for a short stretch (a key, the start of
+		// a text, the text after an escape)...
+		lim := min(len(b), i+shortString)
+		i += PlainRun(b[i:lim])
+		if i == lim {
+			// ...then, in a long stretch, find the next quote and
+			// backslash with IndexByte and test the bytes before the
+			// first of them for control characters.
+			if quote < i {
+				q := bytes.IndexByte(b[i:], '"')
+				if q < 0 {
+					return -1
+				}
+				quote = i + q
+			}
+			end := quote
+			if bs := bytes.IndexByte(b[i:quote], '\\'); bs >= 0 {
+				end = i + bs
+			}
+			if hasControl(b[i:end]) {
+				return -1
+			}
+			i = end
 		}
 		switch c := b[i]; {
 		case c == '"':
 			return i + 1
 		case c < 0x20:
 			return -1
-		case c == '\\':
-			i++
-			if i >= len(b) {
+		}
+		// A backslash.
+		i++
+		if i >= len(b) {
+			return -1
+		}
+		switch b[i] {
+		case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+		case 'u':
+			if i+4 >= len(b) {
 				return -1
 			}
-			switch b[i] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-			case 'u':
-				if i+4 >= len(b) {
+			for _, h := range b[i+1 : i+5] {
+				if !isHex(h) {
 					return -1
 				}
-				for _, h := range b[i+1 : i+5] {
-					if !isHex(h) {
-						return -1
-					}
-				}
-				i += 4
-			default:
-				return -1
 			}
+			i += 4
+		default:
+			return -1
 		}
 	}
 	return -1
+}
+
+// shortString is how many bytes of a string validString reads before it
+// searches for the closing quote with bytes.IndexByte instead, which pays
+// off only on longer strings.
+const shortString = 32
+
+// hasControl reports whether b holds a byte below 0x20, eight bytes at a
+// time.
+func hasControl(b []byte) bool {
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		v := binary.LittleEndian.Uint64(b[i:])
+		if (v-ones*0x20)&^v&highs != 0 {
+			return true
+		}
+	}
+	for ; i < len(b); i++ {
+		if b[i] < 0x20 {
+			return true
+		}
+	}
+	return false
 }
 
 // validNumber checks -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? at

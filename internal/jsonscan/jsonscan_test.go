@@ -225,3 +225,24 @@ func FuzzDecodedLen(f *testing.F) {
 		}
 	})
 }
+
+// TestValidStringsEveryPosition puts each kind of special sequence at
+// every position of strings short and long (the long ones are searched
+// with IndexByte), alone and in pairs, and checks Valid against
+// encoding/json.
+func TestValidStringsEveryPosition(t *testing.T) {
+	specials := []string{`\"`, `\\`, `\n`, `\u00e9`, `\ud83d\ude00`, "\x01", `\`, `\u12`, `\x`, `"`, "\xff", `\\"`}
+	for _, n := range []int{0, 1, 7, 8, 9, 15, 16, 17, 40, 100} {
+		for _, a := range specials {
+			for pos := 0; pos <= n; pos++ {
+				for _, b := range []string{"", `\n`, `\"`, "\x1f"} {
+					plain := strings.Repeat("a", n)
+					s := `{"k":"` + plain[:pos] + a + plain[pos:] + b + `","z":1}`
+					if got, want := Valid([]byte(s)), json.Valid([]byte(s)); got != want {
+						t.Fatalf("Valid(%q) = %v, encoding/json says %v", s, got, want)
+					}
+				}
+			}
+		}
+	}
+}
