@@ -6,6 +6,7 @@ import (
 
 	"github.com/spendguard/spendguard/budget"
 	"github.com/spendguard/spendguard/internal/money"
+	"github.com/spendguard/spendguard/internal/mono"
 )
 
 // InstrumentStore returns s with every call timed into
@@ -29,31 +30,31 @@ type idempotentTimedStore struct{ timedStore }
 
 func (idempotentTimedStore) SettleIsIdempotent() {}
 
-// timedStore times each call with time.Now before it and time.Since
-// after: the least a duration needs, since time.Since reads only the
-// monotonic clock. The series it observes are resolved once (observeStore).
+// timedStore times each call on the monotonic clock alone (mono.Now),
+// which costs about half a time.Now. The series it observes are resolved
+// once (observeStore).
 type timedStore struct {
 	budget.Store
 	m *Metrics
 }
 
 func (t timedStore) Reserve(ctx context.Context, id string, amount money.Nano, items []budget.Item, ttl time.Duration, now time.Time) (budget.Outcome, error) {
-	start := time.Now()
+	start := mono.Now()
 	out, err := t.Store.Reserve(ctx, id, amount, items, ttl, now)
-	t.m.observeStore(opReserve, time.Since(start), err)
+	t.m.observeStore(opReserve, mono.Now()-start, err)
 	return out, err
 }
 
 func (t timedStore) Settle(ctx context.Context, id string, actual money.Nano, items []budget.Item, now time.Time) error {
-	start := time.Now()
+	start := mono.Now()
 	err := t.Store.Settle(ctx, id, actual, items, now)
-	t.m.observeStore(opSettle, time.Since(start), err)
+	t.m.observeStore(opSettle, mono.Now()-start, err)
 	return err
 }
 
 func (t timedStore) Usage(ctx context.Context, items []budget.Item, now time.Time) ([]budget.Counter, error) {
-	start := time.Now()
+	start := mono.Now()
 	out, err := t.Store.Usage(ctx, items, now)
-	t.m.observeStore(opUsage, time.Since(start), err)
+	t.m.observeStore(opUsage, mono.Now()-start, err)
 	return out, err
 }

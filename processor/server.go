@@ -15,6 +15,7 @@ import (
 
 	"github.com/spendguard/spendguard/budget"
 	"github.com/spendguard/spendguard/internal/money"
+	"github.com/spendguard/spendguard/internal/mono"
 	"github.com/spendguard/spendguard/pricing"
 	"github.com/spendguard/spendguard/processor/identity"
 	spendguardv1 "github.com/spendguard/spendguard/proto/spendguard/v1"
@@ -141,7 +142,7 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 			}
 			return err
 		}
-		began := time.Now()
+		began := mono.Now()
 		resp := st.handle(ctx, req)
 		if resp == nil {
 			return status.Error(codes.InvalidArgument, "spendguard: unexpected ext_proc message")
@@ -151,7 +152,7 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 			putHeadersAnswer(st.headersAns)
 			st.headersAns = nil
 		}
-		took := time.Since(began)
+		took := mono.Now() - began
 		st.procTime += took
 		if s.opts.Observer != nil {
 			s.opts.Observer.ObserveMessage(phaseOf(req), took)
