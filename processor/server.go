@@ -80,7 +80,6 @@ type Server struct {
 	cfg    atomic.Pointer[loaded]
 	opts   Options
 	active atomic.Int64
-	seq    atomic.Int64
 
 	unmetered atomic.Int64 // requests served unmetered (fail_open)
 }

@@ -3,6 +3,7 @@ package processor
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"sync"
 	"time"
@@ -297,14 +298,17 @@ func (st *stream) downgrade(body []byte, target string) ([]byte, money.Nano, boo
 	return newBody, price.Cost(st.worstCase).Total, true
 }
 
-// reservationID is unique per stream even when clients reuse x-request-id.
+// reservationID is unique per stream even when clients reuse x-request-id:
+// the request id, the stream's start and 64 random bits (from the
+// runtime's per-thread generator, so streams on different cores share no
+// counter).
 func (st *stream) reservationID() string {
 	var buf [96]byte
 	b := append(buf[:0], st.requestID...)
 	b = append(b, '/')
 	b = strconv.AppendInt(b, st.start.UnixNano(), 36)
 	b = append(b, '/')
-	return string(strconv.AppendInt(b, st.srv.seq.Add(1), 36))
+	return string(strconv.AppendUint(b, rand.Uint64(), 36))
 }
 
 // refuse reports a request spendguard answers itself and returns Envoy's
