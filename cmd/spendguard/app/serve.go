@@ -174,7 +174,13 @@ func Start(opts ServeOptions) (*Instance, error) {
 		in.Store.Close()
 		return nil, err
 	}
-	in.Budgets = budget.NewEngine(in.Metrics.InstrumentStore(in.Store), time.Now)
+	// Calls to a networked store are timed; the memory store's are
+	// in-process map updates that timing would cost more than they do.
+	var store budget.Store = in.Store
+	if cfg.File.Store.BackendName() != budget.BackendMemory {
+		store = in.Metrics.InstrumentStore(store)
+	}
+	in.Budgets = budget.NewEngine(store, time.Now)
 	// A Settle that fails after the upstream served the request is retried
 	// in the background (Redis settles count once per id), so a store that
 	// goes away for a while loses no spend.
