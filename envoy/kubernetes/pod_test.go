@@ -151,6 +151,15 @@ func (g *gateway) checkResources(t *testing.T) {
 		hard := g.spendguard.Resources.Limits[corev1.ResourceMemory]
 		assert.Less(t, soft, hard.Value(), "GOMEMLIMIT %s is not below the memory limit %s", v, hard.String())
 	}
+	// A GC told to wait longer (GOGC above 100, or off) needs the soft
+	// limit to stop the heap short of the container's.
+	if v, ok := env["GOGC"]; ok {
+		if n, err := strconv.Atoi(v); v == "off" || err == nil && n > 100 {
+			assert.Contains(t, env, "GOMEMLIMIT", "GOGC=%s without GOMEMLIMIT can grow the heap to the container's limit", v)
+		} else {
+			require.NoError(t, err, "GOGC=%q", v)
+		}
+	}
 }
 
 // parseGoMemLimit reads GOMEMLIMIT's syntax: bytes with an optional B,
