@@ -97,3 +97,50 @@ func TestMemoryStoreReleasesEveryReservation(t *testing.T) {
 func TestMemoryStoreListerConformance(t *testing.T) {
 	storetest.RunLister(t, func(*testing.T) storetest.ListerStore { return budget.NewMemoryStore() })
 }
+
+// BenchmarkMemoryStoreRolling is the store calls of one request on a
+// calendar month, a calendar day and a rolling window of ten older
+// buckets, as the engine makes them (Usage, Reserve, Settle), with the
+// older buckets empty (fresh) or all holding spend (full).
+func BenchmarkMemoryStoreRolling(b *testing.B) {
+	ctx, t0 := context.Background(), storetest.T0
+	const prefix = "spendguard:runaway-agent-guard|rolling|user=u0@"
+	end := t0.Add(10 * time.Minute)
+	rolling := budget.Item{Key: prefix + strconv.FormatInt(t0.Unix(), 10), Limit: 1 << 60, Enforce: true, Expires: end}
+	for k := 1; k <= 10; k++ {
+		rolling.Window = append(rolling.Window, prefix+strconv.FormatInt(t0.Unix()-int64(k)*60, 10))
+	}
+	items := []budget.Item{
+		{Key: "spendguard:tenant-monthly|month|tenant=t0@1793487600", Limit: 1 << 60, Enforce: true, Expires: t0.AddDate(0, 1, 0)},
+		{Key: "spendguard:fleet-daily|day|@1796083200", Limit: 1 << 60, Enforce: true, Expires: t0.AddDate(0, 0, 1)},
+		rolling,
+	}
+	for _, full := range []bool{false, true} {
+		name := "fresh"
+		if full {
+			name = "full"
+		}
+		b.Run(name, func(b *testing.B) {
+			s := budget.NewMemoryStore()
+			if full {
+				for k, key := range rolling.Window {
+					old := []budget.Item{{Key: key, Expires: end.Add(-time.Duration(k+1) * time.Minute)}}
+					require.NoError(b, s.Settle(ctx, "seed", 1, old, t0))
+				}
+			}
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				if _, err := s.Usage(ctx, items, t0); err != nil {
+					b.Fatal(err)
+				}
+				id := "r" + strconv.Itoa(i)
+				if out, err := s.Reserve(ctx, id, 1000, items, 10*time.Minute, t0); err != nil || !out.OK() {
+					b.Fatal(err, out)
+				}
+				if err := s.Settle(ctx, id, 500, items, t0); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
