@@ -43,20 +43,10 @@ var fieldNames = [nFields]string{
 }
 
 // fields holds the value of each field, nil when the body does not have
-// it: what jsonscan.Object.Get returns for its name, found in one pass over
-// the members instead of one pass per field.
+// it: what jsonscan.Object.Get returns for its name (the last of duplicate
+// keys wins), found in one pass over the members instead of one pass per
+// field.
 type fields [nFields][]byte
-
-// read sets the fields from the members of the top-level object. A later
-// member overwrites an earlier one, so the last of duplicates wins, as in
-// Get.
-func (f *fields) read(top jsonscan.Object) {
-	for _, m := range top {
-		if k := fieldOf(m.Key); k != noField {
-			f[k] = m.Value
-		}
-	}
-}
 
 // fieldOf is the field whose name a key as written decodes to, noField
 // when none: the field a key without escapes spells byte for byte (see

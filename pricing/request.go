@@ -79,14 +79,11 @@ func ParseRequest(e Endpoint, body []byte) (*Request, error) {
 	if e < ChatCompletions || e > Responses {
 		return nil, fmt.Errorf("%w: %v costs nothing and has no request to parse", ErrInvalidRequest, e)
 	}
-	var buf [16]jsonscan.Member
-	top, valid, object := jsonscan.ValidMembers(body, buf[:0])
-	if !valid || !object {
+	var s scan
+	if !s.body(e, body) {
 		return nil, notAnObject(body)
 	}
-
-	var f fields
-	f.read(top)
+	f := &s.fields
 	r := &Request{Endpoint: e, N: 1, Prompts: 1}
 	model := f[fModel]
 	if model == nil {
@@ -103,22 +100,22 @@ func ParseRequest(e Endpoint, body []byte) (*Request, error) {
 		return nil, err
 	}
 	if e != Embeddings {
-		if err := r.readStream(&f); err != nil {
+		if err := r.readStream(f); err != nil {
 			return nil, err
 		}
 	}
 
-	var c counter
+	var c tally
 	var err error
 	switch e {
 	case ChatCompletions:
-		err = r.readChat(&f, &c)
+		err = r.readChat(&s, &c)
 	case Completions:
-		err = r.readCompletions(&f, &c)
+		err = r.readCompletions(&s, &c)
 	case Embeddings:
-		err = r.readEmbeddings(&f, &c)
+		err = r.readEmbeddings(&s, &c)
 	case Responses:
-		err = r.readResponses(&f, &c)
+		err = r.readResponses(&s, &c)
 	}
 	if err != nil {
 		return nil, err
@@ -190,7 +187,8 @@ func (r *Request) readStream(f *fields) error {
 	return boolField(&r.IncludeUsage, "stream_options.include_usage", opts.Get("include_usage"))
 }
 
-func (r *Request) readChat(f *fields, c *counter) error {
+func (r *Request) readChat(s *scan, c *tally) error {
+	f := &s.fields
 	var maxTokens, maxCompletion int64
 	if err := countField(&maxTokens, "max_tokens", f[fMaxTokens], 0); err != nil {
 		return err
@@ -202,14 +200,15 @@ func (r *Request) readChat(f *fields, c *counter) error {
 	if err := countField(&r.N, "n", f[fN], 1); err != nil {
 		return err
 	}
-	if err := c.messageList(f[fMessages]); err != nil {
+	if err := c.add(&s.messages); err != nil {
 		return err
 	}
 	c.rawFields(f, fTools, fFunctions, fDocuments, fChatTemplate)
 	return nil
 }
 
-func (r *Request) readCompletions(f *fields, c *counter) error {
+func (r *Request) readCompletions(s *scan, c *tally) error {
+	f := &s.fields
 	if err := countField(&r.MaxOutputTokens, "max_tokens", f[fMaxTokens], 0); err != nil {
 		return err
 	}
@@ -221,26 +220,28 @@ func (r *Request) readCompletions(f *fields, c *counter) error {
 		return err
 	}
 	r.N = max(r.N, bestOf)
-	if err := c.promptList("prompt", f[fPrompt]); err != nil {
+	if err := c.add(&s.prompt); err != nil {
 		return err
 	}
 	c.rawFields(f, fPromptEmbeds)
 	return nil
 }
 
-func (r *Request) readEmbeddings(f *fields, c *counter) error {
-	if err := c.promptList("input", f[fInput]); err != nil {
+func (r *Request) readEmbeddings(s *scan, c *tally) error {
+	f := &s.fields
+	if err := c.add(&s.input); err != nil {
 		return err
 	}
 	// vLLM also embeds a chat conversation given as "messages".
-	if err := c.messageList(f[fMessages]); err != nil {
+	if err := c.add(&s.messages); err != nil {
 		return err
 	}
 	c.rawFields(f, fTools, fChatTemplate)
 	return nil
 }
 
-func (r *Request) readResponses(f *fields, c *counter) error {
+func (r *Request) readResponses(s *scan, c *tally) error {
+	f := &s.fields
 	if err := countField(&r.MaxOutputTokens, "max_output_tokens", f[fMaxOutputTokens], 0); err != nil {
 		return err
 	}
@@ -252,7 +253,7 @@ func (r *Request) readResponses(f *fields, c *counter) error {
 		c.bytes += int64(len(instructions))
 		c.messages++
 	}
-	if err := c.responsesInput(f[fInput]); err != nil {
+	if err := c.add(&s.input); err != nil {
 		return err
 	}
 	c.rawFields(f, fTools)
@@ -274,4 +275,73 @@ func satMul(a, b int64) int64 {
 		return math.MaxInt64
 	}
 	return a * b
+}
+
+// scan is ParseRequest's single pass over a body. It validates the body
+// as encoding/json would, finds the top-level fields, and counts the
+// prompt fields of the endpoint (messages, prompt, input) in the same
+// pass, so that each byte of prompt text is read once: a content string
+// is validated and measured by one jsonscan.ValidStringLen. When the body
+// is not valid JSON, ParseRequest only needs to know that (notAnObject
+// words the error).
+type scan struct {
+	b []byte
+	e Endpoint
+	// fields are the top-level fields ParseRequest reads.
+	fields fields
+	// messages, prompt and input are what the last member of that name
+	// adds to the prompt, when it is one the endpoint reads; its error
+	// waits until the fields before it in ParseRequest's order have been
+	// checked.
+	messages, prompt, input tally
+	// itemBuf holds the members of each message or input item.
+	itemBuf [8]jsonscan.Member
+}
+
+// body walks the top-level object of the body, setting s.fields (the
+// last of duplicate keys wins) and counting the prompt fields of e. It
+// reports whether the body is valid JSON and an object.
+func (s *scan) body(e Endpoint, body []byte) bool {
+	s.b, s.e = body, e
+	i := jsonscan.SkipSpace(body, 0)
+	if i == len(body) || body[i] != '{' {
+		return false
+	}
+	var top walker
+	top.open(body, i, 0)
+	for {
+		key, v, ok := top.next()
+		if !ok {
+			break
+		}
+		k := fieldOf(key)
+		end := s.value(k, v, top.depth)
+		if end >= 0 && k != noField {
+			s.fields[k] = body[v:end]
+		}
+		top.after(end)
+	}
+	end := top.end()
+	return end >= 0 && jsonscan.SkipSpace(body, end) == len(body)
+}
+
+// value validates the value of top-level field k, which starts at s.b[i],
+// and counts it when it is a prompt field of the endpoint; it returns the
+// value's end, -1 when it is not valid.
+func (s *scan) value(k field, i, depth int) int {
+	switch {
+	case k == fMessages && (s.e == ChatCompletions || s.e == Embeddings):
+		s.messages = tally{}
+		return s.messageList(i, depth, &s.messages)
+	case k == fPrompt && s.e == Completions:
+		s.prompt = tally{}
+		return s.promptList("prompt", i, depth, &s.prompt)
+	case k == fInput && s.e == Embeddings:
+		s.input = tally{}
+		return s.promptList("input", i, depth, &s.input)
+	case k == fInput && s.e == Responses:
+		s.input = tally{}
+		return s.responsesInput(i, depth, &s.input)
+	}
+	return jsonscan.ValidValue(s.b, i, depth)
 }

@@ -668,3 +668,127 @@ func hex4(s []byte) (rune, bool) {
 	}
 	return r, true
 }
+
+// ValidStringLen is validString and DecodedLen in one pass: it checks the
+// string that starts at b[i] (a quote) and returns the index after its
+// closing quote, or -1, and the length in bytes of what the string decodes
+// to, as DecodedLen measures it. A request's prompt text is read once
+// this way, to validate and to measure it.
+//
+// Like validString it reads a short stretch eight bytes at a time and
+// searches the rest of a long one with bytes.IndexByte for its next quote
+// and backslash; the bytes in between are then tested, eight at a time,
+// for one that is a control character or not ASCII. Such a stretch of
+// text that is not ASCII is tested for control characters and checked
+// with utf8.Valid as a whole; only one that is not valid UTF-8 is read a
+// character at a time.
+func ValidStringLen(b []byte, i int) (end, n int) {
+	quote := -1 // index of the next quote at or after i, -1 until searched
+	for i++; i < len(b); {
+		lim := min(len(b), i+shortString)
+		run := asciiRun(b[i:lim])
+		n += run
+		i += run
+		if i == lim {
+			// A long stretch of ASCII: the bytes before the next quote
+			// or backslash.
+			var stop int
+			if stop, quote = nextSpecial(b, i, quote); stop < 0 {
+				return -1, 0
+			}
+			run := plainASCII(b[i:stop])
+			n += run
+			i += run
+		}
+		switch c := b[i]; {
+		case c == '"':
+			return i + 1, n
+		case c == '\\':
+			w, used, ok := escapeLen(b[i:])
+			if !ok {
+				return -1, 0
+			}
+			n += w
+			i += used
+		case c < 0x20:
+			return -1, 0
+		default:
+			// Not ASCII: the text up to the next quote or backslash.
+			var stop int
+			if stop, quote = nextSpecial(b, i, quote); stop < 0 || hasControl(b[i:stop]) {
+				return -1, 0
+			}
+			n += utf8Len(b[i:stop])
+			i = stop
+		}
+	}
+	return -1, 0
+}
+
+// nextSpecial returns the index of the first quote or backslash at or
+// after i, or -1 when b has no quote there. quote is the index of the
+// first quote at or after some earlier i, or -1: it is searched for again
+// only once i has passed it (an escape held it); the quote found is
+// returned for the next call.
+func nextSpecial(b []byte, i, quote int) (stop, nextQuote int) {
+	if quote < i {
+		q := bytes.IndexByte(b[i:], '"')
+		if q < 0 {
+			return -1, -1
+		}
+		quote = i + q
+	}
+	if bs := bytes.IndexByte(b[i:quote], '\\'); bs >= 0 {
+		return i + bs, quote
+	}
+	return quote, quote
+}
+
+// plainASCII is the number of leading bytes of b that are ASCII and not
+// control characters. In a word v, the lowest byte whose high bit is set
+// in (v - 0x20...) | v is the first that is below 0x20 or above 0x7f (a
+// borrow from it may flag higher bytes too, never lower ones). Long
+// stretches are tested 32 bytes at a time, the four words' flags or-ed
+// together: a word is flagged only when it holds such a byte.
+func plainASCII(b []byte) int {
+	i := 0
+	for ; i+32 <= len(b); i += 32 {
+		v0 := binary.LittleEndian.Uint64(b[i:])
+		v1 := binary.LittleEndian.Uint64(b[i+8:])
+		v2 := binary.LittleEndian.Uint64(b[i+16:])
+		v3 := binary.LittleEndian.Uint64(b[i+24:])
+		if (v0-ones*0x20|v0|v1-ones*0x20|v1|v2-ones*0x20|v2|v3-ones*0x20|v3)&highs != 0 {
+			break
+		}
+	}
+	for ; i+8 <= len(b); i += 8 {
+		v := binary.LittleEndian.Uint64(b[i:])
+		if z := (v - ones*0x20 | v) & highs; z != 0 {
+			return i + bits.TrailingZeros64(z)/8
+		}
+	}
+	for i < len(b) && b[i] >= 0x20 && b[i] < utf8.RuneSelf {
+		i++
+	}
+	return i
+}
+
+// utf8Len is the length of what the bytes s (no quote, backslash or
+// control character) decode to: s itself when it is valid UTF-8, else
+// with each byte that is not UTF-8 replaced by the 3-byte U+FFFD.
+func utf8Len(s []byte) int {
+	if utf8.Valid(s) {
+		return len(s)
+	}
+	n := 0
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRune(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			n += len(string(utf8.RuneError))
+		} else {
+			n += size
+		}
+		i += size
+	}
+	return n
+}
