@@ -29,6 +29,10 @@ type MemoryStore struct {
 	live      map[string]*memReservation
 	queue     reservationHeap
 	nextPrune time.Time // earliest Expires+MemoryGrace of any counter; zero: none
+	// gen changes whenever a counter is created or dropped: while it has
+	// not, every key resolves to the counter it resolved to before.
+	gen  uint64
+	free []*memReservation // released reservations, for reuse
 }
 
 // MemoryGrace is how long the memory store keeps a counter after its
@@ -38,16 +42,33 @@ const MemoryGrace = time.Hour
 type memCounter struct {
 	Counter
 	expires time.Time
+	dropped bool // no longer in the map (a later counter may have its key)
+	// window caches the counters of the Window of the items whose Key
+	// this counter is (the older buckets of a rolling window).
+	window *windowCache
+}
+
+// windowCache is what the keys of a Window resolved to (nil: no counter)
+// while the store's gen was gen; the keys are a copy, compared on use.
+type windowCache struct {
+	gen      uint64
+	keys     []string
+	counters []*memCounter
 }
 
 type memReservation struct {
-	id      string
-	keys    []string
-	amount  money.Nano
-	expires time.Time
-	index   int // position in the heap
-	inline  [inlineItems]string
+	id       string
+	keys     []string
+	counters []*memCounter // counters[i] is the counter of keys[i] when reserved
+	amount   money.Nano
+	expires  time.Time
+	index    int // position in the heap
+	inline   [inlineItems]string
+	inlineC  [inlineItems]*memCounter
 }
+
+// maxFreeReservations bounds the store's list of reservations to reuse.
+const maxFreeReservations = 1024
 
 // NewMemoryStore returns an empty MemoryStore.
 func NewMemoryStore() *MemoryStore {
@@ -73,23 +94,26 @@ func (m *MemoryStore) Reserve(ctx context.Context, id string, amount money.Nano,
 	if _, ok := m.live[id]; ok {
 		return Outcome{}, fmt.Errorf("%w: %q", ErrDuplicateReservation, id)
 	}
+	r := m.newReservation(len(items))
+	r.counters = r.counters[:len(items)]
 	out := Outcome{Blocked: -1, Counters: make([]Counter, len(items))}
 	for i, it := range items {
-		out.Counters[i] = m.sum(it)
+		out.Counters[i], r.counters[i] = m.sum(it)
 		if out.Blocked < 0 && blocks(it, out.Counters[i].Used(), amount) {
 			out.Blocked = i
 		}
 	}
 	if !out.OK() {
+		m.recycle(r)
 		return out, nil
 	}
-	r := &memReservation{id: id, amount: amount, expires: now.Add(ttl)}
-	r.keys = r.inline[:0]
-	if len(items) > len(r.inline) {
-		r.keys = make([]string, 0, len(items))
-	}
+	r.id, r.amount, r.expires = id, amount, now.Add(ttl)
 	for i, it := range items {
-		c := m.counter(it)
+		c := r.counters[i] // the counter of it.Key, if sum found one
+		if c == nil {
+			c = m.counter(it)
+			r.counters[i] = c
+		}
 		c.Reserved = money.Add(c.Reserved, amount)
 		r.keys = append(r.keys, it.Key)
 		out.Counters[i].Reserved = money.Add(out.Counters[i].Reserved, amount)
@@ -110,16 +134,24 @@ func (m *MemoryStore) Settle(ctx context.Context, id string, actual money.Nano, 
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.sweep(now)
-	if r, ok := m.live[id]; ok {
+	r := m.live[id]
+	if r != nil {
 		heap.Remove(&m.queue, r.index)
 		m.release(r)
 	}
-	if actual == 0 {
-		return nil
+	if actual > 0 {
+		for i, it := range items {
+			var c *memCounter
+			if r != nil && i < len(r.keys) && r.keys[i] == it.Key && !r.counters[i].dropped {
+				c = r.counters[i] // still the counter of it.Key: no lookup
+			} else {
+				c = m.counter(it)
+			}
+			c.Committed = money.Add(c.Committed, actual)
+		}
 	}
-	for _, it := range items {
-		c := m.counter(it)
-		c.Committed = money.Add(c.Committed, actual)
+	if r != nil {
+		m.recycle(r)
 	}
 	return nil
 }
@@ -134,7 +166,7 @@ func (m *MemoryStore) Usage(ctx context.Context, items []Item, now time.Time) ([
 	m.sweep(now)
 	out := make([]Counter, len(items))
 	for i, it := range items {
-		out[i] = m.sum(it)
+		out[i], _ = m.sum(it)
 	}
 	return out, nil
 }
@@ -171,20 +203,63 @@ func (m *MemoryStore) Len() (counters, reservations int) {
 	return len(m.counters), len(m.live)
 }
 
-// sum adds up the counters of an item's Key and Window.
-func (m *MemoryStore) sum(it Item) Counter {
-	var s Counter
-	add := func(key string) {
-		if c := m.counters[key]; c != nil {
-			s.Committed = money.Add(s.Committed, c.Committed)
-			s.Reserved = money.Add(s.Reserved, c.Reserved)
+// sum adds up the counters of an item's Key and Window, and returns the
+// counter of Key (nil if none).
+func (m *MemoryStore) sum(it Item) (Counter, *memCounter) {
+	c := m.counters[it.Key]
+	if c == nil {
+		var s Counter
+		for _, k := range it.Window {
+			if w := m.counters[k]; w != nil {
+				s.Committed = money.Add(s.Committed, w.Committed)
+				s.Reserved = money.Add(s.Reserved, w.Reserved)
+			}
+		}
+		return s, nil
+	}
+	s := c.Counter
+	if len(it.Window) == 0 {
+		return s, c
+	}
+	for _, w := range m.resolveWindow(c, it.Window) {
+		if w != nil {
+			s.Committed = money.Add(s.Committed, w.Committed)
+			s.Reserved = money.Add(s.Reserved, w.Reserved)
 		}
 	}
-	add(it.Key)
-	for _, k := range it.Window {
-		add(k)
+	return s, c
+}
+
+// resolveWindow returns the counters of the keys of window (nil where
+// none), cached on c, the counter of the item's Key: a rolling window's
+// older buckets are looked up again only after a counter was created or
+// dropped. The cache is used only for the same keys, so it is exact
+// whatever window comes with c's key.
+func (m *MemoryStore) resolveWindow(c *memCounter, window []string) []*memCounter {
+	w := c.window
+	if w != nil && w.gen == m.gen && len(w.keys) == len(window) {
+		hit := true
+		for i, k := range window {
+			if w.keys[i] != k { // the same string: compares pointers only
+				hit = false
+				break
+			}
+		}
+		if hit {
+			return w.counters
+		}
 	}
-	return s
+	if w == nil || cap(w.keys) < len(window) {
+		w = &windowCache{keys: make([]string, len(window)), counters: make([]*memCounter, len(window))}
+		c.window = w
+	}
+	w.gen = m.gen
+	w.keys, w.counters = w.keys[:len(window)], w.counters[:len(window)]
+	copy(w.keys, window)
+	for i, k := range window {
+		w.counters[i] = m.counters[k]
+	}
+	return w.counters
 }
 
 // counter returns the counter of it.Key, creating it.
@@ -195,6 +270,7 @@ func (m *MemoryStore) counter(it Item) *memCounter {
 	}
 	c = &memCounter{expires: it.Expires}
 	m.counters[it.Key] = c
+	m.gen++
 	if !it.Expires.IsZero() {
 		if d := it.Expires.Add(MemoryGrace); m.nextPrune.IsZero() || d.Before(m.nextPrune) {
 			m.nextPrune = d
@@ -207,7 +283,9 @@ func (m *MemoryStore) counter(it Item) *memCounter {
 // the counters whose grace has passed.
 func (m *MemoryStore) sweep(now time.Time) {
 	for len(m.queue) > 0 && !now.Before(m.queue[0].expires) {
-		m.release(heap.Pop(&m.queue).(*memReservation))
+		r := heap.Pop(&m.queue).(*memReservation)
+		m.release(r)
+		m.recycle(r)
 	}
 	if m.nextPrune.IsZero() || now.Before(m.nextPrune) {
 		return
@@ -220,6 +298,8 @@ func (m *MemoryStore) sweep(now time.Time) {
 		d := c.expires.Add(MemoryGrace)
 		if !now.Before(d) {
 			delete(m.counters, k)
+			c.dropped = true
+			m.gen++
 		} else if m.nextPrune.IsZero() || d.Before(m.nextPrune) {
 			m.nextPrune = d
 		}
@@ -230,14 +310,46 @@ func (m *MemoryStore) sweep(now time.Time) {
 // be out of the heap.
 func (m *MemoryStore) release(r *memReservation) {
 	delete(m.live, r.id)
-	for _, k := range r.keys {
-		if c := m.counters[k]; c != nil {
-			c.Reserved -= r.amount
-			if c.Reserved < 0 {
-				c.Reserved = 0
+	for i, c := range r.counters {
+		if c.dropped { // the key's counter now, if any, is another one
+			if c = m.counters[r.keys[i]]; c == nil {
+				continue
 			}
 		}
+		c.Reserved -= r.amount
+		if c.Reserved < 0 {
+			c.Reserved = 0
+		}
 	}
+}
+
+// newReservation returns an empty reservation with room for n keys and
+// counters, reusing a released one when it can.
+func (m *MemoryStore) newReservation(n int) *memReservation {
+	var r *memReservation
+	if k := len(m.free); k > 0 {
+		r = m.free[k-1]
+		m.free[k-1] = nil
+		m.free = m.free[:k-1]
+	} else {
+		r = &memReservation{}
+	}
+	if n <= inlineItems {
+		r.keys, r.counters = r.inline[:0], r.inlineC[:0]
+	} else {
+		r.keys, r.counters = make([]string, 0, n), make([]*memCounter, 0, n)
+	}
+	return r
+}
+
+// recycle keeps r, out of the heap and the live map and no longer used,
+// for newReservation.
+func (m *MemoryStore) recycle(r *memReservation) {
+	if len(m.free) >= maxFreeReservations {
+		return
+	}
+	*r = memReservation{}
+	m.free = append(m.free, r)
 }
 
 // reservationHeap orders live reservations by expiry (container/heap).

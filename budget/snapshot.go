@@ -180,6 +180,7 @@ func parseSnapshot(data []byte) (*MemoryStore, error) {
 				return nil, fmt.Errorf("reservation %q: unknown counter %q", r.ID, k)
 			}
 			c.Reserved = money.Add(c.Reserved, r.Amount)
+			res.counters = append(res.counters, c)
 		}
 		m.live[r.ID] = res
 		heap.Push(&m.queue, res)
