@@ -675,18 +675,18 @@ func hex4(s []byte) (rune, bool) {
 // to, as DecodedLen measures it. A request's prompt text is read once
 // this way, to validate and to measure it.
 //
-// Like validString it reads a short stretch eight bytes at a time and
-// searches the rest of a long one with bytes.IndexByte for its next quote
-// and backslash; the bytes in between are then tested, eight at a time,
-// for one that is a control character or not ASCII. Such a stretch of
+// It reads a stretch of up to mediumString bytes 32 at a time (textRun);
+// the rest of a longer one is searched with bytes.IndexByte for its next
+// quote and backslash, and the bytes in between are then tested 32 at a
+// time for one that is a control character or not ASCII (plainASCII). Such a stretch of
 // text that is not ASCII is tested for control characters and checked
 // with utf8.Valid as a whole; only one that is not valid UTF-8 is read a
 // character at a time.
 func ValidStringLen(b []byte, i int) (end, n int) {
 	quote := -1 // index of the next quote at or after i, -1 until searched
 	for i++; i < len(b); {
-		lim := min(len(b), i+shortString)
-		run := asciiRun(b[i:lim])
+		lim := min(len(b), i+mediumString)
+		run := textRun(b[i:lim])
 		n += run
 		i += run
 		if i == lim {
@@ -725,6 +725,44 @@ func ValidStringLen(b []byte, i int) (end, n int) {
 	return -1, 0
 }
 
+// mediumString is how many bytes of a string ValidStringLen reads with
+// textRun before it searches for the next quote and backslash with
+// bytes.IndexByte instead: two calls of it cost more than textRun on a
+// string of a few hundred bytes (a chat message).
+const mediumString = 256
+
+// textRun is the number of leading bytes of b that a JSON string holds as
+// they are and that are ASCII: no quote, backslash, control character or
+// byte above 0x7f. In a word v, the lowest byte whose high bit is set in
+// (v^'"' - 1) | (v^'\\' - 1) | (v - 0x20) | v (bytewise) is the first such
+// byte: below it no byte borrows, above it a borrow may flag more. It
+// tests 32 bytes at a time, the four words' flags or-ed together, then
+// finds the byte in the flagged stretch eight at a time.
+func textRun(b []byte) int {
+	i := 0
+	for ; i+32 <= len(b); i += 32 {
+		if special(binary.LittleEndian.Uint64(b[i:]))|special(binary.LittleEndian.Uint64(b[i+8:]))|
+			special(binary.LittleEndian.Uint64(b[i+16:]))|special(binary.LittleEndian.Uint64(b[i+24:])) != 0 {
+			break
+		}
+	}
+	for ; i+8 <= len(b); i += 8 {
+		if z := special(binary.LittleEndian.Uint64(b[i:])); z != 0 {
+			return i + bits.TrailingZeros64(z)/8
+		}
+	}
+	for i < len(b) && b[i] >= 0x20 && b[i] < utf8.RuneSelf && b[i] != '"' && b[i] != '\\' {
+		i++
+	}
+	return i
+}
+
+// special flags the bytes of v that end textRun (see there).
+func special(v uint64) uint64 {
+	quote, backslash := v^(ones*'"'), v^(ones*'\\') // zero where v has one
+	return ((quote - ones) | (backslash - ones) | notPlain(v)) & highs
+}
+
 // nextSpecial returns the index of the first quote or backslash at or
 // after i, or -1 when b has no quote there. quote is the index of the
 // first quote at or after some earlier i, or -1: it is searched for again
@@ -753,17 +791,15 @@ func nextSpecial(b []byte, i, quote int) (stop, nextQuote int) {
 func plainASCII(b []byte) int {
 	i := 0
 	for ; i+32 <= len(b); i += 32 {
-		v0 := binary.LittleEndian.Uint64(b[i:])
-		v1 := binary.LittleEndian.Uint64(b[i+8:])
-		v2 := binary.LittleEndian.Uint64(b[i+16:])
-		v3 := binary.LittleEndian.Uint64(b[i+24:])
-		if (v0-ones*0x20|v0|v1-ones*0x20|v1|v2-ones*0x20|v2|v3-ones*0x20|v3)&highs != 0 {
+		v0, v1 := binary.LittleEndian.Uint64(b[i:]), binary.LittleEndian.Uint64(b[i+8:])
+		v2, v3 := binary.LittleEndian.Uint64(b[i+16:]), binary.LittleEndian.Uint64(b[i+24:])
+		if (notPlain(v0)|notPlain(v1)|notPlain(v2)|notPlain(v3))&highs != 0 {
 			break
 		}
 	}
 	for ; i+8 <= len(b); i += 8 {
 		v := binary.LittleEndian.Uint64(b[i:])
-		if z := (v - ones*0x20 | v) & highs; z != 0 {
+		if z := notPlain(v) & highs; z != 0 {
 			return i + bits.TrailingZeros64(z)/8
 		}
 	}
@@ -772,6 +808,10 @@ func plainASCII(b []byte) int {
 	}
 	return i
 }
+
+// notPlain sets the high bit of the bytes of v that end plainASCII (see
+// there), and of others only above them.
+func notPlain(v uint64) uint64 { return (v - ones*0x20) | v }
 
 // utf8Len is the length of what the bytes s (no quote, backslash or
 // control character) decode to: s itself when it is valid UTF-8, else

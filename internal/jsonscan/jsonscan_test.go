@@ -246,3 +246,55 @@ func TestValidStringsEveryPosition(t *testing.T) {
 		}
 	}
 }
+
+// checkValidStringLen checks ValidStringLen on the string at b[i] against
+// validString and DecodedLen.
+func checkValidStringLen(t *testing.T, b []byte, i int) {
+	t.Helper()
+	end, n := ValidStringLen(b, i)
+	if want := validString(b, i); end != want {
+		t.Fatalf("ValidStringLen(%q, %d) ends at %d, validString at %d", b, i, end, want)
+	}
+	if end < 0 {
+		return
+	}
+	if want, ok := DecodedLen(b[i+1 : end-1]); !ok || n != want {
+		t.Fatalf("ValidStringLen(%q, %d) = %d, DecodedLen %d (ok %v)", b, i, n, want, ok)
+	}
+}
+
+// TestValidStringLenEveryPosition puts each kind of special sequence
+// (escapes, quotes, control and non-ASCII bytes, UTF-8 cut short) at every
+// position of plain runs short and long, so that it falls in every part
+// of ValidStringLen: the 32-byte words of textRun and their tail, after
+// mediumString where IndexByte takes over, and in plainASCII's words.
+func TestValidStringLenEveryPosition(t *testing.T) {
+	specials := []string{`\"`, `\\`, `\n`, `\u00e9`, `\ud83d\ude00`, `\ud83d`, `\ud83d\u0041`, "\x01", "\x7f", `\`, `\u12`, `\x`,
+		`"`, "\xff", "\xe2\x82", "é", "日本", "😀", `\\"`, " ", "~"}
+	tails := []string{"", `\n`, `\"`, "\x1f", "é", "\xff"}
+	for _, n := range []int{0, 1, 7, 8, 9, 31, 32, 33, 40, 63, 64, 65, 100, 255, 256, 257, 300, 333} {
+		for _, a := range specials {
+			for pos := 0; pos <= n; pos++ {
+				for _, tail := range tails {
+					plain := strings.Repeat("a", n)
+					s := `"` + plain[:pos] + a + plain[pos:] + tail + `"`
+					checkValidStringLen(t, []byte(s), 0)
+					checkValidStringLen(t, []byte(s+`,1`), 0)
+					checkValidStringLen(t, []byte(s[:len(s)-1]), 0) // not closed
+				}
+			}
+		}
+	}
+}
+
+// FuzzValidStringLen checks ValidStringLen on any bytes after a quote.
+func FuzzValidStringLen(f *testing.F) {
+	f.Add([]byte(`plain"`), 0)
+	f.Add([]byte(`line\nbreak\u00e9\ud83d\ude00"x`), 300)
+	f.Add([]byte("caf\xc3\xa9 \xff\"\x01"), 40)
+	f.Fuzz(func(t *testing.T, inner []byte, pad int) {
+		// pad plain bytes first move the bytes past mediumString.
+		b := append([]byte(`"`+strings.Repeat("p", pad%600)), inner...)
+		checkValidStringLen(t, b, 0)
+	})
+}
