@@ -479,8 +479,20 @@ func sameKey(a, b []byte) bool {
 // between its quotes) decode to themselves: no escape, and valid UTF-8.
 // bytes.IndexByte looks for a backslash, then a loop tests sixteen bytes
 // at a time for one that is not ASCII; only a string that has one needs
-// utf8.Valid.
+// utf8.Valid. A short string (a key) is read in one loop instead: the
+// call of IndexByte costs more than it.
 func Verbatim(s []byte) bool {
+	if len(s) < 16 {
+		for i, c := range s {
+			if c == '\\' {
+				return false
+			}
+			if c >= utf8.RuneSelf {
+				return bytes.IndexByte(s[i:], '\\') < 0 && utf8.Valid(s[i:])
+			}
+		}
+		return true
+	}
 	if bytes.IndexByte(s, '\\') >= 0 {
 		return false
 	}

@@ -298,3 +298,18 @@ func FuzzValidStringLen(f *testing.F) {
 		checkValidStringLen(t, b, 0)
 	})
 }
+
+// TestVerbatimShort checks the loop Verbatim reads short strings with: a
+// backslash, a byte that is not UTF-8 or a cut or whole character at every
+// position of every length up to and past 16.
+func TestVerbatimShort(t *testing.T) {
+	for n := range 20 {
+		for pos := 0; pos <= n; pos++ {
+			for _, c := range []string{`\`, "\xff", "\xe2\x82", "é", "中", "é\\"} {
+				s := strings.Repeat("a", pos) + c + strings.Repeat("b", n-pos)
+				want := !strings.Contains(s, `\`) && utf8.ValidString(s)
+				assert.Equal(t, want, Verbatim([]byte(s)), "%q", s)
+			}
+		}
+	}
+}
