@@ -52,3 +52,45 @@ func FuzzParseRequestAgrees(f *testing.F) {
 		require.Equal(t, want, got, "%s %q", e, body)
 	})
 }
+
+// TestParseRequestAgreesEveryPosition cuts bodies that reach every walker
+// of ParseRequest's single pass at every byte, and puts a byte that ends
+// or breaks a value at every position, and checks each against the
+// reference parser: the fuzzer would rarely hit each of these.
+func TestParseRequestAgreesEveryPosition(t *testing.T) {
+	long := strings.Repeat("abc ", 80) // past the stretch read 32 bytes at a time
+	bodies := []string{
+		`{"model":"m","messages":[{"role":"user","content":"hi \"x\"\n` + long + `é"},` +
+			`{"content":[{"type":"text","text":"t\u00e9"},"s",{"type":"image_url","image_url":{"url":"u"}}],"name":"n"}],"n":2}`,
+		`{"model":"m","prompt":["a` + long + `",[1,-2],3,[]],"input":["x",[4]],"best_of":2}`,
+		`{"model":"m","input":[{"role":"user","content":[{"type":"input_text","text":"t"}]},{"type":"function_call_output","output":"o"}],"instructions":"i"}`,
+		`{"model":"m","input":"just text","messages":null,"tools":[{"a":[true,false,null]}]}`,
+	}
+	bytesToTry := []byte{'"', '\\', ',', ':', '[', ']', '{', '}', ' ', 0x01, 0xff, 'x', '1'}
+	for _, body := range bodies {
+		b := []byte(body)
+		for e := ChatCompletions; e <= Responses; e++ {
+			check := func(b []byte) {
+				got, gotErr := ParseRequest(e, b)
+				want, wantErr := refParseRequest(e, b)
+				if wantErr != nil {
+					require.Error(t, gotErr, "%s %q", e, b)
+					require.Equal(t, wantErr.Error(), gotErr.Error(), "%s %q", e, b)
+					return
+				}
+				require.NoError(t, gotErr, "%s %q", e, b)
+				require.Equal(t, want, got, "%s %q", e, b)
+			}
+			check(b)
+			for i := range b {
+				check(b[:i])
+				saved := b[i]
+				for _, c := range bytesToTry {
+					b[i] = c
+					check(b)
+				}
+				b[i] = saved
+			}
+		}
+	}
+}
