@@ -93,8 +93,16 @@ func TestDashboardInHeadlessChromium(t *testing.T) {
 	require.Len(t, rows, 7)
 	assert.Equal(t, renderedRow{
 		Budget: "tenant-daily", Scope: "tenant=initech", State: "hard", Spent: "$0.1200 spent",
-		Caps: " · soft $0.0500 · hard $0.1000", Reset: rows[0].Reset, Burn: "collecting…", Exhaust: "exhausted",
+		Caps: " · soft $0.0500 · hard $0.1000", Reset: rows[0].Reset, Burn: rows[0].Burn, Exhaust: "exhausted",
 	}, rows[0], "the scope closest to its cap comes first")
+	// A day that began within the hour has an exact rate from its own
+	// spend; later in the day the replica has not sampled long enough.
+	switch sinceMidnight := time.Since(time.Now().UTC().Truncate(24 * time.Hour)); {
+	case sinceMidnight < time.Hour-10*time.Second:
+		assert.Regexp(t, `^\$[\d.,]+/hover \d+`, rows[0].Burn, "the day's rate from its own spend")
+	case sinceMidnight > time.Hour+10*time.Second:
+		assert.Equal(t, "collecting…", rows[0].Burn, "no samples yet for a day older than the burn window")
+	}
 	assert.Regexp(t, `^in \d+[hms]( \d+[ms])?$`, rows[0].Reset)
 	assert.Equal(t, []string{"tenant=initech", "tenant=acme", "team=none,tenant=initech", "tenant=globex"},
 		[]string{rows[0].Scope, rows[1].Scope, rows[2].Scope, rows[3].Scope})
