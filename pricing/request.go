@@ -75,6 +75,12 @@ type Request struct {
 // Keys are matched exactly and the last of duplicate keys wins, as in the
 // model server's own (Python) JSON parser; so no spelling of a field can be
 // read one way here and another way upstream.
+//
+// The body is read in one pass (scan): the pass that validates it also
+// finds the fields and counts the prompt, measuring each text in the same
+// scan that validates it, so a long prompt is read once. The errors of
+// the prompt fields wait until the pass ends: invalid JSON anywhere in
+// the body is reported first, as encoding/json reports it (notAnObject).
 func ParseRequest(e Endpoint, body []byte) (*Request, error) {
 	if e < ChatCompletions || e > Responses {
 		return nil, fmt.Errorf("%w: %v costs nothing and has no request to parse", ErrInvalidRequest, e)

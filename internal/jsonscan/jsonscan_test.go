@@ -289,12 +289,12 @@ func TestValidStringLenEveryPosition(t *testing.T) {
 
 // FuzzValidStringLen checks ValidStringLen on any bytes after a quote.
 func FuzzValidStringLen(f *testing.F) {
-	f.Add([]byte(`plain"`), 0)
-	f.Add([]byte(`line\nbreak\u00e9\ud83d\ude00"x`), 300)
-	f.Add([]byte("caf\xc3\xa9 \xff\"\x01"), 40)
-	f.Fuzz(func(t *testing.T, inner []byte, pad int) {
+	f.Add([]byte(`plain"`), uint16(0))
+	f.Add([]byte(`line\nbreak\u00e9\ud83d\ude00"x`), uint16(300))
+	f.Add([]byte("caf\xc3\xa9 \xff\"\x01"), uint16(40))
+	f.Fuzz(func(t *testing.T, inner []byte, pad uint16) {
 		// pad plain bytes first move the bytes past mediumString.
-		b := append([]byte(`"`+strings.Repeat("p", pad%600)), inner...)
+		b := append([]byte(`"`+strings.Repeat("p", int(pad%600))), inner...)
 		checkValidStringLen(t, b, 0)
 	})
 }
