@@ -42,8 +42,10 @@ func (f *replayStream) Send(*extprocv3.ProcessingResponse) error {
 
 // BenchmarkServeLifecycle is spendguard's own work for one lifecycle of the
 // load generator, wired as `spendguard serve` wires it (metrics, exporter
-// fan-out, settle retries) with the memory store, without gRPC: the part
-// of the load generator's CPU/lc column that is ours.
+// fan-out, settle retries) with the memory store, without gRPC, run hot in
+// a loop; cold-cache runs it with caches that hold nothing of it. Under
+// load (the load generator's CPU/lc column) the cost lies between the two
+// (docs/performance.md).
 func BenchmarkServeLifecycle(b *testing.B) {
 	dir := b.TempDir()
 	path := filepath.Join(dir, "spendguard.yaml")
