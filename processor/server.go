@@ -147,7 +147,8 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 			return status.Error(codes.InvalidArgument, "spendguard: unexpected ext_proc message")
 		}
 		err = stream.Send(resp)
-		if st.headersAns != nil { // marshalled: back to its pool
+		_, done := resp.Response.(*extprocv3.ProcessingResponse_ImmediateResponse)
+		if st.headersAns != nil { // marshalled: back to its pool, and resp with it
 			putHeadersAnswer(st.headersAns)
 			st.headersAns = nil
 		}
@@ -159,7 +160,7 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 		if err != nil {
 			return err
 		}
-		if _, done := resp.Response.(*extprocv3.ProcessingResponse_ImmediateResponse); done {
+		if done {
 			// Envoy ends processing after a local reply; stop reading.
 			return nil
 		}
