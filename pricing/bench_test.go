@@ -66,10 +66,8 @@ func loadgenChatBody() []byte {
 		`"max_tokens":256,"temperature":0.2,"n":1}`)
 }
 
-// BenchmarkParseRequestChat1KiB is ParseRequest on the load generator's
-// request body, the one the end-to-end CPU profile measures.
-func BenchmarkParseRequestChat1KiB(b *testing.B) {
-	body := loadgenChatBody()
+// benchParse measures ParseRequest of a chat completions body.
+func benchParse(b *testing.B, body []byte) {
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	for b.Loop() {
@@ -78,50 +76,37 @@ func BenchmarkParseRequestChat1KiB(b *testing.B) {
 		}
 	}
 }
+
+// twoMessages is a chat body with a system and a user message.
+func twoMessages(b *testing.B, system, user string) []byte {
+	body, err := json.Marshal(map[string]any{
+		"model": "meta-llama/Llama-3.1-70B-Instruct",
+		"messages": []any{
+			map[string]any{"role": "system", "content": system},
+			map[string]any{"role": "user", "content": user},
+		},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return body
+}
+
+// BenchmarkParseRequestChat1KiB is ParseRequest on the load generator's
+// request body, the one the end-to-end CPU profile measures.
+func BenchmarkParseRequestChat1KiB(b *testing.B) { benchParse(b, loadgenChatBody()) }
 
 // BenchmarkParseRequestEscapedPrompt is a chat whose texts have the
 // newlines, quotes and non-ASCII letters of real prompts, which JSON
 // escapes: they are measured without being decoded.
 func BenchmarkParseRequestEscapedPrompt(b *testing.B) {
 	doc := strings.Repeat("Line one of the \"Q3\" report: revenue €4.2M.\n\tDetails follow.\n", 12)
-	body, err := json.Marshal(map[string]any{
-		"model": "meta-llama/Llama-3.1-70B-Instruct",
-		"messages": []any{
-			map[string]any{"role": "system", "content": "You are a concise analyst.\nAnswer in English."},
-			map[string]any{"role": "user", "content": doc},
-		},
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.SetBytes(int64(len(body)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := ParseRequest(ChatCompletions, body); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchParse(b, twoMessages(b, "You are a concise analyst.\nAnswer in English.", doc))
 }
 
 // BenchmarkParseRequestLongPrompt is an agent's request: a 32 KiB context
 // of plain text in one message, where reading long strings dominates.
 func BenchmarkParseRequestLongPrompt(b *testing.B) {
 	ctx := strings.Repeat("The build failed at step 12 because the cache key changed. ", 550)
-	body, err := json.Marshal(map[string]any{
-		"model": "meta-llama/Llama-3.1-70B-Instruct",
-		"messages": []any{
-			map[string]any{"role": "system", "content": "You are a build assistant."},
-			map[string]any{"role": "user", "content": ctx},
-		},
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.SetBytes(int64(len(body)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := ParseRequest(ChatCompletions, body); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchParse(b, twoMessages(b, "You are a build assistant.", ctx))
 }
