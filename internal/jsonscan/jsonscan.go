@@ -573,61 +573,6 @@ func (e *Elements) take(end int) []byte {
 	return v
 }
 
-// DecodedLen returns the length in bytes of what the contents of a JSON
-// string (the bytes between its quotes) decode to, as encoding/json
-// decodes it, without decoding it: escapes count as the UTF-8 length of
-// their character, a surrogate pair as one 4-byte character, and a lone
-// surrogate or a byte that is not valid UTF-8 as the 3-byte U+FFFD that
-// replaces it. ok is false when s is not the inside of a valid string (an
-// unknown or cut escape, a quote or a control byte); FuzzDecodedLen checks
-// it against encoding/json. Prompts with newlines or quotes are measured
-// this way without a copy.
-func DecodedLen(s []byte) (n int, ok bool) {
-	for i := 0; i < len(s); {
-		run := asciiRun(s[i:])
-		n += run
-		i += run
-		if i == len(s) {
-			return n, true
-		}
-		switch c := s[i]; {
-		case c == '\\':
-			w, used, ok := escapeLen(s[i:])
-			if !ok {
-				return 0, false
-			}
-			n += w
-			i += used
-		case c < ' ' || c == '"':
-			return 0, false
-		default: // not ASCII
-			r, size := utf8.DecodeRune(s[i:])
-			if r == utf8.RuneError && size == 1 {
-				n += len(string(utf8.RuneError))
-			} else {
-				n += size
-			}
-			i += size
-		}
-	}
-	return n, true
-}
-
-// asciiRun is PlainRun that also stops at a byte that is not ASCII.
-func asciiRun(b []byte) int {
-	i := 0
-	for ; i+8 <= len(b); i += 8 {
-		v := binary.LittleEndian.Uint64(b[i:])
-		if z := zeroBytes(v^(ones*'"')) | zeroBytes(v^(ones*'\\')) | (v-ones*0x20)&^v&highs | v&highs; z != 0 {
-			return i + bits.TrailingZeros64(z)/8
-		}
-	}
-	for i < len(b) && b[i] >= 0x20 && b[i] < utf8.RuneSelf && b[i] != '"' && b[i] != '\\' {
-		i++
-	}
-	return i
-}
-
 // escapeLen measures the escape at the start of s: the length of the
 // character it decodes to and the bytes it takes (two \u escapes for a
 // surrogate pair).
@@ -681,19 +626,19 @@ func hex4(s []byte) (rune, bool) {
 	return r, true
 }
 
-// ValidStringLen is validString and DecodedLen in one pass: it checks the
-// string that starts at b[i] (a quote) and returns the index after its
-// closing quote, or -1, and the length in bytes of what the string decodes
-// to, as DecodedLen measures it. A request's prompt text is read once
-// this way, to validate and to measure it.
+// ValidStringLen is validString and the decoded length in one pass: it
+// checks the string that starts at b[i] (a quote) and returns the index
+// after its closing quote, or -1, and the length in bytes of what the
+// string decodes to, as the tests' DecodedLen measures it. A request's
+// prompt text is read once this way, to validate and to measure it.
 //
 // It reads a stretch of up to mediumString bytes 32 at a time (textRun);
 // the rest of a longer one is searched with bytes.IndexByte for its next
 // quote and backslash, and the bytes in between are then tested 32 at a
-// time for one that is a control character or not ASCII (plainASCII). Such a stretch of
-// text that is not ASCII is tested for control characters and checked
-// with utf8.Valid as a whole; only one that is not valid UTF-8 is read a
-// character at a time.
+// time for one that is a control character or not ASCII (plainASCII). Such
+// a stretch of text that is not ASCII is tested for control characters and
+// checked with utf8.Valid as a whole; only one that is not valid UTF-8 is
+// read a character at a time.
 func ValidStringLen(b []byte, i int) (end, n int) {
 	quote := -1 // index of the next quote at or after i, -1 until searched
 	for i++; i < len(b); {

@@ -1,7 +1,9 @@
 package jsonscan
 
 import (
+	"encoding/binary"
 	"encoding/json"
+	"math/bits"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -312,4 +314,58 @@ func TestVerbatimShort(t *testing.T) {
 			}
 		}
 	}
+}
+
+// DecodedLen, the tests' reference for ValidStringLen, returns the length
+// in bytes of what the contents of a JSON string (the bytes between its
+// quotes) decode to, as encoding/json decodes it: escapes count as the UTF-8 length of
+// their character, a surrogate pair as one 4-byte character, and a lone
+// surrogate or a byte that is not valid UTF-8 as the 3-byte U+FFFD that
+// replaces it. ok is false when s is not the inside of a valid string (an
+// unknown or cut escape, a quote or a control byte); FuzzDecodedLen checks
+// it against encoding/json.
+func DecodedLen(s []byte) (n int, ok bool) {
+	for i := 0; i < len(s); {
+		run := asciiRun(s[i:])
+		n += run
+		i += run
+		if i == len(s) {
+			return n, true
+		}
+		switch c := s[i]; {
+		case c == '\\':
+			w, used, ok := escapeLen(s[i:])
+			if !ok {
+				return 0, false
+			}
+			n += w
+			i += used
+		case c < ' ' || c == '"':
+			return 0, false
+		default: // not ASCII
+			r, size := utf8.DecodeRune(s[i:])
+			if r == utf8.RuneError && size == 1 {
+				n += len(string(utf8.RuneError))
+			} else {
+				n += size
+			}
+			i += size
+		}
+	}
+	return n, true
+}
+
+// asciiRun is PlainRun that also stops at a byte that is not ASCII.
+func asciiRun(b []byte) int {
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		v := binary.LittleEndian.Uint64(b[i:])
+		if z := zeroBytes(v^(ones*'"')) | zeroBytes(v^(ones*'\\')) | (v-ones*0x20)&^v&highs | v&highs; z != 0 {
+			return i + bits.TrailingZeros64(z)/8
+		}
+	}
+	for i < len(b) && b[i] >= 0x20 && b[i] < utf8.RuneSelf && b[i] != '"' && b[i] != '\\' {
+		i++
+	}
+	return i
 }
