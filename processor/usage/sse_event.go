@@ -22,7 +22,6 @@ var (
 	keyToolCalls = []byte(`"tool_calls"`)
 	jsonNull     = []byte("null")
 	doneData     = []byte("[DONE]")
-	errorString  = []byte(`"error"`)
 	deltaSuffix  = []byte(".delta")
 	unicodeEsc   = []byte(`\u00`)
 
