@@ -82,32 +82,43 @@ type Request struct {
 // the prompt fields wait until the pass ends: invalid JSON anywhere in
 // the body is reported first, as encoding/json reports it (notAnObject).
 func ParseRequest(e Endpoint, body []byte) (*Request, error) {
+	r := new(Request)
+	if err := ParseRequestInto(r, e, body); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// ParseRequestInto is ParseRequest into r, which it overwrites, so that a
+// caller that keeps a Request per stream parses without allocating one.
+// After an error r holds nothing useful.
+func ParseRequestInto(r *Request, e Endpoint, body []byte) error {
 	if e < ChatCompletions || e > Responses {
-		return nil, fmt.Errorf("%w: %v costs nothing and has no request to parse", ErrInvalidRequest, e)
+		return fmt.Errorf("%w: %v costs nothing and has no request to parse", ErrInvalidRequest, e)
 	}
 	var s scan
 	if !s.body(e, body) {
-		return nil, notAnObject(body)
+		return notAnObject(body)
 	}
 	f := &s.fields
-	r := &Request{Endpoint: e, N: 1, Prompts: 1}
+	*r = Request{Endpoint: e, N: 1, Prompts: 1}
 	model := f[fModel]
 	if model == nil {
-		return nil, invalid("model", "missing")
+		return invalid("model", "missing")
 	}
 	var ok bool
 	if r.Model, ok = asString(model); !ok {
-		return nil, invalid("model", "must be a string")
+		return invalid("model", "must be a string")
 	}
 	if r.Model == "" {
-		return nil, invalid("model", "must not be empty")
+		return invalid("model", "must not be empty")
 	}
 	if err := stringField(&r.User, "user", f[fUser]); err != nil {
-		return nil, err
+		return err
 	}
 	if e != Embeddings {
 		if err := r.readStream(f); err != nil {
-			return nil, err
+			return err
 		}
 	}
 
@@ -124,12 +135,12 @@ func ParseRequest(e Endpoint, body []byte) (*Request, error) {
 		err = r.readResponses(&s, &c)
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
 	r.PromptBytes, r.PromptTokensKnown = c.bytes, c.tokens
 	r.Messages, r.NonTextParts = c.messages, c.nonText
 	r.Prompts = max(c.prompts, 1)
-	return r, nil
+	return nil
 }
 
 // notAnObject is the error for a body that is not valid JSON or not an

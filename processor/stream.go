@@ -45,7 +45,8 @@ type stream struct {
 	// scopes found at the request headers are all that apply.
 	modelKeyed, scopesFinal bool
 
-	req         *pricing.Request
+	req         *pricing.Request // &parsed once the body is read, nil before
+	parsed      pricing.Request
 	model       string // requested model
 	servedModel string // model sent upstream (after a downgrade)
 	price       pricing.Price
@@ -171,10 +172,10 @@ func (st *stream) onRequestBody(ctx context.Context, b *extprocv3.HttpBody) *ext
 		return answerRequestBody
 	}
 	body := b.GetBody()
-	req, err := pricing.ParseRequest(st.endpoint, body)
-	if err != nil {
+	if err := pricing.ParseRequestInto(&st.parsed, st.endpoint, body); err != nil {
 		return st.refuse(invalidRequest(codeInvalidJSON, err.Error()), nil)
 	}
+	req := &st.parsed
 	st.req, st.model, st.servedModel = req, req.Model, req.Model
 	if len(st.ident.Pending) > 0 {
 		st.snap.Identity.ResolveBody(&st.ident, bodyFields(body))
