@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"slices"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -41,22 +42,17 @@ const (
 	numPhases
 )
 
-// phaseIndex returns the index of a known phase, or -1.
-func phaseIndex(phase string) int {
-	switch phase {
-	case "request_headers":
-		return phaseRequestHeaders
-	case "request_body":
-		return phaseRequestBody
-	case "response_headers":
-		return phaseResponseHeaders
-	case "response_body":
-		return phaseResponseBody
-	case "trailers":
-		return phaseTrailers
-	}
-	return -1
+// phaseNames are the phase labels, by phase index.
+var phaseNames = [numPhases]string{
+	phaseRequestHeaders:  "request_headers",
+	phaseRequestBody:     "request_body",
+	phaseResponseHeaders: "response_headers",
+	phaseResponseBody:    "response_body",
+	phaseTrailers:        "trailers",
 }
+
+// phaseIndex returns the index of a known phase, or -1.
+func phaseIndex(phase string) int { return slices.Index(phaseNames[:], phase) }
 
 // Store operations InstrumentStore times: their series are resolved once.
 const (
@@ -70,17 +66,7 @@ const (
 var opNames = [numOps]string{opReserve: "reserve", opSettle: "settle", opUsage: "usage"}
 
 // opIndex returns the index of a known store operation, or -1.
-func opIndex(op string) int {
-	switch op {
-	case "reserve":
-		return opReserve
-	case "settle":
-		return opSettle
-	case "usage":
-		return opUsage
-	}
-	return -1
-}
+func opIndex(op string) int { return slices.Index(opNames[:], op) }
 
 // hotSeries are the series of the histograms observed on every request,
 // by phase, and by store operation and result (0 ok, 1 error).
@@ -91,13 +77,7 @@ type hotSeries struct {
 
 func newHotSeries(messages, store *prometheus.HistogramVec) hotSeries {
 	var h hotSeries
-	for phase, name := range [numPhases]string{
-		phaseRequestHeaders:  "request_headers",
-		phaseRequestBody:     "request_body",
-		phaseResponseHeaders: "response_headers",
-		phaseResponseBody:    "response_body",
-		phaseTrailers:        "trailers",
-	} {
+	for phase, name := range phaseNames {
 		h.messages[phase] = newLazyObserver(messages, name)
 	}
 	for op, name := range opNames {
