@@ -69,11 +69,11 @@ type stream struct {
 	bodyBytes    int64
 	responseDone bool
 
-	mutBody *extprocv3.BodyMutation_Body // reused replacement of a response chunk
+	mutBody *extprocv3.BodyMutation_Body  // reused replacement of a response chunk
+	mut     *extprocv3.ProcessingResponse // the answer carrying mutBody
 	// headersAns is the pooled answer to the response headers, until Send
 	// has marshalled it.
 	headersAns *headersAnswer
-	mut        *extprocv3.ProcessingResponse // the answer carrying mutBody
 }
 
 var (
