@@ -125,6 +125,7 @@ func (s *Server) Active() int64 { return s.active.Load() }
 // the stream, whatever the state of the request: the request's money is
 // settled on the way out.
 func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error {
+	growStack()
 	s.active.Add(1)
 	defer s.active.Add(-1)
 	ctx := stream.Context()
