@@ -45,6 +45,12 @@ func (f *fakeStream) Send(*extprocv3.ProcessingResponse) error {
 	return nil
 }
 
+// SendMsg is how Process sends the answer to the response headers.
+func (f *fakeStream) SendMsg(any) error {
+	f.sent++
+	return nil
+}
+
 type countReporter struct{ n int }
 
 func (c *countReporter) Report(*spendguardv1.CostReport) { c.n++ }

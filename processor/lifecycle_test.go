@@ -75,7 +75,7 @@ func serveHarness(t *testing.T, cfg *config.Compiled, snap *processor.Snapshot, 
 	h.srv = processor.New(snap, processor.Options{Budgets: h.engine, Reporter: chanReporter(h.reports)})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	gs := grpc.NewServer()
+	gs := grpc.NewServer(grpc.ForceServerCodecV2(processor.Codec())) // as spendguard serve runs it
 	extprocv3.RegisterExternalProcessorServer(gs, h.srv)
 	go func() { _ = gs.Serve(lis) }()
 	t.Cleanup(gs.Stop)

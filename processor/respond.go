@@ -10,6 +10,7 @@ import (
 	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"go.uber.org/zap"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/spendguard/spendguard/budget"
 	"github.com/spendguard/spendguard/internal/money"
@@ -62,6 +63,10 @@ type headersAnswer struct {
 }
 
 var headersAnswers = sync.Pool{New: func() any { return new(headersAnswer) }}
+
+// ProtoReflect makes the block a proto.Message, its answer: any codec can
+// send it, and Codec recognises it and encodes it directly.
+func (a *headersAnswer) ProtoReflect() protoreflect.Message { return a.resp.ProtoReflect() }
 
 // newHeadersAnswer returns an empty answer from the pool.
 func newHeadersAnswer() *headersAnswer {

@@ -147,7 +147,11 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 		if resp == nil {
 			return status.Error(codes.InvalidArgument, "spendguard: unexpected ext_proc message")
 		}
-		err = stream.Send(resp)
+		if a := st.headersAns; a != nil && resp == &a.resp {
+			err = stream.SendMsg(a) // the same message, which Codec encodes directly
+		} else {
+			err = stream.Send(resp)
+		}
 		_, done := resp.Response.(*extprocv3.ProcessingResponse_ImmediateResponse)
 		if st.headersAns != nil { // marshalled: back to its pool, and resp with it
 			putHeadersAnswer(st.headersAns)

@@ -40,6 +40,12 @@ func (f *replayStream) Send(*extprocv3.ProcessingResponse) error {
 	return nil
 }
 
+// SendMsg is how Process sends the answer to the response headers.
+func (f *replayStream) SendMsg(any) error {
+	f.sent++
+	return nil
+}
+
 // BenchmarkServeLifecycle is spendguard's own work for one lifecycle of the
 // load generator, wired as `spendguard serve` wires it (metrics, exporter
 // fan-out, settle retries) with the memory store, without gRPC, run hot in

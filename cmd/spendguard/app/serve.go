@@ -206,7 +206,7 @@ func Start(opts ServeOptions) (*Instance, error) {
 		in.Store.Close()
 		return nil, fmt.Errorf("admin listener: %w", err)
 	}
-	in.grpc = grpc.NewServer()
+	in.grpc = grpc.NewServer(grpc.ForceServerCodecV2(processor.Codec()))
 	extprocv3.RegisterExternalProcessorServer(in.grpc, in.Processor)
 	in.health = health.NewServer()
 	healthpb.RegisterHealthServer(in.grpc, in.health)
