@@ -136,3 +136,32 @@ func TestCodecFallsBackForWhatItDoesNotEncode(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkCodecMarshal is the encoding of a lifecycle's answers by gRPC's
+// protobuf codec (the baseline) and by Codec: a shared answer, and the
+// answer to the response headers with spendguard's two headers.
+func BenchmarkCodecMarshal(b *testing.B) {
+	headers := newHeadersAnswer()
+	headers.set(hdrRemaining, func(b []byte) []byte { return money.Nano(123_456_789_000).AppendFixed(b, 6) })
+	headers.setString(hdrBudget, "tenant-monthly")
+	for _, c := range []struct {
+		name  string
+		codec encoding.CodecV2
+	}{{"proto", encoding.GetCodecV2(grpcproto.Name)}, {"spendguard", Codec()}} {
+		for _, m := range []struct {
+			name string
+			msg  any
+		}{{"shared", answerResponseBody}, {"headers", headers}} {
+			b.Run(m.name+"/"+c.name, func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					data, err := c.codec.Marshal(m.msg)
+					if err != nil {
+						b.Fatal(err)
+					}
+					data.Free()
+				}
+			})
+		}
+	}
+}
