@@ -21,7 +21,8 @@ import (
 // protobuf's generic marshaller. Between them they are nearly every answer
 // of a lifecycle. The bytes are the ones proto.Marshal produces, so Envoy
 // cannot tell the difference; every other message, and every message
-// received, goes through the protobuf codec.
+// received but the headers messages (see decodeRequest), goes through the
+// protobuf codec.
 //
 // Install it with grpc.ForceServerCodecV2(processor.Codec()). A server
 // without it works the same, a little slower.
@@ -76,8 +77,20 @@ func (c *codec) Marshal(v any) (mem.BufferSlice, error) {
 	return c.proto.Marshal(v)
 }
 
-// Unmarshal is the protobuf codec's.
-func (c *codec) Unmarshal(data mem.BufferSlice, v any) error { return c.proto.Unmarshal(data, v) }
+// Unmarshal decodes headers messages with decodeRequest and everything
+// else with the protobuf codec.
+func (c *codec) Unmarshal(data mem.BufferSlice, v any) error {
+	m, ok := v.(*extprocv3.ProcessingRequest)
+	if !ok {
+		return c.proto.Unmarshal(data, v)
+	}
+	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
+	defer buf.Free()
+	if decodeRequest(buf.ReadOnlyData(), m) {
+		return nil
+	}
+	return proto.Unmarshal(buf.ReadOnlyData(), m)
+}
 
 // Name is the protobuf codec's, so that content-subtype negotiation is
 // unchanged.
