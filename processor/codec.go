@@ -20,9 +20,9 @@ import (
 // the x-spendguard-* headers, is encoded directly rather than through
 // protobuf's generic marshaller. Between them they are nearly every answer
 // of a lifecycle. The bytes are the ones proto.Marshal produces, so Envoy
-// cannot tell the difference; every other message, and every message
-// received but the headers messages (see decodeRequest), goes through the
-// protobuf codec.
+// cannot tell the difference. Received headers and body messages are
+// decoded with fewer allocations (decodeRequest); every other message
+// goes through the protobuf codec.
 //
 // Install it with grpc.ForceServerCodecV2(processor.Codec()). A server
 // without it works the same, a little slower.
@@ -77,8 +77,8 @@ func (c *codec) Marshal(v any) (mem.BufferSlice, error) {
 	return c.proto.Marshal(v)
 }
 
-// Unmarshal decodes headers messages with decodeRequest and everything
-// else with the protobuf codec.
+// Unmarshal decodes headers and body messages with decodeRequest and
+// everything else with the protobuf codec.
 func (c *codec) Unmarshal(data mem.BufferSlice, v any) error {
 	m, ok := v.(*extprocv3.ProcessingRequest)
 	if !ok {

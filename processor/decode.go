@@ -14,14 +14,20 @@ import (
 // generic decoder makes three objects per header (the HeaderValue, its key
 // and its value), some sixty for a typical request. decodeRequest makes the
 // same message with seven: every HeaderValue of the map in one array, every
-// key and value in one string, every raw value in one byte slice. Whatever
-// else the message holds is left to protobuf, and any message whose
-// headers are not in the plain shape Envoy sends is decoded by protobuf
-// whole, so the result is always the message proto.Unmarshal would make.
+// key and value in one string, every raw value in one byte slice. Body
+// chunks, the other frequent message, it decodes without protobuf's
+// generic walk, into the same objects. Whatever else a message holds is
+// left to protobuf, and any message not in the plain shape Envoy sends is
+// decoded by protobuf whole, so the result is always the message
+// proto.Unmarshal would make (FuzzCodecDecode).
 
 var (
 	fieldRequestHeadersIn  = fieldNumber(&extprocv3.ProcessingRequest{}, "request_headers")
 	fieldResponseHeadersIn = fieldNumber(&extprocv3.ProcessingRequest{}, "response_headers")
+	fieldRequestBodyIn     = fieldNumber(&extprocv3.ProcessingRequest{}, "request_body")
+	fieldResponseBodyIn    = fieldNumber(&extprocv3.ProcessingRequest{}, "response_body")
+	fieldBody              = fieldNumber(&extprocv3.HttpBody{}, "body")
+	fieldBodyEndOfStream   = fieldNumber(&extprocv3.HttpBody{}, "end_of_stream")
 	fieldHTTPHeaders       = fieldNumber(&extprocv3.HttpHeaders{}, "headers")
 	fieldEndOfStream       = fieldNumber(&extprocv3.HttpHeaders{}, "end_of_stream")
 	fieldHeaderMapHeaders  = fieldNumber(&corev3.HeaderMap{}, "headers")
@@ -41,16 +47,14 @@ var (
 )
 
 // decodeRequest decodes b into m, which it resets, as proto.Unmarshal
-// would. ok is false when b is not a headers message in the plain shape
-// (or is not valid); m must then be decoded by protobuf.
+// would. ok is false when b is not a headers or body message in the plain
+// shape (or is not valid); m must then be decoded by protobuf.
 func decodeRequest(b []byte, m *extprocv3.ProcessingRequest) (ok bool) {
-	// Find the headers field, and check that it is the message's only
-	// member of the oneof.
+	// Find the oneof field, and check that it is the message's only one.
 	var (
-		headers    []byte
+		value      []byte
 		which      protowire.Number
-		start, end int // the headers field, tag included
-		oneofSeen  int
+		start, end int // the oneof field, tag included
 	)
 	for off := 0; off < len(b); {
 		num, typ, n := protowire.ConsumeTag(b[off:])
@@ -62,28 +66,36 @@ func decodeRequest(b []byte, m *extprocv3.ProcessingRequest) (ok bool) {
 			return false
 		}
 		if num < 64 && requestOneof&(1<<num) != 0 {
-			if num != fieldRequestHeadersIn && num != fieldResponseHeadersIn {
-				return false // a body or trailers: protobuf's (body chunks stop here)
+			if which != 0 || typ != protowire.BytesType {
+				return false
 			}
-			oneofSeen++
-		}
-		if (num == fieldRequestHeadersIn || num == fieldResponseHeadersIn) && typ == protowire.BytesType {
-			headers, _ = protowire.ConsumeBytes(b[off+n:])
+			value, _ = protowire.ConsumeBytes(b[off+n:])
 			which, start, end = num, off, off+n+vn
 		}
 		off += n + vn
 	}
-	if which == 0 || oneofSeen != 1 {
-		return false
-	}
-	h := new(extprocv3.HttpHeaders)
-	if !decodeHTTPHeaders(headers, h) {
+	var (
+		headers *extprocv3.HttpHeaders
+		body    *extprocv3.HttpBody
+	)
+	switch which {
+	case fieldRequestHeadersIn, fieldResponseHeadersIn:
+		headers = new(extprocv3.HttpHeaders)
+		if !decodeHTTPHeaders(value, headers) {
+			return false
+		}
+	case fieldRequestBodyIn, fieldResponseBodyIn:
+		body = new(extprocv3.HttpBody)
+		if !decodeHTTPBody(value, body) {
+			return false
+		}
+	default:
 		return false
 	}
 	m.Reset()
-	// The fields around the headers (protocol_config, metadata_context,
-	// ...), protobuf decodes, merging: they are independent of the
-	// headers, so the order they are set in does not matter.
+	// The fields around the oneof (protocol_config, metadata_context,
+	// ...), protobuf decodes, merging: they are independent of it, so the
+	// order they are set in does not matter.
 	merge := proto.UnmarshalOptions{Merge: true}
 	for _, other := range [][]byte{b[:start], b[end:]} {
 		if len(other) > 0 {
@@ -92,10 +104,45 @@ func decodeRequest(b []byte, m *extprocv3.ProcessingRequest) (ok bool) {
 			}
 		}
 	}
-	if which == fieldRequestHeadersIn {
-		m.Request = &extprocv3.ProcessingRequest_RequestHeaders{RequestHeaders: h}
-	} else {
-		m.Request = &extprocv3.ProcessingRequest_ResponseHeaders{ResponseHeaders: h}
+	switch which {
+	case fieldRequestHeadersIn:
+		m.Request = &extprocv3.ProcessingRequest_RequestHeaders{RequestHeaders: headers}
+	case fieldResponseHeadersIn:
+		m.Request = &extprocv3.ProcessingRequest_ResponseHeaders{ResponseHeaders: headers}
+	case fieldRequestBodyIn:
+		m.Request = &extprocv3.ProcessingRequest_RequestBody{RequestBody: body}
+	case fieldResponseBodyIn:
+		m.Request = &extprocv3.ProcessingRequest_ResponseBody{ResponseBody: body}
+	}
+	return true
+}
+
+// decodeHTTPBody decodes an HttpBody that holds a body and perhaps
+// end_of_stream, each at most once; ok is false for anything else.
+func decodeHTTPBody(b []byte, body *extprocv3.HttpBody) (ok bool) {
+	seenBody, seenEOS := false, false
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
+		switch {
+		case num == fieldBody && typ == protowire.BytesType && !seenBody:
+			v, vn := protowire.ConsumeBytes(b)
+			if vn < 0 {
+				return false
+			}
+			body.Body, seenBody, b = append([]byte(nil), v...), true, b[vn:]
+		case num == fieldBodyEndOfStream && typ == protowire.VarintType && !seenEOS:
+			v, vn := protowire.ConsumeVarint(b)
+			if vn < 0 {
+				return false
+			}
+			body.EndOfStream, seenEOS, b = v != 0, true, b[vn:]
+		default:
+			return false
+		}
 	}
 	return true
 }

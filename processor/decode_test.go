@@ -151,7 +151,8 @@ func FuzzCodecDecode(f *testing.F) {
 
 func BenchmarkCodecUnmarshal(b *testing.B) {
 	msgs := loadgen.Messages(loadgen.JSON)
-	for i, name := range []string{"request-headers", "request-body", "response-headers"} {
+	msgs = append(msgs[:3], loadgen.Messages(loadgen.SSE)[3]) // and a token chunk
+	for i, name := range []string{"request-headers", "request-body", "response-headers", "token-chunk"} {
 		enc, err := proto.Marshal(msgs[i])
 		require.NoError(b, err)
 		data := mem.BufferSlice{mem.SliceBuffer(enc)}

@@ -28,7 +28,8 @@
 //
 // Serve it with grpc.ForceServerCodecV2(Codec()): the codec sends the
 // answers streams share from bytes encoded once, and the answer to the
-// response headers encoded directly, the same bytes protobuf would make.
-// Without it the server behaves the same, at a little more CPU per
-// message.
+// response headers encoded directly, the same bytes protobuf would make;
+// it decodes headers and body messages into the same types as protobuf,
+// with fewer allocations. Without it the server behaves the same, at a
+// little more CPU per message.
 package processor
