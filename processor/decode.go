@@ -120,67 +120,54 @@ func decodeRequest(b []byte, m *extprocv3.ProcessingRequest) (ok bool) {
 // decodeHTTPBody decodes an HttpBody that holds a body and perhaps
 // end_of_stream, each at most once; ok is false for anything else.
 func decodeHTTPBody(b []byte, body *extprocv3.HttpBody) (ok bool) {
-	seenBody, seenEOS := false, false
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return false
-		}
-		b = b[n:]
-		switch {
-		case num == fieldBody && typ == protowire.BytesType && !seenBody:
-			v, vn := protowire.ConsumeBytes(b)
-			if vn < 0 {
-				return false
-			}
-			body.Body, seenBody, b = append([]byte(nil), v...), true, b[vn:]
-		case num == fieldBodyEndOfStream && typ == protowire.VarintType && !seenEOS:
-			v, vn := protowire.ConsumeVarint(b)
-			if vn < 0 {
-				return false
-			}
-			body.EndOfStream, seenEOS, b = v != 0, true, b[vn:]
-		default:
-			return false
-		}
-	}
-	return true
+	v, _, eos, ok := valueAndEndOfStream(b, fieldBody, fieldBodyEndOfStream)
+	body.Body, body.EndOfStream = append([]byte(nil), v...), eos
+	return ok
 }
 
 // decodeHTTPHeaders decodes an HttpHeaders that holds a header map and
-// perhaps end_of_stream, each once; ok is false for anything else.
+// perhaps end_of_stream, each at most once; ok is false for anything else.
 func decodeHTTPHeaders(b []byte, h *extprocv3.HttpHeaders) (ok bool) {
-	var headerMap []byte
-	seenMap, seenEOS := false, false
+	headerMap, hasMap, eos, ok := valueAndEndOfStream(b, fieldHTTPHeaders, fieldEndOfStream)
+	if !ok {
+		return false
+	}
+	h.EndOfStream = eos
+	if hasMap {
+		h.Headers, ok = decodeHeaderMap(headerMap)
+	}
+	return ok
+}
+
+// valueAndEndOfStream reads a message that holds a length-delimited field
+// value and a bool field eos, each at most once, and nothing else (the
+// shape of HttpBody and HttpHeaders).
+func valueAndEndOfStream(b []byte, value, eos protowire.Number) (v []byte, hasValue, end, ok bool) {
+	seenEOS := false
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
-			return false
+			return nil, false, false, false
 		}
 		b = b[n:]
 		switch {
-		case num == fieldHTTPHeaders && typ == protowire.BytesType && !seenMap:
-			v, vn := protowire.ConsumeBytes(b)
-			if vn < 0 {
-				return false
+		case num == value && typ == protowire.BytesType && !hasValue:
+			x, xn := protowire.ConsumeBytes(b)
+			if xn < 0 {
+				return nil, false, false, false
 			}
-			headerMap, seenMap, b = v, true, b[vn:]
-		case num == fieldEndOfStream && typ == protowire.VarintType && !seenEOS:
-			v, vn := protowire.ConsumeVarint(b)
-			if vn < 0 {
-				return false
+			v, hasValue, b = x, true, b[xn:]
+		case num == eos && typ == protowire.VarintType && !seenEOS:
+			x, xn := protowire.ConsumeVarint(b)
+			if xn < 0 {
+				return nil, false, false, false
 			}
-			h.EndOfStream, seenEOS, b = v != 0, true, b[vn:]
+			end, seenEOS, b = x != 0, true, b[xn:]
 		default:
-			return false
+			return nil, false, false, false
 		}
 	}
-	if !seenMap {
-		return true
-	}
-	hm, ok := decodeHeaderMap(headerMap)
-	h.Headers = hm
-	return ok
+	return v, hasValue, end, true
 }
 
 // decodeHeaderMap decodes a HeaderMap whose entries hold a key, a value
