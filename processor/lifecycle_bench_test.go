@@ -1,8 +1,6 @@
 package processor_test
 
 import (
-	"context"
-	"io"
 	"math"
 	"testing"
 	"time"
@@ -10,7 +8,6 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"google.golang.org/grpc"
 
 	"github.com/spendguard/spendguard/budget"
 	"github.com/spendguard/spendguard/internal/config"
@@ -19,37 +16,6 @@ import (
 	spendguardv1 "github.com/spendguard/spendguard/proto/spendguard/v1"
 	"github.com/spendguard/spendguard/test/loadgen"
 )
-
-// fakeStream plays a lifecycle's messages to Process without gRPC and
-// drops the answers.
-type fakeStream struct {
-	grpc.ServerStream
-	ctx  context.Context
-	msgs []*extprocv3.ProcessingRequest
-	next int
-	sent int
-}
-
-func (f *fakeStream) Context() context.Context { return f.ctx }
-
-func (f *fakeStream) Recv() (*extprocv3.ProcessingRequest, error) {
-	if f.next == len(f.msgs) {
-		return nil, io.EOF
-	}
-	f.next++
-	return f.msgs[f.next-1], nil
-}
-
-func (f *fakeStream) Send(*extprocv3.ProcessingResponse) error {
-	f.sent++
-	return nil
-}
-
-// SendMsg is how Process sends the answer to the response headers.
-func (f *fakeStream) SendMsg(any) error {
-	f.sent++
-	return nil
-}
 
 type countReporter struct{ n int }
 
@@ -69,12 +35,11 @@ func BenchmarkLifecycle(b *testing.B) {
 				Budgets: budget.NewEngine(budget.NewMemoryStore(), time.Now), Reporter: rep,
 			})
 			msgs := loadgen.Messages(kind)
-			fs := &fakeStream{ctx: context.Background(), msgs: msgs}
+			replay := loadgen.NewReplay(msgs)
 			b.ReportAllocs()
 			for b.Loop() {
-				fs.next, fs.sent = 0, 0
-				if err := srv.Process(fs); err != nil || fs.sent != len(msgs) {
-					b.Fatalf("%d answers to %d messages: %v", fs.sent, len(msgs), err)
+				if err := replay.Run(srv.Process); err != nil {
+					b.Fatal(err)
 				}
 			}
 			b.StopTimer()
@@ -105,10 +70,9 @@ func TestTokenChunksDoNotAllocate(t *testing.T) {
 			seq = append(seq, tokens...)
 		}
 		seq = append(seq[:3+tokenEvents], tail...)
-		fs := &fakeStream{ctx: context.Background(), msgs: seq}
+		replay := loadgen.NewReplay(seq)
 		return testing.AllocsPerRun(50, func() {
-			fs.next, fs.sent = 0, 0
-			require.NoError(t, srv.Process(fs))
+			require.NoError(t, replay.Run(srv.Process))
 		})
 	}
 	few, many := allocs(10), allocs(210)
