@@ -233,3 +233,28 @@ func decodeStrict(n *yaml.Node, v any, allowed ...string) error {
 	}
 	return n.Decode(v)
 }
+
+// ClientChoice lists the client-controlled sources (header, body_field)
+// that come after an authenticated one (api_key, jwt_claim): optedIn are
+// read also when a request carries no credential (without_credential:
+// true), so clients without a key choose the value; skipped are read only
+// when a valid credential lacks the dimension.
+func (s Sources) ClientChoice() (optedIn, skipped []Source) {
+	authSeen := false
+	for _, src := range s {
+		switch src.Kind {
+		case KindAPIKey, KindJWTClaim:
+			authSeen = true
+		case KindHeader, KindBodyField:
+			if !authSeen {
+				continue
+			}
+			if src.WithoutCredential {
+				optedIn = append(optedIn, src)
+			} else {
+				skipped = append(skipped, src)
+			}
+		}
+	}
+	return optedIn, skipped
+}
