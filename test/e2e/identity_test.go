@@ -20,8 +20,9 @@ import (
 const aliceToken = "sk-test-alice-0123456789"
 
 // identityConfig attributes the user dimension from, in order: the API
-// key, a nested JWT claim, a header, the body's "user" field. The key also
-// gives a team.
+// key, a nested JWT claim, a header, the body's "user" field; the last two
+// are read also for requests without a credential (without_credential).
+// The key also gives a team.
 var identityConfig = `version: 1
 identity:
   dimensions:
@@ -29,7 +30,9 @@ identity:
       - api_key: user
       - jwt_claim: user.email
       - header: x-user-id
+        without_credential: true
       - body_field: user
+        without_credential: true
     team:
       - api_key: team
       - default: none
@@ -86,7 +89,7 @@ func TestTheSameRequestIsAttributedFromEachSource(t *testing.T) {
 		{"jwt claim in metadata", func(h ...string) response {
 			return s.postVia(withJWT, "/v1/chat/completions", attributedChat, h...)
 		}, []string{"x-user-id", "ignored"}, "bob@example.com", "none", cost},
-		{"header", s.viaDefault, []string{"authorization", "Bearer sk-unknown-key", "x-user-id", "carol"}, "carol", "none", 2 * cost},
+		{"header", s.viaDefault, []string{"x-user-id", "carol"}, "carol", "none", 2 * cost},
 		{"body user field", s.viaDefault, nil, "body-dave", "none", 3 * cost},
 	}
 	for _, tc := range tests {
@@ -124,6 +127,13 @@ func TestMissingIdentityIs401(t *testing.T) {
 	assert.Equal(t, http.StatusUnauthorized, resp.status)
 	assert.Contains(t, string(resp.body), `"type":"unauthorized"`)
 	assert.Contains(t, string(resp.body), "user")
+	assert.Equal(t, before, s.vllm.Count(), "never sent upstream")
+
+	// An unknown key is refused, never attributed from the header after it.
+	resp = s.post("/v1/chat/completions", attributedChat, "authorization", "Bearer sk-unknown-key", "x-user-id", "carol")
+	assert.Equal(t, http.StatusUnauthorized, resp.status)
+	assert.Contains(t, string(resp.body), `"code":"invalid_api_key"`)
+	assert.NotContains(t, string(resp.body), "sk-unknown-key")
 	assert.Equal(t, before, s.vllm.Count(), "never sent upstream")
 
 	// A JWT without the claim is no source either.
