@@ -94,18 +94,29 @@ type Result struct {
 	// with control characters (ErrInvalidValue). Values is then incomplete.
 	Err error
 
-	// plans holds, for each Pending dimension in order, what the body
-	// phase tries.
-	plans []plan
+	// credential is what the request proved, for ResolveBody's
+	// no-credential rule.
+	credential credentialState
+	// fallbacks holds, for the pending dimensions that have one, the value
+	// a header-time source after the first body_field gave.
+	fallbacks []fallback
 }
 
-// plan is what is left of a pending dimension's sources for the body
-// phase: the body fields to try in order, then fallback (a value a later
-// header-time source already gave, or "").
-type plan struct {
-	fields   []string
-	fallback string
-	via      Source // where fallback came from, for error messages
+// fallback is the value a pending dimension takes if the body fields
+// listed before source at are empty.
+type fallback struct {
+	dim   string
+	at    int // index of the source in the dimension's list
+	value string
+}
+
+func (r *Resolver) find(name string) dimension {
+	for _, d := range r.dims {
+		if d.name == name {
+			return d
+		}
+	}
+	return dimension{name: name}
 }
 
 // BodyFields lists the body fields the pending dimensions read, so the

@@ -39,17 +39,20 @@ func (r *Resolver) ResolveHeaders(req Request) Result {
 		}
 		headers = append(headers, v)
 	}
+	res.credential = credential
 	for _, d := range r.dims {
 		w := walker{keyValues: keyValues, credential: credential, claim: req.Claim, headers: headers}
-		value, src, pending := w.walk(d.sources)
+		value, at, pending := w.walk(d.sources)
 		switch {
 		case pending:
 			res.Pending = append(res.Pending, d.name)
-			res.plans = append(res.plans, w.plan)
+			if value != "" {
+				res.fallbacks = append(res.fallbacks, fallback{dim: d.name, at: at, value: value})
+			}
 		case value == "":
 			res.Missing = append(res.Missing, d.name)
 		case !ValidValue(value):
-			res.Err = invalidValue(d.name, src)
+			res.Err = invalidValue(d.name, d.sources[at])
 			return res
 		default:
 			res.Values[d.name] = value
@@ -62,36 +65,58 @@ func (r *Resolver) ResolveHeaders(req Request) Result {
 // field returns the string value of a top-level body field ("" if absent).
 // Each pending dimension's list is followed on from its first body_field
 // source, in order and with the same no-credential rule as ResolveHeaders:
-// body fields, then header, api_key and jwt_claim values and a default
-// after them, which ResolveHeaders already read.
+// body fields, and the header, api_key, jwt_claim or default values after
+// them that ResolveHeaders already read.
 func (r *Resolver) ResolveBody(res *Result, field func(name string) string) {
 	if len(res.Pending) == 0 || res.Err != nil {
 		return
 	}
-	for i, name := range res.Pending {
-		p := res.plans[i]
-		value, src := "", Source{}
-		for _, f := range p.fields {
-			if value = strings.TrimSpace(field(f)); value != "" {
-				src = Source{Kind: KindBodyField, Arg: f}
-				break
+	for _, name := range res.Pending {
+		d := r.find(name)
+		fb := fallback{at: -1}
+		for _, f := range res.fallbacks {
+			if f.dim == name {
+				fb = f
 			}
 		}
-		if value == "" {
-			value, src = p.fallback, p.via
+		value, src := "", Source{}
+		authSeen := false
+		for i, s := range d.sources {
+			if i == fb.at {
+				value, src = fb.value, s
+				break
+			}
+			if s.Kind == KindAPIKey || s.Kind == KindJWTClaim {
+				authSeen = true
+			}
+			if s.Kind != KindBodyField || skipped(s, authSeen, res.credential) {
+				continue // header-time sources here were empty
+			}
+			if value = strings.TrimSpace(field(s.Arg)); value != "" {
+				src = s
+				break
+			}
 		}
 		switch {
 		case value == "":
 			res.Missing = append(res.Missing, name)
 		case !ValidValue(value):
 			res.Err = invalidValue(name, src)
-			res.Pending, res.plans = nil, nil
+			res.Pending, res.fallbacks = nil, nil
 			return
 		default:
 			res.Values[name] = value
 		}
 	}
-	res.Pending, res.plans = nil, nil
+	res.Pending, res.fallbacks = nil, nil
+}
+
+// skipped reports whether a source is passed over: a client-controlled
+// source after an authenticated one, for a request without a credential,
+// unless it opts in.
+func skipped(s Source, authSeen bool, c credentialState) bool {
+	return authSeen && c == noCredential && !s.WithoutCredential &&
+		(s.Kind == KindHeader || s.Kind == KindBodyField)
 }
 
 // credentialState is what a request proves about who sends it.
@@ -151,15 +176,14 @@ type walker struct {
 	credential credentialState
 	claim      func(string) string
 	headers    []string // values of Resolver.headers
-	plan       plan     // filled when the dimension waits for the body
 }
 
-// walk returns the first non-empty value and its source, or pending when a
-// body_field source comes first (w.plan then says what the body phase
-// tries).
-func (w *walker) walk(sources []Source) (value string, src Source, pending bool) {
+// walk returns the first non-empty value and the index of its source. When
+// a body_field source that is not skipped comes first, pending is true and
+// value is what the sources after it give (the body phase's fallback).
+func (w *walker) walk(sources []Source) (value string, at int, pending bool) {
 	authSeen := false
-	for _, s := range sources {
+	for i, s := range sources {
 		v := ""
 		switch s.Kind {
 		case KindAPIKey:
@@ -170,29 +194,20 @@ func (w *walker) walk(sources []Source) (value string, src Source, pending bool)
 			if w.claim != nil {
 				v = w.claim(s.Arg)
 			}
-		case KindHeader, KindBodyField:
-			if authSeen && w.credential == noCredential && !s.WithoutCredential {
-				continue // the client could choose any value: skipped
+		case KindHeader:
+			if !skipped(s, authSeen, w.credential) {
+				v = w.headers[s.hdr]
 			}
-			if s.Kind == KindBodyField {
-				pending = true
-				w.plan.fields = append(w.plan.fields, s.Arg)
-				continue
-			}
-			v = w.headers[s.hdr]
+		case KindBodyField:
+			pending = pending || !skipped(s, authSeen, w.credential)
 		case KindDefault:
 			v = s.Arg
 		}
-		if v == "" {
-			continue
+		if v != "" {
+			return v, i, pending
 		}
-		if pending {
-			w.plan.fallback, w.plan.via = v, s
-			return "", Source{}, true
-		}
-		return v, s, false
 	}
-	return "", Source{}, pending
+	return "", -1, pending
 }
 
 // headerValue is the value of a dimension header: every occurrence, and
