@@ -145,3 +145,25 @@ func TestMissingIdentityIs401(t *testing.T) {
 func (s *liveStack) viaDefault(headers ...string) response {
 	return s.post("/v1/chat/completions", attributedChat, headers...)
 }
+
+// TestHostileIdentityValuesAre400 sends, through the stack, a dimension
+// header whose repeats a proxy joined with different values, and a body
+// "user" with CR/LF: both are refused before the model, and nothing of
+// them reaches a response header.
+func TestHostileIdentityValuesAre400(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "spendguard.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(identityConfig), 0o600))
+	s := startLive(t, path)
+	before := s.vllm.Count()
+
+	resp := s.post("/v1/chat/completions", smallChat, "x-user-id", "carol, mallory")
+	assert.Equal(t, http.StatusBadRequest, resp.status)
+	assert.Contains(t, string(resp.body), `"code":"conflicting_header"`)
+	assert.Contains(t, string(resp.body), "x-user-id")
+
+	resp = s.post("/v1/chat/completions", `{"model":"Hunyuan","max_tokens":10,"user":"bob\r\nx-spendguard-budget: none","messages":[]}`)
+	assert.Equal(t, http.StatusBadRequest, resp.status)
+	assert.Contains(t, string(resp.body), `"code":"invalid_value"`)
+	assert.Empty(t, resp.header.Get("x-spendguard-budget"))
+	assert.Equal(t, before, s.vllm.Count(), "never sent upstream")
+}
