@@ -31,6 +31,11 @@ type Rejection struct {
 //
 //	budget tenant-monthly cannot cover this request for tenant=acme: spent 999.50 of 1000.00 USD this month and the request may cost up to 0.80; resets ...
 //
+// When the request alone may cost more than the whole cap (AloneExceedsCap),
+// no reset can help and the message says so instead, without the reset:
+//
+//	budget tenant-monthly can never cover this request for tenant=acme: the request alone may cost up to 1200.00 USD, more than the budget's whole cap of 1000.00 USD this month; lower max_tokens or send a smaller prompt
+//
 // Amounts have 2 decimals when the cap is at least 1 USD, else 6, so that
 // small caps stay readable. The reset is RFC 3339 in the budget's time zone
 // and is left out for total budgets.
@@ -38,6 +43,10 @@ func (r *Rejection) Message() string {
 	decimals := 2
 	if r.Hard < money.PerUSD {
 		decimals = 6
+	}
+	if r.AloneExceedsCap() {
+		return fmt.Sprintf("budget %s can never cover this request for %s: the request alone may cost up to %s USD, more than the budget's whole cap of %s USD %s; lower max_tokens or send a smaller prompt",
+			r.Budget, r.Scope, r.Requested.Fixed(decimals), r.Hard.Fixed(decimals), r.PeriodWord)
 	}
 	used := money.Add(r.Spent, r.Reserved)
 	var msg string
@@ -54,11 +63,17 @@ func (r *Rejection) Message() string {
 	return msg
 }
 
+// AloneExceedsCap reports whether the request's worst case (Requested)
+// is more than the budget's whole cap: it is refused even on an empty
+// counter, so retrying after the reset cannot help.
+func (r *Rejection) AloneExceedsCap() bool { return r.Requested > r.Hard }
+
 // RetryAfter returns the whole seconds from now until the reset, rounded
 // up (0 if the reset has passed), for the retry-after header; ok is false
-// for total budgets, which never reset.
+// for total budgets, which never reset, and for a request that alone
+// exceeds the cap, which no reset lets through.
 func (r *Rejection) RetryAfter(now time.Time) (seconds int, ok bool) {
-	if r.ResetsAt.IsZero() {
+	if r.ResetsAt.IsZero() || r.AloneExceedsCap() {
 		return 0, false
 	}
 	d := r.ResetsAt.Sub(now)

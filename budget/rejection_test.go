@@ -60,6 +60,10 @@ func TestRejectionMessage(t *testing.T) {
 			"budget tenant-monthly cannot cover this request for tenant=acme: spent 999.50 of 1000.00 USD this month and the request may cost up to 0.80; resets 2026-12-01T00:00:00+01:00"},
 		{"small caps get 6 decimals", func(r *Rejection) { r.Spent, r.Hard = usd("0.000412"), usd("0.0005") },
 			"budget tenant-monthly exhausted for tenant=acme: spent 0.000412 of 0.000500 USD this month; resets 2026-12-01T00:00:00+01:00"},
+		{"the request alone exceeds the cap: no reset, and why", func(r *Rejection) { r.Spent, r.Requested = 0, usd("1200") },
+			"budget tenant-monthly can never cover this request for tenant=acme: the request alone may cost up to 1200.00 USD, more than the budget's whole cap of 1000.00 USD this month; lower max_tokens or send a smaller prompt"},
+		{"a request of exactly the cap could pass on an empty counter", func(r *Rejection) { r.Spent, r.Requested = usd("1"), usd("1000") },
+			"budget tenant-monthly cannot cover this request for tenant=acme: spent 1.00 of 1000.00 USD this month and the request may cost up to 1000.00; resets 2026-12-01T00:00:00+01:00"},
 		{"total has no reset", func(r *Rejection) { r.PeriodWord, r.ResetsAt = "in total", time.Time{} },
 			"budget tenant-monthly exhausted for tenant=acme: spent 1000.02 of 1000.00 USD in total"},
 	}
@@ -78,19 +82,25 @@ func TestRetryAfter(t *testing.T) {
 		name   string
 		resets time.Time
 		now    string
+		req    string // Requested, against a cap of 1 USD
 		secs   int
 		ok     bool
 	}{
-		{"rounds up", reset, "2026-11-30T23:59:58.5+01:00", 2, true},
-		{"whole seconds", reset, "2026-11-30T23:00:00+01:00", 3600, true},
-		{"one nanosecond", reset, "2026-11-30T23:59:59.999999999+01:00", 1, true},
-		{"at the reset", reset, "2026-12-01T00:00:00+01:00", 0, true},
-		{"after the reset", reset, "2026-12-01T00:00:01+01:00", 0, true},
-		{"total never resets", time.Time{}, "2026-11-30T23:00:00+01:00", 0, false},
+		{"rounds up", reset, "2026-11-30T23:59:58.5+01:00", "", 2, true},
+		{"whole seconds", reset, "2026-11-30T23:00:00+01:00", "", 3600, true},
+		{"one nanosecond", reset, "2026-11-30T23:59:59.999999999+01:00", "", 1, true},
+		{"at the reset", reset, "2026-12-01T00:00:00+01:00", "", 0, true},
+		{"after the reset", reset, "2026-12-01T00:00:01+01:00", "", 0, true},
+		{"total never resets", time.Time{}, "2026-11-30T23:00:00+01:00", "", 0, false},
+		{"request of exactly the cap", reset, "2026-11-30T23:00:00+01:00", "1", 3600, true},
+		{"request alone over the cap: retrying never helps", reset, "2026-11-30T23:00:00+01:00", "1.000000001", 0, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := Rejection{ResetsAt: tt.resets}
+			r := Rejection{ResetsAt: tt.resets, Hard: usd("1")}
+			if tt.req != "" {
+				r.Requested = usd(tt.req)
+			}
 			secs, ok := r.RetryAfter(mustTime(t, tt.now))
 			assert.Equal(t, tt.secs, secs)
 			assert.Equal(t, tt.ok, ok)

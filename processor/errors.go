@@ -28,6 +28,14 @@ const (
 	codeInvalidJSON      = "invalid_json"
 	codeModelNotFound    = "model_not_found"
 	codeRequestTooCostly = "max_request_usd_exceeded"
+	// codeInvalidAPIKey: an Authorization header that is neither a known
+	// API key nor a verified JWT (OpenAI's code for a bad key).
+	codeInvalidAPIKey = "invalid_api_key"
+	// codeConflictingHeader: a dimension header sent with different values.
+	codeConflictingHeader = "conflicting_header"
+	// codeInvalidValue: a dimension value or the model with control
+	// characters.
+	codeInvalidValue = "invalid_value"
 )
 
 func (e *apiError) Error() string { return e.message }
@@ -71,11 +79,26 @@ func (e *apiError) immediate() *extprocv3.ProcessingResponse {
 }
 
 // header builds an overwriting header with its value in raw_value, the
-// field Envoy reads.
+// field Envoy reads. The value never carries a control character (see
+// scrubHeaderValue).
 func header(key, value string) *corev3.HeaderValueOption {
+	raw := []byte(value)
+	scrubHeaderValue(raw)
 	return &corev3.HeaderValueOption{
-		Header:       &corev3.HeaderValue{Key: key, RawValue: []byte(value)},
+		Header:       &corev3.HeaderValue{Key: key, RawValue: raw},
 		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+	}
+}
+
+// scrubHeaderValue turns every control byte of a header value (CR and LF
+// above all, which could end the header or start another) into a space.
+// Values are checked where they enter (identity.ValidValue); this is the
+// last line, for any value that went round the check.
+func scrubHeaderValue(b []byte) {
+	for i, c := range b {
+		if c < 0x20 || c == 0x7f {
+			b[i] = ' '
+		}
 	}
 }
 

@@ -29,6 +29,26 @@ func findHeader(m *corev3.HeaderMap, name string) *corev3.HeaderValue {
 	return nil
 }
 
+// headerOccurrence returns the value of the n-th (from 0) header named
+// name (lower case) and true, or false past the last one: Envoy sends each
+// occurrence of a repeated header as its own entry.
+func headerOccurrence(m *corev3.HeaderMap, name string, n int) (string, bool) {
+	for _, h := range m.GetHeaders() {
+		if h.GetKey() != name {
+			continue
+		}
+		if n > 0 {
+			n--
+			continue
+		}
+		if raw := h.GetRawValue(); len(raw) > 0 {
+			return string(raw), true
+		}
+		return h.GetValue(), true
+	}
+	return "", false
+}
+
 // headerBytes is the value of a header without copying it. Envoy sends
 // values in raw_value; value is read only when raw_value is empty.
 func headerBytes(h *corev3.HeaderValue) []byte {

@@ -1,6 +1,7 @@
 package processor
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/spendguard/spendguard/budget"
 	"github.com/spendguard/spendguard/internal/money"
+	"github.com/spendguard/spendguard/processor/identity"
 )
 
 // The answers below never change, so every stream shares them: gRPC
@@ -90,6 +92,7 @@ func putHeadersAnswer(a *headersAnswer) {
 // argument.
 func (a *headersAnswer) set(key string, value func([]byte) []byte) {
 	v := value(a.buf[a.used:a.used:len(a.buf)])
+	scrubHeaderValue(v)
 	if cap(v) == len(a.buf)-a.used { // it fit in buf
 		a.used += len(v)
 	}
@@ -142,6 +145,21 @@ func unauthorized(missing []string) *apiError {
 	return &apiError{
 		status: 401, errType: typeUnauthorized, code: typeUnauthorized,
 		message: fmt.Sprintf("spendguard cannot attribute this request: no value for %s", strings.Join(missing, ", ")),
+	}
+}
+
+// identityRefused answers a request whose identity resolution failed: 401
+// for an invalid credential, 400 for a conflicting dimension header or a
+// value with control characters. The message names the header or source,
+// never a token or the value.
+func identityRefused(err error) *apiError {
+	switch {
+	case errors.Is(err, identity.ErrCredential):
+		return &apiError{status: 401, errType: typeUnauthorized, code: codeInvalidAPIKey, message: "spendguard cannot attribute this request: " + err.Error()}
+	case errors.Is(err, identity.ErrConflict):
+		return invalidRequest(codeConflictingHeader, err.Error())
+	default:
+		return invalidRequest(codeInvalidValue, err.Error())
 	}
 }
 

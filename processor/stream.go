@@ -134,8 +134,11 @@ func (st *stream) onRequestHeaders(ctx context.Context, h *extprocv3.HttpHeaders
 		return answerFreePath
 	}
 	st.endpoint = ep
-	get := func(name string) string { return headerString(hm, name) }
+	get := func(name string, n int) (string, bool) { return headerOccurrence(hm, name, n) }
 	st.ident = st.snap.Identity.ResolveHeaders(identity.Request{Header: get, Claim: claimGetter(md)})
+	if st.ident.Err != nil {
+		return st.refuse(identityRefused(st.ident.Err), nil)
+	}
 	if len(st.ident.Missing) > 0 {
 		return st.refuse(unauthorized(st.ident.Missing), nil)
 	}
@@ -176,9 +179,15 @@ func (st *stream) onRequestBody(ctx context.Context, b *extprocv3.HttpBody) *ext
 		return st.refuse(invalidRequest(codeInvalidJSON, err.Error()), nil)
 	}
 	req := &st.parsed
+	if !identity.ValidValue(req.Model) {
+		return st.refuse(invalidRequest(codeInvalidValue, "model must not contain control characters"), nil)
+	}
 	st.req, st.model, st.servedModel = req, req.Model, req.Model
 	if len(st.ident.Pending) > 0 {
 		st.snap.Identity.ResolveBody(&st.ident, bodyFields(body))
+		if st.ident.Err != nil {
+			return st.refuse(identityRefused(st.ident.Err), nil)
+		}
 		if len(st.ident.Missing) > 0 {
 			return st.refuse(unauthorized(st.ident.Missing), nil)
 		}

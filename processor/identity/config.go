@@ -5,7 +5,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -44,28 +46,37 @@ type Source struct {
 	Kind string
 	Arg  string
 	Line int
+	// WithoutCredential lets a client-controlled source (header,
+	// body_field) placed after an authenticated one (api_key, jwt_claim)
+	// be read when the request carries no credential at all. Written
+	// `without_credential: true` beside the source.
+	WithoutCredential bool
+	// optLine is the line of without_credential, 0 when absent.
+	optLine int
+	// hdr is the index of a header source's name in Resolver.headers.
+	hdr int
 }
+
+// KeyWithoutCredential is the per-source key that opts a client-controlled
+// source in to being read when no credential is sent.
+const KeyWithoutCredential = "without_credential"
 
 // Sources is an ordered source list.
 type Sources []Source
 
-// UnmarshalYAML reads a list of single-key maps.
+// UnmarshalYAML reads a list of maps, each with one "kind: argument" pair
+// and optionally without_credential.
 func (s *Sources) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.SequenceNode {
 		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: a dimension is a list of sources such as \"- header: x-tenant-id\"", n.Line)}}
 	}
 	var errs []string
 	for _, item := range n.Content {
-		if item.Kind != yaml.MappingNode || len(item.Content) != 2 {
-			errs = append(errs, fmt.Sprintf("line %d: each source is one \"kind: argument\" pair", item.Line))
-			continue
+		src, problems := decodeSource(item)
+		errs = append(errs, problems...)
+		if len(problems) == 0 {
+			*s = append(*s, src)
 		}
-		k, v := item.Content[0], item.Content[1]
-		if v.Kind != yaml.ScalarNode {
-			errs = append(errs, fmt.Sprintf("line %d: the argument of %s must be a string", v.Line, k.Value))
-			continue
-		}
-		*s = append(*s, Source{Kind: k.Value, Arg: v.Value, Line: k.Line})
 	}
 	if len(errs) > 0 {
 		// A TypeError lets yaml.v3 go on decoding the rest of the file, so
@@ -75,6 +86,38 @@ func (s *Sources) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
+// decodeSource reads one source: a mapping with one "kind: argument" pair
+// and, optionally, a without_credential boolean.
+func decodeSource(item *yaml.Node) (Source, []string) {
+	const shape = "each source is one \"kind: argument\" pair, optionally with without_credential: true"
+	if item.Kind != yaml.MappingNode || len(item.Content) < 2 || len(item.Content) > 4 {
+		return Source{}, []string{fmt.Sprintf("line %d: %s", item.Line, shape)}
+	}
+	var src Source
+	var errs []string
+	kinds := 0
+	for i := 0; i+1 < len(item.Content); i += 2 {
+		k, v := item.Content[i], item.Content[i+1]
+		if k.Value == KeyWithoutCredential {
+			if err := v.Decode(&src.WithoutCredential); err != nil || v.Kind != yaml.ScalarNode {
+				errs = append(errs, fmt.Sprintf("line %d: without_credential must be true or false", v.Line))
+			}
+			src.optLine = k.Line
+			continue
+		}
+		kinds++
+		if v.Kind != yaml.ScalarNode {
+			errs = append(errs, fmt.Sprintf("line %d: the argument of %s must be a string", v.Line, k.Value))
+			continue
+		}
+		src.Kind, src.Arg, src.Line = k.Value, v.Value, k.Line
+	}
+	if kinds != 1 {
+		errs = append(errs, fmt.Sprintf("line %d: %s", item.Line, shape))
+	}
+	return src, errs
+}
+
 var dimName = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 
 // Compile validates the section and reports every problem at once.
@@ -82,6 +125,7 @@ func (c Config) Compile() (*Resolver, error) {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	r := &Resolver{apiKeys: map[[sha256.Size]byte]map[string]string{}}
+	headerIndex := map[string]int{}
 	names := make([]string, 0, len(c.Dimensions))
 	for name := range c.Dimensions {
 		names = append(names, name)
@@ -106,20 +150,36 @@ func (c Config) Compile() (*Resolver, error) {
 				if s.Arg == "" {
 					bad("%s: %s needs a name", at, s.Kind)
 				}
+				if s.Kind != KindBodyField {
+					r.authenticated = true
+				}
 			case KindHeader:
-				if s.Arg == "" || strings.ContainsAny(s.Arg, " :\t") {
+				if s.Arg == "" || strings.ContainsAny(s.Arg, " :\t,") || !ValidValue(s.Arg) {
 					bad("%s: header needs a header name", at)
 				}
-				srcs[i].Arg = strings.ToLower(s.Arg)
+				h := strings.ToLower(s.Arg)
+				idx, ok := headerIndex[h]
+				if !ok {
+					idx = len(r.headers)
+					headerIndex[h] = idx
+					r.headers = append(r.headers, h)
+				}
+				srcs[i].Arg, srcs[i].hdr = h, idx
 			case KindDefault:
 				if s.Arg == "" {
 					bad("%s: default must not be empty", at)
+				}
+				if !ValidValue(s.Arg) {
+					bad("%s: default must not contain control characters", at)
 				}
 				if i != len(srcs)-1 {
 					bad("%s: default must be the last source (the ones after it are never reached)", at)
 				}
 			default:
 				bad("%s: unknown source %q (want api_key, jwt_claim, header, body_field or default)", at, s.Kind)
+			}
+			if s.optLine != 0 && s.Kind != KindHeader && s.Kind != KindBodyField {
+				bad("%s: line %d: without_credential applies only to header and body_field sources (the ones a client controls)", where, s.optLine)
 			}
 		}
 		r.dims = append(r.dims, dimension{name: name, sources: srcs})
@@ -136,9 +196,12 @@ func (c Config) Compile() (*Resolver, error) {
 		if _, dup := r.apiKeys[sum]; dup {
 			bad("%s: duplicate sha256", at)
 		}
-		for dim := range k.Values {
+		for _, dim := range slices.Sorted(maps.Keys(k.Values)) {
 			if _, ok := c.Dimensions[dim]; !ok {
 				bad("%s: value for unknown dimension %q", at, dim)
+			}
+			if !ValidValue(k.Values[dim]) {
+				bad("%s: the value for %q must not contain control characters", at, dim)
 			}
 		}
 		r.apiKeys[sum] = k.Values
@@ -169,4 +232,29 @@ func decodeStrict(n *yaml.Node, v any, allowed ...string) error {
 		}
 	}
 	return n.Decode(v)
+}
+
+// ClientChoice lists the client-controlled sources (header, body_field)
+// that come after an authenticated one (api_key, jwt_claim): optedIn are
+// read also when a request carries no credential (without_credential:
+// true), so clients without a key choose the value; skipped are read only
+// when a valid credential lacks the dimension.
+func (s Sources) ClientChoice() (optedIn, skipped []Source) {
+	authSeen := false
+	for _, src := range s {
+		switch src.Kind {
+		case KindAPIKey, KindJWTClaim:
+			authSeen = true
+		case KindHeader, KindBodyField:
+			if !authSeen {
+				continue
+			}
+			if src.WithoutCredential {
+				optedIn = append(optedIn, src)
+			} else {
+				skipped = append(skipped, src)
+			}
+		}
+	}
+	return optedIn, skipped
 }

@@ -4,12 +4,19 @@
 // body, or a default. It owns the `identity:` section of the configuration.
 //
 // Each dimension lists sources in order; the first source that yields a
-// non-empty value wins. Sources available at request-headers time (api_key,
-// jwt_claim, header, default) are tried by ResolveHeaders; a dimension that
-// is still empty then and has a body_field source is left pending and
-// finished by ResolveBody. A default source ends the list: sources after it
-// are never reached. Bearer tokens are only ever handled as SHA-256 digests
-// and are never logged or returned.
+// non-empty value wins. ResolveHeaders follows each list at request-headers
+// time; a dimension that reaches a body_field source first is left pending
+// and ResolveBody follows the rest of its list once the body is read. A
+// default source ends the list.
+//
+// Identity cannot be borrowed: an Authorization header is a credential
+// that must be valid (a known API key or a JWT Envoy verified) or the
+// request is refused; without any credential, a source the client controls
+// (header, body_field) listed after an authenticated one (api_key,
+// jwt_claim) is read only where the configuration opts in; a dimension
+// header sent twice with different values, and values with control
+// characters, are refused. Bearer tokens are only ever handled as SHA-256
+// digests and are never logged or returned.
 package identity
 
 import (
@@ -19,6 +26,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"unicode"
 )
 
 // Source kinds.
@@ -34,17 +42,28 @@ const (
 // filled by the processor from the request body and cannot be configured.
 const ModelDimension = "model"
 
-// Request is what ResolveHeaders reads from a request. Header names are
-// lower-case. Claims looks up a (possibly dotted) JWT claim path.
+// Request is what ResolveHeaders reads from a request.
 type Request struct {
-	Header func(name string) string
-	Claim  func(path string) string
+	// Header returns the n-th (from 0) occurrence of the request header
+	// name (lower case) and true, or false past the last one. Envoy sends
+	// each occurrence of a repeated header as its own entry.
+	Header func(name string, n int) (string, bool)
+	// Claim looks up a (possibly dotted) claim path of the JWT that Envoy's
+	// jwt_authn verified. It is nil when Envoy forwarded no verified
+	// claims: a non-nil Claim is what makes a JWT a credential.
+	Claim func(path string) string
 }
 
 // Resolver is a compiled, immutable identity configuration.
 type Resolver struct {
 	dims    []dimension
 	apiKeys map[[sha256.Size]byte]map[string]string
+	// headers are the distinct header names of header sources, lower case;
+	// Source.hdr indexes them.
+	headers []string
+	// authenticated: some dimension has an api_key or jwt_claim source, so
+	// the Authorization header is spendguard's business.
+	authenticated bool
 }
 
 type dimension struct {
@@ -69,92 +88,26 @@ type Result struct {
 	Pending []string
 	// Missing lists dimensions with no value, no default and no body source.
 	Missing []string
+	// Err is set when the request must be refused whatever Missing says: a
+	// credential that is present but invalid (wraps ErrCredential), a
+	// dimension header sent with different values (ErrConflict), or a value
+	// with control characters (ErrInvalidValue). Values is then incomplete.
+	Err error
+
+	// credential is what the request proved, for ResolveBody's
+	// no-credential rule.
+	credential credentialState
+	// fallbacks holds, for the pending dimensions that have one, the value
+	// a header-time source after the first body_field gave.
+	fallbacks []fallback
 }
 
-// ResolveHeaders fills every dimension whose sources are available at
-// request-headers time.
-func (r *Resolver) ResolveHeaders(req Request) Result {
-	res := Result{Values: make(map[string]string, len(r.dims)+1)}
-	var keyValues map[string]string
-	keyLooked := false
-	for _, d := range r.dims {
-		value, pending := "", false
-	sources:
-		for _, s := range d.sources {
-			switch s.Kind {
-			case KindAPIKey:
-				if !keyLooked {
-					keyValues, keyLooked = r.lookupKey(req), true
-				}
-				value = keyValues[s.Arg]
-			case KindJWTClaim:
-				if req.Claim != nil {
-					value = req.Claim(s.Arg)
-				}
-			case KindHeader:
-				if req.Header != nil {
-					value = strings.TrimSpace(req.Header(s.Arg))
-				}
-			case KindBodyField:
-				pending = true
-				break sources
-			case KindDefault:
-				value = s.Arg
-			}
-			if value != "" {
-				break
-			}
-		}
-		switch {
-		case value != "":
-			res.Values[d.name] = value
-		case pending:
-			res.Pending = append(res.Pending, d.name)
-		default:
-			res.Missing = append(res.Missing, d.name)
-		}
-	}
-	return res
-}
-
-// ResolveBody finishes the pending dimensions of res with the request body:
-// field returns the string value of a top-level body field ("" if absent).
-// The sources after a body_field source are tried too, in order.
-func (r *Resolver) ResolveBody(res *Result, field func(name string) string) {
-	if len(res.Pending) == 0 {
-		return
-	}
-	pending := res.Pending
-	res.Pending = nil
-	for _, name := range pending {
-		d := r.find(name)
-		value := ""
-		reached := false
-		for _, s := range d.sources {
-			if s.Kind == KindBodyField {
-				reached = true
-			}
-			if !reached {
-				continue
-			}
-			switch s.Kind {
-			case KindBodyField:
-				value = strings.TrimSpace(field(s.Arg))
-			case KindDefault:
-				value = s.Arg
-			}
-			// Header-time sources after a body_field were already tried and
-			// were empty; they cannot change now.
-			if value != "" {
-				break
-			}
-		}
-		if value != "" {
-			res.Values[name] = value
-		} else {
-			res.Missing = append(res.Missing, name)
-		}
-	}
+// fallback is the value a pending dimension takes if the body fields
+// listed before source at are empty.
+type fallback struct {
+	dim   string
+	at    int // index of the source in the dimension's list
+	value string
 }
 
 func (r *Resolver) find(name string) dimension {
@@ -181,17 +134,6 @@ func (r *Resolver) BodyFields() []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-func (r *Resolver) lookupKey(req Request) map[string]string {
-	if len(r.apiKeys) == 0 || req.Header == nil {
-		return nil
-	}
-	token, ok := BearerToken(req.Header("authorization"))
-	if !ok {
-		return nil
-	}
-	return r.apiKeys[sha256.Sum256([]byte(token))]
 }
 
 // BearerToken extracts the token of an "Authorization: Bearer <token>"
@@ -231,10 +173,43 @@ func Scope(values map[string]string) string {
 	return b.String()
 }
 
-// ErrMissing is wrapped by the error that names missing dimensions.
-var ErrMissing = errors.New("request identity incomplete")
+// Errors that Result.Err and MissingError wrap.
+var (
+	// ErrMissing: a dimension has no value (401).
+	ErrMissing = errors.New("request identity incomplete")
+	// ErrCredential: an Authorization header is present but is neither a
+	// known API key nor a JWT that Envoy verified (401).
+	ErrCredential = errors.New("invalid credential")
+	// ErrConflict: a dimension header was sent more than once with
+	// different values (400).
+	ErrConflict = errors.New("conflicting header")
+	// ErrInvalidValue: a dimension value contains control characters (400).
+	ErrInvalidValue = errors.New("invalid dimension value")
+)
 
 // MissingError describes dimensions that stayed empty, for the 401 answer.
 func MissingError(missing []string) error {
 	return fmt.Errorf("%w: no value for %s (send the header or credentials that identify it)", ErrMissing, strings.Join(missing, ", "))
+}
+
+// ValidValue reports whether s may be a dimension (or model) value: it has
+// no control characters (C0, DEL or C1), so it can go into a response
+// header as it is. Bytes that are not UTF-8 are allowed, as Envoy allows
+// them in header values.
+func ValidValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c == 0x7f {
+			return false
+		}
+		if c >= 0x80 {
+			for _, r := range s[i:] {
+				if unicode.IsControl(r) {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	return true
 }

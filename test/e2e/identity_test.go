@@ -20,8 +20,9 @@ import (
 const aliceToken = "sk-test-alice-0123456789"
 
 // identityConfig attributes the user dimension from, in order: the API
-// key, a nested JWT claim, a header, the body's "user" field. The key also
-// gives a team.
+// key, a nested JWT claim, a header, the body's "user" field; the last two
+// are read also for requests without a credential (without_credential).
+// The key also gives a team.
 var identityConfig = `version: 1
 identity:
   dimensions:
@@ -29,7 +30,9 @@ identity:
       - api_key: user
       - jwt_claim: user.email
       - header: x-user-id
+        without_credential: true
       - body_field: user
+        without_credential: true
     team:
       - api_key: team
       - default: none
@@ -86,7 +89,7 @@ func TestTheSameRequestIsAttributedFromEachSource(t *testing.T) {
 		{"jwt claim in metadata", func(h ...string) response {
 			return s.postVia(withJWT, "/v1/chat/completions", attributedChat, h...)
 		}, []string{"x-user-id", "ignored"}, "bob@example.com", "none", cost},
-		{"header", s.viaDefault, []string{"authorization", "Bearer sk-unknown-key", "x-user-id", "carol"}, "carol", "none", 2 * cost},
+		{"header", s.viaDefault, []string{"x-user-id", "carol"}, "carol", "none", 2 * cost},
 		{"body user field", s.viaDefault, nil, "body-dave", "none", 3 * cost},
 	}
 	for _, tc := range tests {
@@ -126,6 +129,13 @@ func TestMissingIdentityIs401(t *testing.T) {
 	assert.Contains(t, string(resp.body), "user")
 	assert.Equal(t, before, s.vllm.Count(), "never sent upstream")
 
+	// An unknown key is refused, never attributed from the header after it.
+	resp = s.post("/v1/chat/completions", attributedChat, "authorization", "Bearer sk-unknown-key", "x-user-id", "carol")
+	assert.Equal(t, http.StatusUnauthorized, resp.status)
+	assert.Contains(t, string(resp.body), `"code":"invalid_api_key"`)
+	assert.NotContains(t, string(resp.body), "sk-unknown-key")
+	assert.Equal(t, before, s.vllm.Count(), "never sent upstream")
+
 	// A JWT without the claim is no source either.
 	noClaim := s.listener(jwtMetadata(t, map[string]any{"sub": "1234"}))
 	resp = s.postVia(noClaim, "/v1/chat/completions", smallChat)
@@ -134,4 +144,26 @@ func TestMissingIdentityIs401(t *testing.T) {
 
 func (s *liveStack) viaDefault(headers ...string) response {
 	return s.post("/v1/chat/completions", attributedChat, headers...)
+}
+
+// TestHostileIdentityValuesAre400 sends, through the stack, a dimension
+// header whose repeats a proxy joined with different values, and a body
+// "user" with CR/LF: both are refused before the model, and nothing of
+// them reaches a response header.
+func TestHostileIdentityValuesAre400(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "spendguard.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(identityConfig), 0o600))
+	s := startLive(t, path)
+	before := s.vllm.Count()
+
+	resp := s.post("/v1/chat/completions", smallChat, "x-user-id", "carol, mallory")
+	assert.Equal(t, http.StatusBadRequest, resp.status)
+	assert.Contains(t, string(resp.body), `"code":"conflicting_header"`)
+	assert.Contains(t, string(resp.body), "x-user-id")
+
+	resp = s.post("/v1/chat/completions", `{"model":"Hunyuan","max_tokens":10,"user":"bob\r\nx-spendguard-budget: none","messages":[]}`)
+	assert.Equal(t, http.StatusBadRequest, resp.status)
+	assert.Contains(t, string(resp.body), `"code":"invalid_value"`)
+	assert.Empty(t, resp.header.Get("x-spendguard-budget"))
+	assert.Equal(t, before, s.vllm.Count(), "never sent upstream")
 }

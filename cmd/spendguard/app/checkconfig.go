@@ -49,18 +49,33 @@ func checkConfig(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+// printDimensions lists each dimension's sources and says who can choose
+// its value: "clients can choose tenant when they send no key" for a
+// dimension whose client-controlled source after an authenticated one opts
+// in, and a warning for such a source that does not (it is read only when
+// a valid credential lacks the dimension).
 func printDimensions(w io.Writer, c identity.Config) {
 	fmt.Fprintln(w, "\nDimensions (the first source with a value wins; model is built in):")
 	for _, name := range slices.Sorted(maps.Keys(c.Dimensions)) {
 		var srcs []string
 		for _, s := range c.Dimensions[name] {
-			if s.Kind == identity.KindDefault {
+			switch {
+			case s.Kind == identity.KindDefault:
 				srcs = append(srcs, fmt.Sprintf("default %q", s.Arg))
-			} else {
+			case s.WithoutCredential:
+				srcs = append(srcs, s.Kind+" "+s.Arg+" (without_credential)")
+			default:
 				srcs = append(srcs, s.Kind+" "+s.Arg)
 			}
 		}
 		fmt.Fprintf(w, "  %-10s %s\n", name, strings.Join(srcs, ", "))
+		optedIn, skipped := c.Dimensions[name].ClientChoice()
+		if len(optedIn) > 0 {
+			fmt.Fprintf(w, "  %-10s clients can choose %s when they send no key\n", "", name)
+		}
+		for _, s := range skipped {
+			fmt.Fprintf(w, "  %-10s warning: %s %s (line %d) is not read for requests without a key or token: it follows an api_key or jwt_claim source and does not set without_credential: true\n", "", s.Kind, s.Arg, s.Line)
+		}
 	}
 	if len(c.APIKeys) > 0 {
 		fmt.Fprintf(w, "  (%d API key(s) in identity.api_keys)\n", len(c.APIKeys))

@@ -107,3 +107,42 @@ func specExample(t *testing.T) string {
 	t.Fatal("../shared/spec/spendguard.example.yaml not found beside the repository")
 	return ""
 }
+
+// TestCheckConfigSaysWhoCanChooseADimension: a client-controlled source
+// after an authenticated one is named in the summary, as a choice clients
+// get when it opts in and as a warning when it does not.
+func TestCheckConfigSaysWhoCanChooseADimension(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "spendguard.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(`version: 1
+identity:
+  dimensions:
+    tenant:
+      - api_key: tenant
+      - jwt_claim: tenant
+      - header: x-tenant-id
+      - default: unknown
+    team:
+      - api_key: team
+      - header: x-team-id
+        without_credential: true
+      - default: none
+    user:
+      - header: x-user-id
+      - body_field: user
+pricing:
+  models:
+    - {match: Hunyuan, input: 0.60, output: 0.80}
+budgets:
+  - name: tenant-daily
+    match: {tenant: "*"}
+    period: day
+    hard_usd: 1
+`), 0o600))
+	code, stdout, stderr := run(t, "check-config", path)
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stdout, "  team       api_key team, header x-team-id (without_credential), default \"none\"\n             clients can choose team when they send no key\n")
+	assert.Contains(t, stdout, "             warning: header x-tenant-id (line 7) is not read for requests without a key or token")
+	assert.NotContains(t, stdout, "clients can choose tenant")
+	assert.NotContains(t, stdout, "clients can choose user", "a header before any authenticated source is the operator's plain choice")
+	assert.Equal(t, 1, strings.Count(stdout, "warning:"))
+}
