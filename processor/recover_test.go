@@ -92,4 +92,3 @@ func TestPanicEndsOnlyItsStream(t *testing.T) {
 		})
 	}
 }
-
