@@ -53,6 +53,7 @@ type Metrics struct {
 	spent      *prometheus.GaugeVec
 	limit      *prometheus.GaugeVec
 	inFlight   prometheus.Gauge
+	panics     prometheus.Counter
 	messages   *prometheus.HistogramVec
 	store      *prometheus.HistogramVec
 	reloads    *prometheus.CounterVec
@@ -132,12 +133,13 @@ func New(labelDimensions []string) (*Metrics, error) {
 		Namespace: Namespace, Name: "config_last_reload_success_timestamp_seconds",
 		Help: "Unix time of the last successful configuration load.",
 	})
+	m.panics = newPanicCounter()
 	m.hot = newHotSeries(m.messages, m.store)
 	m.reports = newReportCache(reportCacheSets)
 	m.exporters = &exporterCollector{}
 	m.drift = newDriftMetrics(m.reg)
 	m.reg.MustRegister(m.requests, m.spend, m.unmetered, m.tokens, m.remaining, m.spent, m.limit,
-		m.inFlight, m.messages, m.store, m.reloads, m.lastReload, m.exporters,
+		m.inFlight, m.panics, m.messages, m.store, m.reloads, m.lastReload, m.exporters,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, r := range []string{"success", "failure"} {
 		m.reloads.WithLabelValues(r)

@@ -14,17 +14,29 @@
 //  2. request body: the JSON is parsed (400 when invalid), the model priced
 //     (400 when it has no price and there is no default), the worst case
 //     estimated and reserved on every applicable budget at once, or 402.
-//  3. response headers: the upstream status is noted; a status of 400 or
-//     more releases the reservation. Informative x-spendguard-* headers are
-//     added.
+//  3. response headers: the upstream status is noted; a status from 400 to
+//     599 releases the reservation, any other, a missing or an unreadable
+//     one counts as success. Informative x-spendguard-* headers are added.
 //  4. response body: chunks are scanned for usage without holding the body;
-//     at end of stream the actual cost is committed and the reservation
-//     released.
+//     at end of stream (or at the response trailers) the actual cost is
+//     committed and the reservation released. Without response headers
+//     (response_header_mode SKIP) the status is unknown and the body's
+//     first bytes tell JSON from SSE.
+//
+// Any other order is decided explicitly (sequence.go; the table is in
+// docs/design.md): a message Envoy never sends in that state — a second
+// request body, a response before the request was admitted, a second
+// response headers — ends the stream with InvalidArgument; a cost-path
+// request under body modes that cannot be priced or metered gets a 500
+// local reply naming the setting.
 //
 // A stream that ends early (client abort, upstream reset, Envoy cancelling
-// the gRPC stream) is settled when Process returns: nothing is charged if
-// the upstream had not answered, otherwise the usage seen or an estimate,
-// marked estimated. Every reservation is settled exactly once.
+// the gRPC stream, an out-of-order message) is settled when Process
+// returns: nothing is charged if no response message had arrived,
+// otherwise the usage seen or an estimate, marked estimated. Every
+// reservation is settled exactly once. A panic in one stream's work is
+// recovered there (recover.go): the stream is settled the same way, the
+// panic logged and counted, and the stream ended with Internal.
 //
 // Serve it with grpc.ForceServerCodecV2(Codec()): the codec sends the
 // answers streams share from bytes encoded once, and the answer to the

@@ -67,12 +67,17 @@ func newHarness(t *testing.T, yaml string) *harness {
 }
 
 // serveHarness runs the processor with snap on store behind a real gRPC
-// server and connects a client to it.
-func serveHarness(t *testing.T, cfg *config.Compiled, snap *processor.Snapshot, store budget.Store) *harness {
+// server and connects a client to it; with, when given, adjusts the
+// processor's options.
+func serveHarness(t *testing.T, cfg *config.Compiled, snap *processor.Snapshot, store budget.Store, with ...func(*processor.Options)) *harness {
 	t.Helper()
 	h := &harness{t: t, cfg: cfg, reports: make(chan *spendguardv1.CostReport, 100)}
 	h.engine = budget.NewEngine(store, time.Now)
-	h.srv = processor.New(snap, processor.Options{Budgets: h.engine, Reporter: chanReporter(h.reports)})
+	opts := processor.Options{Budgets: h.engine, Reporter: chanReporter(h.reports)}
+	for _, f := range with {
+		f(&opts)
+	}
+	h.srv = processor.New(snap, opts)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	gs := grpc.NewServer(grpc.ForceServerCodecV2(processor.Codec())) // as spendguard serve runs it

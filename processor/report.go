@@ -79,6 +79,11 @@ func (st *stream) reportWith(o outcome, decision spendguardv1.Decision, reason, 
 // reportWithBudgets reads the budget states of scopes and then reports;
 // it runs in its own goroutine, so the store call never delays an answer.
 func (srv *Server) reportWithBudgets(dr DetailedReporter, rep *spendguardv1.CostReport, d Details, scopes []budget.Scope) {
+	defer func() { // a goroutine of its own: a panic here would end the process
+		if r := recover(); r != nil {
+			_ = srv.recovered(rep.GetRequestId(), "reporting with budget states", r)
+		}
+	}()
 	ctx, cancel := context.WithTimeout(context.Background(), srv.opts.SettleTimeout)
 	defer cancel()
 	states, err := srv.opts.Budgets.Status(ctx, scopes)

@@ -2,7 +2,6 @@ package processor
 
 import (
 	"context"
-	"strconv"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"go.uber.org/zap"
@@ -12,28 +11,24 @@ import (
 	spendguardv1 "github.com/spendguard/spendguard/proto/spendguard/v1"
 )
 
+// onResponseHeaders notes the upstream's status and content type. A status
+// from 400 to 599 releases the reservation: failed requests are never
+// charged. Any other status, a missing one or one that is not a status
+// counts as success and the response is metered (Envoy sends no 1xx
+// headers to ext_proc, so a 1xx here is no final answer to trust).
 func (st *stream) onResponseHeaders(ctx context.Context, h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
-	if st.free || st.reservation == nil {
+	if st.settled || st.reservation == nil {
 		return answerResponseHeaders
 	}
 	hm := h.GetHeaders()
-	st.status, _ = strconv.Atoi(string(headerBytes(findHeader(hm, ":status"))))
+	st.status = parseStatus(headerBytes(findHeader(hm, ":status")))
 	st.firstByte = st.srv.opts.Now()
-	st.sse = hasPrefixFold(headerBytes(findHeader(hm, "content-type")), "text/event-stream")
-	if st.status >= 400 || st.status < 200 {
+	if ct := findHeader(hm, "content-type"); ct != nil {
+		st.sse, st.sseKnown = hasPrefixFold(headerBytes(ct), "text/event-stream"), true
+	}
+	if st.status >= 400 {
 		st.settle(ctx, outcome{})
 		return answerResponseHeaders
-	}
-	if st.sse {
-		kind := usage.SSEChat
-		if st.endpoint == pricing.Responses {
-			kind = usage.SSEResponses
-		}
-		st.sseScan = sseScanners.Get().(*usage.SSEScanner)
-		st.sseScan.Reset(kind, st.dropUsage)
-	} else {
-		st.scanner = jsonScanners.Get().(*usage.JSONScanner)
-		st.scanner.Reset()
 	}
 	if h.GetEndOfStream() {
 		st.complete(ctx)
@@ -54,12 +49,23 @@ func (st *stream) onResponseHeaders(ctx context.Context, h *extprocv3.HttpHeader
 	return &a.resp
 }
 
+// onResponseBody scans a chunk for usage and settles at the end of the
+// stream. Without response headers (response_header_mode: SKIP) the
+// status is unknown, which counts as success, and the body's first bytes
+// say whether it is SSE.
 func (st *stream) onResponseBody(ctx context.Context, b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
-	if st.free || st.settled || st.reservation == nil {
+	if st.settled || st.reservation == nil {
 		return answerResponseBody
 	}
 	chunk := b.GetBody()
 	st.bodyBytes += int64(len(chunk))
+	if st.scanner == nil && st.sseScan == nil && !st.startScan(chunk) {
+		// Only whitespace so far: nothing to scan yet.
+		if b.GetEndOfStream() {
+			st.complete(ctx)
+		}
+		return answerResponseBody
+	}
 	if !st.sse {
 		st.scanner.Write(chunk)
 		if b.GetEndOfStream() {
@@ -79,6 +85,47 @@ func (st *stream) onResponseBody(ctx context.Context, b *extprocv3.HttpBody) *ex
 		return answerResponseBody
 	}
 	return st.replaceChunk(out)
+}
+
+// startScan takes the response's scanner from its pool, once its kind is
+// known: from the content-type, else from chunk (sniffSSE). It reports
+// false while chunk cannot tell.
+func (st *stream) startScan(chunk []byte) bool {
+	if st.firstByte.IsZero() { // no response headers: the body is the first byte
+		st.firstByte = st.srv.opts.Now()
+	}
+	if !st.sseKnown {
+		sse, decided := sniffSSE(chunk)
+		if !decided {
+			return false
+		}
+		st.sse, st.sseKnown = sse, true
+	}
+	if st.sse {
+		kind := usage.SSEChat
+		if st.endpoint == pricing.Responses {
+			kind = usage.SSEResponses
+		}
+		st.sseScan = sseScanners.Get().(*usage.SSEScanner)
+		st.sseScan.Reset(kind, st.dropUsage)
+		return true
+	}
+	st.scanner = jsonScanners.Get().(*usage.JSONScanner)
+	st.scanner.Reset()
+	return true
+}
+
+// onResponseTrailers completes a response whose last chunk came without
+// end_of_stream because trailers follow. What an SSE scanner still holds
+// cannot go into a trailers answer and is dropped; its usage counts.
+func (st *stream) onResponseTrailers(ctx context.Context) {
+	if st.settled || st.reservation == nil {
+		return
+	}
+	if st.sseScan != nil {
+		st.sseScan.Finish()
+	}
+	st.complete(ctx)
 }
 
 // replaceChunk answers a response chunk with other bytes, reusing one
@@ -154,14 +201,15 @@ func (st *stream) estimate() pricing.Usage {
 
 // finish runs when the stream ends, however it ends, and settles a
 // reservation that is still open: nothing is charged when the upstream had
-// not answered, else the usage seen or the estimate.
+// not answered (no response message at all), else the usage seen or the
+// estimate.
 func (st *stream) finish() {
 	if st.reservation == nil || st.settled {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), st.srv.opts.SettleTimeout)
 	defer cancel()
-	if st.status == 0 {
+	if !st.responded() {
 		st.settle(ctx, outcome{aborted: true})
 		return
 	}

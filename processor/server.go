@@ -82,6 +82,7 @@ type Server struct {
 	active atomic.Int64
 
 	unmetered atomic.Int64 // requests served unmetered (fail_open)
+	panics    atomic.Int64 // streams ended by a recovered panic
 }
 
 // New returns a Server answering with snap until Swap replaces it.
@@ -123,17 +124,34 @@ func (s *Server) Active() int64 { return s.active.Load() }
 
 // Process runs one HTTP request's stream. It returns nil when Envoy closes
 // the stream, whatever the state of the request: the request's money is
-// settled on the way out.
-func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error {
+// settled on the way out. A message Envoy never sends in that state (a
+// second request body, a response before the request was admitted, ...)
+// ends the stream with InvalidArgument; a panic while handling the stream
+// ends it with Internal (recover.go). Either way the money is settled as
+// for any other end.
+func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) (err error) {
 	growStack()
 	s.active.Add(1)
 	defer s.active.Add(-1)
-	ctx := stream.Context()
 	st := newStream(s, s.cfg.Load())
 	defer func() {
-		st.finish()
-		st.release()
+		panicked := false
+		if r := recover(); r != nil {
+			err, panicked = s.recovered(st.requestID, "handling a message", r), true
+		}
+		if r := finishSafely(st); r != nil {
+			err, panicked = s.recovered(st.requestID, "settling the stream", r), true
+		}
+		if !panicked { // else its state is suspect: it does not go back to the pools
+			st.release()
+		}
 	}()
+	return s.serve(stream, st)
+}
+
+// serve reads and answers the stream's messages until it ends.
+func (s *Server) serve(stream extprocv3.ExternalProcessor_ProcessServer, st *stream) error {
+	ctx := stream.Context()
 	for {
 		req, err := stream.Recv()
 		if err != nil {
@@ -145,7 +163,8 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 		began := mono.Now()
 		resp := st.handle(ctx, req)
 		if resp == nil {
-			return status.Error(codes.InvalidArgument, "spendguard: unexpected ext_proc message")
+			st.log.Warn("ext_proc message out of order; ending the stream", zap.String("request_id", st.requestID), zap.String("why", st.violation))
+			return status.Error(codes.InvalidArgument, "spendguard: unexpected ext_proc message: "+st.violation)
 		}
 		if a := st.headersAns; a != nil && resp == &a.resp {
 			err = stream.SendMsg(a) // the same message, which Codec encodes directly

@@ -55,7 +55,7 @@ type stream struct {
 	settled     bool
 	unmetered   bool // store failed with fail_open: served without budgets
 
-	status       int            // upstream :status, 0 until response headers
+	status       int            // upstream :status; 0 until response headers, or when missing or not a status
 	firstByte    time.Time      // when response headers arrived
 	scopes       []budget.Scope // applicable budgets (for alert states)
 	forwarded    []byte         // request body as forwarded, kept only for a DetailedReporter that wants it
@@ -68,6 +68,16 @@ type stream struct {
 	procTime     time.Duration
 	bodyBytes    int64
 	responseDone bool
+
+	// seen: the messages had so far; protocol: the first message's
+	// body modes (nil when Envoy sent none); violation: why the stream
+	// is refused with InvalidArgument.
+	seen      seen
+	protocol  *extprocv3.ProtocolConfiguration
+	violation string
+	// sseKnown: the response's content-type said whether it is SSE; without
+	// response headers the body's first bytes decide (sniffSSE).
+	sseKnown bool
 
 	mutBody *extprocv3.BodyMutation_Body  // reused replacement of a response chunk
 	mut     *extprocv3.ProcessingResponse // the answer carrying mutBody
@@ -105,26 +115,6 @@ func (st *stream) release() {
 	streams.Put(st)
 }
 
-// handle answers one message; nil means the message kind is not one Envoy
-// sends in this mode.
-func (st *stream) handle(ctx context.Context, req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
-	switch r := req.GetRequest().(type) {
-	case *extprocv3.ProcessingRequest_RequestHeaders:
-		return st.onRequestHeaders(ctx, r.RequestHeaders, req.GetMetadataContext())
-	case *extprocv3.ProcessingRequest_RequestBody:
-		return st.onRequestBody(ctx, r.RequestBody)
-	case *extprocv3.ProcessingRequest_ResponseHeaders:
-		return st.onResponseHeaders(ctx, r.ResponseHeaders)
-	case *extprocv3.ProcessingRequest_ResponseBody:
-		return st.onResponseBody(ctx, r.ResponseBody)
-	case *extprocv3.ProcessingRequest_RequestTrailers:
-		return answerRequestTrailers
-	case *extprocv3.ProcessingRequest_ResponseTrailers:
-		return answerResponseTrailers
-	}
-	return nil
-}
-
 func (st *stream) onRequestHeaders(ctx context.Context, h *extprocv3.HttpHeaders, md *corev3.Metadata) *extprocv3.ProcessingResponse {
 	hm := h.GetHeaders()
 	st.requestID = headerString(hm, "x-request-id")
@@ -134,6 +124,9 @@ func (st *stream) onRequestHeaders(ctx context.Context, h *extprocv3.HttpHeaders
 		return answerFreePath
 	}
 	st.endpoint = ep
+	if e := st.unsupportedModes(); e != nil {
+		return st.refuse(e, nil)
+	}
 	get := func(name string, n int) (string, bool) { return headerOccurrence(hm, name, n) }
 	st.ident = st.snap.Identity.ResolveHeaders(identity.Request{Header: get, Claim: claimGetter(md)})
 	if st.ident.Err != nil {
