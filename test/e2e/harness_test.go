@@ -20,6 +20,7 @@ import (
 
 	"github.com/spendguard/spendguard/budget"
 	"github.com/spendguard/spendguard/cmd/spendguard/app"
+	"github.com/spendguard/spendguard/envoy"
 	spendguardv1 "github.com/spendguard/spendguard/proto/spendguard/v1"
 	"github.com/spendguard/spendguard/test/envoysim"
 	"github.com/spendguard/spendguard/test/fakevllm"
@@ -112,7 +113,7 @@ func newStackWith(t *testing.T, configYAML string, vcfg fakevllm.Config, opts st
 
 	cfg := envoysim.DefaultConfig(s.sg.GRPCAddr(), vllmURL)
 	if opts.shippedEnvoy {
-		require.NoError(t, cfg.ApplyBootstrapYAML(shippedEnvoyYAML(t)))
+		require.NoError(t, cfg.ApplyBootstrapYAML(envoy.BootstrapYAML))
 	}
 	cfg.MessageTimeout = 5 * time.Second // generous: the race detector on 2 shared cores is slow
 	var mu sync.Mutex

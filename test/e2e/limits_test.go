@@ -3,8 +3,6 @@ package e2e
 import (
 	"encoding/json"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -14,14 +12,6 @@ import (
 	"github.com/spendguard/spendguard/cmd/spendguard/app"
 	"github.com/spendguard/spendguard/test/fakevllm"
 )
-
-// shippedEnvoyYAML is the repository's envoy/envoy.yaml.
-func shippedEnvoyYAML(t *testing.T) []byte {
-	t.Helper()
-	data, err := os.ReadFile(filepath.Join("..", "..", "envoy", "envoy.yaml"))
-	require.NoError(t, err)
-	return data
-}
 
 const limitsConfig = `
 version: 1

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,19 +18,13 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
-)
 
-// shippedEnvoyYAML is the repository's envoy/envoy.yaml.
-func shippedEnvoyYAML(t *testing.T) []byte {
-	t.Helper()
-	data, err := os.ReadFile(filepath.Join("..", "..", "envoy", "envoy.yaml"))
-	require.NoError(t, err)
-	return data
-}
+	"github.com/spendguard/spendguard/envoy"
+)
 
 func TestApplyBootstrapYAML(t *testing.T) {
 	c := DefaultConfig("127.0.0.1:1", "http://127.0.0.1:2")
-	require.NoError(t, c.ApplyBootstrapYAML(shippedEnvoyYAML(t)))
+	require.NoError(t, c.ApplyBootstrapYAML(envoy.BootstrapYAML))
 	assert.Equal(t, 8<<20, c.BufferLimit)
 	assert.Equal(t, 500*time.Millisecond, c.MessageTimeout)
 	assert.True(t, c.AllowModeOverride)
@@ -45,7 +37,7 @@ func TestApplyBootstrapYAML(t *testing.T) {
 	require.NoError(t, err, "envoysim reproduces everything envoy.yaml's local_reply_config uses")
 
 	bad := DefaultConfig("127.0.0.1:1", "http://127.0.0.1:2")
-	err = bad.ApplyBootstrapYAML([]byte(strings.Replace(string(shippedEnvoyYAML(t)), `match: { prefix: "/" }`, "match: { prefix: \"/\" }\n                per_request_buffer_limit_bytes: 1024", 1)))
+	err = bad.ApplyBootstrapYAML([]byte(strings.Replace(string(envoy.BootstrapYAML), `match: { prefix: "/" }`, "match: { prefix: \"/\" }\n                per_request_buffer_limit_bytes: 1024", 1)))
 	assert.ErrorContains(t, err, "does not model")
 }
 
@@ -54,7 +46,7 @@ func TestApplyBootstrapYAML(t *testing.T) {
 func shippedHarness(t *testing.T, sc script, limit int) *harness {
 	return newHarness(t, sc, nil, func(c *Config) {
 		timeout := c.MessageTimeout
-		require.NoError(t, c.ApplyBootstrapYAML(shippedEnvoyYAML(t)))
+		require.NoError(t, c.ApplyBootstrapYAML(envoy.BootstrapYAML))
 		c.MessageTimeout = timeout
 		if limit > 0 {
 			c.BufferLimit = limit
