@@ -60,42 +60,18 @@ func metered(t *testing.T, b *bootstrapv3.Bootstrap) []meteredListener {
 	return out
 }
 
-// requestBufferLimit is the largest request body Envoy buffers for ext_proc
-// on a listener: per_connection_buffer_limit_bytes (Envoy's default 1 MiB),
-// or a larger per-route or per-virtual-host limit.
-func requestBufferLimit(m meteredListener) int {
-	limit := 1 << 20
-	if v := m.listener.GetPerConnectionBufferLimitBytes(); v != nil {
-		limit = int(v.GetValue())
-	}
-	for _, vh := range m.hcm.GetRouteConfig().GetVirtualHosts() {
-		if v := vh.GetPerRequestBufferLimitBytes(); v != nil {
-			limit = max(limit, int(v.GetValue()))
-		}
-		for _, r := range vh.GetRoutes() {
-			if v := r.GetPerRequestBufferLimitBytes(); v != nil {
-				limit = max(limit, int(v.GetValue()))
-			}
-			if v := r.GetRequestBodyBufferLimit(); v != nil {
-				limit = max(limit, int(v.GetValue()))
-			}
-		}
-	}
-	return limit
-}
-
 // TestGRPCLimitCoversEnvoyBuffer keeps spendguard's default gRPC receive
 // limit (--grpc-max-message-bytes) at least the largest request body each
 // shipped Envoy bootstrap buffers plus the ext_proc envelope: otherwise a
 // body Envoy accepted ends in RESOURCE_EXHAUSTED and a 500 for the client.
 func TestGRPCLimitCoversEnvoyBuffer(t *testing.T) {
 	ref := meteredListeners(t, "envoy/envoy.yaml")
-	assert.Equal(t, app.EnvoyBufferLimit, requestBufferLimit(ref[0]),
+	assert.Equal(t, app.EnvoyBufferLimit, envoytest.RequestBufferLimit(ref[0].listener, ref[0].hcm),
 		"app.EnvoyBufferLimit must be envoy/envoy.yaml's per_connection_buffer_limit_bytes")
 	for _, path := range shippedBootstraps {
 		t.Run(path, func(t *testing.T) {
 			for _, m := range meteredListeners(t, path) {
-				limit := requestBufferLimit(m)
+				limit := envoytest.RequestBufferLimit(m.listener, m.hcm)
 				assert.LessOrEqual(t, limit+app.GRPCHeadroom, app.DefaultGRPCMaxMessageBytes,
 					"listener %q buffers request bodies up to %d bytes: raise app.EnvoyBufferLimit (spendguard's default --grpc-max-message-bytes) with it",
 					m.listener.GetName(), limit)
@@ -155,7 +131,7 @@ func TestOverLimitBodyGetsOpenAIError(t *testing.T) {
 				require.NoError(t, json.Unmarshal(raw, &body))
 				assert.Equal(t, "invalid_request_error", body.Error.Type)
 				assert.Equal(t, "request_too_large", body.Error.Code)
-				assert.Contains(t, body.Error.Message, strconv.Itoa(requestBufferLimit(m))+" bytes",
+				assert.Contains(t, body.Error.Message, strconv.Itoa(envoytest.RequestBufferLimit(m.listener, m.hcm))+" bytes",
 					"the message must name the listener's buffer limit")
 			}
 		})
