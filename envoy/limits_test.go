@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
@@ -136,4 +137,17 @@ func TestOverLimitBodyGetsOpenAIError(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestLocalReplyConfigIsValidated shows that the offline validation reaches
+// the local_reply_config inside the connection manager's Any: a status
+// filter without the value Envoy requires is refused.
+func TestLocalReplyConfigIsValidated(t *testing.T) {
+	require.NoError(t, envoy.ValidateBootstrapYAML(envoy.BootstrapYAML))
+	const value = "\n                    value: { default_value: 413, runtime_key: spendguard.local_reply.request_too_large }"
+	require.Contains(t, string(envoy.BootstrapYAML), value)
+	broken := strings.Replace(string(envoy.BootstrapYAML), value, "", 1)
+	err := envoy.ValidateBootstrapYAML([]byte(broken))
+	require.ErrorIs(t, err, envoy.ErrConstraint)
+	assert.Contains(t, err.Error(), "LocalReplyConfig")
 }
