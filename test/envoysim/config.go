@@ -163,9 +163,8 @@ func (c Config) resolve() (settings, error) {
 		errs = append(errs, errors.New("envoysim: trailer mode SEND is not supported by envoysim"))
 	}
 	s.mode = modesOf(pm)
-	var err2 error
-	if s.localReply, err2 = compileLocalReply(c.LocalReply); err2 != nil {
-		errs = append(errs, err2)
+	if s.localReply, err = compileLocalReply(c.LocalReply); err != nil {
+		errs = append(errs, err)
 	}
 	if c.MessageTimeout < 0 || c.CloseGrace < 0 || c.BufferLimit < 0 {
 		errs = append(errs, errors.New("envoysim: MessageTimeout, CloseGrace and BufferLimit must not be negative"))
