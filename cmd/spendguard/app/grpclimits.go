@@ -3,6 +3,7 @@ package app
 import (
 	"fmt"
 	"math"
+	"strings"
 
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -67,11 +68,14 @@ func grpcServerOptions(maxRecv int, log *zap.Logger) []grpc.ServerOption {
 // oversizeLogger logs, once per stream that ends with it, the
 // RESOURCE_EXHAUSTED gRPC-Go reports for a message over the receive limit:
 // without it the only trace is Envoy's 500 (status_on_error) to the client.
-// It costs one comparison per stream and nothing per message.
+// It looks at the error the stream ends with, so it costs nothing per
+// message. gRPC-Go words that error "received message larger than max"
+// (test/e2e's TestMessageOverSpendguardLimit notices if that changes);
+// other RESOURCE_EXHAUSTED errors are not this one.
 func oversizeLogger(maxRecv int, log *zap.Logger) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		err := handler(srv, ss)
-		if err != nil && status.Code(err) == codes.ResourceExhausted {
+		if st, ok := status.FromError(err); ok && st.Code() == codes.ResourceExhausted && strings.Contains(st.Message(), "larger than max") {
 			log.Error("an ext_proc message was larger than --grpc-max-message-bytes: Envoy answered the client with its status_on_error (500); "+
 				"raise --grpc-max-message-bytes to Envoy's per_connection_buffer_limit_bytes plus 1 MiB (docs/deployment.md)",
 				zap.Int("grpc_max_message_bytes", maxRecv), zap.String("method", info.FullMethod), zap.Error(err))
