@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/spendguard/spendguard/cmd/spendguard/app"
+	"github.com/spendguard/spendguard/envoy"
 	"github.com/spendguard/spendguard/test/envoysim"
 	"github.com/spendguard/spendguard/test/fakevllm"
 )
@@ -50,7 +51,13 @@ func run(ctx context.Context, listen, vllmAddr, grpcAddr, adminAddr, configPath 
 	}
 	defer sg.Shutdown()
 
-	proxy, err := envoysim.New(envoysim.DefaultConfig(sg.GRPCAddr(), vllmURL))
+	// The stand-in behaves as envoy/envoy.yaml configures Envoy: its
+	// buffer limit, 413 in OpenAI's shape, message timeout.
+	cfg := envoysim.DefaultConfig(sg.GRPCAddr(), vllmURL)
+	if err := cfg.ApplyBootstrapYAML(envoy.BootstrapYAML); err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
+	proxy, err := envoysim.New(cfg)
 	if err != nil {
 		return fmt.Errorf("proxy: %w", err)
 	}

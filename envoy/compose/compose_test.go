@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/spendguard/spendguard/cmd/spendguard/app"
 	"github.com/spendguard/spendguard/envoy"
 	"github.com/spendguard/spendguard/envoy/envoytest"
 	"github.com/spendguard/spendguard/internal/config"
@@ -209,6 +210,13 @@ func TestComposeEnvoy(t *testing.T) {
 
 	sg := p.Services["spendguard"]
 	grpcPort := portOf(t, flagValue(t, sg.Command, "--grpc-addr"))
+	grpcMax := app.DefaultGRPCMaxMessageBytes
+	if slices.ContainsFunc(sg.Command, func(a string) bool { return strings.HasPrefix(a, "--grpc-max-message-bytes") }) {
+		n, err := strconv.Atoi(flagValue(t, sg.Command, "--grpc-max-message-bytes"))
+		require.NoError(t, err)
+		grpcMax = n
+	}
+	envoytest.AssertSpendguardTakesBufferedBodies(t, b, published.Target, grpcMax)
 	assert.Equal(t, []envoytest.Endpoint{{Host: "spendguard", Port: grpcPort}}, envoytest.Endpoints(envoytest.Cluster(b, "spendguard")))
 
 	fakePort := portOf(t, flagValue(t, p.Services["fakevllm"].Command, "-addr"))

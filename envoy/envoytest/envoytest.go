@@ -2,8 +2,9 @@
 // spendguard (envoy/envoy.yaml, the Kubernetes and compose copies) must pass
 // beyond envoy.ValidateBootstrap: that it meters exactly as the reference
 // envoy/envoy.yaml does, that no route switches ext_proc off for a cost
-// endpoint, and that the Envoy image stays in step with the go-control-plane
-// API it is validated against. It is used by tests only.
+// endpoint, that spendguard's gRPC limit takes the largest body it buffers,
+// and that the Envoy image stays in step with the go-control-plane API it is
+// validated against. It is used by tests only.
 package envoytest
 
 import (
@@ -22,6 +23,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/spendguard/spendguard/cmd/spendguard/app"
 	"github.com/spendguard/spendguard/envoy"
 )
 
@@ -195,4 +197,42 @@ func AssertImageInStepWithAPI(t testing.TB, image string) {
 	api := apiRE.FindSubmatch(gomod)
 	require.NotNil(t, api, "go.mod must require go-control-plane/envoy")
 	assert.Equal(t, string(api[1]), m[1], "Envoy image and go-control-plane/envoy minor versions differ")
+}
+
+// RequestBufferLimit is the largest request body Envoy buffers for ext_proc
+// on listener l (whose connection manager is hcm):
+// per_connection_buffer_limit_bytes (Envoy's default 1 MiB when unset), or
+// a larger limit a virtual host or route sets for itself.
+func RequestBufferLimit(l *listenerv3.Listener, hcm *hcmv3.HttpConnectionManager) int {
+	limit := 1 << 20
+	if v := l.GetPerConnectionBufferLimitBytes(); v != nil {
+		limit = int(v.GetValue())
+	}
+	for _, vh := range hcm.GetRouteConfig().GetVirtualHosts() {
+		if v := vh.GetPerRequestBufferLimitBytes(); v != nil {
+			limit = max(limit, int(v.GetValue()))
+		}
+		for _, r := range vh.GetRoutes() {
+			if v := r.GetPerRequestBufferLimitBytes(); v != nil {
+				limit = max(limit, int(v.GetValue()))
+			}
+			if v := r.GetRequestBodyBufferLimit(); v != nil {
+				limit = max(limit, int(v.GetValue()))
+			}
+		}
+	}
+	return limit
+}
+
+// AssertSpendguardTakesBufferedBodies checks that spendguard, run with
+// --grpc-max-message-bytes grpcMax, accepts the largest request body the
+// listener of b on port buffers, with app.GRPCHeadroom for the rest of the
+// ext_proc message (docs/deployment.md, "The two limits move together").
+func AssertSpendguardTakesBufferedBodies(t testing.TB, b *bootstrapv3.Bootstrap, port uint32, grpcMax int) {
+	t.Helper()
+	l := Listener(b, port)
+	require.NotNil(t, l, "no listener on port %d", port)
+	limit := RequestBufferLimit(l, HCM(t, l))
+	assert.LessOrEqual(t, limit+app.GRPCHeadroom, grpcMax,
+		"Envoy buffers request bodies up to %d bytes but spendguard's --grpc-max-message-bytes is %d: raise them together", limit, grpcMax)
 }

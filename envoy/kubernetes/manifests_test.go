@@ -23,6 +23,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/spendguard/spendguard/cmd/spendguard/app"
 	"github.com/spendguard/spendguard/envoy"
 	"github.com/spendguard/spendguard/envoy/envoytest"
 	"github.com/spendguard/spendguard/internal/config"
@@ -246,6 +247,7 @@ func (g *gateway) checkEnvoyConfig(t *testing.T) {
 
 	hcm := envoytest.HCM(t, envoytest.Listener(g.bootstrap, uint32(httpPort)))
 	assert.ElementsMatch(t, []string{"/health", "/v1/models"}, envoytest.FreeRoutes(t, hcm))
+	envoytest.AssertSpendguardTakesBufferedBodies(t, g.bootstrap, uint32(httpPort), g.sg.grpcMaxMessageBytes)
 
 	v := g.volumeMountedAt(g.envoy, path.Dir(g.ev.configPath))
 	require.NotNil(t, v)
@@ -260,6 +262,7 @@ func (g *gateway) checkEnvoyConfig(t *testing.T) {
 type serveFlags struct {
 	config, grpcAddr, adminAddr, logLevel, logFormat string
 	shutdownTimeout, reloadInterval                  time.Duration
+	grpcMaxMessageBytes                              int
 }
 
 // parseServeFlags parses a spendguard container's command line as
@@ -283,6 +286,7 @@ func parseServeFlags(command, args []string) (serveFlags, error) {
 	fs.StringVar(&f.logFormat, "log-format", "json", "")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 25*time.Second, "")
 	fs.DurationVar(&f.reloadInterval, "reload-interval", time.Minute, "")
+	fs.IntVar(&f.grpcMaxMessageBytes, "grpc-max-message-bytes", app.DefaultGRPCMaxMessageBytes, "")
 	if err := fs.Parse(args[1:]); err != nil {
 		return f, err
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/spendguard/spendguard/budget"
 	"github.com/spendguard/spendguard/cmd/spendguard/app"
+	"github.com/spendguard/spendguard/envoy"
 	spendguardv1 "github.com/spendguard/spendguard/proto/spendguard/v1"
 	"github.com/spendguard/spendguard/test/envoysim"
 	"github.com/spendguard/spendguard/test/fakevllm"
@@ -68,6 +69,14 @@ type stackOptions struct {
 	// upstream read as it comes (the chunker reads whole bodies first, which
 	// client-abort tests cannot use).
 	streamThrough bool
+	// shippedEnvoy makes envoysim behave as envoy/envoy.yaml configures
+	// Envoy (buffer limit, local_reply_config, ext_proc settings), the
+	// message timeout aside.
+	shippedEnvoy bool
+	// grpcMaxMessageBytes is spendguard's --grpc-max-message-bytes (0: its default).
+	grpcMaxMessageBytes int
+	// logs, when set, also receives spendguard's log.
+	logs io.Writer
 }
 
 func newStackWith(t *testing.T, configYAML string, vcfg fakevllm.Config, opts stackOptions) *stack {
@@ -90,15 +99,22 @@ func newStackWith(t *testing.T, configYAML string, vcfg fakevllm.Config, opts st
 
 	path := filepath.Join(t.TempDir(), "spendguard.yaml")
 	require.NoError(t, os.WriteFile(path, []byte(configYAML), 0o600))
+	var logOut io.Writer = testWriter{t}
+	if opts.logs != nil {
+		logOut = io.MultiWriter(logOut, opts.logs)
+	}
 	s.sg, err = app.Start(app.ServeOptions{
 		ConfigPath: path, GRPCAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
-		LogLevel: "warn", LogOutput: testWriter{t}, ShutdownTimeout: 5 * time.Second,
-		Reporter: s.reports,
+		LogLevel: "warn", LogOutput: logOut, ShutdownTimeout: 5 * time.Second,
+		Reporter: s.reports, GRPCMaxMessageBytes: opts.grpcMaxMessageBytes,
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() { s.sg.Shutdown() })
 
 	cfg := envoysim.DefaultConfig(s.sg.GRPCAddr(), vllmURL)
+	if opts.shippedEnvoy {
+		require.NoError(t, cfg.ApplyBootstrapYAML(envoy.BootstrapYAML))
+	}
 	cfg.MessageTimeout = 5 * time.Second // generous: the race detector on 2 shared cores is slow
 	var mu sync.Mutex
 	rng := rand.New(rand.NewPCG(s.seed, 0x5eed))

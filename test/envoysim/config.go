@@ -8,6 +8,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 )
 
 // Config describes one simulated Envoy listener: the ext_proc filter settings
@@ -34,6 +35,10 @@ type Config struct {
 	FailureModeAllow bool
 	// BufferLimit is per_connection_buffer_limit_bytes; 0 means 1 MiB.
 	BufferLimit int
+	// LocalReply is the connection manager's local_reply_config, applied
+	// to every reply envoysim makes itself (see localreply.go for the part
+	// of the API it reproduces; New refuses the rest). nil: none.
+	LocalReply *hcmv3.LocalReplyConfig
 	// ResponseChunker, when set, makes response bodies deterministic for tests:
 	// the whole upstream body is read first and the pieces it returns become the
 	// data callbacks, in order, each sent to the processor as it would be by
@@ -123,8 +128,9 @@ func supportedBodyMode(m extprocfilterv3.ProcessingMode_BodySendMode) bool {
 // settings is a validated Config with every default applied.
 type settings struct {
 	Config
-	upstream *url.URL
-	mode     modes
+	upstream   *url.URL
+	mode       modes
+	localReply *localReplyRules
 }
 
 // resolve validates c and applies defaults; it reports every problem at once.
@@ -157,6 +163,9 @@ func (c Config) resolve() (settings, error) {
 		errs = append(errs, errors.New("envoysim: trailer mode SEND is not supported by envoysim"))
 	}
 	s.mode = modesOf(pm)
+	if s.localReply, err = compileLocalReply(c.LocalReply); err != nil {
+		errs = append(errs, err)
+	}
 	if c.MessageTimeout < 0 || c.CloseGrace < 0 || c.BufferLimit < 0 {
 		errs = append(errs, errors.New("envoysim: MessageTimeout, CloseGrace and BufferLimit must not be negative"))
 	}

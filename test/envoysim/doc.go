@@ -10,7 +10,13 @@
 // mode, pipelined in-order answers in STREAMED mode, Envoy's default header
 // mutation rules, content-length handling, ImmediateResponse local replies,
 // message timeouts, failure_mode_allow — and forwards the possibly mutated
-// request to a real HTTP upstream with net/http. The response is streamed back
+// request to a real HTTP upstream with net/http. A BUFFERED request body over
+// the buffer limit gets Envoy's own 413, and every reply envoysim makes
+// itself passes the connection manager's local_reply_config (Config.LocalReply)
+// first. Config.ApplyBootstrapYAML reads the buffer limit, the
+// local_reply_config and the ext_proc settings from an Envoy bootstrap such
+// as envoy/envoy.yaml. Like Envoy's gRPC client, it accepts answers of any
+// size. The response is streamed back
 // through the processor and to the client chunk by chunk, never buffered whole
 // unless the response body mode is BUFFERED.
 //

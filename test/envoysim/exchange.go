@@ -1,6 +1,7 @@
 package envoysim
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"io"
@@ -207,16 +208,19 @@ func (x *exchange) immediate(ir *extprocv3.ImmediateResponse) {
 }
 
 // localReply answers the client without the upstream, as Envoy's
-// sendLocalReply: the mutation's headers (x-envoy-*, host, :authority and
-// pseudo-headers ignored), content-length forced to a non-empty body's
-// length and content-type defaulting to text/plain. If the response headers
-// are already out, the response is marked for reset instead.
+// sendLocalReply: local_reply_config first (Config.LocalReply), then the
+// mutation's headers (x-envoy-*, host, :authority and pseudo-headers
+// ignored), content-length forced to a non-empty body's length and
+// content-type defaulting to text/plain, or set by the body format that
+// rewrote the body. If the response headers are already out, the response
+// is marked for reset instead.
 func (x *exchange) localReply(code int, body []byte, hm *extprocv3.HeaderMutation) {
 	if x.wroteHeader {
 		x.reset = true
 		return
 	}
 	x.p.stats.local.Add(1)
+	code, body, contentType := x.p.cfg.localReply.rewrite(code, body)
 	h := headerList{{":status", strconv.Itoa(code)}}
 	if hm != nil {
 		ignored, _ := h.applyMutation(hm, mutationRules{localReply: true})
@@ -224,8 +228,8 @@ func (x *exchange) localReply(code int, body []byte, hm *extprocv3.HeaderMutatio
 	}
 	if len(body) > 0 {
 		h.set("content-length", strconv.Itoa(len(body)))
-		if _, ok := h.get("content-type"); !ok {
-			h.set("content-type", "text/plain")
+		if _, ok := h.get("content-type"); !ok || contentType != "" {
+			h.set("content-type", cmp.Or(contentType, "text/plain"))
 		}
 	}
 	x.writeHeaders(h)
@@ -366,15 +370,18 @@ func contentLength(h headerList) int64 {
 
 // localResponse is a local reply Envoy itself generates (413, 503) that,
 // unlike the ext_proc filter's own replies, traverses the filter chain: the
-// processor sees its headers and body like an upstream response.
-func localResponse(code int) *http.Response {
+// processor sees its headers and body like an upstream response, after
+// local_reply_config has rewritten them.
+func (p *Proxy) localResponse(code int) *http.Response {
 	text := map[int]string{
 		http.StatusRequestEntityTooLarge: "Payload Too Large",
 		http.StatusServiceUnavailable:    "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
 	}[code]
+	code, body, contentType := p.cfg.localReply.rewrite(code, []byte(text))
+	text = string(body)
 	return &http.Response{
 		StatusCode:    code,
-		Header:        http.Header{"Content-Type": {"text/plain"}, "Content-Length": {strconv.Itoa(len(text))}},
+		Header:        http.Header{"Content-Type": {cmp.Or(contentType, "text/plain")}, "Content-Length": {strconv.Itoa(len(text))}},
 		ContentLength: int64(len(text)),
 		Body:          io.NopCloser(&eofReader{b: []byte(text)}),
 	}

@@ -43,7 +43,7 @@ func startProcessor(t *testing.T, sc script) *fakeProcessor {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	fp := &fakeProcessor{addr: ln.Addr().String(), script: sc}
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(grpc.MaxRecvMsgSize(16 << 20)) // bodies up to the largest BufferLimit a test uses
 	extprocv3.RegisterExternalProcessorServer(srv, fp)
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(srv.Stop)

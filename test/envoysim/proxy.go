@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"sync"
@@ -37,7 +38,11 @@ func New(cfg Config) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	conn, err := grpc.NewClient(s.ProcessorAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	// Envoy's gRPC client bounds the answers it receives only when
+	// envoy_grpc.max_receive_message_length is set; gRPC-Go's client
+	// default of 4 MiB would refuse an answer that rewrites a large body.
+	conn, err := grpc.NewClient(s.ProcessorAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32)))
 	if err != nil {
 		return nil, fmt.Errorf("envoysim: processor client: %w", err)
 	}

@@ -129,7 +129,7 @@ func (x *exchange) bufferedRequest(h headerList) *upstreamCall {
 	if !eof || len(body) > x.p.cfg.BufferLimit {
 		x.reqSrc.close()
 		x.p.stats.local.Add(1)
-		return &upstreamCall{start: time.Now(), local: localResponse(http.StatusRequestEntityTooLarge)}
+		return &upstreamCall{start: time.Now(), local: x.p.localResponse(http.StatusRequestEntityTooLarge)}
 	}
 	ans, err := x.call(true, bodyMsg(true, body, true))
 	if err != nil {
@@ -263,7 +263,7 @@ func (x *exchange) awaitUpstream(call *upstreamCall) (resp *http.Response, local
 		x.p.cfg.Logf("envoysim: upstream: %v", call.err)
 		x.p.stats.upstreamFail.Add(1)
 		x.p.stats.local.Add(1)
-		return localResponse(http.StatusServiceUnavailable), true
+		return x.p.localResponse(http.StatusServiceUnavailable), true
 	}
 	return call.resp, false
 }

@@ -28,6 +28,7 @@ Usage:
   spendguard serve [--config FILE] [--grpc-addr ADDR] [--admin-addr ADDR]
                    [--log-level debug|info|warn|error] [--log-format json|console]
                    [--shutdown-timeout DURATION] [--reload-interval DURATION]
+                   [--grpc-max-message-bytes N]
   spendguard check-config FILE
   spendguard status [--admin URL] [--token T] [--json] [DIM=VALUE ...]
   spendguard report [--dsn DSN] [--group-by DIM,...] [--period hour|day|week|month|total]

@@ -43,7 +43,11 @@ type ServeOptions struct {
 	// ReloadDebounce is the quiet time after a change before the file is
 	// read again (DefaultReloadDebounce when 0).
 	ReloadDebounce time.Duration
-	LogOutput      io.Writer // default stderr
+	// GRPCMaxMessageBytes bounds an ext_proc message spendguard receives
+	// (DefaultGRPCMaxMessageBytes when 0): at least Envoy's
+	// per_connection_buffer_limit_bytes plus GRPCHeadroom.
+	GRPCMaxMessageBytes int
+	LogOutput           io.Writer // default stderr
 	// ExporterFlushTimeout bounds how long shutdown waits for the exporters
 	// to deliver queued reports (default 10s).
 	ExporterFlushTimeout time.Duration
@@ -63,10 +67,15 @@ func parseServeFlags(args []string, stderr io.Writer) (ServeOptions, error) {
 	fs.StringVar(&o.LogFormat, "log-format", "json", "json or console")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 25*time.Second, "how long SIGTERM waits for in-flight streams")
 	fs.DurationVar(&o.ReloadInterval, "reload-interval", time.Minute, "with --config: watch its directory, and re-read it this often too; 0 turns hot reload off")
+	fs.IntVar(&o.GRPCMaxMessageBytes, "grpc-max-message-bytes", DefaultGRPCMaxMessageBytes,
+		"largest ext_proc message accepted: Envoy's per_connection_buffer_limit_bytes plus 1 MiB; raise the two together")
 	if err := fs.Parse(args); err != nil {
 		return o, errUsage
 	}
 	var errs []error
+	if err := checkGRPCMaxMessageBytes(o.GRPCMaxMessageBytes); err != nil {
+		errs = append(errs, err)
+	}
 	if fs.NArg() > 0 {
 		errs = append(errs, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " ")))
 	}
@@ -151,6 +160,12 @@ func Start(opts ServeOptions) (*Instance, error) {
 	if opts.ExporterFlushTimeout <= 0 {
 		opts.ExporterFlushTimeout = 10 * time.Second
 	}
+	if opts.GRPCMaxMessageBytes == 0 {
+		opts.GRPCMaxMessageBytes = DefaultGRPCMaxMessageBytes
+	}
+	if err := checkGRPCMaxMessageBytes(opts.GRPCMaxMessageBytes); err != nil {
+		return nil, err
+	}
 	log, err := newLogger(opts.LogLevel, opts.LogFormat, opts.LogOutput)
 	if err != nil {
 		return nil, err
@@ -206,7 +221,7 @@ func Start(opts ServeOptions) (*Instance, error) {
 		in.Store.Close()
 		return nil, fmt.Errorf("admin listener: %w", err)
 	}
-	in.grpc = grpc.NewServer(grpc.ForceServerCodecV2(processor.Codec()))
+	in.grpc = grpc.NewServer(append(grpcServerOptions(opts.GRPCMaxMessageBytes, log), grpc.ForceServerCodecV2(processor.Codec()))...)
 	extprocv3.RegisterExternalProcessorServer(in.grpc, in.Processor)
 	in.health = health.NewServer()
 	healthpb.RegisterHealthServer(in.grpc, in.health)
@@ -223,7 +238,8 @@ func Start(opts ServeOptions) (*Instance, error) {
 	}()
 	in.startReload()
 	log.Info("spendguard serving", zap.String("version", Version), zap.String("grpc_addr", in.GRPCAddr()),
-		zap.String("admin_addr", in.AdminAddr()), zap.String("config", configName(opts.ConfigPath)))
+		zap.String("admin_addr", in.AdminAddr()), zap.String("config", configName(opts.ConfigPath)),
+		zap.Int("grpc_max_message_bytes", opts.GRPCMaxMessageBytes))
 	return in, nil
 }
 

@@ -133,3 +133,17 @@ func TestMetricsAfterTraffic(t *testing.T) {
 			strings.Contains(string(b), `spendguard_budget_limit_usd{budget="tenant-daily"`)
 	}, 5*time.Second, 10*time.Millisecond)
 }
+
+// TestGRPCMaxMessageBytesFlag refuses a gRPC limit that cannot hold even a
+// header block (a unit mistake) or that gRPC cannot represent.
+func TestGRPCMaxMessageBytesFlag(t *testing.T) {
+	for _, v := range []string{"9", "65535", "-1", "2147483648"} {
+		t.Run(v, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			assert.Equal(t, 2, app.Main(context.Background(), []string{"serve", "--grpc-max-message-bytes", v}, &out, &errOut))
+			assert.Contains(t, errOut.String(), "--grpc-max-message-bytes")
+		})
+	}
+	_, err := app.Start(app.ServeOptions{GRPCAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", LogOutput: io.Discard, GRPCMaxMessageBytes: 1000})
+	assert.ErrorContains(t, err, "--grpc-max-message-bytes", "Start checks the option too")
+}
