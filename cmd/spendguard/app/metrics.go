@@ -25,6 +25,13 @@ func (in *Instance) startBudgetGauges() (stop func()) {
 	})
 }
 
+// RefreshBudgetGauges refreshes the per-scope gauges from the store now,
+// as the background refresh does every metrics.budget_gauges.refresh_interval
+// (for tests, and for anything that cannot wait for the next one).
+func (in *Instance) RefreshBudgetGauges(ctx context.Context) error {
+	return in.Metrics.RefreshBudgetGauges(ctx, in.budgetGaugeSource, in.Config.File.Metrics.BudgetGauges.Options().Timeout)
+}
+
 // budgetGaugeSource lists the scopes /metrics can export, at most max of
 // them: only budgets whose every match key is a label dimension are
 // listed (the others could not be told apart in a series), each with its
