@@ -60,7 +60,7 @@ func (o BudgetGaugeOptions) withDefaults() BudgetGaugeOptions {
 type BudgetSource func(ctx context.Context, max int) (states []sink.BudgetState, truncated bool, err error)
 
 // Refresh results, the values of the result label of
-// spendguard_budget_gauge_refreshes_total.
+// spendguard_budget_metrics_refreshes_total.
 const (
 	refreshOK        = "ok"
 	refreshTruncated = "truncated"
@@ -95,15 +95,15 @@ func newBudgetGauges(with func(first ...string) []string) *budgetGauges {
 		Help: "A budget scope's caps in USD: cap=\"soft\" or cap=\"hard\".",
 	}, with("budget", "cap"))
 	g.scopes = prometheus.NewGauge(prometheus.GaugeOpts{
-		Namespace: Namespace, Name: "budget_gauge_scopes",
+		Namespace: Namespace, Name: "budget_metrics_scopes",
 		Help: "Budget scopes with per-scope gauges now (at most metrics.budget_gauges.max_scopes).",
 	})
 	g.refreshes = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: Namespace, Name: "budget_gauge_refreshes_total",
+		Namespace: Namespace, Name: "budget_metrics_refreshes_total",
 		Help: "Background refreshes of the per-scope budget gauges from the store, by result: ok, truncated (scopes left out by max_scopes or the listing bound), error (the gauges stay as they were).",
 	}, []string{"result"})
 	g.lastRefresh = prometheus.NewGauge(prometheus.GaugeOpts{
-		Namespace: Namespace, Name: "budget_gauge_last_refresh_timestamp_seconds",
+		Namespace: Namespace, Name: "budget_metrics_last_refresh_timestamp_seconds",
 		Help: "Unix time of the last refresh of the per-scope budget gauges that read the store (ok or truncated).",
 	})
 	for _, r := range []string{refreshOK, refreshTruncated, refreshError} {
@@ -194,7 +194,7 @@ func (m *Metrics) ObserveBudgets(states []sink.BudgetState) {
 // RefreshBudgetGauges replaces the per-scope gauges with what src lists
 // (at most the cap, within timeout when it is positive): scopes no
 // longer listed lose their series. When src fails the gauges stay as
-// they were. Each call is counted in spendguard_budget_gauge_refreshes_total.
+// they were. Each call is counted in spendguard_budget_metrics_refreshes_total.
 func (m *Metrics) RefreshBudgetGauges(ctx context.Context, src BudgetSource, timeout time.Duration) error {
 	if m == nil {
 		return nil

@@ -42,7 +42,7 @@ func spent(text, tenant string) string {
 }
 
 func refreshes(text, result string) string {
-	return sample(text, "spendguard_budget_gauge_refreshes_total", map[string]string{"result": result})
+	return sample(text, "spendguard_budget_metrics_refreshes_total", map[string]string{"result": result})
 }
 
 // Must show: the background refresh runs at start and then once per
@@ -156,7 +156,7 @@ func TestBudgetGaugesAreCappedAndReplaced(t *testing.T) {
 			for tenant, want := range tt.want {
 				assert.Equal(t, want, spent(text, tenant), "tenant %s", tenant)
 			}
-			assert.Equal(t, tt.scopes, sample(text, "spendguard_budget_gauge_scopes", nil))
+			assert.Equal(t, tt.scopes, sample(text, "spendguard_budget_metrics_scopes", nil))
 			assert.Equal(t, tt.truncated, refreshes(text, "truncated"))
 			assert.Equal(t, tt.errors, refreshes(text, "error"))
 			assert.NotContains(t, text, `budget="per-user"`)

@@ -80,10 +80,10 @@ func TestAnonymousCallersLearnNothingAboutInfrastructure(t *testing.T) {
 		{"readyz wrong token", "/readyz", "not-the-token", open, 503, `"status":"budget store unreachable"`, redisAddr},
 		{"readyz with the token", "/readyz", "good-token", open, 503, redisAddr, ""},
 		{"healthz anonymous", "/healthz", "", open, 200, `"status":"ok"`, redisAddr},
-		{"metrics open by default", "/metrics", "", open, 200, "spendguard_budget_gauge_scopes", redisAddr},
+		{"metrics open by default", "/metrics", "", open, 200, "spendguard_budget_metrics_scopes", redisAddr},
 		{"metrics need the token when asked", "/metrics", "", guarded, 401, `"code":"unauthorized"`, "spendguard_"},
 		{"metrics wrong token", "/metrics", "not-the-token", guarded, 401, "not admin.token", "spendguard_"},
-		{"metrics with the token", "/metrics", "good-token", guarded, 200, "spendguard_budget_gauge_scopes", ""},
+		{"metrics with the token", "/metrics", "good-token", guarded, 200, "spendguard_budget_metrics_scopes", ""},
 		{"budgets anonymous", "/v1/budgets", "", guarded, 401, "unauthorized", redisAddr},
 	}
 	for _, tt := range tests {
