@@ -25,7 +25,7 @@ import (
 const (
 	DefaultBudgetGaugeInterval  = 30 * time.Second
 	DefaultBudgetGaugeTimeout   = 10 * time.Second
-	DefaultBudgetGaugeMaxScopes = 10_000
+	DefaultBudgetGaugeMaxScopes = 1_000
 )
 
 // BudgetGaugeOptions bound the per-scope gauges and their refresh.

@@ -20,7 +20,7 @@ import (
 
 // startWith starts spendguard on a configuration file with extra
 // options.
-func startWith(t *testing.T, config string, opts app.ServeOptions) *app.Instance {
+func startWith(t testing.TB, config string, opts app.ServeOptions) *app.Instance {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "spendguard.yaml")
 	require.NoError(t, os.WriteFile(path, []byte(config), 0o600))
