@@ -44,6 +44,11 @@ type Options struct {
 	Log     *zap.Logger
 	// Timeout bounds one listing (default 10s).
 	Timeout time.Duration
+	// ShowErrors puts the store's error (which may name its address) in
+	// a 503's message. Set it only when the API is behind a token;
+	// otherwise the message says only that the store could not be read,
+	// and the log has the error.
+	ShowErrors bool
 }
 
 // API serves the budget endpoints and the dashboard.
@@ -141,7 +146,11 @@ func (a *API) budgets(w http.ResponseWriter, r *http.Request) {
 	resp, err := a.List(ctx, budget.ListOptions{Budget: name, Filter: filter})
 	if err != nil {
 		a.opts.Log.Warn("admin: listing budgets failed", zap.Error(err))
-		writeError(w, http.StatusServiceUnavailable, "service_unavailable", "store_unavailable", "cannot read the budget store: "+err.Error())
+		msg := "cannot read the budget store (spendguard's log says why)"
+		if a.opts.ShowErrors {
+			msg = "cannot read the budget store: " + err.Error()
+		}
+		writeError(w, http.StatusServiceUnavailable, "service_unavailable", "store_unavailable", msg)
 		return
 	}
 	w.Header().Set("cache-control", "no-store")

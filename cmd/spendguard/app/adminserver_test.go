@@ -69,6 +69,7 @@ func TestAnonymousCallersLearnNothingAboutInfrastructure(t *testing.T) {
 	open := startWith(t, config, app.ServeOptions{ReloadInterval: 0})
 	guarded := startWith(t, strings.Replace(config, "label_dimensions: [tenant]", "label_dimensions: [tenant]\n  require_token: true", 1),
 		app.ServeOptions{ReloadInterval: 0})
+	tokenless := startWith(t, strings.Replace(config, "admin:\n  token: good-token\n", "", 1), app.ServeOptions{ReloadInterval: 0})
 
 	tests := []struct {
 		name, path, token string
@@ -85,6 +86,9 @@ func TestAnonymousCallersLearnNothingAboutInfrastructure(t *testing.T) {
 		{"metrics wrong token", "/metrics", "not-the-token", guarded, 401, "not admin.token", "spendguard_"},
 		{"metrics with the token", "/metrics", "good-token", guarded, 200, "spendguard_budget_metrics_scopes", ""},
 		{"budgets anonymous", "/v1/budgets", "", guarded, 401, "unauthorized", redisAddr},
+		{"budgets with the token", "/v1/budgets", "good-token", open, 503, redisAddr, ""},
+		{"budgets open without admin.token", "/v1/budgets", "", tokenless, 503, `"code":"store_unavailable"`, redisAddr},
+		{"readyz without admin.token", "/readyz", "anything", tokenless, 503, `"status":"budget store unreachable"`, redisAddr},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
