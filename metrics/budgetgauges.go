@@ -235,14 +235,14 @@ func (m *Metrics) RefreshBudgetGauges(ctx context.Context, src BudgetSource, tim
 		kept = append(kept, s)
 	}
 	g.mu.Lock()
+	for _, s := range kept { // set first, then drop: a scrape meanwhile sees no gap
+		labels, _ := m.budgetLabels(s)
+		g.set(labels, s)
+	}
 	for key, labels := range g.series {
 		if _, ok := next[key]; !ok {
 			g.drop(labels)
 		}
-	}
-	for _, s := range kept {
-		labels, _ := m.budgetLabels(s)
-		g.set(labels, s)
 	}
 	g.series = next
 	g.scopes.Set(float64(len(next)))
