@@ -6,7 +6,9 @@
 //     as JSON with USD amounts as numbers with exactly 6 decimals;
 //   - GET / : the dashboard, plain HTML, CSS and JavaScript embedded in
 //     the binary, which reads /v1/budgets;
-//   - RequireToken: the bearer-token check of /v1/* (admin.token);
+//   - RequireToken: the bearer-token check of /v1/* and of the paths the
+//     caller adds (/metrics with metrics.require_token), and Authorized,
+//     the same check for answers that only add detail for the token;
 //   - History: the in-process samples that give burn rates.
 //
 // Every replica answers from the store, so with Redis every replica
