@@ -5,8 +5,10 @@
 //
 //   - from every CostReport (ObserveReport): requests by decision, spend in
 //     USD, tokens by type;
-//   - from budget states (ObserveBudgets): remaining, spent and limit per
-//     budget scope;
+//   - per budget scope: remaining, spent and limit, a cache that requests'
+//     reports (ObserveBudgets) and a bounded background refresh from the
+//     store (StartBudgetGauges) keep current, so that a scrape never
+//     reads the store;
 //   - from the processor and the store: ext_proc message latency, store
 //     operation latency, reservations in flight, configuration reloads;
 //   - from the exporter fan-out (SetExporterStats): queue depth and
@@ -49,9 +51,7 @@ type Metrics struct {
 	spend      *usdCounterVec
 	unmetered  *usdCounterVec
 	tokens     *prometheus.CounterVec
-	remaining  *prometheus.GaugeVec
-	spent      *prometheus.GaugeVec
-	limit      *prometheus.GaugeVec
+	gauges     *budgetGauges // per-scope budget gauges, a cache (budgetgauges.go)
 	inFlight   prometheus.Gauge
 	panics     prometheus.Counter
 	messages   *prometheus.HistogramVec
@@ -65,23 +65,11 @@ type Metrics struct {
 }
 
 // New returns Metrics whose per-request and per-scope series are labelled
-// with labelDimensions (metrics.label_dimensions). A dimension must be a
-// valid label name, appear once, and not be one of the labels spendguard
-// uses itself (decision, type, budget, cap, phase, operation, result,
-// exporter, reason).
+// with labelDimensions (metrics.label_dimensions), which must pass
+// CheckLabelDimensions (the configuration's compile step runs the same
+// check, so a configuration that loads never fails here).
 func New(labelDimensions []string) (*Metrics, error) {
-	var errs []error
-	for i, d := range labelDimensions {
-		switch {
-		case !validLabel(d):
-			errs = append(errs, fmt.Errorf("metrics.label_dimensions: %q is not a valid Prometheus label name", d))
-		case slices.Contains(reservedLabels, d):
-			errs = append(errs, fmt.Errorf("metrics.label_dimensions: %q is a label spendguard uses itself; rename the dimension", d))
-		case slices.Contains(labelDimensions[:i], d):
-			errs = append(errs, fmt.Errorf("metrics.label_dimensions: %q is listed twice", d))
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err := CheckLabelDimensions(labelDimensions); err != nil {
 		return nil, err
 	}
 	dims := slices.Clone(labelDimensions)
@@ -99,18 +87,7 @@ func New(labelDimensions []string) (*Metrics, error) {
 		Namespace: Namespace, Name: "tokens_total",
 		Help: "Tokens of forwarded requests by disjoint type: input (uncached prompt), cached_input, output (non-reasoning completion), reasoning.",
 	}, with("type"))
-	m.remaining = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Namespace: Namespace, Name: "budget_remaining_usd",
-		Help: "Hard cap minus committed and reserved spend in the current period, per budget scope, in USD.",
-	}, with("budget"))
-	m.spent = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Namespace: Namespace, Name: "budget_spent_usd",
-		Help: "Committed spend in the current period, per budget scope, in USD.",
-	}, with("budget"))
-	m.limit = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Namespace: Namespace, Name: "budget_limit_usd",
-		Help: "A budget scope's caps in USD: cap=\"soft\" or cap=\"hard\".",
-	}, with("budget", "cap"))
+	m.gauges = newBudgetGauges(with)
 	m.inFlight = prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: Namespace, Name: "reservations_in_flight",
 		Help: "Budget reservations held by this replica and not yet settled.",
@@ -138,13 +115,44 @@ func New(labelDimensions []string) (*Metrics, error) {
 	m.reports = newReportCache(reportCacheSets)
 	m.exporters = &exporterCollector{}
 	m.drift = newDriftMetrics(m.reg)
-	m.reg.MustRegister(m.requests, m.spend, m.unmetered, m.tokens, m.remaining, m.spent, m.limit,
+	m.reg.MustRegister(m.gauges.collectors()...)
+	m.reg.MustRegister(m.requests, m.spend, m.unmetered, m.tokens,
 		m.inFlight, m.panics, m.messages, m.store, m.reloads, m.lastReload, m.exporters,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, r := range []string{"success", "failure"} {
 		m.reloads.WithLabelValues(r)
 	}
 	return m, nil
+}
+
+// CheckLabelDimensions returns every reason labelDimensions cannot be
+// metrics.label_dimensions, joined, or nil: see CheckLabelDimension.
+func CheckLabelDimensions(labelDimensions []string) error {
+	var errs []error
+	for i := range labelDimensions {
+		if err := CheckLabelDimension(labelDimensions, i); err != nil {
+			errs = append(errs, fmt.Errorf("metrics.label_dimensions: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// CheckLabelDimension says why the i-th of labelDimensions cannot be a
+// label, or returns nil. A dimension must be a valid Prometheus label
+// name, appear once, and not be one of the labels spendguard uses itself
+// (decision, type, budget, cap, phase, operation, result, exporter,
+// reason).
+func CheckLabelDimension(labelDimensions []string, i int) error {
+	d := labelDimensions[i]
+	switch {
+	case !validLabel(d):
+		return fmt.Errorf("%q is not a valid Prometheus label name", d)
+	case slices.Contains(reservedLabels, d):
+		return fmt.Errorf("%q is a label spendguard uses itself; rename the dimension", d)
+	case slices.Contains(labelDimensions[:i], d):
+		return fmt.Errorf("%q is listed twice", d)
+	}
+	return nil
 }
 
 func validLabel(s string) bool {

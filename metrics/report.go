@@ -63,32 +63,6 @@ func (m *Metrics) scopeValues(r *spendguardv1.CostReport, dst []string) []string
 	return dst
 }
 
-// ObserveBudgets sets the per-scope gauges (remaining, spent, soft and hard
-// limit) from budget states. A scope is exported only when every match key
-// of its budget is a label dimension: a scope keyed on a dimension that is
-// not a label (say user) would otherwise share one series with all its
-// siblings and make it meaningless. Dimensions the budget does not match
-// on are empty labels.
-func (m *Metrics) ObserveBudgets(states []sink.BudgetState) {
-	if m == nil {
-		return
-	}
-	for _, s := range states {
-		labels, ok := m.budgetLabels(s)
-		if !ok {
-			continue
-		}
-		m.spent.WithLabelValues(labels...).Set(usd(s.Committed))
-		if s.HasHard {
-			m.remaining.WithLabelValues(labels...).Set(usd(s.Remaining()))
-			m.limit.WithLabelValues(append(labels[:1:1], append([]string{"hard"}, labels[1:]...)...)...).Set(usd(s.Hard))
-		}
-		if s.HasSoft {
-			m.limit.WithLabelValues(append(labels[:1:1], append([]string{"soft"}, labels[1:]...)...)...).Set(usd(s.Soft))
-		}
-	}
-}
-
 // budgetLabels returns budget, then one value per label dimension.
 func (m *Metrics) budgetLabels(s sink.BudgetState) ([]string, bool) {
 	for k := range s.Scope {

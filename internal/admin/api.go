@@ -6,7 +6,9 @@
 //     as JSON with USD amounts as numbers with exactly 6 decimals;
 //   - GET / : the dashboard, plain HTML, CSS and JavaScript embedded in
 //     the binary, which reads /v1/budgets;
-//   - RequireToken: the bearer-token check of /v1/* (admin.token);
+//   - RequireToken: the bearer-token check of /v1/* and of the paths the
+//     caller adds (/metrics with metrics.require_token), and Authorized,
+//     the same check for answers that only add detail for the token;
 //   - History: the in-process samples that give burn rates.
 //
 // Every replica answers from the store, so with Redis every replica
@@ -44,6 +46,11 @@ type Options struct {
 	Log     *zap.Logger
 	// Timeout bounds one listing (default 10s).
 	Timeout time.Duration
+	// ShowErrors puts the store's error (which may name its address) in
+	// a 503's message. Set it only when the API is behind a token;
+	// otherwise the message says only that the store could not be read,
+	// and the log has the error.
+	ShowErrors bool
 }
 
 // API serves the budget endpoints and the dashboard.
@@ -141,7 +148,11 @@ func (a *API) budgets(w http.ResponseWriter, r *http.Request) {
 	resp, err := a.List(ctx, budget.ListOptions{Budget: name, Filter: filter})
 	if err != nil {
 		a.opts.Log.Warn("admin: listing budgets failed", zap.Error(err))
-		writeError(w, http.StatusServiceUnavailable, "service_unavailable", "store_unavailable", "cannot read the budget store: "+err.Error())
+		msg := "cannot read the budget store (spendguard's log says why)"
+		if a.opts.ShowErrors {
+			msg = "cannot read the budget store: " + err.Error()
+		}
+		writeError(w, http.StatusServiceUnavailable, "service_unavailable", "store_unavailable", msg)
 		return
 	}
 	w.Header().Set("cache-control", "no-store")

@@ -14,8 +14,11 @@
 package config
 
 import (
+	"time"
+
 	"github.com/spendguard/spendguard/budget"
 	"github.com/spendguard/spendguard/exporters"
+	"github.com/spendguard/spendguard/metrics"
 	"github.com/spendguard/spendguard/pricing"
 	"github.com/spendguard/spendguard/processor"
 	"github.com/spendguard/spendguard/processor/identity"
@@ -40,6 +43,33 @@ type File struct {
 // Metrics is the `metrics:` section.
 type Metrics struct {
 	LabelDimensions []string `yaml:"label_dimensions"`
+	// RequireToken puts GET /metrics behind admin.token (which must then
+	// be set).
+	RequireToken bool         `yaml:"require_token"`
+	BudgetGauges BudgetGauges `yaml:"budget_gauges"`
+}
+
+// BudgetGauges is `metrics.budget_gauges:`, the bounds of the background
+// refresh of the per-scope budget gauges (0 = the default).
+type BudgetGauges struct {
+	RefreshInterval time.Duration `yaml:"refresh_interval"`
+	RefreshTimeout  time.Duration `yaml:"refresh_timeout"`
+	MaxScopes       int           `yaml:"max_scopes"`
+}
+
+// Options returns the gauges' bounds, defaults filled in.
+func (b BudgetGauges) Options() metrics.BudgetGaugeOptions {
+	o := metrics.BudgetGaugeOptions{Interval: b.RefreshInterval, Timeout: b.RefreshTimeout, MaxScopes: b.MaxScopes}
+	if o.Interval <= 0 {
+		o.Interval = metrics.DefaultBudgetGaugeInterval
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = min(metrics.DefaultBudgetGaugeTimeout, o.Interval)
+	}
+	if o.MaxScopes <= 0 {
+		o.MaxScopes = metrics.DefaultBudgetGaugeMaxScopes
+	}
+	return o
 }
 
 // Admin is the `admin:` section.

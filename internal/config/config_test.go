@@ -6,9 +6,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/spendguard/spendguard/metrics"
 )
 
 // env returns a LookupEnv over a fixed map.
@@ -144,6 +147,13 @@ func TestProblems(t *testing.T) {
 		{"wrong version", strings.Replace(minimal, "version: 1", "version: 2", 1), 1, "version: must be 1, not 2"},
 		{"wrong type", minimal + "metrics:\n  label_dimensions: tenant\n", 13, "metrics: cannot unmarshal !!str `tenant` into []string"},
 		{"unknown label dimension", minimal + "metrics:\n  label_dimensions: [tenant, team]\n", 13, `metrics.label_dimensions[1]: "team" is not a configured dimension`},
+		{"label spendguard uses itself", minimal + "metrics:\n  label_dimensions:\n    - tenant\n    - budget\n", 15, `metrics.label_dimensions[1]: "budget" is a label spendguard uses itself`},
+		{"label listed twice", minimal + "metrics:\n  label_dimensions: [tenant, tenant]\n", 13, `metrics.label_dimensions[1]: "tenant" is listed twice`},
+		{"refresh too often", minimal + "metrics:\n  budget_gauges:\n    refresh_interval: 1ms\n", 14, "metrics.budget_gauges.refresh_interval: must be between 1s and 1h0m0s"},
+		{"refresh timeout past the interval", minimal + "metrics:\n  budget_gauges:\n    refresh_interval: 5s\n    refresh_timeout: 6s\n", 15, "refresh_timeout: 6s is longer than refresh_interval 5s"},
+		{"timeout past the default interval", minimal + "metrics:\n  budget_gauges: {refresh_timeout: 31s}\n", 13, "refresh_timeout: 31s is longer than refresh_interval 30s"},
+		{"too many scopes", minimal + "metrics:\n  budget_gauges:\n    max_scopes: 100001\n", 14, "max_scopes: must be between 1 and 100000"},
+		{"token required, none set", minimal + "metrics:\n  require_token: true\n", 13, "metrics.require_token: admin.token is not set"},
 		{"match key not a dimension", strings.Replace(minimal, "{tenant: \"*\"}", "{team: \"*\"}", 1), 8, `matches on "team"`},
 		{"unknown store backend", minimal + "store:\n  backend: etcd\n", anyLine, `store.backend: unknown backend "etcd"`},
 		{"identity source", strings.Replace(minimal, "{header: x-tenant-id}", "{cookie: x}", 1), 4, `identity.dimensions.tenant[0]: unknown source "cookie"`},
@@ -212,4 +222,28 @@ func TestProblemsAreSortedByLine(t *testing.T) {
 	}
 	assert.Equal(t, "line 1: version: must be 1, not 3", ps[0].String())
 	assert.Equal(t, strings.Join([]string{ps[0].String(), ps[1].String(), ps[2].String()}, "\n"), ps.Error())
+}
+
+// Must show: metrics.budget_gauges and require_token are read, with
+// their defaults when absent.
+func TestMetricsSection(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		want       metrics.BudgetGaugeOptions
+		token      bool
+	}{
+		{"defaults", minimal, metrics.BudgetGaugeOptions{Interval: 30 * time.Second, Timeout: 10 * time.Second, MaxScopes: 1000}, false},
+		{"set", minimal + "metrics:\n  require_token: true\n  budget_gauges: {refresh_interval: 1m, refresh_timeout: 20s, max_scopes: 50}\nadmin:\n  token: t\n",
+			metrics.BudgetGaugeOptions{Interval: time.Minute, Timeout: 20 * time.Second, MaxScopes: 50}, true},
+		{"short interval bounds the default timeout", minimal + "metrics:\n  budget_gauges: {refresh_interval: 2s}\n",
+			metrics.BudgetGaugeOptions{Interval: 2 * time.Second, Timeout: 2 * time.Second, MaxScopes: 1000}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Loader{LookupEnv: env(nil)}.Parse([]byte(tc.yaml))
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, c.File.Metrics.BudgetGauges.Options())
+			assert.Equal(t, tc.token, c.File.Metrics.RequireToken)
+		})
+	}
 }

@@ -180,13 +180,11 @@ func compile(f *File, root *yaml.Node, failed map[string]bool, ps *problems) *pr
 			}
 		}
 	}
-	if ok && !failed["metrics"] {
-		seq := valueOf(valueOf(root, "metrics"), "label_dimensions")
-		for i, d := range f.Metrics.LabelDimensions {
-			if !dims[d] {
-				ps.add(itemLine(seq, i), "metrics.label_dimensions[%d]: %q is not a configured dimension", i, d)
-			}
+	if !failed["metrics"] {
+		if !ok {
+			dims = nil
 		}
+		checkMetrics(f, root, dims, !failed["admin"], ps)
 	}
 	if ident == nil || table == nil || policies == nil {
 		return nil

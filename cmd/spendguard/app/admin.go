@@ -9,10 +9,44 @@ import (
 	"github.com/spendguard/spendguard/internal/admin"
 )
 
+// Admin HTTP server bounds (ServeOptions can shorten the idle timeout).
+// No endpoint streams: the slowest answer, a /v1/budgets listing, gives
+// up after 10s, well inside the write timeout.
+const (
+	adminReadHeaderTimeout  = 10 * time.Second
+	adminReadTimeout        = 30 * time.Second
+	adminWriteTimeout       = 60 * time.Second
+	DefaultAdminIdleTimeout = 2 * time.Minute
+	adminMaxHeaderBytes     = 64 << 10
+)
+
+// newAdminServer is the admin HTTP server: every phase of a connection
+// is bounded (headers, the whole request, the answer, the idle time
+// between requests) and so are the request headers' size, so a client
+// cannot hold connections or memory open.
+func (in *Instance) newAdminServer() *http.Server {
+	idle := in.opts.AdminIdleTimeout
+	if idle <= 0 {
+		idle = DefaultAdminIdleTimeout
+	}
+	return &http.Server{
+		Handler:           in.adminHandler(),
+		ReadHeaderTimeout: adminReadHeaderTimeout,
+		ReadTimeout:       adminReadTimeout,
+		WriteTimeout:      adminWriteTimeout,
+		IdleTimeout:       idle,
+		MaxHeaderBytes:    adminMaxHeaderBytes,
+	}
+}
+
 // adminHandler serves the admin HTTP API. /healthz answers while the
-// process runs; /readyz once a configuration is loaded; /v1/budgets and
-// the dashboard come from package admin (docs/admin.md).
+// process runs; /readyz once a configuration is loaded and the store
+// answers; /metrics from caches (never the store); /v1/budgets and the
+// dashboard come from package admin (docs/admin.md). What an anonymous
+// caller gets never names infrastructure: /readyz's reason is a status
+// word, the store's error only with the admin token.
 func (in *Instance) adminHandler() http.Handler {
+	token := in.Config.File.Admin.Token
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -25,15 +59,19 @@ func (in *Instance) adminHandler() http.Handler {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if err := in.Store.Ping(ctx); err != nil {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "budget store unreachable", "error": err.Error()})
+			body := map[string]string{"status": "budget store unreachable"}
+			if admin.Authorized(token, r) { // the error names the store's address
+				body["error"] = err.Error()
+			}
+			writeJSON(w, http.StatusServiceUnavailable, body)
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
-	mux.Handle("GET /metrics", in.metricsHandler())            // budget gauges refreshed from the store per scrape (metrics.go)
-	mux.Handle("GET /v1/spend", in.spendHandler())             // the ledger's spend (admin_spend.go), behind the token like all /v1/*
-	in.budgetsAPI.Register(mux)                                // GET /v1/budgets[/{name}] and the dashboard at /
-	return admin.RequireToken(in.Config.File.Admin.Token, mux) // /v1/* needs admin.token when it is set
+	mux.Handle("GET /metrics", in.Metrics.Handler())            // per-scope gauges from a cache (metrics.go)
+	mux.Handle("GET /v1/spend", in.spendHandler())              // the ledger's spend (admin_spend.go), behind the token like all /v1/*
+	in.budgetsAPI.Register(mux)                                 // GET /v1/budgets[/{name}] and the dashboard at /
+	return admin.RequireToken(token, mux, in.metricsPaths()...) // /v1/* (and /metrics with metrics.require_token) need admin.token when it is set
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

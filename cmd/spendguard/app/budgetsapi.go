@@ -28,6 +28,8 @@ func (in *Instance) newBudgetsAPI() (*admin.API, func()) {
 		Engine: in.Budgets,
 		Lister: lister,
 		Log:    in.Log,
+		// Errors name the store's address: only for the token's holders.
+		ShowErrors: in.Config.File.Admin.Token != "",
 	})
 	return api, api.StartSampling()
 }

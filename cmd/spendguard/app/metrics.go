@@ -2,34 +2,86 @@ package app
 
 import (
 	"context"
-	"net/http"
-	"time"
+	"fmt"
+	"slices"
 
 	"go.uber.org/zap"
 
 	"github.com/spendguard/spendguard/budget"
 	"github.com/spendguard/spendguard/exporters"
+	"github.com/spendguard/spendguard/exporters/sink"
 )
 
-// metricsHandler serves /metrics after refreshing the per-scope budget
-// gauges (remaining, spent, limits) from the store: the store is the one
-// place that knows every scope, and with Redis every replica then exports
-// the same shared numbers. A store that fails or is slow leaves the gauges
-// as they were; the scrape still answers.
-func (in *Instance) metricsHandler() http.Handler {
-	next := in.Metrics.Handler()
-	lister, _ := in.Store.(budget.Lister)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if snap := in.Processor.Snapshot(); snap != nil {
-			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-			listing, err := in.Budgets.List(ctx, snap.Budgets, lister, budget.ListOptions{})
-			cancel()
-			if err != nil {
-				in.Log.Warn("budget gauges not refreshed for this scrape", zap.Error(err))
-			} else {
-				in.Metrics.ObserveBudgets(exporters.BudgetStates(listing.States, nil))
-			}
-		}
-		next.ServeHTTP(w, r)
+// startBudgetGauges keeps the per-scope budget gauges of /metrics
+// (remaining, spent, limits) current from the store in the background,
+// within metrics.budget_gauges' bounds: a scrape only reads that cache,
+// never the store (with Redis every replica then exports the same shared
+// numbers, up to one refresh interval old). Shutdown calls the returned
+// stop.
+func (in *Instance) startBudgetGauges() (stop func()) {
+	opts := in.Config.File.Metrics.BudgetGauges.Options()
+	return in.Metrics.StartBudgetGauges(in.budgetGaugeSource, opts, func(err error) {
+		in.Log.Warn("budget gauges not refreshed; they keep their last values", zap.Error(err))
 	})
+}
+
+// RefreshBudgetGauges refreshes the per-scope gauges from the store now,
+// as the background refresh does every metrics.budget_gauges.refresh_interval
+// (for tests, and for anything that cannot wait for the next one).
+func (in *Instance) RefreshBudgetGauges(ctx context.Context) error {
+	return in.Metrics.RefreshBudgetGauges(ctx, in.budgetGaugeSource, in.Config.File.Metrics.BudgetGauges.Options().Timeout)
+}
+
+// budgetGaugeSource lists the scopes /metrics can export, at most max of
+// them: only budgets whose every match key is a label dimension are
+// listed (the others could not be told apart in a series), each with its
+// own bounded listing of the store (one key prefix per budget), so that
+// with no label dimensions the store is not listed at all.
+func (in *Instance) budgetGaugeSource(ctx context.Context, max int) ([]sink.BudgetState, bool, error) {
+	snap := in.Processor.Snapshot()
+	if snap == nil {
+		return nil, false, nil
+	}
+	labels := in.Metrics.LabelDimensions()
+	lister, _ := in.Store.(budget.Lister)
+	var (
+		states    []budget.State
+		truncated bool
+	)
+	for _, b := range snap.Budgets.Budgets() {
+		if !labelled(b, labels) {
+			continue
+		}
+		left := max - len(states)
+		if left <= 0 {
+			truncated = true
+			break
+		}
+		listing, err := in.Budgets.List(ctx, snap.Budgets, lister, budget.ListOptions{Budget: b.Name(), MaxScopes: left})
+		if err != nil {
+			return nil, false, fmt.Errorf("budget %q: %w", b.Name(), err)
+		}
+		states = append(states, listing.States...)
+		truncated = truncated || listing.Truncated
+	}
+	return exporters.BudgetStates(states, nil), truncated, nil
+}
+
+// labelled reports whether every match key of b is a label dimension.
+func labelled(b *budget.Budget, labels []string) bool {
+	for _, k := range b.Keys() {
+		if !slices.Contains(labels, k) {
+			return false
+		}
+	}
+	return true
+}
+
+// metricsPaths are the admin paths that need admin.token besides /v1/*:
+// /metrics when metrics.require_token is set.
+func (in *Instance) metricsPaths() []string {
+	if in.Config.File.Metrics.RequireToken {
+		return []string{"/metrics"}
+	}
+	return nil
 }

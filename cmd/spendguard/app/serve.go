@@ -51,6 +51,9 @@ type ServeOptions struct {
 	// ExporterFlushTimeout bounds how long shutdown waits for the exporters
 	// to deliver queued reports (default 10s).
 	ExporterFlushTimeout time.Duration
+	// AdminIdleTimeout closes an admin connection idle this long between
+	// requests (DefaultAdminIdleTimeout when 0).
+	AdminIdleTimeout time.Duration
 	// Reporter, when set, receives every CostReport (tests; the exporters
 	// are wired here too).
 	Reporter processor.Reporter
@@ -123,6 +126,7 @@ type Instance struct {
 
 	budgetsAPI   *admin.API
 	stopSampling func()
+	stopGauges   func() // the background refresh of /metrics' per-scope gauges
 }
 
 // GRPCAddr is the bound ext_proc address.
@@ -228,7 +232,8 @@ func Start(opts ServeOptions) (*Instance, error) {
 	in.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	in.health.SetServingStatus(extprocv3.ExternalProcessor_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	in.budgetsAPI, in.stopSampling = in.newBudgetsAPI()
-	in.admin = &http.Server{Handler: in.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	in.stopGauges = in.startBudgetGauges()
+	in.admin = in.newAdminServer()
 
 	go func() { in.serveErrs <- in.grpc.Serve(in.grpcLis) }()
 	go func() {
@@ -252,6 +257,7 @@ func (in *Instance) Shutdown() error {
 		in.stopReload() // no configuration is installed after this
 	}
 	in.stopSampling()
+	in.stopGauges()
 	in.health.Shutdown() // NOT_SERVING: Envoy's health checks stop sending new streams
 	done := make(chan struct{})
 	go func() { in.grpc.GracefulStop(); close(done) }()

@@ -122,6 +122,11 @@ func TestMetricsAfterTraffic(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 
 	require.Eventually(t, func() bool {
+		// The per-scope gauges come from a background refresh (every 30s
+		// by default); refresh now rather than wait.
+		if in.RefreshBudgetGauges(context.Background()) != nil {
+			return false
+		}
 		m, err := http.Get("http://" + in.AdminAddr() + "/metrics")
 		if err != nil {
 			return false
