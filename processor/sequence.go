@@ -36,6 +36,7 @@ const (
 	seenResponseBody // at least one response body chunk
 	seenResponseEnd  // the response's end: end_of_stream on its headers or body, or its trailers
 	seenResponseTrailers
+	seenLocalReply // Envoy's own reply passed through before the request body was read
 
 	seenResponse = seenResponseHeaders | seenResponseBody | seenResponseEnd | seenResponseTrailers
 )
@@ -61,6 +62,8 @@ func (st *stream) handle(ctx context.Context, req *extprocv3.ProcessingRequest) 
 			return st.refuse(unsupportedMode("request_header_mode must be SEND: spendguard attributes and prices a request from its headers"), nil)
 		case st.seen&seenRequestBody != 0:
 			return st.violate("a second request_body: the request body is read once (request_body_mode: BUFFERED)")
+		case st.seen&seenLocalReply != 0:
+			return st.violate("request_body after Envoy's own reply to the request")
 		}
 		st.seen |= seenRequestBody
 		return st.onRequestBody(ctx, r.RequestBody)
@@ -82,6 +85,9 @@ func (st *stream) handle(ctx context.Context, req *extprocv3.ProcessingRequest) 
 		if st.free {
 			return answerResponseHeaders
 		}
+		if st.envoyLocalReply() {
+			return answerResponseHeaders
+		}
 		if v := st.responseOutOfOrder("response_headers"); v != "" {
 			return st.violate(v)
 		}
@@ -100,6 +106,9 @@ func (st *stream) handle(ctx context.Context, req *extprocv3.ProcessingRequest) 
 		if st.free {
 			return answerResponseBody
 		}
+		if st.envoyLocalReply() {
+			return answerResponseBody
+		}
 		if v := st.responseOutOfOrder("response_body"); v != "" {
 			return st.violate(v)
 		}
@@ -113,6 +122,9 @@ func (st *stream) handle(ctx context.Context, req *extprocv3.ProcessingRequest) 
 		return st.onResponseBody(ctx, r.ResponseBody)
 	case *extprocv3.ProcessingRequest_ResponseTrailers:
 		if st.free {
+			return answerResponseTrailers
+		}
+		if st.envoyLocalReply() {
 			return answerResponseTrailers
 		}
 		if v := st.responseOutOfOrder("response_trailers"); v != "" {
@@ -131,6 +143,22 @@ func (st *stream) handle(ctx context.Context, req *extprocv3.ProcessingRequest) 
 		return answerResponseTrailers
 	}
 	return st.violate("a message with no request set")
+}
+
+// envoyLocalReply reports whether a response-phase message is Envoy's own
+// reply to a request whose body spendguard has not read: a 413 for a body
+// over the buffer limit, or another filter's local reply. With the request
+// body BUFFERED no upstream can have seen the request, and nothing is
+// reserved, so the reply passes untouched and costs nothing.
+func (st *stream) envoyLocalReply() bool {
+	if st.seen&seenLocalReply != 0 {
+		return true
+	}
+	if st.seen&seenRequestHeaders == 0 || st.seen&seenRequestBody != 0 || st.reservation != nil {
+		return false
+	}
+	st.seen |= seenLocalReply
+	return true
 }
 
 // responseOutOfOrder says why a response-phase message cannot come now
