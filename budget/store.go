@@ -91,9 +91,12 @@ type Outcome struct {
 // OK reports whether the amount was reserved.
 func (o Outcome) OK() bool { return o.Blocked < 0 }
 
-// blocks is the rule of Store.Reserve for one item.
+// blocks is the rule of Store.Reserve for one item, exact for every
+// amount: used+amount > Limit is tested as amount > Limit-used (used <
+// Limit there, so the difference cannot overflow), since a saturating sum
+// would let any amount through a cap of 2^63-1.
 func blocks(it Item, used, amount money.Nano) bool {
-	return it.Enforce && (used >= it.Limit || money.Add(used, amount) > it.Limit)
+	return it.Enforce && (used >= it.Limit || amount > it.Limit-used)
 }
 
 // Errors of Store calls.
