@@ -54,13 +54,22 @@ local function stored(s, key)
 end
 
 -- int parses a non-negative integer argument below 2^53 (a count, a
--- time in µs or ms).
+-- time in µs or ms). It is cheaper than pair (no pattern; Lua patterns
+-- cost about a microsecond each), and accepts what tonumber does (such as
+-- 1e3 or 0x10) when the value is a whole number in range: such an
+-- argument is never an amount.
 local function int(s, what)
-  if type(s) ~= 'string' or not string.match(s, '^%d+$') or #s > 16
-    or tonumber(s) >= 9007199254740992 then
+  local n = tonumber(s)
+  if type(s) ~= 'string' or not n or n < 0 or n >= 9007199254740992 or n ~= math.floor(n) then
     fail(what .. ' is not a non-negative integer: ' .. tostring(s))
   end
-  return tonumber(s)
+  return n
+end
+
+-- dec is integer n as a decimal string, the only form of a number the
+-- scripts pass to Redis (which refuses 1e3 where it wants an integer).
+local function dec(n)
+  return string.format('%d', n)
 end
 
 local function less(ah, al, bh, bl)
@@ -89,65 +98,114 @@ local function str(h, l)
   return string.format('%d%09d', h, l)
 end
 
--- load reads counter c (its set z) as of now, writing nothing: ch, cl
--- committed; rh, rl reserved without the reservations expired at now;
--- gone, the fields of those, which save deletes.
-local function load(c, z, now)
-  local v = redis.call('HMGET', c, 'c', 'r')
-  local s = {c = c, z = z, gone = {}, fields = {}}
-  s.ch, s.cl = stored(v[1], c)
-  s.rh, s.rl = stored(v[2], c)
-  s.expired = redis.call('ZRANGEBYSCORE', z, '-inf', now)
-  for _, id in ipairs(s.expired) do
+-- The counters a call may write, by index j (BY maps a key C[j] to j,
+-- so a key named twice is one counter, saved once): C[j] and Z[j] its
+-- keys; CH, CL committed and RH, RL reserved, as the call will leave
+-- them; EXP[j] whether reservations expired at now; DEL[j] the hash
+-- fields to delete and GONE[j] the set of those that expired (false:
+-- none); OWN[j] the value of field FIELD, the call's reservation (false:
+-- absent); RD[j], CD[j] whether r, c changed; SETV[j] a value to give
+-- FIELD (false: none); MINE[j] whether the call released its own
+-- reservation there. Flat arrays rather than a table per counter, and
+-- only for the counters that need them (an item's own key, or one with
+-- expired reservations), not every bucket of a rolling window: Lua
+-- tables cost more than the Redis calls.
+local C, Z, CH, CL, RH, RL, EXP, DEL, GONE, OWN, RD, CD, SETV, MINE =
+  {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}
+local BY, A = {}, {}
+local FIELD = false
+
+-- read reads counter c (its set z) as of now, writing nothing, and
+-- returns its index (false when it needs none: reg is false and nothing
+-- expired) and its committed and reserved amounts.
+local function read(c, z, now, reg)
+  local j = BY[c]
+  if j then return j, CH[j], CL[j], RH[j], RL[j] end
+  local v
+  if reg and FIELD then v = redis.call('HMGET', c, 'c', 'r', FIELD) else v = redis.call('HMGET', c, 'c', 'r') end
+  local ch, cl = stored(v[1], c)
+  local rh, rl = stored(v[2], c)
+  local exp = redis.call('ZRANGEBYSCORE', z, '-inf', now)
+  if not reg and #exp == 0 then return false, ch, cl, rh, rl end
+  j = #C + 1
+  BY[c] = j
+  C[j], Z[j], OWN[j] = c, z, v[3] or false
+  EXP[j], DEL[j], GONE[j], RD[j], CD[j], SETV[j], MINE[j] = #exp > 0, false, false, false, false, false, false
+  for _, id in ipairs(exp) do
     local f = 'i:' .. id
     local amt = redis.call('HGET', c, f)
     if amt then
       local h, l = stored(amt, c)
-      s.rh, s.rl = sub(s.rh, s.rl, h, l)
-      s.gone[f] = true
-      s.fields[#s.fields + 1] = f
-      s.rdirty = true
+      rh, rl = sub(rh, rl, h, l)
+      if not DEL[j] then DEL[j], GONE[j] = {}, {} end
+      GONE[j][f] = true
+      DEL[j][#DEL[j] + 1] = f
+      RD[j] = true
     end
   end
-  return s
+  if EXP[j] and FIELD and not reg then OWN[j] = redis.call('HGET', c, FIELD) or false end
+  CH[j], CL[j], RH[j], RL[j] = ch, cl, rh, rl
+  return j, ch, cl, rh, rl
 end
 
--- save writes what load and the caller changed in s.
-local function save(s, now)
-  for _, f in ipairs(s.fields) do redis.call('HDEL', s.c, f) end
-  if #s.expired > 0 then redis.call('ZREMRANGEBYSCORE', s.z, '-inf', now) end
-  if s.rdirty then redis.call('HSET', s.c, 'r', str(s.rh, s.rl)) end
-  if s.cdirty then redis.call('HSET', s.c, 'c', str(s.ch, s.cl)) end
+-- load is read for a counter the call writes: it returns its index.
+local function load(c, z, now)
+  return (read(c, z, now, true))
 end
 
--- keep gives key a time to live of ms (a validated decimal string; 0:
--- none).
-local function keep(key, ms)
-  if tonumber(ms) ~= 0 then redis.call('PEXPIRE', key, ms) end
+-- live reports whether FIELD names a live reservation on counter j.
+local function live(j)
+  return OWN[j] and not (GONE[j] and GONE[j][FIELD])
 end
 
--- get returns the state of counter c from st, loading it the first time:
--- a key named twice is one state, saved once.
-local function get(st, c, z, now)
-  local s = st.by[c]
-  if not s then
-    s = load(c, z, now)
-    st.by[c] = s
-    st[#st + 1] = s
+-- release takes the call's own reservation off counter j, if live there.
+local function release(j)
+  if not live(j) or MINE[j] then return end
+  local h, l = stored(OWN[j], C[j])
+  RH[j], RL[j] = sub(RH[j], RL[j], h, l)
+  RD[j], MINE[j] = true, true
+  if not DEL[j] then DEL[j] = {} end
+  DEL[j][#DEL[j] + 1] = FIELD
+end
+
+-- saveAll writes what the loads and the caller changed: the fields to
+-- delete, the expired set members, and r, c and FIELD where changed.
+local function saveAll(now)
+  for j = 1, #C do
+    local c = C[j]
+    if DEL[j] then
+      for _, f in ipairs(DEL[j]) do redis.call('HDEL', c, f) end
+    end
+    if EXP[j] then redis.call('ZREMRANGEBYSCORE', Z[j], '-inf', now) end
+    if MINE[j] then redis.call('ZREM', Z[j], string.sub(FIELD, 3)) end
+    local n = 0
+    if RD[j] then
+      A[n + 1], A[n + 2], n = 'r', str(RH[j], RL[j]), n + 2
+    end
+    if CD[j] then
+      A[n + 1], A[n + 2], n = 'c', str(CH[j], CL[j]), n + 2
+    end
+    if SETV[j] then
+      A[n + 1], A[n + 2], n = FIELD, SETV[j], n + 2
+    end
+    if n > 0 then redis.call('HSET', c, unpack(A, 1, n)) end
   end
-  return s
 end
 
-local function newState() return {by = {}} end
+-- keep gives key a time to live of ms (a number from int; 0: none).
+local function keep(key, ms)
+  if ms ~= 0 then redis.call('PEXPIRE', key, dec(ms)) end
+end
 
--- window loads the counters of KEYS[k .. k+2*nwin+1] (an item's key and
--- its window) into st and returns their committed and reserved sums.
-local function window(st, k, nwin, now)
+-- window reads the counters of KEYS[k .. k+2*nwin+1] (an item's key,
+-- loaded when reg is set, and its window) and returns their committed and
+-- reserved sums.
+local function window(k, nwin, now, reg)
   local ch, cl, rh, rl = 0, 0, 0, 0
   for w = 0, nwin do
-    local s = get(st, KEYS[k + 2 * w], KEYS[k + 2 * w + 1], now)
-    ch, cl = add(ch, cl, s.ch, s.cl)
-    rh, rl = add(rh, rl, s.rh, s.rl)
+    local _, a, b, c, d = read(KEYS[k + 2 * w], KEYS[k + 2 * w + 1], now, reg and w == 0)
+    ch, cl = add(ch, cl, a, b)
+    rh, rl = add(rh, rl, c, d)
   end
   return ch, cl, rh, rl
 end
@@ -160,40 +218,38 @@ end
 // item; blocked is -1 when reserved, the 0-based index of the first
 // blocking item, or -2 when id names a live reservation.
 var reserveScript = redis.NewScript(prelude + `
-local now, id = ARGV[1], ARGV[2]
+local now, id = dec(int(ARGV[1], 'now')), ARGV[2]
 local ah, al = pair(ARGV[3], 'amount')
-local expiry = ARGV[4]
-int(now, 'now')
-int(expiry, 'expiry')
+local expiry = dec(int(ARGV[4], 'expiry'))
 local n = int(ARGV[5], 'item count')
 if #ARGV ~= 5 + 4 * n then fail('arguments do not match the items') end
 if id == '' then fail('empty reservation id') end
-local field = 'i:' .. id
-local items, st = {}, newState()
+FIELD = 'i:' .. id
+local enforce, lh, ll, ttl, nwin, first, at = {}, {}, {}, {}, {}, {}, {}
 local a, k = 6, 1
 for i = 1, n do
-  local it = {enforce = ARGV[a], ttl = ARGV[a + 2], nwin = int(ARGV[a + 3], 'window length')}
-  int(it.ttl, 'key ttl')
-  if it.enforce ~= '0' and it.enforce ~= '1' then fail('enforce is not 0 or 1') end
-  it.lh, it.ll = pair(ARGV[a + 1], 'limit')
-  it.k = k
-  items[i] = it
-  a, k = a + 4, k + 2 * (it.nwin + 1)
+  enforce[i], ttl[i] = ARGV[a], int(ARGV[a + 2], 'key ttl')
+  if enforce[i] ~= '0' and enforce[i] ~= '1' then fail('enforce is not 0 or 1') end
+  lh[i], ll[i] = pair(ARGV[a + 1], 'limit')
+  nwin[i] = int(ARGV[a + 3], 'window length')
+  first[i] = k
+  a, k = a + 4, k + 2 * (nwin[i] + 1)
 end
 if k - 1 ~= #KEYS then fail('keys do not match the items') end
 
 local out = {-1}
 local blocked, dup = -1, false
-for i, it in ipairs(items) do
-  local ch, cl, rh, rl = window(st, it.k, it.nwin, now)
-  it.s = st.by[KEYS[it.k]]
-  if redis.call('HEXISTS', it.s.c, field) == 1 and not it.s.gone[field] then dup = true end
-  if blocked < 0 and it.enforce == '1' then
+for i = 1, n do
+  local ch, cl, rh, rl = window(first[i], nwin[i], now, true)
+  local j = BY[KEYS[first[i]]]
+  at[i] = j
+  if live(j) then dup = true end
+  if blocked < 0 and enforce[i] == '1' then
     local uh, ul = add(ch, cl, rh, rl)
-    if not less(uh, ul, it.lh, it.ll) then
+    if not less(uh, ul, lh[i], ll[i]) then
       blocked = i - 1
     else
-      local fh, fl = sub(it.lh, it.ll, uh, ul)
+      local fh, fl = sub(lh[i], ll[i], uh, ul)
       if less(fh, fl, ah, al) then blocked = i - 1 end
     end
   end
@@ -203,27 +259,27 @@ for i, it in ipairs(items) do
   out[#out + 1] = rl
 end
 if dup then
-  for _, s in ipairs(st) do save(s, now) end
+  saveAll(now)
   return {-2}
 end
-if blocked < 0 then
-  for i, it in ipairs(items) do
-    it.s.rh, it.s.rl = add(it.s.rh, it.s.rl, ah, al)
-    it.s.rdirty = true
-    out[4 * i], out[4 * i + 1] = add(out[4 * i], out[4 * i + 1], ah, al)
-  end
-end
-
-for _, s in ipairs(st) do save(s, now) end
 if blocked >= 0 then
+  saveAll(now)
   out[1] = blocked
   return out
 end
-for _, it in ipairs(items) do
-  redis.call('HSET', it.s.c, field, ARGV[3])
-  redis.call('ZADD', it.s.z, expiry, id)
-  keep(it.s.c, it.ttl)
-  keep(it.s.z, it.ttl)
+for i = 1, n do
+  local j = at[i]
+  RH[j], RL[j] = add(RH[j], RL[j], ah, al)
+  RD[j], SETV[j] = true, ARGV[3]
+  out[4 * i], out[4 * i + 1] = add(out[4 * i], out[4 * i + 1], ah, al)
+end
+
+saveAll(now)
+for i = 1, n do
+  local j = at[i]
+  redis.call('ZADD', Z[j], expiry, id)
+  keep(C[j], ttl[i])
+  keep(Z[j], ttl[i])
 end
 return out
 `)
@@ -236,43 +292,32 @@ return out
 // counters, and only when every counter could take the spend: a Settle
 // that fails changes nothing and may be sent again.
 var settleScript = redis.NewScript(prelude + `
-local now, id = ARGV[1], ARGV[2]
-int(now, 'now')
+local now, id = dec(int(ARGV[1], 'now')), ARGV[2]
 local xh, xl = pair(ARGV[3], 'actual')
-local markTTL = ARGV[4]
-int(markTTL, 'marker ttl')
+local markTTL = dec(int(ARGV[4], 'marker ttl'))
 if id == '' then fail('empty reservation id') end
 local n = (#KEYS - 1) / 2
 if n ~= math.floor(n) or #ARGV ~= 4 + n then fail('keys do not match the items') end
-for i = 1, n do int(ARGV[4 + i], 'key ttl') end
+local ttl = {}
+for i = 1, n do ttl[i] = int(ARGV[4 + i], 'key ttl') end
 if redis.call('EXISTS', KEYS[#KEYS]) == 1 then return 0 end
 
-local field = 'i:' .. id
-local st, its = newState(), {}
+FIELD = 'i:' .. id
 local spend = xh ~= 0 or xl ~= 0
+local at = {}
 for i = 1, n do
-  local s = get(st, KEYS[2 * i - 1], KEYS[2 * i], now)
-  its[i] = s
-  local amt = redis.call('HGET', s.c, field)
-  if amt and not s.gone[field] and not s.mine then
-    local h, l = stored(amt, s.c)
-    s.rh, s.rl = sub(s.rh, s.rl, h, l)
-    s.rdirty = true
-    s.mine = true
-    s.fields[#s.fields + 1] = field
-  end
+  local j = load(KEYS[2 * i - 1], KEYS[2 * i], now)
+  at[i] = j
+  release(j)
   if spend then
-    s.ch, s.cl = add(s.ch, s.cl, xh, xl)
-    s.cdirty = true
+    CH[j], CL[j] = add(CH[j], CL[j], xh, xl)
+    CD[j] = true
   end
 end
 
-for _, s in ipairs(st) do
-  save(s, now)
-  if s.mine then redis.call('ZREM', s.z, id) end
-end
+saveAll(now)
 if spend then
-  for i, s in ipairs(its) do keep(s.c, ARGV[4 + i]) end
+  for i = 1, n do keep(C[at[i]], ttl[i]) end
 end
 redis.call('SET', KEYS[#KEYS], '1', 'PX', markTTL)
 return 1
@@ -282,26 +327,25 @@ return 1
 // then the window length of every item. Reply: committed and reserved
 // pairs per item.
 var usageScript = redis.NewScript(prelude + `
-local now = ARGV[1]
-int(now, 'now')
+local now = dec(int(ARGV[1], 'now'))
 local n = int(ARGV[2], 'item count')
 if #ARGV ~= 2 + n then fail('arguments do not match the items') end
-local nwins, k = {}, 1
+local nwin, k = {}, 1
 for i = 1, n do
-  nwins[i] = int(ARGV[2 + i], 'window length')
-  k = k + 2 * (nwins[i] + 1)
+  nwin[i] = int(ARGV[2 + i], 'window length')
+  k = k + 2 * (nwin[i] + 1)
 end
 if k - 1 ~= #KEYS then fail('keys do not match the items') end
-local out, st = {}, newState()
+local out = {}
 k = 1
 for i = 1, n do
-  local ch, cl, rh, rl = window(st, k, nwins[i], now)
-  k = k + 2 * (nwins[i] + 1)
+  local ch, cl, rh, rl = window(k, nwin[i], now, false)
+  k = k + 2 * (nwin[i] + 1)
   out[#out + 1] = ch
   out[#out + 1] = cl
   out[#out + 1] = rh
   out[#out + 1] = rl
 end
-for _, s in ipairs(st) do save(s, now) end
+saveAll(now)
 return out
 `)
