@@ -23,9 +23,10 @@ import "github.com/redis/go-redis/v9"
 // Every counter is two keys: the hash C ("c" committed, "r" reserved,
 // "i:<id>" the amount of each live reservation) and the sorted set Z of
 // live reservation ids scored by their expiry in Unix microseconds of the
-// callers' clock. load notes the reservations that expired before a
-// counter is read and save releases them, so a crashed replica's holds end
-// by themselves.
+// callers' clock. read notes the reservations that expired before a
+// counter is read and saveAll releases them, so a crashed replica's holds
+// end by themselves. Redis itself refuses a script for lack of memory
+// (maxmemory) only at its first write, never between two.
 const prelude = `
 local B = 1000000000
 local MH, ML = 9223372036, 854775807
