@@ -189,6 +189,16 @@ budgets:
   - name: a
     period: day
     hard_usd: 1e3`, []string{`line 5: budget "a": hard_usd: "1e3": not a decimal USD amount`}},
+		{"cap 1e30", `
+budgets:
+  - name: a
+    period: day
+    hard_usd: 1e30`, []string{`line 5: budget "a": hard_usd: "1e30": not a decimal USD amount`}},
+		{"cap beyond int64 nano-USD", `
+budgets:
+  - name: a
+    period: day
+    hard_usd: 1000000000000000000000000000000`, []string{`line 5: budget "a": hard_usd: "1000000000000000000000000000000": out of range: not a decimal USD amount`}},
 		{"too precise", `
 budgets:
   - name: a

@@ -242,7 +242,9 @@ func (e *Engine) reserve(ctx context.Context, p *Policies, scopes []Scope, model
 }
 
 // Settle commits actual (>= 0; 0 releases, as for an upstream error) on
-// every counter of res and ends the reservation, in one Store call. The
+// every counter of res and ends the reservation, in one Store call. A
+// negative actual is refused (ErrInvalidArgument) without a store call,
+// and res stays to be settled. The
 // spend is committed even if the reservation has expired meanwhile. A
 // second Settle of the same reservation returns ErrSettled; after a store
 // error Settle may be tried again (a networked store may then count twice
@@ -250,6 +252,9 @@ func (e *Engine) reserve(ctx context.Context, p *Policies, scopes []Scope, model
 func (e *Engine) Settle(ctx context.Context, res *Reservation, actual money.Nano) error {
 	if res == nil {
 		return nil
+	}
+	if actual < 0 { // a response never lowers spend; res may still be settled
+		return fmt.Errorf("budget settle: %w: negative actual %v", ErrInvalidArgument, actual)
 	}
 	if !res.settled.CompareAndSwap(false, true) {
 		return ErrSettled

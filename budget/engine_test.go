@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -272,6 +273,25 @@ func TestSettleRetriesAfterStoreError(t *testing.T) {
 	down := NewEngine(failStore{}, f.clock.now)
 	assert.ErrorIs(t, down.Settle(ctx, res, usd("1")), errDown)
 	assert.NoError(t, f.eng.Settle(ctx, res, usd("1")))
+}
+
+// TestSettleRefusesNegative: a negative actual never reaches the store
+// (which would refuse it too) and leaves the reservation to settle.
+func TestSettleRefusesNegative(t *testing.T) {
+	f := newFixture(t, "budgets: [{name: fleet, period: day, hard_usd: 10}]", "2026-11-15T10:00:00Z")
+	ctx, scopes := context.Background(), f.p.Applicable(nil)
+	res, _, err := f.eng.Reserve(ctx, f.p, scopes, "m", usd("6"), "r1")
+	require.NoError(t, err)
+	down := NewEngine(failStore{}, f.clock.now)
+	for _, n := range []money.Nano{-1, math.MinInt64} {
+		err := down.Settle(ctx, res, n)
+		assert.ErrorIs(t, err, ErrInvalidArgument)
+		assert.NotErrorIs(t, err, errDown, "no store call")
+	}
+	require.NoError(t, f.eng.Settle(ctx, res, usd("2")))
+	st, err := f.eng.Status(ctx, scopes)
+	require.NoError(t, err)
+	assert.Equal(t, Counter{Committed: usd("2")}, st[0].Counter)
 }
 
 func TestSoftDowngrade(t *testing.T) {

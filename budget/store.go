@@ -24,14 +24,21 @@ import (
 // in Reserved, so the reservations of a crashed replica stop blocking
 // traffic by themselves.
 //
+// Amounts saturate: a committed or reserved amount that an addition would
+// carry past 2^63-1 nano-USD stays at 2^63-1 (the spend is kept, and every
+// enforced item on it blocks), a release never takes Reserved below 0, and
+// Usage sums saturate the same way. A call the store refused (an invalid
+// argument, a stored value it cannot read) has changed nothing; only a
+// networked call whose answer was lost (a timeout) may have been applied.
+//
 // A Store must not keep the items slice it is given after the call
 // returns (the strings in it are immutable and may be kept): callers reuse
 // it.
 type Store interface {
 	// Reserve checks every item and, only if none blocks, records amount
 	// as reserved under id on the Key of every item (all or nothing).
-	// Item i blocks when it is enforced and used+amount > Limit or
-	// used >= Limit, where used is committed+reserved summed over its Key
+	// Item i blocks when it is enforced and used+amount > Limit (exactly,
+	// not a saturated sum) or used >= Limit, where used is committed+reserved summed over its Key
 	// and Window. Outcome.Blocked is the index of the first blocking item
 	// (-1 when the amount was reserved) and Outcome.Counters the state of
 	// every item: after the reservation when it succeeded, before it
@@ -91,9 +98,12 @@ type Outcome struct {
 // OK reports whether the amount was reserved.
 func (o Outcome) OK() bool { return o.Blocked < 0 }
 
-// blocks is the rule of Store.Reserve for one item.
+// blocks is the rule of Store.Reserve for one item, exact for every
+// amount: used+amount > Limit is tested as amount > Limit-used (used <
+// Limit there, so the difference cannot overflow), since a saturating sum
+// would let any amount through a cap of 2^63-1.
 func blocks(it Item, used, amount money.Nano) bool {
-	return it.Enforce && (used >= it.Limit || money.Add(used, amount) > it.Limit)
+	return it.Enforce && (used >= it.Limit || amount > it.Limit-used)
 }
 
 // Errors of Store calls.

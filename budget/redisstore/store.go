@@ -25,9 +25,15 @@
 //
 // # Money
 //
-// Counters are Redis 64-bit integers changed with HINCRBY; the scripts
+// Counters are decimal strings in Redis; the scripts add, subtract and
 // compare amounts as exact pairs of integers (see scripts.go), never as
-// Lua doubles, so every amount up to 2^63-1 nano-USD is exact.
+// Lua doubles, so every amount up to 2^63-1 nano-USD is exact. They
+// saturate as the memory store does (budget/storetest checks both): a
+// counter never passes 2^63-1 and never goes below 0. Each script checks
+// its arguments and the stored values it reads, and computes every new
+// value, before its first write, so a call that fails changes nothing: in
+// particular a Settle that fails leaves no settle marker behind, and a
+// Settle over several budgets is applied to all of them or none.
 //
 // # Failures
 //
@@ -43,6 +49,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"strconv"
 	"time"
@@ -239,12 +246,25 @@ func counters(r []int64, n int) ([]budget.Counter, error) {
 	out := make([]budget.Counter, n)
 	for i := range out {
 		g := r[4*i : 4*i+4]
-		out[i] = budget.Counter{
-			Committed: money.Nano(g[0])*money.PerUSD + money.Nano(g[1]),
-			Reserved:  money.Nano(g[2])*money.PerUSD + money.Nano(g[3]),
+		c, errC := nano(g[0], g[1])
+		rs, errR := nano(g[2], g[3])
+		if err := errors.Join(errC, errR); err != nil {
+			return nil, err
 		}
+		out[i] = budget.Counter{Committed: c, Reserved: rs}
 	}
 	return out, nil
+}
+
+// nano is hi*1e9 + lo, for a pair the scripts return: 0 <= lo < 1e9 and
+// the value at most 2^63-1 (the scripts saturate there).
+func nano(hi, lo int64) (money.Nano, error) {
+	const maxHi = math.MaxInt64 / int64(money.PerUSD)
+	if hi < 0 || lo < 0 || lo >= int64(money.PerUSD) || hi > maxHi ||
+		(hi == maxHi && lo > math.MaxInt64%int64(money.PerUSD)) {
+		return 0, fmt.Errorf("amount (%d, %d) out of range", hi, lo)
+	}
+	return money.Nano(hi)*money.PerUSD + money.Nano(lo), nil
 }
 
 func micros(t time.Time) string { return strconv.FormatInt(t.UnixMicro(), 10) }

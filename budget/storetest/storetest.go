@@ -53,6 +53,7 @@ func Run(t *testing.T, newStore func(t *testing.T) budget.Store) {
 		{"ConcurrentExactlyFits", testConcurrentFits},
 		{"ConcurrentNeverOvershoots", testConcurrentNeverOvershoots},
 	}
+	tests = append(tests, absurdTests...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.fn(t, newStore(t), keys(t.Name()+"/"))

@@ -65,9 +65,13 @@
 //     A details object may be absent or null; so may any count, and null
 //     counts as absent.
 //   - A count must be a JSON integer written without sign, fraction or
-//     exponent that fits in int64: -1, 1.0, 1e2 and "1" are errors. The
-//     same holds for total_tokens, which is validated but not otherwise used
-//     (it is not required to equal prompt + completion).
+//     exponent: -1, 12.5, 1.0, 1e3, 1e300 and "1" are errors (the caller
+//     then charges its estimate). An integer too large for int64 counts as
+//     math.MaxInt64 (2^63-1) tokens: an absurd count saturates, so its cost
+//     saturates and blocks every capped budget it is charged to; it never
+//     wraps negative, and one more digit never turns it into the smaller
+//     estimate. The same holds for total_tokens, which is validated but not
+//     otherwise used (it is not required to equal prompt + completion).
 //   - If a quantity is given under both vocabularies, the two values must be
 //     equal.
 //   - Cached tokens may not exceed the prompt tokens (they are part of them).

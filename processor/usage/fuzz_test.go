@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"math/big"
 	"os"
 	"path/filepath"
 	"testing"
@@ -95,11 +96,16 @@ func oracleUsage(raw json.RawMessage) (pricing.Usage, Details, bool) {
 		if !present || string(raw) == "null" {
 			return 0, false, true
 		}
-		var n uint64 // rejects signs, fractions and exponents
-		if json.Unmarshal(raw, &n) != nil || n > math.MaxInt64 {
-			return 0, false, false
+		var n json.Number // a number (or a string holding one: refused below)
+		t := bytes.TrimSpace(raw)
+		if json.Unmarshal(t, &n) != nil || t[0] < '0' || t[0] > '9' || bytes.ContainsAny(t, "-.eE") {
+			return 0, false, false // not a plain non-negative integer
 		}
-		return int64(n), true, true
+		b, _ := new(big.Int).SetString(n.String(), 10)
+		if !b.IsInt64() {
+			return math.MaxInt64, true, true // saturates
+		}
+		return b.Int64(), true, true
 	}
 	pick := func(a map[string]json.RawMessage, ka string, b map[string]json.RawMessage, kb string) (int64, bool, bool) {
 		va, hasA, okA := num(a, ka)

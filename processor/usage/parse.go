@@ -291,7 +291,10 @@ func either(ra []byte, a field, rb []byte, b field) (int64, bool, error) {
 }
 
 // count reads raw, the value of the field (nil when absent), as a token
-// count. Absent and null give ok=false.
+// count. Absent and null give ok=false. A count too large for int64
+// saturates at math.MaxInt64: an absurd count is charged as the largest
+// one (its cost saturates too), never wrapped and never traded for the
+// smaller estimate.
 func (f field) count(raw []byte) (n int64, ok bool, err error) {
 	if raw == nil || string(raw) == "null" {
 		return 0, false, nil
@@ -302,7 +305,8 @@ func (f field) count(raw []byte) (n int64, ok bool, err error) {
 		}
 		d := int64(c - '0')
 		if n > (math.MaxInt64-d)/10 {
-			return 0, false, fmt.Errorf("%w: %s%s %.32s overflows int64", ErrUsage, f.path, f.key, string(raw))
+			n = math.MaxInt64 // and stays there; later bytes must still be digits
+			continue
 		}
 		n = n*10 + d
 	}

@@ -134,7 +134,8 @@ func (f refField) count(m jsonscan.Object) (n int64, ok bool, err error) {
 		}
 		d := int64(c - '0')
 		if n > (math.MaxInt64-d)/10 {
-			return 0, false, fmt.Errorf("%w: %s%s %.32s overflows int64", ErrUsage, f.path, f.key, string(raw))
+			n = math.MaxInt64 // saturates
+			continue
 		}
 		n = n*10 + d
 	}
@@ -196,6 +197,10 @@ var parseSeeds = []string{
 	`{"prompt_tokens":1.0,"total_tokens":1e2}`,
 	`{"prompt_tokens":9223372036854775807}`,
 	`{"prompt_tokens":9223372036854775808}`,
+	`{"prompt_tokens":99999999999999999999x}`,
+	`{"prompt_tokens":1e300,"completion_tokens":1000000000000000000}`,
+	`{"prompt_tokens":12.5}`,
+	`{"prompt_tokens":99999999999999999999,"input_tokens":9223372036854775807,"input_tokens_details":{"cached_tokens":1e999}}`,
 	`{"prompt_tokens":123456789012345678901234567890123456789012345678901234567890}`,
 	`{"total_tokens":-1,"prompt_tokens_details":[],"input_tokens":"x"}`,
 	`{"prompt_tokens_details":1,"input_tokens_details":[],"completion_tokens_details":"x","output_tokens_details":true}`,
