@@ -240,7 +240,7 @@ func increase(first, last map[string]tokens) (map[string]tokens, bool) {
 // (from, to], by the model the upstream named (else the served model).
 func (l *Ledger) recordedTokens(ctx context.Context, since, from, to time.Time) (map[string]tokens, error) {
 	rows, err := l.pool.Query(ctx, `
-		SELECT coalesce(nullif(response_model, ''), served_model), sum(prompt_tokens)::bigint, sum(completion_tokens)::bigint
+		SELECT coalesce(nullif(response_model, ''), served_model), least(sum(prompt_tokens), 9223372036854775807)::bigint, least(sum(completion_tokens), 9223372036854775807)::bigint
 		FROM spendguard_ledger
 		WHERE decision <> 'rejected' AND end_time > $1 AND end_time <= $2 AND start_time >= $3
 		GROUP BY 1`, from, to, since)

@@ -53,7 +53,7 @@ func (l *Ledger) Recover(ctx context.Context, p *budget.Policies, store Restorer
 		SELECT scope, served_model,
 		       CASE WHEN start_time >= $2 THEN date_trunc('second', start_time)
 		            ELSE date_bin('15 minutes', start_time, TIMESTAMPTZ '2000-01-01 00:00:00+00') END,
-		       sum(cost_nano_usd)::bigint
+		       least(sum(cost_nano_usd), 9223372036854775807)::bigint
 		FROM spendguard_ledger
 		WHERE decision IN ('allowed', 'downgraded') AND cost_nano_usd > 0 AND start_time >= $1
 		GROUP BY 1, 2, 3`, since, rolling)

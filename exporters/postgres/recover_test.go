@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"math"
 	"testing"
 	"time"
 
@@ -147,4 +148,33 @@ func TestRecoverReadsOnlyCurrentPeriods(t *testing.T) {
 	states, err := budget.NewEngine(m, func() time.Time { return now }).Status(ctx, p.Applicable(map[string]string{"tenant": "acme"}))
 	require.NoError(t, err)
 	assert.Equal(t, money.Nano(7), states[0].Committed)
+}
+
+// TestSaturatedRowsAddUpToTheLimit: two rows charged the saturated
+// maximum (an absurd usage, docs/store.md) sum past int64 in PostgreSQL;
+// recovery and the spend report clamp the sum at the limit, as the stores
+// do, instead of failing with "bigint out of range".
+func TestSaturatedRowsAddUpToTheLimit(t *testing.T) {
+	l := openLedger(t)
+	ctx := context.Background()
+	p := policies(t, `[{name: d, match: {tenant: "*"}, period: day, hard_usd: 1}]`)
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	const maxNano = int64(math.MaxInt64)
+	one := at("one", "2026-11-25T01:00:00Z", "acme", maxNano, allowed)
+	two := at("two", "2026-11-25T02:00:00Z", "acme", maxNano, allowed)
+	one.PromptTokens, two.PromptTokens = maxNano, maxNano
+	require.NoError(t, l.Export(ctx, events(one, two)))
+
+	m := budget.NewMemoryStore()
+	_, err := l.Recover(ctx, p, m, now)
+	require.NoError(t, err)
+	states, err := budget.NewEngine(m, func() time.Time { return now }).Status(ctx, p.Applicable(map[string]string{"tenant": "acme"}))
+	require.NoError(t, err)
+	assert.Equal(t, money.Nano(maxNano), states[0].Committed)
+
+	rows, err := l.Spend(ctx, SpendQuery{GroupBy: []string{"tenant"}, Period: "total", From: now.Add(-24 * time.Hour), To: now})
+	require.NoError(t, err)
+	require.Len(t, rows, 1)
+	assert.Equal(t, money.Nano(maxNano), rows[0].Cost)
+	assert.Equal(t, maxNano, rows[0].PromptTokens)
 }

@@ -115,11 +115,11 @@ func (l *Ledger) Spend(ctx context.Context, q SpendQuery) ([]SpendRow, error) {
 	sql := "SELECT " + strings.Join(cols, ", ") + `,
 		count(*) FILTER (WHERE decision <> 'rejected'),
 		count(*) FILTER (WHERE decision = 'rejected'),
-		coalesce(sum(prompt_tokens), 0)::bigint,
-		coalesce(sum(cached_prompt_tokens), 0)::bigint,
-		coalesce(sum(completion_tokens), 0)::bigint,
-		coalesce(sum(cost_nano_usd) FILTER (WHERE decision IN ('allowed', 'downgraded')), 0)::bigint,
-		coalesce(sum(cost_nano_usd) FILTER (WHERE decision = 'unmetered'), 0)::bigint,
+		least(coalesce(sum(prompt_tokens), 0), 9223372036854775807)::bigint,
+		least(coalesce(sum(cached_prompt_tokens), 0), 9223372036854775807)::bigint,
+		least(coalesce(sum(completion_tokens), 0), 9223372036854775807)::bigint,
+		least(coalesce(sum(cost_nano_usd) FILTER (WHERE decision IN ('allowed', 'downgraded')), 0), 9223372036854775807)::bigint,
+		least(coalesce(sum(cost_nano_usd) FILTER (WHERE decision = 'unmetered'), 0), 9223372036854775807)::bigint,
 		count(*) FILTER (WHERE estimated)
 		FROM spendguard_ledger
 		WHERE start_time >= $1 AND start_time < $2
@@ -183,8 +183,8 @@ func (d DriftRow) GenerationDrift() int64 { return d.UpstreamGeneration - d.Reco
 func (l *Ledger) Drift(ctx context.Context, from, to time.Time) ([]DriftRow, error) {
 	rows, err := l.pool.Query(ctx, `
 		SELECT upstream, model, min(window_start), max(window_end), count(*),
-		       sum(upstream_prompt_tokens)::bigint, sum(upstream_generation_tokens)::bigint,
-		       sum(recorded_prompt_tokens)::bigint, sum(recorded_generation_tokens)::bigint
+		       least(sum(upstream_prompt_tokens), 9223372036854775807)::bigint, least(sum(upstream_generation_tokens), 9223372036854775807)::bigint,
+		       least(sum(recorded_prompt_tokens), 9223372036854775807)::bigint, least(sum(recorded_generation_tokens), 9223372036854775807)::bigint
 		FROM spendguard_reconciliation
 		WHERE window_end > $1 AND window_end <= $2
 		GROUP BY 1, 2 ORDER BY 1, 2`, from, to)
