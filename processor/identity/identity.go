@@ -183,7 +183,8 @@ var (
 	// ErrConflict: a dimension header was sent more than once with
 	// different values (400).
 	ErrConflict = errors.New("conflicting header")
-	// ErrInvalidValue: a dimension value contains control characters (400).
+	// ErrInvalidValue: a dimension value contains control characters or
+	// is longer than MaxValueLen (400).
 	ErrInvalidValue = errors.New("invalid dimension value")
 )
 

@@ -2,6 +2,7 @@ package identity
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -176,6 +177,18 @@ func TestResolveHeaders(t *testing.T) {
 			name: "control characters in a header value",
 			hdr:  []string{"x-user-id", "bob\r\nx-spendguard-budget: none"},
 			err:  ErrInvalidValue,
+		},
+		{
+			name: "a header value longer than MaxValueLen",
+			hdr:  []string{"x-user-id", strings.Repeat("v", MaxValueLen+1)},
+			err:  ErrInvalidValue,
+		},
+		{
+			name:    "a header value of exactly MaxValueLen",
+			hdr:     []string{"x-user-id", strings.Repeat("v", MaxValueLen)},
+			values:  map[string]string{"tenant": "unknown", "user": strings.Repeat("v", MaxValueLen), "who": "nobody"},
+			pending: []string{"project"},
+			missing: []string{"team"},
 		},
 		{
 			name:  "control characters in a verified claim",

@@ -51,8 +51,8 @@ func (r *Resolver) ResolveHeaders(req Request) Result {
 			}
 		case value == "":
 			res.Missing = append(res.Missing, d.name)
-		case !ValidValue(value):
-			res.Err = invalidValue(d.name, d.sources[at])
+		case !ValidValue(value) || len(value) > MaxValueLen:
+			res.Err = invalidValue(d.name, d.sources[at], value)
 			return res
 		default:
 			res.Values[d.name] = value
@@ -100,8 +100,8 @@ func (r *Resolver) ResolveBody(res *Result, field func(name string) string) {
 		switch {
 		case value == "":
 			res.Missing = append(res.Missing, name)
-		case !ValidValue(value):
-			res.Err = invalidValue(name, src)
+		case !ValidValue(value) || len(value) > MaxValueLen:
+			res.Err = invalidValue(name, src, value)
 			res.Pending, res.fallbacks = nil, nil
 			return
 		default:
@@ -236,9 +236,16 @@ func headerValue(get func(string, int) (string, bool), name string) (string, err
 	}
 }
 
-// invalidValue is the error for a dimension value with control characters;
-// it names where the value came from, never the value.
-func invalidValue(dim string, src Source) error {
+// MaxValueLen is the longest dimension value accepted, in bytes. A value
+// becomes part of a counter's key in the store and of response headers;
+// a client-chosen value of kilobytes is an attack on the store, not a
+// name.
+const MaxValueLen = 256
+
+// invalidValue is the error for a dimension value with control characters
+// or longer than MaxValueLen; it names where the value came from, never
+// the value.
+func invalidValue(dim string, src Source, value string) error {
 	from := ""
 	switch src.Kind {
 	case KindHeader:
@@ -247,6 +254,9 @@ func invalidValue(dim string, src Source) error {
 		from = " (body field " + src.Arg + ")"
 	case KindJWTClaim:
 		from = " (JWT claim " + src.Arg + ")"
+	}
+	if len(value) > MaxValueLen {
+		return fmt.Errorf("%w: the value of %s%s is %d bytes long, more than %d", ErrInvalidValue, dim, from, len(value), MaxValueLen)
 	}
 	return fmt.Errorf("%w: the value of %s%s contains control characters", ErrInvalidValue, dim, from)
 }
