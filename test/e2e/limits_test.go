@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -13,21 +14,8 @@ import (
 	"github.com/spendguard/spendguard/test/fakevllm"
 )
 
-const limitsConfig = `
-version: 1
-identity:
-  dimensions:
-    tenant:
-      - header: x-tenant-id
-pricing:
-  models:
-    - {match: Hunyuan, input: 0.60, output: 0.80}
-budgets:
-  - name: tenant-daily
-    match: {tenant: "*"}
-    period: day
-    hard_usd: 1000
-`
+// limitsConfig is a cap no test here reaches.
+var limitsConfig = fmt.Sprintf(capConfig, "1000")
 
 // chatOfSize is a chat completion request of exactly n bytes.
 func chatOfSize(t *testing.T, n int, stream bool) string {
