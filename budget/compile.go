@@ -101,8 +101,14 @@ func (p *Policies) Budget(name string) (*Budget, bool) {
 // MaxRequest returns limits.max_request_usd and whether it is set.
 func (p *Policies) MaxRequest() (money.Nano, bool) { return p.maxRequest, p.hasMax }
 
-// ReservationTTL is how long an unsettled reservation keeps counting.
-func (p *Policies) ReservationTTL() time.Duration { return p.ttl }
+// ReservationTTL is how long an unsettled reservation keeps counting
+// (DefaultReservationTTL for a nil Policies).
+func (p *Policies) ReservationTTL() time.Duration {
+	if p == nil {
+		return DefaultReservationTTL
+	}
+	return p.ttl
+}
 
 // Dimensions returns every match key used by some budget, sorted, so a
 // caller can check them against the dimensions it knows how to resolve.

@@ -11,14 +11,17 @@
 //   - at request headers: Policies.ApplicableKnown (only the budgets whose
 //     match keys are all known before the body) and Engine.Exhausted;
 //   - at the request body: Policies.Applicable with every dimension, then
-//     Engine.Admit (Engine.SoftDowngrade and Engine.Reserve in one Store
-//     call; after a downgrade, Engine.Reserve for the cheaper model);
+//     Engine.Admit with the request's Claim (scopes, model, worst-case
+//     amount, id, TTL): it reserves, refuses at a hard cap, or decides a
+//     soft-cap downgrade, asks the caller's Downgrader for the claim of the
+//     cheaper model and reserves that instead;
 //   - at the end of the response: Engine.Settle with the actual cost (0 to
 //     release).
 //
-// Each Engine call makes at most one Store call (Admit a second one only
-// to release for a downgrade); Exhausted and SoftDowngrade make none when
-// no scope could reject or downgrade.
+// Each Engine call makes at most one Store call, except Admit past a soft
+// cap (it releases what it reserved and reserves the cheaper model: three);
+// Exhausted makes none when no scope could reject. Engine.Reserve is
+// Admit's reservation without the soft caps.
 //
 // # Money
 //

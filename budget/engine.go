@@ -122,34 +122,27 @@ func (e *Engine) Exhausted(ctx context.Context, scopes []Scope, model string) (*
 	return nil, nil
 }
 
-// SoftDowngrade returns the model to serve instead of model, and the
-// budget that decided it, when committed+reserved+amount passes the soft
-// cap of an applicable budget whose on_soft.downgrade maps model; the
-// first such budget in scope (configuration) order wins and only one step
-// is taken (the target is not looked up again). It returns "" when
-// nothing applies, without calling the store when no scope maps model.
-func (e *Engine) SoftDowngrade(ctx context.Context, scopes []Scope, model string, amount money.Nano) (target, budget string, err error) {
-	now := e.now()
-	var cand []Scope
-	for _, s := range scopes {
-		if _, ok := s.Budget.downgrade[model]; ok && s.Budget.hasSoft {
-			cand = append(cand, s)
-		}
-	}
-	if len(cand) == 0 {
-		return "", "", nil
-	}
-	counters, err := e.store.Usage(ctx, e.keys.items(cand, model, now), now)
-	if err != nil {
-		return "", "", fmt.Errorf("budget usage: %w", err)
-	}
-	for i, c := range counters {
-		b := cand[i].Budget
-		if money.Add(c.Used(), amount) > b.soft {
-			return b.downgrade[model], b.name, nil
-		}
-	}
-	return "", "", nil
+// Claim is what one request asks of its budgets once its body is read:
+// Amount (its worst case) held on every scope of Scopes for Model, under
+// ID, for TTL.
+type Claim struct {
+	// ID must be unique among live reservations.
+	ID     string
+	Scopes []Scope
+	Model  string
+	Amount money.Nano
+	// TTL is how long the reservation counts unless settled
+	// (limits.reservation_ttl); DefaultReservationTTL when 0.
+	TTL time.Duration
+}
+
+// Downgrader prices a request for the cheaper model a soft cap names,
+// which only its caller can do (the model's price, the scopes that apply
+// to it).
+type Downgrader interface {
+	// Downgrade returns the claim of the same request served with target
+	// instead; false keeps the requested model.
+	Downgrade(target string) (Claim, bool)
 }
 
 // Reserve holds amount (the request's worst case) on every scope at once,
@@ -157,69 +150,96 @@ func (e *Engine) SoftDowngrade(ctx context.Context, scopes []Scope, model string
 // reservations). A scope blocks when its budget has a hard cap, does not
 // allow model, and committed+reserved+amount would pass the cap (or has
 // reached it); the Rejection names the first such scope. The reservation
-// expires after p.ReservationTTL() unless settled.
+// expires after p.ReservationTTL() unless settled. Reserve decides no
+// soft cap: Admit does.
 func (e *Engine) Reserve(ctx context.Context, p *Policies, scopes []Scope, model string, amount money.Nano, id string) (*Reservation, *Rejection, error) {
-	res, rej, _, err := e.reserve(ctx, p, scopes, model, amount, id)
+	res, rej, _, err := e.reserve(ctx, Claim{ID: id, Scopes: scopes, Model: model, Amount: amount, TTL: p.ReservationTTL()})
 	return res, rej, err
 }
 
-// Admission is the outcome of Admit: a reservation, a refusal, or a
-// soft-cap downgrade.
+// Admission is the outcome of Admit: a reservation or a refusal, for the
+// requested model or, after a soft-cap downgrade, for the cheaper one.
 type Admission struct {
+	// Exactly one of Reservation and Rejection is set when Admit
+	// returns no error.
 	Reservation *Reservation
 	Rejection   *Rejection
-	// Downgrade is the model to serve instead, decided by the soft cap of
-	// DowngradeBudget; nothing is held then.
+	// Downgrade is the model served instead, decided by the soft cap of
+	// DowngradeBudget; "" when the requested model is served. It is set
+	// with an error too when the store failed on the downgraded claim.
 	Downgrade, DowngradeBudget string
 }
 
-// Admit is SoftDowngrade and Reserve in one Store call: it reserves amount
-// for model as Reserve does and decides the soft-cap downgrade as
-// SoftDowngrade does, on the counters that call read (before this
-// request's amount). Without a downgrade, the outcome is Reserve's. With
-// one, a reservation made is released again (a second Store call, only
-// then) and Admit returns the target: the caller prices the request for
-// it and calls Reserve. So a request below every soft cap costs one round
-// trip to a networked store.
-func (e *Engine) Admit(ctx context.Context, p *Policies, scopes []Scope, model string, amount money.Nano, id string) (Admission, error) {
-	res, rej, before, err := e.reserve(ctx, p, scopes, model, amount, id)
+// Admit is the request-body decision on claim c, in one Store call when
+// no soft cap is passed. It reserves c as Reserve does and, on the
+// counters that call read (before c's amount), looks for a soft cap that
+// c passes (committed+reserved+amount above soft_usd) in a budget whose
+// on_soft.downgrade maps c.Model: the first such scope in configuration
+// order decides, and only one step is taken. Without one, the outcome is
+// the reservation or the hard cap's refusal.
+//
+// With one, d.Downgrade(target) prices the request for the cheaper model.
+// If it declines (or d is nil) the first outcome stands. Otherwise what
+// was reserved is released and the downgraded claim reserved, so a
+// request past a soft cap costs three store calls; Admission.Downgrade
+// names the target, whatever the hard caps decide for it.
+func (e *Engine) Admit(ctx context.Context, c Claim, d Downgrader) (Admission, error) {
+	res, rej, before, err := e.reserve(ctx, c)
 	if err != nil {
 		return Admission{}, err
 	}
-	for i, s := range scopes {
-		b := s.Budget
-		target, ok := b.downgrade[model]
-		if !ok || !b.hasSoft || target == model || money.Add(before[i].Used(), amount) <= b.soft {
-			continue
-		}
-		if res != nil {
-			if err := e.Settle(ctx, res, 0); err != nil {
-				return Admission{}, fmt.Errorf("budget admit: releasing for a downgrade: %w", err)
-			}
-		}
-		return Admission{Downgrade: target, DowngradeBudget: b.name}, nil
+	target, by := softDowngrade(c, before)
+	if target == "" || d == nil {
+		return Admission{Reservation: res, Rejection: rej}, nil
 	}
-	return Admission{Reservation: res, Rejection: rej}, nil
+	alt, ok := d.Downgrade(target)
+	if !ok {
+		return Admission{Reservation: res, Rejection: rej}, nil
+	}
+	if res != nil {
+		if err := e.Settle(ctx, res, 0); err != nil {
+			return Admission{}, fmt.Errorf("budget admit: releasing for a downgrade: %w", err)
+		}
+	}
+	adm := Admission{Downgrade: target, DowngradeBudget: by}
+	adm.Reservation, adm.Rejection, _, err = e.reserve(ctx, alt)
+	return adm, err
 }
 
-// reserve is Reserve, also returning the counters of the scopes as they
-// were before the reservation.
-func (e *Engine) reserve(ctx context.Context, p *Policies, scopes []Scope, model string, amount money.Nano, id string) (*Reservation, *Rejection, []Counter, error) {
+// softDowngrade is the model a soft cap asks to serve instead of c.Model,
+// and the budget whose cap it is, given the scopes' counters before c:
+// "" when c passes no soft cap that maps its model.
+func softDowngrade(c Claim, before []Counter) (target, budget string) {
+	for i, s := range c.Scopes[:len(before)] {
+		b := s.Budget
+		to, ok := b.downgrade[c.Model]
+		if !ok || !b.hasSoft || to == c.Model || money.Add(before[i].Used(), c.Amount) <= b.soft {
+			continue
+		}
+		return to, b.name
+	}
+	return "", ""
+}
+
+// reserve reserves claim c, also returning the counters of its scopes
+// as they were before the reservation.
+func (e *Engine) reserve(ctx context.Context, c Claim) (*Reservation, *Rejection, []Counter, error) {
+	scopes, amount := c.Scopes, c.Amount
 	if amount < 0 {
 		return nil, nil, nil, fmt.Errorf("budget reserve: negative amount %v", amount)
 	}
 	now := e.now()
 	res := newReservation(len(scopes))
-	res.ID, res.Amount, res.Scopes = id, amount, scopes
+	res.ID, res.Amount, res.Scopes = c.ID, amount, scopes
 	if len(scopes) == 0 {
 		return res, nil, nil, nil
 	}
-	ttl := DefaultReservationTTL
-	if p != nil {
-		ttl = p.ttl
+	ttl := c.TTL
+	if ttl <= 0 {
+		ttl = DefaultReservationTTL
 	}
-	res.Items = e.keys.appendItems(res.Items, scopes, model, now)
-	out, err := e.store.Reserve(ctx, id, amount, res.Items, ttl, now)
+	res.Items = e.keys.appendItems(res.Items, scopes, c.Model, now)
+	out, err := e.store.Reserve(ctx, c.ID, amount, res.Items, ttl, now)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("budget reserve: %w", err)
 	}

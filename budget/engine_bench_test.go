@@ -30,7 +30,7 @@ func BenchmarkEngineRequest(b *testing.B) {
 			b.Fatal(err, rej)
 		}
 		scopes = p.Applicable(dims)
-		adm, err := eng.Admit(ctx, p, scopes, model, 1000, id)
+		adm, err := eng.Admit(ctx, Claim{ID: id, Scopes: scopes, Model: model, Amount: 1000, TTL: p.ReservationTTL()}, nil)
 		if err != nil || adm.Reservation == nil {
 			b.Fatal(err, adm)
 		}
@@ -100,7 +100,7 @@ func BenchmarkEngineRequestLoadgen(b *testing.B) {
 			b.Fatal(err, rej)
 		}
 		scopes = p.Applicable(dims)
-		adm, err := eng.Admit(ctx, p, scopes, model, 1000, id)
+		adm, err := eng.Admit(ctx, Claim{ID: id, Scopes: scopes, Model: model, Amount: 1000, TTL: p.ReservationTTL()}, nil)
 		if err != nil || adm.Reservation == nil {
 			b.Fatal(err, adm)
 		}

@@ -157,9 +157,6 @@ budgets:
 	rej, err := eng.Exhausted(ctx, scopes, "")
 	assert.NoError(t, err)
 	assert.Nil(t, rej)
-	target, _, err := eng.SoftDowngrade(ctx, scopes, "other", 1)
-	assert.NoError(t, err)
-	assert.Empty(t, target)
 	res, rej, err := eng.Reserve(ctx, p, nil, "big", 1, "r")
 	assert.NoError(t, err)
 	assert.Nil(t, rej)
@@ -167,8 +164,6 @@ budgets:
 	assert.NoError(t, eng.Settle(ctx, res, 1))
 
 	_, err = eng.Exhausted(ctx, scopes, "big")
-	assert.ErrorIs(t, err, errDown)
-	_, _, err = eng.SoftDowngrade(ctx, scopes, "big", 1)
 	assert.ErrorIs(t, err, errDown)
 	_, _, err = eng.Reserve(ctx, p, scopes, "big", 1, "r")
 	assert.ErrorIs(t, err, errDown)
@@ -324,10 +319,13 @@ budgets:
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture(t, src, "2026-11-15T10:00:00Z")
 			f.spend(t, acme, "big", usd(tt.spent))
-			target, budget, err := f.eng.SoftDowngrade(context.Background(), f.p.Applicable(acme), tt.model, usd(tt.amount))
+			d := &sameClaim{}
+			c := Claim{ID: "r1", Scopes: f.p.Applicable(acme), Model: tt.model, Amount: usd(tt.amount)}
+			adm, err := f.eng.Admit(context.Background(), c, d.claim(c))
 			require.NoError(t, err)
-			assert.Equal(t, tt.target, target)
-			assert.Equal(t, tt.budget, budget)
+			assert.Equal(t, tt.target, adm.Downgrade)
+			assert.Equal(t, tt.budget, adm.DowngradeBudget)
+			assert.Equal(t, tt.target, d.asked, "the downgrader is asked only for a downgrade")
 		})
 	}
 }

@@ -110,3 +110,19 @@ func BenchmarkParseRequestLongPrompt(b *testing.B) {
 	ctx := strings.Repeat("The build failed at step 12 because the cache key changed. ", 550)
 	benchParse(b, twoMessages(b, "You are a build assistant.", ctx))
 }
+
+// BenchmarkParseBodyChat1KiB is ParseBody, the processor's parse, on the
+// load generator's request into a Body kept across requests as the
+// stream keeps it: ParseRequestChat1KiB plus recording the layout and the
+// top-level fields.
+func BenchmarkParseBodyChat1KiB(b *testing.B) {
+	body := loadgenChatBody()
+	var into Body
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := ParseBody(&into, ChatCompletions, body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -16,4 +16,10 @@
 // is assumed to fit in a few tokens per message; and the output is bounded by
 // the request's max_tokens (or the configured default) times the number of
 // sequences generated.
+//
+// ParseBody is that parse for the processor, which reads the body once:
+// besides the Request, the same pass records every top-level field
+// (Body.Field, for identity's body_field sources) and where the members a
+// rewrite changes are (Layout: the model, stream_options, include_usage,
+// the closing brace).
 package pricing

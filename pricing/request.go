@@ -93,14 +93,23 @@ func ParseRequest(e Endpoint, body []byte) (*Request, error) {
 // caller that keeps a Request per stream parses without allocating one.
 // After an error r holds nothing useful.
 func ParseRequestInto(r *Request, e Endpoint, body []byte) error {
+	return parse(r, nil, e, body)
+}
+
+// parse is ParseRequestInto that also fills out's layout and fields when
+// out is not nil (ParseBody).
+func parse(r *Request, out *Body, e Endpoint, body []byte) error {
 	if e < ChatCompletions || e > Responses {
 		return fmt.Errorf("%w: %v costs nothing and has no request to parse", ErrInvalidRequest, e)
 	}
-	var s scan
+	s := scan{out: out}
 	if !s.body(e, body) {
 		return notAnObject(body)
 	}
 	f := &s.fields
+	if out != nil {
+		out.fields = s.fields
+	}
 	*r = Request{Endpoint: e, N: 1, Prompts: 1}
 	model := f[fModel]
 	if model == nil {
@@ -117,7 +126,7 @@ func ParseRequestInto(r *Request, e Endpoint, body []byte) error {
 		return err
 	}
 	if e != Embeddings {
-		if err := r.readStream(f); err != nil {
+		if err := r.readStream(f, out); err != nil {
 			return err
 		}
 	}
@@ -187,7 +196,9 @@ func (r *Request) WorstCase(defaultMaxOutput int64) Usage {
 	return Usage{Prompt: prompt, Completion: satMul(satMul(out, max(r.N, 1)), prompts)}
 }
 
-func (r *Request) readStream(f *fields) error {
+// readStream reads stream and stream_options, recording the members of
+// stream_options in out when it is not nil.
+func (r *Request) readStream(f *fields, out *Body) error {
 	if err := boolField(&r.Stream, "stream", f[fStream]); err != nil {
 		return err
 	}
@@ -201,6 +212,9 @@ func (r *Request) readStream(f *fields) error {
 		return invalid("stream_options", "must be an object or null")
 	}
 	r.StreamOptionsPresent = true
+	if out != nil {
+		out.streamOptions(opts)
+	}
 	return boolField(&r.IncludeUsage, "stream_options.include_usage", opts.Get("include_usage"))
 }
 
@@ -313,6 +327,8 @@ type scan struct {
 	messages, prompt, input tally
 	// itemBuf holds the members of each message or input item.
 	itemBuf [8]jsonscan.Member
+	// out, when not nil, records the top-level members (ParseBody).
+	out *Body
 }
 
 // body walks the top-level object of the body, setting s.fields (the
@@ -336,9 +352,15 @@ func (s *scan) body(e Endpoint, body []byte) bool {
 		if end >= 0 && k != noField {
 			s.fields[k] = body[v:end]
 		}
+		if end >= 0 && s.out != nil {
+			s.out.member(k, key, body, v, end)
+		}
 		top.after(end)
 	}
 	end := top.end()
+	if end >= 0 && s.out != nil {
+		s.out.Layout.End = end - 1
+	}
 	return end >= 0 && jsonscan.SkipSpace(body, end) == len(body)
 }
 

@@ -1,171 +1,178 @@
 package processor
 
 import (
-	"bytes"
-	"encoding/json"
-	"errors"
+	"context"
+	"fmt"
 
-	"github.com/spendguard/spendguard/internal/jsonscan"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"go.uber.org/zap"
+
+	"github.com/spendguard/spendguard/budget"
+	"github.com/spendguard/spendguard/pricing"
+	"github.com/spendguard/spendguard/processor/identity"
 )
 
-// span is the byte range [start, end) of a top-level member's value in a
-// JSON object.
-type span struct{ start, end int }
+// The request-body phase. The body is read once (pricing.ParseBody): the
+// request, its identity fields and where the members a rewrite changes
+// are. The request is priced for its worst case and the budget engine
+// takes one decision on its claim (budget.Engine.Admit): reserve, refuse,
+// or serve a soft cap's cheaper model, which the stream prices when the
+// engine asks (Downgrade). The body is then forwarded, rewritten in one
+// copy when the model changed or spendguard adds include_usage.
 
-// topLevel reads the members of the top-level object of body in place
-// (into buf's storage) and the offset they are relative to; an error when
-// body is not a JSON object.
-func topLevel(body []byte, buf jsonscan.Object) (jsonscan.Object, int, error) {
-	top, valid, object := jsonscan.ValidMembers(body, buf)
+func (st *stream) onRequestBody(ctx context.Context, b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
+	if st.free {
+		return answerRequestBody
+	}
+	body := b.GetBody()
+	if e := st.readBody(body); e != nil {
+		return st.refuse(e, nil)
+	}
+	if st.unmetered {
+		return st.serveUnmetered(nil)
+	}
+	adm, err := st.srv.opts.Budgets.Admit(ctx, st.claim(st.model, st.price, st.scopes), st)
+	if adm.Downgrade != "" {
+		st.servedModel, st.price, st.scopes = adm.Downgrade, st.alt.price, st.alt.scopes
+	}
 	switch {
-	case !valid:
-		return nil, 0, errors.New("not valid JSON")
-	case !object:
-		return nil, 0, errors.New("not a JSON object")
+	case err != nil && st.unmeteredOnError(err):
+		return st.serveUnmetered(st.rewrite(body, false))
+	case err != nil:
+		return st.refuse(st.storeFailed(err), nil)
+	case adm.Rejection != nil:
+		return st.refuse(st.rejected(adm.Rejection), adm.Rejection)
 	}
-	return top, jsonscan.SkipSpace(body, 0), nil
+	st.reservation = adm.Reservation
+	if o := st.srv.opts.Observer; o != nil {
+		o.AddReservationsInFlight(1)
+	}
+	out := st.rewrite(body, true)
+	st.keepForwarded(body, out)
+	if out == nil {
+		return answerRequestBody
+	}
+	return bodyReplace(out)
 }
 
-// topLevelValue finds the value of key in the top-level JSON object body.
-// When the key is repeated the last one wins, as for every JSON parser the
-// upstream might use.
-func topLevelValue(body []byte, key string) (span, bool, error) {
-	var buf [16]jsonscan.Member
-	top, off, err := topLevel(body, buf[:0])
-	if err != nil {
-		return span{}, false, err
+// readBody parses the body, finishes the identity from its fields, and
+// prices the request for the model it asks (st.price, st.worstCase,
+// st.scopes); the answer when the request is refused before any budget is
+// asked, else nil.
+func (st *stream) readBody(body []byte) *apiError {
+	if err := pricing.ParseBody(&st.parsed, st.endpoint, body); err != nil {
+		return invalidRequest(codeInvalidJSON, err.Error())
 	}
-	return valueSpan(top, off, key)
-}
-
-func valueSpan(o jsonscan.Object, off int, key string) (span, bool, error) {
-	m, ok := o.Lookup(key)
-	if !ok {
-		return span{}, false, nil
+	req := &st.parsed.Request
+	if !identity.ValidValue(req.Model) {
+		return invalidRequest(codeInvalidValue, "model must not contain control characters")
 	}
-	start := off + m.Offset
-	return span{start: start, end: start + len(m.Value)}, true, nil
-}
-
-// replaceModel returns body with the top-level "model" value replaced by
-// model, every other byte as the client sent it.
-func replaceModel(body []byte, model string) ([]byte, error) {
-	sp, ok, err := topLevelValue(body, "model")
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		return nil, errors.New("no model field")
-	}
-	quoted, err := json.Marshal(model)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]byte, 0, len(body)-(sp.end-sp.start)+len(quoted))
-	out = append(out, body[:sp.start]...)
-	out = append(out, quoted...)
-	return append(out, body[sp.end:]...), nil
-}
-
-// usageInjection says what the request body needs for spendguard to see the
-// usage of a streamed response.
-type usageInjection int
-
-const (
-	// usageAsked: the client asked for usage itself (include_usage true, or
-	// vLLM's default when a stream_options object is present without
-	// include_usage). The body and the stream stay untouched.
-	usageAsked usageInjection = iota
-	// usageInject: spendguard adds include_usage and removes the usage
-	// event from the client's stream.
-	usageInject
-)
-
-// usagePlan is where include_usage goes in a body, and whether the
-// client asked for usage already.
-type usagePlan struct {
-	plan usageInjection
-	// The bytes [at.start, at.end) are replaced by text.
-	at   span
-	text string
-}
-
-// planUsageAt reads the body once for planUsage and injectIncludeUsage:
-// stream_options absent (add it at the end of the object), null (replace
-// it), with include_usage (set it to true) or without (add it first).
-func planUsageAt(body []byte) (usagePlan, error) {
-	var buf [16]jsonscan.Member
-	top, off, err := topLevel(body, buf[:0])
-	if err != nil {
-		return usagePlan{}, err
-	}
-	sp, ok, _ := valueSpan(top, off, "stream_options")
-	if !ok {
-		end := bytes.LastIndexByte(body, '}')
-		sep := ","
-		if len(top) == 0 {
-			sep = ""
+	st.req, st.model, st.servedModel = req, req.Model, req.Model
+	if len(st.ident.Pending) > 0 {
+		st.snap.Identity.ResolveBody(&st.ident, st.parsed.Field)
+		if st.ident.Err != nil {
+			return identityRefused(st.ident.Err)
 		}
-		return usagePlan{plan: usageInject, at: span{end, end}, text: sep + `"stream_options":{"include_usage":true}`}, nil
-	}
-	raw := body[sp.start:sp.end]
-	if string(raw) == "null" {
-		return usagePlan{plan: usageInject, at: sp, text: `{"include_usage":true}`}, nil
-	}
-	if raw[0] != '{' {
-		return usagePlan{}, errors.New("stream_options is not an object")
-	}
-	var inner [8]jsonscan.Member
-	opts := jsonscan.Members(raw, inner[:0])
-	in, found, _ := valueSpan(opts, sp.start, "include_usage")
-	if !found {
-		open := sp.start + 1
-		sep := ","
-		if len(opts) == 0 {
-			sep = ""
+		if len(st.ident.Missing) > 0 {
+			return unauthorized(st.ident.Missing)
 		}
-		return usagePlan{plan: usageAsked, at: span{open, open}, text: `"include_usage":true` + sep}, nil
 	}
-	plan := usageAsked
-	if string(body[in.start:in.end]) == "false" {
-		plan = usageInject
+	price, ok := st.snap.Pricing.Lookup(req.Model)
+	if !ok {
+		return invalidRequest(codeModelNotFound, fmt.Sprintf("model %q has no price in spendguard's pricing table and pricing.default is not set", req.Model))
 	}
-	return usagePlan{plan: plan, at: in, text: "true"}, nil
+	st.price = price
+	st.worstCase = req.WorstCase(st.snap.Pricing.DefaultMaxOutputTokens())
+	if cost := price.Cost(st.worstCase).Total; st.snap.MaxRequest > 0 && cost > st.snap.MaxRequest {
+		return st.tooCostly(cost)
+	}
+	st.scopes = st.bodyScopes(req.Model)
+	return nil
 }
 
-// planUsage decides whether a streaming chat or completions request needs
-// stream_options.include_usage added.
-func planUsage(body []byte) (usageInjection, error) {
-	p, err := planUsageAt(body)
-	return p.plan, err
-}
-
-// injectIncludeUsage returns body with stream_options.include_usage set to
-// true, every other byte kept: the member is added to an existing
-// stream_options object (or replaces include_usage false / a null
-// stream_options), else stream_options is added at the end of the object.
-func injectIncludeUsage(body []byte) ([]byte, error) {
-	p, err := planUsageAt(body)
-	if err != nil {
-		return nil, err
+// claim is what the request asks of scopes when served with model at
+// price: its worst case, under a reservation id of its own.
+func (st *stream) claim(model string, price pricing.Price, scopes []budget.Scope) budget.Claim {
+	return budget.Claim{
+		ID: st.reservationID(), Scopes: scopes, Model: model,
+		Amount: price.Cost(st.worstCase).Total, TTL: st.snap.Budgets.ReservationTTL(),
 	}
-	return splice(body, p.at.start, p.at.end, p.text), nil
 }
 
-// splice returns a new slice: body with [start, end) replaced by s.
-func splice(body []byte, start, end int, s string) []byte {
-	out := make([]byte, 0, len(body)-(end-start)+len(s))
-	out = append(out, body[:start]...)
-	out = append(out, s...)
-	return append(out, body[end:]...)
+// downgraded is the request priced for a soft cap's cheaper model, kept
+// until Admit says whether the downgrade holds.
+type downgraded struct {
+	price  pricing.Price
+	scopes []budget.Scope
 }
 
-// bodyFields returns a lookup of top-level string fields of a JSON body
-// ("" for a field that is absent or not a string).
-func bodyFields(body []byte) func(string) string {
-	top, _, _ := topLevel(body, nil)
-	return func(name string) string {
-		s, _ := jsonscan.String(top.Get(name))
-		return s
+// Downgrade implements budget.Downgrader for Admit: the claim of the
+// request served with target, priced and scoped for it. It declines (the
+// requested model is served after all) when target has no price, which
+// Compile-time checks should make rare.
+func (st *stream) Downgrade(target string) (budget.Claim, bool) {
+	price, ok := st.snap.Pricing.Lookup(target)
+	if !ok {
+		st.log.Warn("soft-cap downgrade target has no price; serving the requested model", zap.String("model", st.model), zap.String("target", target))
+		return budget.Claim{}, false
 	}
+	st.alt = downgraded{price: price, scopes: st.bodyScopes(target)}
+	return st.claim(target, price, st.alt.scopes), true
+}
+
+// bodyScopes are the budgets that apply to the request for model, once the
+// body is read. When no budget matches on the model and no dimension
+// waited for the body, they are the ones found at the request headers.
+func (st *stream) bodyScopes(model string) []budget.Scope {
+	if st.scopesFinal {
+		return st.scopes
+	}
+	dims := make(map[string]string, len(st.ident.Values)+1)
+	for k, v := range st.ident.Values {
+		dims[k] = v
+	}
+	dims[identity.ModelDimension] = model
+	return st.snap.Budgets.Applicable(dims)
+}
+
+// rewrite returns the body to forward, nil when it goes as the client sent
+// it: the served model in place of the requested one after a downgrade,
+// and, when withUsage, stream_options.include_usage added to a streaming
+// chat or completions request whose client did not ask for usage (the
+// upstream then reports it, and the usage event is removed from the
+// client's stream: dropUsage). Both edits come from the parse's layout
+// and are made in one copy.
+func (st *stream) rewrite(body []byte, withUsage bool) []byte {
+	var edits [2]edit
+	n := 0
+	if st.servedModel != st.model {
+		edits[n] = modelEdit(&st.parsed.Layout, st.servedModel)
+		n++
+	}
+	streams := st.req.Stream && (st.endpoint == pricing.ChatCompletions || st.endpoint == pricing.Completions)
+	if withUsage && streams {
+		if plan, e, err := includeUsage(body, &st.parsed.Layout); err == nil && plan == usageInject {
+			edits[n] = e
+			n++
+			st.dropUsage = true
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	return applyEdits(body, edits[:n])
+}
+
+// keepForwarded remembers the forwarded request body when a reporter asks
+// for it (Helicone logs the request JSON).
+func (st *stream) keepForwarded(body, mutated []byte) {
+	dr, ok := st.srv.opts.Reporter.(DetailedReporter)
+	if !ok || !dr.WantsRequestBody() {
+		return
+	}
+	if mutated != nil {
+		st.forwarded = mutated
+		return
+	}
+	st.forwarded = body
 }

@@ -11,9 +11,13 @@
 //     charged. On a cost path the identity is resolved (401 when a
 //     dimension stays empty) and a budget that is already exhausted is
 //     answered with 402 straight away, before the body is read.
-//  2. request body: the JSON is parsed (400 when invalid), the model priced
-//     (400 when it has no price and there is no default), the worst case
-//     estimated and reserved on every applicable budget at once, or 402.
+//  2. request body (body.go): the JSON is parsed once (400 when invalid),
+//     the model priced (400 when it has no price and there is no default),
+//     the worst case estimated, and the request's budget.Claim decided by
+//     one Budgets.Admit call: reserved on every applicable budget at once,
+//     or 402, or a soft cap's cheaper model, which the stream prices when
+//     the engine asks (Downgrade). The forwarded body is rewritten at the
+//     offsets the parse found (rewrite.go).
 //  3. response headers: the upstream status is noted; a status from 400 to
 //     599 releases the reservation, any other, a missing or an unreadable
 //     one counts as success. Informative x-spendguard-* headers are added.

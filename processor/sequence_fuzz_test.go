@@ -18,7 +18,6 @@ import (
 
 	"github.com/spendguard/spendguard/budget"
 	"github.com/spendguard/spendguard/internal/config"
-	"github.com/spendguard/spendguard/internal/money"
 	"github.com/spendguard/spendguard/processor"
 	"github.com/spendguard/spendguard/test/fixtures"
 )
@@ -124,9 +123,9 @@ type countingBudgets struct {
 	admits atomic.Int64
 }
 
-func (c *countingBudgets) Admit(ctx context.Context, p *budget.Policies, scopes []budget.Scope, model string, amount money.Nano, id string) (budget.Admission, error) {
+func (c *countingBudgets) Admit(ctx context.Context, claim budget.Claim, d budget.Downgrader) (budget.Admission, error) {
 	c.admits.Add(1)
-	return c.Budgets.Admit(ctx, p, scopes, model, amount, id)
+	return c.Budgets.Admit(ctx, claim, d)
 }
 
 // FuzzStreamSequences drives random message sequences (any order,

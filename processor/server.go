@@ -35,12 +35,25 @@ type Snapshot struct {
 	FailOpen bool
 }
 
-// Budgets is what the processor needs of the budget engine.
+// Budgets is what the processor needs of the budget engine
+// (*budget.Engine), one call per phase of a request:
+//
+//   - Exhausted, at the request headers: the Rejection of a scope whose
+//     hard cap is already reached (model "" while the body is unread), nil
+//     when none.
+//   - Admit, at the request body: one decision on the request's claim. It
+//     reserves the claim or refuses it at a hard cap, or, past a soft cap
+//     that maps the claim's model, asks d.Downgrade for the claim of the
+//     cheaper model and decides on that (Admission.Downgrade names it).
+//     An error is the store's; Admission.Downgrade is still set when it
+//     came after the downgrade was decided.
+//   - Settle, once the response is over: commits actual (0 releases) on
+//     a Reservation Admit returned.
+//   - Status: the current state of scopes, for reports that carry it.
 type Budgets interface {
 	Exhausted(ctx context.Context, scopes []budget.Scope, model string) (*budget.Rejection, error)
-	Reserve(ctx context.Context, p *budget.Policies, scopes []budget.Scope, model string, amount money.Nano, id string) (*budget.Reservation, *budget.Rejection, error)
+	Admit(ctx context.Context, c budget.Claim, d budget.Downgrader) (budget.Admission, error)
 	Settle(ctx context.Context, res *budget.Reservation, actual money.Nano) error
-	Admit(ctx context.Context, p *budget.Policies, scopes []budget.Scope, model string, amount money.Nano, id string) (budget.Admission, error)
 	Status(ctx context.Context, scopes []budget.Scope) ([]budget.State, error)
 }
 

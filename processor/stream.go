@@ -2,7 +2,6 @@ package processor
 
 import (
 	"context"
-	"fmt"
 	"math/rand/v2"
 	"strconv"
 	"sync"
@@ -13,7 +12,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/spendguard/spendguard/budget"
-	"github.com/spendguard/spendguard/internal/money"
 	"github.com/spendguard/spendguard/pricing"
 	"github.com/spendguard/spendguard/processor/identity"
 	"github.com/spendguard/spendguard/processor/usage"
@@ -44,9 +42,12 @@ type stream struct {
 	// modelKeyed: some budget matches on the model. scopesFinal: the
 	// scopes found at the request headers are all that apply.
 	modelKeyed, scopesFinal bool
+	// alt: the request priced for a soft cap's cheaper model (Downgrade),
+	// until Admit says whether the downgrade holds.
+	alt downgraded
 
-	req         *pricing.Request // &parsed once the body is read, nil before
-	parsed      pricing.Request
+	req         *pricing.Request // &parsed.Request once the body is read, nil before
+	parsed      pricing.Body
 	model       string // requested model
 	servedModel string // model sent upstream (after a downgrade)
 	price       pricing.Price
@@ -163,144 +164,6 @@ func (st *stream) knownAtHeaders(dim string) bool {
 	return ok
 }
 
-func (st *stream) onRequestBody(ctx context.Context, b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
-	if st.free {
-		return answerRequestBody
-	}
-	body := b.GetBody()
-	if err := pricing.ParseRequestInto(&st.parsed, st.endpoint, body); err != nil {
-		return st.refuse(invalidRequest(codeInvalidJSON, err.Error()), nil)
-	}
-	req := &st.parsed
-	if !identity.ValidValue(req.Model) {
-		return st.refuse(invalidRequest(codeInvalidValue, "model must not contain control characters"), nil)
-	}
-	st.req, st.model, st.servedModel = req, req.Model, req.Model
-	if len(st.ident.Pending) > 0 {
-		st.snap.Identity.ResolveBody(&st.ident, bodyFields(body))
-		if st.ident.Err != nil {
-			return st.refuse(identityRefused(st.ident.Err), nil)
-		}
-		if len(st.ident.Missing) > 0 {
-			return st.refuse(unauthorized(st.ident.Missing), nil)
-		}
-	}
-	price, ok := st.snap.Pricing.Lookup(req.Model)
-	if !ok {
-		return st.refuse(invalidRequest(codeModelNotFound, fmt.Sprintf("model %q has no price in spendguard's pricing table and pricing.default is not set", req.Model)), nil)
-	}
-	st.price = price
-	st.worstCase = req.WorstCase(st.snap.Pricing.DefaultMaxOutputTokens())
-	cost := price.Cost(st.worstCase).Total
-	if st.snap.MaxRequest > 0 && cost > st.snap.MaxRequest {
-		return st.refuse(st.tooCostly(cost), nil)
-	}
-	scopes := st.bodyScopes(req.Model)
-	st.scopes = scopes
-	if st.unmetered {
-		return st.serveUnmetered(nil)
-	}
-
-	adm, err := st.srv.opts.Budgets.Admit(ctx, st.snap.Budgets, scopes, req.Model, cost, st.reservationID())
-	if err != nil {
-		if st.unmeteredOnError(err) {
-			return st.serveUnmetered(nil)
-		}
-		return st.refuse(st.storeFailed(err), nil)
-	}
-	var mutated []byte
-	if adm.Downgrade != "" {
-		// A soft cap asks for a cheaper model; nothing is held yet. Without
-		// a price for it the requested model is served after all.
-		if newBody, newCost, ok := st.downgrade(body, adm.Downgrade); ok {
-			mutated, cost = newBody, newCost
-			scopes = st.bodyScopes(st.servedModel)
-			st.scopes = scopes
-		}
-		adm.Reservation, adm.Rejection, err = st.srv.opts.Budgets.Reserve(ctx, st.snap.Budgets, scopes, st.servedModel, cost, st.reservationID())
-		if err != nil {
-			if st.unmeteredOnError(err) {
-				return st.serveUnmetered(mutated)
-			}
-			return st.refuse(st.storeFailed(err), nil)
-		}
-	}
-	if rej := adm.Rejection; rej != nil {
-		return st.refuse(st.rejected(rej), rej)
-	}
-	res := adm.Reservation
-	st.reservation = res
-	if o := st.srv.opts.Observer; o != nil {
-		o.AddReservationsInFlight(1)
-	}
-	if injected, ok := st.injectUsage(body, mutated); ok {
-		mutated = injected
-	}
-	st.keepForwarded(body, mutated)
-	if mutated == nil {
-		return answerRequestBody
-	}
-	return bodyReplace(mutated)
-}
-
-// bodyScopes are the budgets that apply to the request for model, once the
-// body is read. When no budget matches on the model and no dimension
-// waited for the body, they are the ones found at the request headers.
-func (st *stream) bodyScopes(model string) []budget.Scope {
-	if st.scopesFinal {
-		return st.scopes
-	}
-	dims := make(map[string]string, len(st.ident.Values)+1)
-	for k, v := range st.ident.Values {
-		dims[k] = v
-	}
-	dims[identity.ModelDimension] = model
-	return st.snap.Budgets.Applicable(dims)
-}
-
-// injectUsage adds stream_options.include_usage to a streaming chat or
-// completions request whose client did not ask for usage, so that the
-// upstream reports it; the usage event is then removed from the client's
-// stream. body is the client's body, mutated the body rewritten so far (nil
-// if none).
-func (st *stream) injectUsage(body, mutated []byte) ([]byte, bool) {
-	if !st.req.Stream || (st.endpoint != pricing.ChatCompletions && st.endpoint != pricing.Completions) {
-		return nil, false
-	}
-	if mutated != nil {
-		body = mutated
-	}
-	plan, err := planUsage(body)
-	if err != nil || plan != usageInject {
-		return nil, false
-	}
-	out, err := injectIncludeUsage(body)
-	if err != nil {
-		st.log.Warn("cannot add stream_options.include_usage; the stream's spend will be estimated", zap.Error(err))
-		return nil, false
-	}
-	st.dropUsage = true
-	return out, true
-}
-
-// downgrade rewrites the body for the soft cap's cheaper model and prices
-// it. It refuses (ok=false, the request goes on unchanged) when the target
-// model has no price, which Compile-time checks should make rare.
-func (st *stream) downgrade(body []byte, target string) ([]byte, money.Nano, bool) {
-	price, ok := st.snap.Pricing.Lookup(target)
-	if !ok {
-		st.log.Warn("soft-cap downgrade target has no price; serving the requested model", zap.String("model", st.model), zap.String("target", target))
-		return nil, 0, false
-	}
-	newBody, err := replaceModel(body, target)
-	if err != nil {
-		st.log.Warn("cannot rewrite the model field", zap.Error(err))
-		return nil, 0, false
-	}
-	st.price, st.servedModel = price, target
-	return newBody, price.Cost(st.worstCase).Total, true
-}
-
 // reservationID is unique per stream even when clients reuse x-request-id:
 // the request id, the stream's start and 64 random bits (from the
 // runtime's per-thread generator, so streams on different cores share no
@@ -325,18 +188,4 @@ func (st *stream) refuse(e *apiError, rej *budget.Rejection) *extprocv3.Processi
 	}
 	st.reportRefused(e, name, rej)
 	return e.immediate()
-}
-
-// keepForwarded remembers the forwarded request body when a reporter asks
-// for it (Helicone logs the request JSON).
-func (st *stream) keepForwarded(body, mutated []byte) {
-	dr, ok := st.srv.opts.Reporter.(DetailedReporter)
-	if !ok || !dr.WantsRequestBody() {
-		return
-	}
-	if mutated != nil {
-		st.forwarded = mutated
-		return
-	}
-	st.forwarded = body
 }

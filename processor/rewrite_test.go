@@ -6,7 +6,47 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/spendguard/spendguard/pricing"
 )
+
+// parsed reads a chat body as the body phase does.
+func parsed(body []byte) (*pricing.Body, error) {
+	b := new(pricing.Body)
+	return b, pricing.ParseBody(b, pricing.ChatCompletions, body)
+}
+
+// replaceModel is the body after a downgrade to model.
+func replaceModel(body []byte, model string) ([]byte, error) {
+	b, err := parsed(body)
+	if err != nil {
+		return nil, err
+	}
+	return applyEdits(body, []edit{modelEdit(&b.Layout, model)}), nil
+}
+
+// planUsage decides whether a streaming request needs include_usage.
+func planUsage(body []byte) (usageInjection, error) {
+	b, err := parsed(body)
+	if err != nil {
+		return 0, err
+	}
+	plan, _, err := includeUsage(body, &b.Layout)
+	return plan, err
+}
+
+// injectIncludeUsage is body with stream_options.include_usage true.
+func injectIncludeUsage(body []byte) ([]byte, error) {
+	b, err := parsed(body)
+	if err != nil {
+		return nil, err
+	}
+	_, e, err := includeUsage(body, &b.Layout)
+	if err != nil {
+		return nil, err
+	}
+	return applyEdits(body, []edit{e}), nil
+}
 
 func TestReplaceModelKeepsEveryOtherByte(t *testing.T) {
 	tests := []struct{ in, want string }{
@@ -45,5 +85,23 @@ func TestInjectIncludeUsage(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, tt.want, string(got))
 		assert.True(t, json.Valid(got))
+	}
+}
+
+// TestDowngradeAndUsageInOneCopy: a downgraded streaming request gets both
+// edits, in either order of the members, each placed as if alone.
+func TestDowngradeAndUsageInOneCopy(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{`{"model":"big","stream":true}`, `{"model":"small","stream":true,"stream_options":{"include_usage":true}}`},
+		{`{"stream_options":{"include_usage":false},"model":"big"}`, `{"stream_options":{"include_usage":true},"model":"small"}`},
+		{`{"model":"big","stream_options":null,"model":"big"}`, `{"model":"big","stream_options":{"include_usage":true},"model":"small"}`},
+	}
+	for _, tt := range tests {
+		b, err := parsed([]byte(tt.in))
+		require.NoError(t, err)
+		_, usage, err := includeUsage([]byte(tt.in), &b.Layout)
+		require.NoError(t, err)
+		got := applyEdits([]byte(tt.in), []edit{modelEdit(&b.Layout, "small"), usage})
+		assert.Equal(t, tt.want, string(got))
 	}
 }

@@ -9,8 +9,9 @@ import (
 )
 
 // FuzzBodyRewrites: for any JSON object, the model rewrite and the usage
-// injection yield valid JSON that differs from the input only in the member
-// they change, and never panic on anything else.
+// injection, placed by the parse's layout, yield valid JSON that differs
+// from the input only in the member they change, alone or together, and
+// never panic on anything else.
 func FuzzBodyRewrites(f *testing.F) {
 	for _, seed := range []string{
 		`{"model":"m","stream":true}`,
@@ -53,5 +54,18 @@ func FuzzBodyRewrites(f *testing.F) {
 		delete(again, "stream_options")
 		delete(after, "stream_options")
 		assert.Equal(t, again, after)
+
+		// Both edits in one copy, as for a downgraded streaming request.
+		b, err := parsed(body)
+		require.NoError(t, err)
+		_, usage, err := includeUsage(body, &b.Layout)
+		require.NoError(t, err)
+		out = applyEdits(body, []edit{usage, modelEdit(&b.Layout, "new/model")})
+		after = nil
+		require.NoError(t, json.Unmarshal(out, &after), "%s", out)
+		assert.Equal(t, "new/model", after["model"])
+		opts, ok = after["stream_options"].(map[string]any)
+		require.True(t, ok, "%s", out)
+		assert.Equal(t, true, opts["include_usage"])
 	})
 }

@@ -1,0 +1,135 @@
+package pricing
+
+import "github.com/spendguard/spendguard/internal/jsonscan"
+
+// Span is the byte range [Start, End) of a JSON value in a request body.
+// The zero Span stands for a member the body does not have (a value is
+// never empty, and never starts at 0 inside an object).
+type Span struct{ Start, End int }
+
+// Found reports whether the span is that of a value in the body.
+func (s Span) Found() bool { return s.End > 0 }
+
+// Layout is where ParseBody found the members that the steps after
+// pricing rewrite, as offsets into the body it read. Of duplicate keys the
+// last one counts, as for Request.
+type Layout struct {
+	// Model is the value of "model" (always found after a successful
+	// parse).
+	Model Span
+	// StreamOptions is the value of "stream_options", whatever its type.
+	StreamOptions Span
+	// IncludeUsage is the value of stream_options.include_usage, found
+	// only when stream_options is an object on an endpoint that streams
+	// (chat, completions, responses).
+	IncludeUsage Span
+	// StreamOptionsMembers counts the members of that object.
+	StreamOptionsMembers int
+	// Members counts the top-level members, duplicates included.
+	Members int
+	// End is the offset of the top-level object's closing brace.
+	End int
+}
+
+// inlineOther is how many top-level members that ParseRequest does not
+// read a Body keeps without allocating.
+const inlineOther = 8
+
+// Body is a request body read once by ParseBody: what it asks (Request),
+// where the members that later steps rewrite are (Layout), and its
+// top-level fields (Field). Nothing after ParseBody reads the body again
+// to find a member. A Body refers to the body it was parsed from, which
+// must not change while the Body is used.
+type Body struct {
+	Request Request
+	Layout  Layout
+
+	// fields are the values of the members ParseRequest reads; other
+	// (then more) those of every other top-level member, in order.
+	fields fields
+	other  [inlineOther]jsonscan.Member
+	nOther int
+	more   []jsonscan.Member
+}
+
+// ParseBody is ParseRequestInto into b.Request that also fills b's Layout
+// and fields from the same pass; it overwrites b, and after an error b
+// holds nothing useful. It allocates only for a body with more than eight
+// top-level members that ParseRequest does not read.
+func ParseBody(b *Body, e Endpoint, body []byte) error {
+	b.Layout, b.nOther, b.more = Layout{}, 0, b.more[:0]
+	return parse(&b.Request, b, e, body)
+}
+
+// Field returns the top-level string field name of the body, "" when it is
+// absent or not a string (the last of duplicate keys counts, and keys are
+// compared decoded): what identity's body_field sources read.
+func (b *Body) Field(name string) string {
+	var raw []byte
+	if k := fieldNamed(name); k != noField {
+		raw = b.fields[k]
+	} else {
+		raw = b.otherValue(name)
+	}
+	s, _ := jsonscan.String(raw)
+	return s
+}
+
+// member records the top-level member key whose value (field k) is
+// body[start:end].
+func (b *Body) member(k field, key []byte, body []byte, start, end int) {
+	b.Layout.Members++
+	switch k {
+	case fModel:
+		b.Layout.Model = Span{start, end}
+	case fStreamOptions:
+		b.Layout.StreamOptions = Span{start, end}
+	case noField:
+		if b.nOther < inlineOther {
+			m := &b.other[b.nOther]
+			m.Key, m.Value = key, body[start:end]
+			b.nOther++
+			return
+		}
+		if b.more == nil {
+			b.more = make([]jsonscan.Member, 0, 4*inlineOther)
+		}
+		b.more = append(b.more, jsonscan.Member{Key: key, Value: body[start:end]})
+	}
+}
+
+// streamOptions records the members of the stream_options object opts
+// (read from the value at Layout.StreamOptions).
+func (b *Body) streamOptions(opts jsonscan.Object) {
+	b.Layout.StreamOptionsMembers = len(opts)
+	if m, ok := opts.Lookup("include_usage"); ok {
+		start := b.Layout.StreamOptions.Start + m.Offset
+		b.Layout.IncludeUsage = Span{start, start + len(m.Value)}
+	}
+}
+
+// otherValue is the value of the last member named name among those
+// ParseRequest does not read, nil when none.
+func (b *Body) otherValue(name string) []byte {
+	for i := len(b.more) - 1; i >= 0; i-- {
+		if jsonscan.KeyIs(b.more[i].Key, name) {
+			return b.more[i].Value
+		}
+	}
+	for i := b.nOther - 1; i >= 0; i-- {
+		if jsonscan.KeyIs(b.other[i].Key, name) {
+			return b.other[i].Value
+		}
+	}
+	return nil
+}
+
+// fieldNamed is the field called name, noField when none.
+func fieldNamed(name string) field {
+	for k, n := range fieldNames {
+		if n == name {
+			return field(k)
+		}
+	}
+	return noField
+}

@@ -1,0 +1,96 @@
+package processor
+
+import (
+	"encoding/json"
+	"errors"
+	"slices"
+
+	"github.com/spendguard/spendguard/pricing"
+)
+
+// Rewrites of a request body, placed by the layout pricing.ParseBody
+// found: every byte but the edited ones is forwarded as the client sent
+// it, and nothing here reads the body again to find a member.
+
+// edit replaces the bytes at of a body by text (an insertion when at is
+// empty).
+type edit struct {
+	at   pricing.Span
+	text string
+}
+
+// modelEdit sets the top-level "model" value (the last one, the one the
+// upstream reads) to model.
+func modelEdit(l *pricing.Layout, model string) edit {
+	quoted, _ := json.Marshal(model) // a string always marshals
+	return edit{at: l.Model, text: string(quoted)}
+}
+
+// usageInjection says what the request body needs for spendguard to see the
+// usage of a streamed response.
+type usageInjection int
+
+const (
+	// usageAsked: the client asked for usage itself (include_usage true, or
+	// vLLM's default when a stream_options object is present without
+	// include_usage). The body and the stream stay untouched.
+	usageAsked usageInjection = iota
+	// usageInject: spendguard adds include_usage and removes the usage
+	// event from the client's stream.
+	usageInject
+)
+
+// includeUsage decides whether a streaming chat or completions request
+// laid out as l needs stream_options.include_usage, and the edit that sets
+// it to true: stream_options absent (add it at the end of the object), null
+// (replace it), with include_usage (set it: only false needs it) or without
+// (add it first; vLLM reports usage then anyway).
+func includeUsage(body []byte, l *pricing.Layout) (usageInjection, edit, error) {
+	so := l.StreamOptions
+	if !so.Found() {
+		sep := ","
+		if l.Members == 0 {
+			sep = ""
+		}
+		at := pricing.Span{Start: l.End, End: l.End}
+		return usageInject, edit{at: at, text: sep + `"stream_options":{"include_usage":true}`}, nil
+	}
+	switch raw := body[so.Start:so.End]; {
+	case string(raw) == "null":
+		return usageInject, edit{at: so, text: `{"include_usage":true}`}, nil
+	case raw[0] != '{':
+		return 0, edit{}, errors.New("stream_options is not an object")
+	}
+	in := l.IncludeUsage
+	if !in.Found() {
+		sep := ","
+		if l.StreamOptionsMembers == 0 {
+			sep = ""
+		}
+		open := pricing.Span{Start: so.Start + 1, End: so.Start + 1}
+		return usageAsked, edit{at: open, text: `"include_usage":true` + sep}, nil
+	}
+	plan := usageAsked
+	if string(body[in.Start:in.End]) == "false" {
+		plan = usageInject
+	}
+	return plan, edit{at: in, text: "true"}, nil
+}
+
+// applyEdits returns a new slice: body with each edit made. The edits'
+// spans are apart; they may come in any order (edits is sorted in place).
+func applyEdits(body []byte, edits []edit) []byte {
+	slices.SortFunc(edits, func(a, b edit) int { return a.at.Start - b.at.Start })
+	size := len(body)
+	for _, e := range edits {
+		size += len(e.text) - (e.at.End - e.at.Start)
+	}
+	out := make([]byte, 0, size)
+	done := 0
+	for _, e := range edits {
+		out = append(out, body[done:e.at.Start]...)
+		out = append(out, e.text...)
+		done = e.at.End
+	}
+	return append(out, body[done:]...)
+}
