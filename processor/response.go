@@ -37,8 +37,7 @@ func (st *stream) onResponseHeaders(ctx context.Context, h *extprocv3.HttpHeader
 	if !res.HasRemaining && st.servedModel == st.model {
 		return answerResponseHeaders
 	}
-	a := newHeadersAnswer()
-	st.headersAns = a
+	a := st.wire.headers()
 	if res.HasRemaining {
 		a.set(hdrRemaining, func(b []byte) []byte { return res.Remaining.AppendFixed(b, 6) })
 		a.setString(hdrBudget, res.RemainingBudget)

@@ -81,9 +81,7 @@ type stream struct {
 
 	mutBody *extprocv3.BodyMutation_Body  // reused replacement of a response chunk
 	mut     *extprocv3.ProcessingResponse // the answer carrying mutBody
-	// headersAns is the pooled answer to the response headers, until Send
-	// has marshalled it.
-	headersAns *headersAnswer
+	wire    wire                          // how the answers reach Envoy (wire.go)
 }
 
 var (
