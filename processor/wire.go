@@ -20,15 +20,48 @@ import (
 //     (headersAnswer) that wire.headers lends and wire.send takes back, and
 //     Codec encodes it directly instead of through protobuf's generic
 //     marshaller (codec.go);
+//   - the answer that replaces a response chunk is made once and reused,
+//     by the stream's later chunks and by the streams after it
+//     (wire.chunkAnswer);
 //   - headers and body messages are decoded with fewer allocations
 //     (decode.go);
 //   - the stream's goroutine gets its stack while it is still shallow
 //     (growStack, stack.go, called first thing in Process).
 
 // wire is one stream's side of the seam: the answer block it lent, until
-// send. Its zero value is ready; it is used by the stream's goroutine only.
+// send, and the stream's reusable answer to a response chunk. Its zero
+// value is ready; it is used by the stream's goroutine only.
 type wire struct {
 	lent *headersAnswer
+	// chunk replaces a response chunk with chunkBody's bytes. Made on first
+	// use, it outlives the stream (reuse): a pooled stream brings it along.
+	chunk     *extprocv3.ProcessingResponse
+	chunkBody *extprocv3.BodyMutation_Body
+}
+
+// reuse returns the wire for the pooled stream's next request: the chunk
+// answer, without the last body it carried, and nothing lent.
+func (w *wire) reuse() wire {
+	if w.chunkBody != nil {
+		w.chunkBody.Body = nil
+	}
+	return wire{chunk: w.chunk, chunkBody: w.chunkBody}
+}
+
+// chunkAnswer returns an answer that replaces a response chunk with out
+// (not empty). It is the same answer for every chunk of the stream, so each
+// must be sent before the next is asked for, as the stream's answers are.
+func (w *wire) chunkAnswer(out []byte) *extprocv3.ProcessingResponse {
+	if w.chunk == nil {
+		w.chunkBody = &extprocv3.BodyMutation_Body{}
+		w.chunk = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{
+			ResponseBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{
+				BodyMutation: &extprocv3.BodyMutation{Mutation: w.chunkBody},
+			}},
+		}}
+	}
+	w.chunkBody.Body = out
+	return w.chunk
 }
 
 // headers lends an empty answer to the response headers. The stream
