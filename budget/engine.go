@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -55,11 +54,6 @@ type Reservation struct {
 	settled atomic.Bool
 }
 
-// usageItems holds the item slices of Usage calls, which the store does
-// not keep (Store contract): the request-headers check then allocates
-// none.
-var usageItems = sync.Pool{New: func() any { return new([]Item) }}
-
 // inlineItems is how many items a Reservation holds without a second
 // allocation: more than most requests have budgets.
 const inlineItems = 4
@@ -89,13 +83,14 @@ func newReservation(n int) *Reservation {
 // none when no scope has a hard cap that could reject.
 func (e *Engine) Exhausted(ctx context.Context, scopes []Scope, model string) (*Rejection, error) {
 	now := e.now()
-	mayReject := func(b *Budget) bool { return b.hasHard && !b.Allows(model) && (model != "" || len(b.allow) == 0) }
 	cand := scopes // usually every scope may reject
 	for i, s := range scopes {
-		if !mayReject(s.Budget) {
+		if !mayReject(s.Budget, model) {
+			// Built here, not in a helper: this slice does not escape, so
+			// the compiler keeps a small one on the stack.
 			cand = slices.Clip(scopes[:i])
 			for _, s := range scopes[i+1:] {
-				if mayReject(s.Budget) {
+				if mayReject(s.Budget, model) {
 					cand = append(cand, s)
 				}
 			}
@@ -105,12 +100,7 @@ func (e *Engine) Exhausted(ctx context.Context, scopes []Scope, model string) (*
 	if len(cand) == 0 {
 		return nil, nil
 	}
-	buf := usageItems.Get().(*[]Item)
-	items := e.keys.appendItems((*buf)[:0], cand, model, now)
-	counters, err := e.store.Usage(ctx, items, now)
-	clear(items)
-	*buf = items[:0]
-	usageItems.Put(buf)
+	counters, err := e.usage(ctx, cand, model, now)
 	if err != nil {
 		return nil, fmt.Errorf("budget usage: %w", err)
 	}
@@ -143,6 +133,13 @@ type Downgrader interface {
 	// Downgrade returns the claim of the same request served with target
 	// instead; false keeps the requested model.
 	Downgrade(target string) (Claim, bool)
+}
+
+// mayReject reports whether b can reject model at the request headers: it
+// has a hard cap that does not allow model, and, while the model is
+// unknown (""), no allow list either.
+func mayReject(b *Budget, model string) bool {
+	return b.hasHard && !b.Allows(model) && (model != "" || len(b.allow) == 0)
 }
 
 // Reserve holds amount (the request's worst case) on every scope at once,

@@ -2,12 +2,23 @@ package processor
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"strconv"
+	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"go.uber.org/zap"
+
+	"github.com/spendguard/spendguard/budget"
+	"github.com/spendguard/spendguard/internal/money"
+	"github.com/spendguard/spendguard/processor/identity"
 )
+
+// Every error spendguard answers itself, as Envoy's local reply: its shape
+// (apiError), its codes, and the constructors for each refusal.
 
 // apiError is an error answered to the client in OpenAI's error shape, so
 // SDKs surface its message: {"error":{"message","type","param","code"}}.
@@ -111,3 +122,58 @@ func unavailable(message string) *apiError {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+func unauthorized(missing []string) *apiError {
+	return &apiError{
+		status: 401, errType: typeUnauthorized, code: typeUnauthorized,
+		message: fmt.Sprintf("spendguard cannot attribute this request: no value for %s", strings.Join(missing, ", ")),
+	}
+}
+
+// identityRefused answers a request whose identity resolution failed: 401
+// for an invalid credential, 400 for a conflicting dimension header or a
+// value with control characters. The message names the header or source,
+// never a token or the value.
+func identityRefused(err error) *apiError {
+	switch {
+	case errors.Is(err, identity.ErrCredential):
+		return &apiError{status: 401, errType: typeUnauthorized, code: codeInvalidAPIKey, message: "spendguard cannot attribute this request: " + err.Error()}
+	case errors.Is(err, identity.ErrConflict):
+		return invalidRequest(codeConflictingHeader, err.Error())
+	default:
+		return invalidRequest(codeInvalidValue, err.Error())
+	}
+}
+
+// rejected is the 402 for a budget that cannot take the request.
+func (st *stream) rejected(rej *budget.Rejection) *apiError {
+	e := &apiError{
+		status: 402, errType: typeBudgetExceeded, code: typeBudgetExceeded,
+		message: rej.Message(),
+		headers: [][2]string{{hdrBudget, rej.Budget}, {hdrScope, rej.Scope}},
+	}
+	if secs, ok := rej.RetryAfter(st.srv.opts.Now()); ok {
+		e.headers = append(e.headers, [2]string{"retry-after", itoa(secs)})
+	}
+	st.log.Debug("request rejected", zap.String("request_id", st.requestID), zap.String("budget", rej.Budget), zap.String("scope", rej.Scope))
+	return e
+}
+
+// tooCostly is the 402 for a request whose worst case passes
+// limits.max_request_usd.
+func (st *stream) tooCostly(cost money.Nano) *apiError {
+	return &apiError{
+		status: 402, errType: typeBudgetExceeded, code: codeRequestTooCostly,
+		message: fmt.Sprintf("request worst-case cost %s USD exceeds limits.max_request_usd %s USD (prompt up to %d tokens, output up to %d tokens); lower max_tokens",
+			cost.Fixed(2), st.snap.MaxRequest.Fixed(2), st.worstCase.Prompt, st.worstCase.Completion),
+		headers: [][2]string{{hdrBudget, "limits.max_request_usd"}},
+	}
+}
+
+// storeFailed is the answer when the budget store cannot be reached and
+// store.on_error is fail_closed: the request is refused rather than served
+// unmetered (see failopen.go for fail_open).
+func (st *stream) storeFailed(err error) *apiError {
+	st.log.Error("budget store failed", zap.String("request_id", st.requestID), zap.Error(err))
+	return unavailable("spendguard cannot reach its budget store; try again shortly")
+}

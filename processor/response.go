@@ -37,8 +37,7 @@ func (st *stream) onResponseHeaders(ctx context.Context, h *extprocv3.HttpHeader
 	if !res.HasRemaining && st.servedModel == st.model {
 		return answerResponseHeaders
 	}
-	a := newHeadersAnswer()
-	st.headersAns = a
+	a := st.wire.headers()
 	if res.HasRemaining {
 		a.set(hdrRemaining, func(b []byte) []byte { return res.Remaining.AppendFixed(b, 6) })
 		a.setString(hdrBudget, res.RemainingBudget)
@@ -128,22 +127,12 @@ func (st *stream) onResponseTrailers(ctx context.Context) {
 	st.complete(ctx)
 }
 
-// replaceChunk answers a response chunk with other bytes, reusing one
-// answer per stream.
+// replaceChunk answers a response chunk with other bytes.
 func (st *stream) replaceChunk(out []byte) *extprocv3.ProcessingResponse {
 	if len(out) == 0 {
 		return answerClearChunk
 	}
-	if st.mut == nil {
-		st.mutBody = &extprocv3.BodyMutation_Body{}
-		st.mut = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{
-			ResponseBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{
-				BodyMutation: &extprocv3.BodyMutation{Mutation: st.mutBody},
-			}},
-		}}
-	}
-	st.mutBody.Body = out
-	return st.mut
+	return st.wire.chunkAnswer(out)
 }
 
 // complete settles a response that reached its end of stream.

@@ -143,7 +143,7 @@ func (s *Server) Active() int64 { return s.active.Load() }
 // ends it with Internal (recover.go). Either way the money is settled as
 // for any other end.
 func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) (err error) {
-	growStack()
+	growStack() // first, while the stack is shallow (wire.go)
 	s.active.Add(1)
 	defer s.active.Add(-1)
 	st := newStream(s, s.cfg.Load())
@@ -179,16 +179,8 @@ func (s *Server) serve(stream extprocv3.ExternalProcessor_ProcessServer, st *str
 			st.log.Warn("ext_proc message out of order; ending the stream", zap.String("request_id", st.requestID), zap.String("why", st.violation))
 			return status.Error(codes.InvalidArgument, "spendguard: unexpected ext_proc message: "+st.violation)
 		}
-		if a := st.headersAns; a != nil && resp == &a.resp {
-			err = stream.SendMsg(a) // the same message, which Codec encodes directly
-		} else {
-			err = stream.Send(resp)
-		}
 		_, done := resp.Response.(*extprocv3.ProcessingResponse_ImmediateResponse)
-		if st.headersAns != nil { // marshalled: back to its pool, and resp with it
-			putHeadersAnswer(st.headersAns)
-			st.headersAns = nil
-		}
+		err = st.wire.send(stream, resp)
 		took := mono.Now() - began
 		st.procTime += took
 		if s.opts.Observer != nil {

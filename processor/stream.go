@@ -80,11 +80,7 @@ type stream struct {
 	// response headers the body's first bytes decide (sniffSSE).
 	sseKnown bool
 
-	mutBody *extprocv3.BodyMutation_Body  // reused replacement of a response chunk
-	mut     *extprocv3.ProcessingResponse // the answer carrying mutBody
-	// headersAns is the pooled answer to the response headers, until Send
-	// has marshalled it.
-	headersAns *headersAnswer
+	wire wire // how the answers reach Envoy (wire.go)
 }
 
 var (
@@ -100,7 +96,7 @@ func newStream(srv *Server, cfg *loaded) *stream {
 }
 
 // release returns the stream and its scanners to their pools; the stream
-// must not be used after. The chunk answer is kept for the next stream.
+// must not be used after. Its wire is kept for the next stream (reuse).
 func (st *stream) release() {
 	if st.scanner != nil {
 		jsonScanners.Put(st.scanner)
@@ -108,11 +104,7 @@ func (st *stream) release() {
 	if st.sseScan != nil {
 		sseScanners.Put(st.sseScan)
 	}
-	mut, mutBody := st.mut, st.mutBody
-	if mutBody != nil {
-		mutBody.Body = nil
-	}
-	*st = stream{mut: mut, mutBody: mutBody}
+	*st = stream{wire: st.wire.reuse()}
 	streams.Put(st)
 }
 
