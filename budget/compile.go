@@ -7,10 +7,10 @@ import (
 	"regexp"
 	"slices"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/spendguard/spendguard/internal/money"
+	"github.com/spendguard/spendguard/internal/strictyaml"
 )
 
 // Budget is one validated budget. It is immutable and safe to share
@@ -119,24 +119,11 @@ func (p *Policies) Dimensions() []string {
 	return out
 }
 
-// ConfigError is one problem found by Compile; Compile joins all of them.
-type ConfigError struct {
-	Line   int    // 0 when unknown
-	Budget string // "" for the limits section or an unnamed budget
-	Msg    string
-}
-
-func (e *ConfigError) Error() string {
-	var sb strings.Builder
-	if e.Line > 0 {
-		fmt.Fprintf(&sb, "line %d: ", e.Line)
-	}
-	if e.Budget != "" {
-		fmt.Fprintf(&sb, "budget %q: ", e.Budget)
-	}
-	sb.WriteString(e.Msg)
-	return sb.String()
-}
+// ConfigError is one problem found by Compile or StoreConfig.Validate;
+// they join all of them. Its Where is `budget "name"` for a budget's
+// problem, the key path for the store's ("store.redis.address"), "" for
+// the limits section or an unnamed budget.
+type ConfigError = strictyaml.Error
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 
@@ -147,7 +134,11 @@ var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 func Compile(budgets []Config, limits Limits) (*Policies, error) {
 	var errs []error
 	fail := func(line int, name, format string, args ...any) {
-		errs = append(errs, &ConfigError{Line: line, Budget: name, Msg: fmt.Sprintf(format, args...)})
+		where := ""
+		if name != "" {
+			where = fmt.Sprintf("budget %q", name)
+		}
+		errs = append(errs, &ConfigError{Line: line, Where: where, Msg: fmt.Sprintf(format, args...)})
 	}
 	p := &Policies{ttl: DefaultReservationTTL}
 	seen := map[string]int{}
@@ -203,8 +194,8 @@ func Compile(budgets []Config, limits Limits) (*Policies, error) {
 // budget's own line).
 func compileBudget(c Config, fail func(line int, format string, args ...any)) *Budget {
 	b := &Budget{name: c.Name, line: c.Line, loc: time.UTC, match: map[string]string{}}
-	for _, u := range c.unknown {
-		fail(u.line, "unknown field %q", u.key)
+	for _, u := range c.keys.Unknown {
+		fail(u.Line, "unknown field %q%s", u.Path, u.Hint())
 	}
 	if c.Name != "" && !nameRE.MatchString(c.Name) {
 		fail(0, "name may only hold letters, digits, '.', '_' and '-' (and start with a letter or digit)")
@@ -266,7 +257,7 @@ func compilePeriod(b *Budget, c Config, fail func(line int, format string, args 
 	if c.Timezone != "" {
 		loc, err := time.LoadLocation(c.Timezone)
 		if err != nil || c.Timezone == "Local" {
-			fail(0, "unknown timezone %q (use an IANA name such as Europe/Berlin)", c.Timezone)
+			fail(c.keyLine("timezone"), "unknown timezone %q (use an IANA name such as Europe/Berlin)", c.Timezone)
 		} else {
 			b.loc = loc
 		}
@@ -289,7 +280,7 @@ func compilePeriod(b *Budget, c Config, fail func(line int, format string, args 
 	default:
 		p, ok := periodNames[c.Period]
 		if !ok {
-			fail(0, "unknown period %q (use hour, day, week, month or total)", c.Period)
+			fail(c.keyLine("period"), "unknown period %q (use hour, day, week, month or total)", c.Period)
 		}
 		b.period = p
 	}

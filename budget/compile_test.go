@@ -239,6 +239,20 @@ budgets:
     hard_usd: 1
     on_hard: {allow_model: [x]}`, []string{`line 5: budget "a": unknown field "timezon"`,
 			`line 7: budget "a": unknown field "on_hard.allow_model"`}},
+		{"misspelt field", `
+budgets:
+  - name: a
+    period: day
+    hard_ud: 1`, []string{`line 5: budget "a": unknown field "hard_ud"; did you mean "hard_usd"? (allowed: name, match, period, timezone, rolling, soft_usd, hard_usd, on_soft, on_hard)`,
+			`line 3: budget "a": needs hard_usd`}},
+		{"period and timezone at their keys", `
+budgets:
+  - name: a
+    match: {tenant: "*"}
+    period: fortnight
+    timezone: Mars/Olympus
+    hard_usd: 1`, []string{`line 5: budget "a": unknown period "fortnight"`,
+			`line 6: budget "a": unknown timezone "Mars/Olympus"`}},
 		{"limits", `
 limits:
   max_request_usd: -2
@@ -289,5 +303,5 @@ func TestDecodeRejectsNonScalars(t *testing.T) {
 	var s section
 	err := yaml.Unmarshal([]byte("budgets:\n  - {name: a, period: day, hard_usd: [1]}\n"), &s)
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "line 2: a USD amount must be a number, not a list")
+	assert.Contains(t, err.Error(), "line 2: a USD amount must be a number, not a sequence")
 }

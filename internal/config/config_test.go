@@ -112,7 +112,7 @@ func TestFiveMistakesAreAllReportedWithTheirLines(t *testing.T) {
 	require.NoError(t, err)
 	ps := problemsOf(t, string(data), nil)
 	want := []Problem{
-		{14, `budget "tenant-daily": unknown period "fortnight"`},
+		{16, `budget "tenant-daily": unknown period "fortnight"`},
 		{18, `budget "team-daily": matches on "team", which is not a dimension`},
 		{21, `budget "team-daily": hard_usd: "1O": not a decimal USD amount`},
 		{25, `store.backnd: unknown key; did you mean "backend"?`},
