@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/spendguard/spendguard/internal/strictyaml"
 )
 
 // Config is the `identity:` section of the configuration file.
@@ -33,7 +35,7 @@ type APIKey struct {
 func (k *APIKey) UnmarshalYAML(n *yaml.Node) error {
 	type plain APIKey
 	var p plain
-	if err := decodeStrict(n, &p, "sha256", "values"); err != nil {
+	if err := strictyaml.Decode(n, &p); err != nil {
 		return err
 	}
 	*k = APIKey(p)
@@ -210,28 +212,6 @@ func (c Config) Compile() (*Resolver, error) {
 		return nil, err
 	}
 	return r, nil
-}
-
-// decodeStrict decodes n into v after checking that a mapping has only the
-// allowed keys: Node.Decode does not inherit the file decoder's KnownFields.
-func decodeStrict(n *yaml.Node, v any, allowed ...string) error {
-	if n.Kind == yaml.MappingNode {
-		var errs []error
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k := n.Content[i]
-			ok := false
-			for _, a := range allowed {
-				ok = ok || k.Value == a
-			}
-			if !ok {
-				errs = append(errs, fmt.Errorf("line %d: field %s not found (allowed: %s)", k.Line, k.Value, strings.Join(allowed, ", ")))
-			}
-		}
-		if err := errors.Join(errs...); err != nil {
-			return &yaml.TypeError{Errors: strings.Split(err.Error(), "\n")}
-		}
-	}
-	return n.Decode(v)
 }
 
 // ClientChoice lists the client-controlled sources (header, body_field)

@@ -45,6 +45,10 @@ func TestUnknownAPIKeyFieldIsAnError(t *testing.T) {
 	err := dec.Decode(&c)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "line 3: field token not found")
+
+	err = yaml.Unmarshal([]byte("api_keys:\n  - sha265: x\n    values: {}\n"), &c)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `line 2: field sha265 not found; did you mean "sha256"? (allowed: sha256, values)`)
 }
 
 func TestDecodeReportsEveryBrokenDimension(t *testing.T) {
