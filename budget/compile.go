@@ -190,22 +190,23 @@ func Compile(budgets []Config, limits Limits) (*Policies, error) {
 	return p, nil
 }
 
-// compileBudget converts c, reporting problems to fail (line 0: the
-// budget's own line).
+// compileBudget converts c, reporting problems to fail with the line of
+// the offending key (line 0, for a missing key or a Config built in code:
+// the budget's own line).
 func compileBudget(c Config, fail func(line int, format string, args ...any)) *Budget {
 	b := &Budget{name: c.Name, line: c.Line, loc: time.UTC, match: map[string]string{}}
 	for _, u := range c.keys.Unknown {
 		fail(u.Line, "unknown field %q%s", u.Path, u.Hint())
 	}
 	if c.Name != "" && !nameRE.MatchString(c.Name) {
-		fail(0, "name may only hold letters, digits, '.', '_' and '-' (and start with a letter or digit)")
+		fail(c.keyLine("name"), "name may only hold letters, digits, '.', '_' and '-' (and start with a letter or digit)")
 	}
 	for _, k := range slices.Sorted(maps.Keys(c.Match)) {
 		switch v := c.Match[k]; {
 		case k == "":
-			fail(0, "match has an empty key")
+			fail(c.keyLine("match"), "match has an empty key")
 		case v == "":
-			fail(0, "match value of %q is empty (use \"*\" for a counter per value, or leave the key out for one shared pool)", k)
+			fail(c.keyLine("match."+k), "match value of %q is empty (use \"*\" for a counter per value, or leave the key out for one shared pool)", k)
 		default:
 			b.match[k] = v
 			b.keys = append(b.keys, k)
@@ -223,15 +224,15 @@ func compileBudget(c Config, fail func(line int, format string, args ...any)) *B
 	}
 	if len(c.OnSoft.Downgrade) > 0 {
 		if !c.SoftUSD.Set {
-			fail(0, "on_soft.downgrade needs soft_usd")
+			fail(c.keyLine("on_soft.downgrade"), "on_soft.downgrade needs soft_usd")
 		}
 		b.downgrade = map[string]string{}
 		for _, from := range slices.Sorted(maps.Keys(c.OnSoft.Downgrade)) {
 			switch to := c.OnSoft.Downgrade[from]; {
 			case from == "" || to == "":
-				fail(0, "on_soft.downgrade has an empty model name")
+				fail(c.keyLine("on_soft.downgrade."+from), "on_soft.downgrade has an empty model name")
 			case from == to:
-				fail(0, "on_soft.downgrade maps %q to itself", from)
+				fail(c.keyLine("on_soft.downgrade."+from), "on_soft.downgrade maps %q to itself", from)
 			default:
 				b.downgrade[from] = to
 			}
@@ -239,11 +240,11 @@ func compileBudget(c Config, fail func(line int, format string, args ...any)) *B
 	}
 	if len(c.OnHard.AllowModels) > 0 {
 		if !c.HardUSD.Set {
-			fail(0, "on_hard.allow_models needs hard_usd")
+			fail(c.keyLine("on_hard.allow_models"), "on_hard.allow_models needs hard_usd")
 		}
 		for _, m := range c.OnHard.AllowModels {
 			if m == "" {
-				fail(0, "on_hard.allow_models has an empty model name")
+				fail(c.keyLine("on_hard.allow_models"), "on_hard.allow_models has an empty model name")
 			} else if !slices.Contains(b.allow, m) {
 				b.allow = append(b.allow, m)
 			}
@@ -264,7 +265,7 @@ func compilePeriod(b *Budget, c Config, fail func(line int, format string, args 
 	}
 	switch {
 	case c.Period != "" && c.Rolling.Set:
-		fail(0, "has both period and rolling; choose one")
+		fail(c.keyLine("rolling"), "has both period and rolling; choose one")
 	case c.Rolling.Set:
 		b.period = PeriodRolling
 		switch d := c.Rolling.Value; {
