@@ -14,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/spendguard/spendguard/internal/strictyaml"
+	"github.com/spendguard/spendguard/internal/suggest"
 )
 
 // Config is the `identity:` section of the configuration file.
@@ -178,7 +179,8 @@ func (c Config) Compile() (*Resolver, error) {
 					bad("%s: default must be the last source (the ones after it are never reached)", at)
 				}
 			default:
-				bad("%s: unknown source %q (want api_key, jwt_claim, header, body_field or default)", at, s.Kind)
+				bad("%s: unknown source %q%s (want api_key, jwt_claim, header, body_field or default)", at, s.Kind,
+					suggest.Key(s.Kind, []string{KindAPIKey, KindJWTClaim, KindHeader, KindBodyField, KindDefault}))
 			}
 			if s.optLine != 0 && s.Kind != KindHeader && s.Kind != KindBodyField {
 				bad("%s: line %d: without_credential applies only to header and body_field sources (the ones a client controls)", where, s.optLine)
