@@ -7,10 +7,10 @@ import (
 	"regexp"
 	"slices"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/spendguard/spendguard/internal/money"
+	"github.com/spendguard/spendguard/internal/strictyaml"
 )
 
 // Budget is one validated budget. It is immutable and safe to share
@@ -125,24 +125,11 @@ func (p *Policies) Dimensions() []string {
 	return out
 }
 
-// ConfigError is one problem found by Compile; Compile joins all of them.
-type ConfigError struct {
-	Line   int    // 0 when unknown
-	Budget string // "" for the limits section or an unnamed budget
-	Msg    string
-}
-
-func (e *ConfigError) Error() string {
-	var sb strings.Builder
-	if e.Line > 0 {
-		fmt.Fprintf(&sb, "line %d: ", e.Line)
-	}
-	if e.Budget != "" {
-		fmt.Fprintf(&sb, "budget %q: ", e.Budget)
-	}
-	sb.WriteString(e.Msg)
-	return sb.String()
-}
+// ConfigError is one problem found by Compile or StoreConfig.Validate;
+// they join all of them. Its Where is `budget "name"` for a budget's
+// problem, the key path for the store's ("store.redis.address"), "" for
+// the limits section or an unnamed budget.
+type ConfigError = strictyaml.Error
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 
@@ -153,7 +140,11 @@ var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 func Compile(budgets []Config, limits Limits) (*Policies, error) {
 	var errs []error
 	fail := func(line int, name, format string, args ...any) {
-		errs = append(errs, &ConfigError{Line: line, Budget: name, Msg: fmt.Sprintf(format, args...)})
+		where := ""
+		if name != "" {
+			where = fmt.Sprintf("budget %q", name)
+		}
+		errs = append(errs, &ConfigError{Line: line, Where: where, Msg: fmt.Sprintf(format, args...)})
 	}
 	p := &Policies{ttl: DefaultReservationTTL}
 	seen := map[string]int{}
@@ -205,22 +196,23 @@ func Compile(budgets []Config, limits Limits) (*Policies, error) {
 	return p, nil
 }
 
-// compileBudget converts c, reporting problems to fail (line 0: the
-// budget's own line).
+// compileBudget converts c, reporting problems to fail with the line of
+// the offending key (line 0, for a missing key or a Config built in code:
+// the budget's own line).
 func compileBudget(c Config, fail func(line int, format string, args ...any)) *Budget {
 	b := &Budget{name: c.Name, line: c.Line, loc: time.UTC, match: map[string]string{}}
-	for _, u := range c.unknown {
-		fail(u.line, "unknown field %q", u.key)
+	for _, u := range c.keys.Unknown {
+		fail(u.Line, "unknown field %q%s", u.Path, u.Hint())
 	}
 	if c.Name != "" && !nameRE.MatchString(c.Name) {
-		fail(0, "name may only hold letters, digits, '.', '_' and '-' (and start with a letter or digit)")
+		fail(c.keyLine("name"), "name may only hold letters, digits, '.', '_' and '-' (and start with a letter or digit)")
 	}
 	for _, k := range slices.Sorted(maps.Keys(c.Match)) {
 		switch v := c.Match[k]; {
 		case k == "":
-			fail(0, "match has an empty key")
+			fail(c.keyLine("match"), "match has an empty key")
 		case v == "":
-			fail(0, "match value of %q is empty (use \"*\" for a counter per value, or leave the key out for one shared pool)", k)
+			fail(c.keyLine("match."+k), "match value of %q is empty (use \"*\" for a counter per value, or leave the key out for one shared pool)", k)
 		default:
 			b.match[k] = v
 			b.keys = append(b.keys, k)
@@ -238,15 +230,15 @@ func compileBudget(c Config, fail func(line int, format string, args ...any)) *B
 	}
 	if len(c.OnSoft.Downgrade) > 0 {
 		if !c.SoftUSD.Set {
-			fail(0, "on_soft.downgrade needs soft_usd")
+			fail(c.keyLine("on_soft.downgrade"), "on_soft.downgrade needs soft_usd")
 		}
 		b.downgrade = map[string]string{}
 		for _, from := range slices.Sorted(maps.Keys(c.OnSoft.Downgrade)) {
 			switch to := c.OnSoft.Downgrade[from]; {
 			case from == "" || to == "":
-				fail(0, "on_soft.downgrade has an empty model name")
+				fail(c.keyLine("on_soft.downgrade."+from), "on_soft.downgrade has an empty model name")
 			case from == to:
-				fail(0, "on_soft.downgrade maps %q to itself", from)
+				fail(c.keyLine("on_soft.downgrade."+from), "on_soft.downgrade maps %q to itself", from)
 			default:
 				b.downgrade[from] = to
 			}
@@ -254,11 +246,11 @@ func compileBudget(c Config, fail func(line int, format string, args ...any)) *B
 	}
 	if len(c.OnHard.AllowModels) > 0 {
 		if !c.HardUSD.Set {
-			fail(0, "on_hard.allow_models needs hard_usd")
+			fail(c.keyLine("on_hard.allow_models"), "on_hard.allow_models needs hard_usd")
 		}
 		for _, m := range c.OnHard.AllowModels {
 			if m == "" {
-				fail(0, "on_hard.allow_models has an empty model name")
+				fail(c.keyLine("on_hard.allow_models"), "on_hard.allow_models has an empty model name")
 			} else if !slices.Contains(b.allow, m) {
 				b.allow = append(b.allow, m)
 			}
@@ -272,14 +264,14 @@ func compilePeriod(b *Budget, c Config, fail func(line int, format string, args 
 	if c.Timezone != "" {
 		loc, err := time.LoadLocation(c.Timezone)
 		if err != nil || c.Timezone == "Local" {
-			fail(0, "unknown timezone %q (use an IANA name such as Europe/Berlin)", c.Timezone)
+			fail(c.keyLine("timezone"), "unknown timezone %q (use an IANA name such as Europe/Berlin)", c.Timezone)
 		} else {
 			b.loc = loc
 		}
 	}
 	switch {
 	case c.Period != "" && c.Rolling.Set:
-		fail(0, "has both period and rolling; choose one")
+		fail(c.keyLine("rolling"), "has both period and rolling; choose one")
 	case c.Rolling.Set:
 		b.period = PeriodRolling
 		switch d := c.Rolling.Value; {
@@ -295,7 +287,7 @@ func compilePeriod(b *Budget, c Config, fail func(line int, format string, args 
 	default:
 		p, ok := periodNames[c.Period]
 		if !ok {
-			fail(0, "unknown period %q (use hour, day, week, month or total)", c.Period)
+			fail(c.keyLine("period"), "unknown period %q (use hour, day, week, month or total)", c.Period)
 		}
 		b.period = p
 	}

@@ -212,25 +212,25 @@ budgets:
   - name: a
     match: {tenant: }
     period: day
-    hard_usd: 1`, []string{`line 3: budget "a": match value of "tenant" is empty`}},
+    hard_usd: 1`, []string{`line 4: budget "a": match value of "tenant" is empty`}},
 		{"downgrade without soft", `
 budgets:
   - name: a
     period: day
     hard_usd: 1
-    on_soft: {downgrade: {x: y}}`, []string{`on_soft.downgrade needs soft_usd`}},
+    on_soft: {downgrade: {x: y}}`, []string{`line 6: budget "a": on_soft.downgrade needs soft_usd`}},
 		{"downgrade to itself", `
 budgets:
   - name: a
     period: day
     soft_usd: 1
-    on_soft: {downgrade: {x: x}}`, []string{`on_soft.downgrade maps "x" to itself`}},
+    on_soft: {downgrade: {x: x}}`, []string{`line 6: budget "a": on_soft.downgrade maps "x" to itself`}},
 		{"allow without hard", `
 budgets:
   - name: a
     period: day
     soft_usd: 1
-    on_hard: {allow_models: [x]}`, []string{`on_hard.allow_models needs hard_usd`}},
+    on_hard: {allow_models: [x]}`, []string{`line 6: budget "a": on_hard.allow_models needs hard_usd`}},
 		{"unknown fields", `
 budgets:
   - name: a
@@ -239,6 +239,32 @@ budgets:
     hard_usd: 1
     on_hard: {allow_model: [x]}`, []string{`line 5: budget "a": unknown field "timezon"`,
 			`line 7: budget "a": unknown field "on_hard.allow_model"`}},
+		{"misspelt field", `
+budgets:
+  - name: a
+    period: day
+    hard_ud: 1`, []string{`line 5: budget "a": unknown field "hard_ud"; did you mean "hard_usd"? (allowed: name, match, period, timezone, rolling, soft_usd, hard_usd, on_soft, on_hard)`,
+			`line 3: budget "a": needs hard_usd`}},
+		{"period and timezone at their keys", `
+budgets:
+  - name: a
+    match: {tenant: "*"}
+    period: fortnight
+    timezone: Mars/Olympus
+    hard_usd: 1`, []string{`line 5: budget "a": unknown period "fortnight"`,
+			`line 6: budget "a": unknown timezone "Mars/Olympus"`}},
+		{"block style: each problem at its key", `
+budgets:
+  - name: a
+    period: day
+    rolling: 1h
+    soft_usd: 1
+    hard_usd: 2
+    on_soft:
+      downgrade:
+        big: small
+        x: x`, []string{`line 5: budget "a": has both period and rolling`,
+			`line 11: budget "a": on_soft.downgrade maps "x" to itself`}},
 		{"limits", `
 limits:
   max_request_usd: -2
@@ -289,5 +315,5 @@ func TestDecodeRejectsNonScalars(t *testing.T) {
 	var s section
 	err := yaml.Unmarshal([]byte("budgets:\n  - {name: a, period: day, hard_usd: [1]}\n"), &s)
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "line 2: a USD amount must be a number, not a list")
+	assert.Contains(t, err.Error(), "line 2: a USD amount must be a number, not a sequence")
 }

@@ -3,12 +3,12 @@ package budget
 import (
 	"fmt"
 	"reflect"
-	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/spendguard/spendguard/internal/money"
+	"github.com/spendguard/spendguard/internal/strictyaml"
 )
 
 // Config is one entry of the configuration's `budgets:` list, as written in
@@ -28,7 +28,7 @@ type Config struct {
 	// YAML); Compile uses it in its errors.
 	Line int `yaml:"-"`
 
-	unknown []unknownField // keys no field names, reported by Compile
+	keys strictyaml.Keys // unknown keys (reported by Compile) and every key's line
 }
 
 // OnSoft is what happens once a budget passes its soft cap.
@@ -56,56 +56,24 @@ type Limits struct {
 // DefaultReservationTTL is the reservation TTL when limits.reservation_ttl is unset.
 const DefaultReservationTTL = 10 * time.Minute
 
-// UnmarshalYAML decodes a budget entry and remembers its line. Because
-// yaml.v3 decodes the inside of a custom unmarshaler without the caller's
-// KnownFields setting, it collects unknown keys itself (a misspelt
-// "timezon" must not silently mean UTC); Compile reports them.
+// UnmarshalYAML decodes a budget entry and remembers its line and the
+// line of each of its keys. Because yaml.v3 decodes the inside of a custom
+// unmarshaler without the caller's KnownFields setting, it checks the keys
+// itself (a misspelt "timezon" must not silently mean UTC); Compile
+// reports the unknown ones.
 func (c *Config) UnmarshalYAML(n *yaml.Node) error {
 	type plain Config
 	if err := n.Decode((*plain)(c)); err != nil {
 		return err
 	}
 	c.Line = n.Line
-	c.unknown = unknownFields(n, reflect.TypeFor[plain](), "", nil)
+	c.keys = strictyaml.Check(n, reflect.TypeFor[plain](), "")
 	return nil
 }
 
-type unknownField struct {
-	key  string
-	line int
-}
-
-var unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
-
-// unknownFields returns the keys of mapping n that no yaml tag of struct
-// type t names, recursing into fields that are plain structs.
-func unknownFields(n *yaml.Node, t reflect.Type, prefix string, out []unknownField) []unknownField {
-	if n.Kind != yaml.MappingNode || t.Kind() != reflect.Struct {
-		return out
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		f, ok := fieldByTag(t, k.Value)
-		switch {
-		case !ok:
-			out = append(out, unknownField{key: prefix + k.Value, line: k.Line})
-		case f.Type.Kind() == reflect.Struct && !reflect.PointerTo(f.Type).Implements(unmarshalerType):
-			out = unknownFields(v, f.Type, prefix+k.Value+".", out)
-		}
-	}
-	return out
-}
-
-func fieldByTag(t reflect.Type, key string) (reflect.StructField, bool) {
-	for i := range t.NumField() {
-		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-		if f.IsExported() && name != "-" && name == key {
-			return f, true
-		}
-	}
-	return reflect.StructField{}, false
-}
+// keyLine is the line of the budget's key (a dotted path such as
+// "period"), 0 when it is absent or the budget was not decoded from YAML.
+func (c *Config) keyLine(key string) int { return c.keys.Lines[key] }
 
 // USD is a dollar amount decoded exactly from the text of its YAML scalar
 // ("0.60" is 600_000_000 nano-USD, never a float64 on the way). A value
@@ -126,7 +94,7 @@ func (u *USD) UnmarshalYAML(n *yaml.Node) error {
 	*u = USD{Line: n.Line}
 	if n.Kind != yaml.ScalarNode {
 		return &yaml.TypeError{Errors: []string{
-			fmt.Sprintf("line %d: a USD amount must be a number, not a %s", n.Line, kindName(n.Kind))}}
+			fmt.Sprintf("line %d: a USD amount must be a number, not a %s", n.Line, strictyaml.KindName(n.Kind))}}
 	}
 	if n.Tag == "!!null" {
 		return nil
@@ -153,7 +121,7 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	*d = Duration{Line: n.Line}
 	if n.Kind != yaml.ScalarNode {
 		return &yaml.TypeError{Errors: []string{
-			fmt.Sprintf("line %d: a duration must be a string such as \"10m\", not a %s", n.Line, kindName(n.Kind))}}
+			fmt.Sprintf("line %d: a duration must be a string such as \"10m\", not a %s", n.Line, strictyaml.KindName(n.Kind))}}
 	}
 	if n.Tag == "!!null" {
 		return nil
@@ -164,17 +132,4 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 		d.err = fmt.Errorf("%q is not a duration such as \"10m\" or \"1h30m\"", n.Value)
 	}
 	return nil
-}
-
-func kindName(k yaml.Kind) string {
-	switch k {
-	case yaml.SequenceNode:
-		return "list"
-	case yaml.MappingNode:
-		return "mapping"
-	case yaml.AliasNode:
-		return "alias"
-	default:
-		return "document"
-	}
 }

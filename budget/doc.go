@@ -32,7 +32,9 @@
 // # Configuration decisions
 //
 //   - Compile reports every problem at once (errors.Join of *ConfigError,
-//     with the line of the budget or of the offending amount).
+//     with the line of the offending key, or of the budget when the key is
+//     missing). Keys are checked with internal/strictyaml: a misspelt
+//     field gets a suggestion.
 //   - A budget needs a period (hour, day, week, month, total) or a rolling
 //     window, not both. It needs hard_usd or soft_usd; a soft-only budget
 //     never blocks and only downgrades. soft_usd may equal but not exceed

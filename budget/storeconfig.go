@@ -5,10 +5,9 @@ import (
 	"fmt"
 	"net"
 	"reflect"
-	"strings"
 	"time"
 
-	"github.com/spendguard/spendguard/internal/suggest"
+	"github.com/spendguard/spendguard/internal/strictyaml"
 	"gopkg.in/yaml.v3"
 )
 
@@ -28,8 +27,7 @@ type StoreConfig struct {
 	// from YAML).
 	Line int `yaml:"-"`
 
-	lines   map[string]int // "redis.address" → line of the key
-	unknown []error
+	keys strictyaml.Keys // unknown keys and every key's line, paths from "store."
 }
 
 // MemoryConfig is `store.memory`.
@@ -95,57 +93,17 @@ const (
 
 // UnmarshalYAML decodes the section and remembers the line of every key.
 // yaml.v3 decodes the inside of a custom unmarshaler without the caller's
-// KnownFields setting, so unknown keys are collected here and reported by
-// Validate (a misspelt "on_eror" must not silently mean fail_closed).
+// KnownFields setting, so the keys are checked here and unknown ones
+// reported by Validate (a misspelt "on_eror" must not silently mean
+// fail_closed).
 func (c *StoreConfig) UnmarshalYAML(n *yaml.Node) error {
 	type plain StoreConfig
 	if err := n.Decode((*plain)(c)); err != nil {
 		return err
 	}
 	c.Line = n.Line
-	c.unknown = unknownKeys(n, reflect.TypeFor[plain](), "store.", nil)
-	c.lines = map[string]int{}
-	keyLines(n, "", c.lines)
+	c.keys = strictyaml.Check(n, reflect.TypeFor[plain](), "store")
 	return nil
-}
-
-// unknownKeys reports the keys of mapping n that no yaml tag of struct
-// type t names, recursing into plain struct fields, with a suggestion and
-// the allowed keys.
-func unknownKeys(n *yaml.Node, t reflect.Type, prefix string, out []error) []error {
-	if n.Kind != yaml.MappingNode || t.Kind() != reflect.Struct {
-		return out
-	}
-	var allowed []string
-	for i := range t.NumField() {
-		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); t.Field(i).IsExported() && name != "-" && name != "" {
-			allowed = append(allowed, name)
-		}
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		f, ok := fieldByTag(t, k.Value)
-		switch {
-		case !ok:
-			out = append(out, &ConfigError{Line: k.Line, Msg: fmt.Sprintf("%s%s: unknown key%s (allowed: %s)",
-				prefix, k.Value, suggest.Key(k.Value, allowed), strings.Join(allowed, ", "))})
-		case f.Type.Kind() == reflect.Struct && !reflect.PointerTo(f.Type).Implements(unmarshalerType):
-			out = unknownKeys(v, f.Type, prefix+k.Value+".", out)
-		}
-	}
-	return out
-}
-
-// keyLines records the line of every key of mapping n, recursively.
-func keyLines(n *yaml.Node, prefix string, out map[string]int) {
-	if n.Kind != yaml.MappingNode {
-		return
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k := n.Content[i]
-		out[prefix+k.Value] = k.Line
-		keyLines(n.Content[i+1], prefix+k.Value+".", out)
-	}
 }
 
 // FailOpen reports whether requests are served unmetered while the store
@@ -201,16 +159,15 @@ func (m *MemoryConfig) Interval() time.Duration {
 func (c *StoreConfig) Validate() error {
 	var errs []error
 	fail := func(key, format string, args ...any) {
-		line := c.Line
-		for k := key; k != ""; k = parentKey(k) { // the key, or its nearest parent
-			if l := c.lines[k]; l > 0 {
-				line = l
-				break
-			}
+		line := c.keys.Line("store." + key) // the key, or its nearest parent
+		if line == 0 {
+			line = c.Line
 		}
-		errs = append(errs, &ConfigError{Line: line, Msg: "store." + key + ": " + fmt.Sprintf(format, args...)})
+		errs = append(errs, &ConfigError{Line: line, Where: "store." + key, Msg: fmt.Sprintf(format, args...)})
 	}
-	errs = append(errs, c.unknown...)
+	for _, u := range c.keys.Unknown {
+		errs = append(errs, &ConfigError{Line: u.Line, Where: u.Path, Msg: "unknown key" + u.Hint()})
+	}
 	switch c.Backend {
 	case "", BackendMemory, BackendRedis:
 	default:
@@ -234,13 +191,6 @@ func (c *StoreConfig) Validate() error {
 		c.Redis.validate(positive, fail)
 	}
 	return errors.Join(errs...)
-}
-
-func parentKey(k string) string {
-	if i := strings.LastIndexByte(k, '.'); i >= 0 {
-		return k[:i]
-	}
-	return ""
 }
 
 func (r *RedisConfig) validate(positive func(string, Duration), fail func(key, format string, args ...any)) {

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -62,27 +61,6 @@ const (
 	DefaultTimeout         = 10 * time.Second
 )
 
-// ConfigError is one problem of the exporters section, with its line
-// when the section was decoded from YAML.
-type ConfigError struct {
-	Line int    // 0 when unknown
-	Key  string // dotted below exporters, e.g. "otlp.endpoint"
-	Msg  string
-}
-
-func (e *ConfigError) Error() string {
-	var sb strings.Builder
-	if e.Line > 0 {
-		fmt.Fprintf(&sb, "line %d: ", e.Line)
-	}
-	sb.WriteString("exporters")
-	if e.Key != "" {
-		sb.WriteString("." + e.Key)
-	}
-	sb.WriteString(": " + e.Msg)
-	return sb.String()
-}
-
 // UnmarshalYAML decodes the section and remembers every key's line. It
 // collects unknown keys instead of failing (yaml.v3 drops KnownFields
 // inside custom unmarshalers); Validate reports them with the rest.
@@ -92,9 +70,7 @@ func (c *Config) UnmarshalYAML(n *yaml.Node) error {
 		return err
 	}
 	c.line = n.Line
-	c.lines = map[string]int{}
-	c.problems = nil
-	walkKeys(n, reflect.TypeFor[plain](), "", c.lines, &c.problems)
+	c.lines, c.problems = checkKeys(n, reflect.TypeFor[plain]())
 	return nil
 }
 
@@ -117,7 +93,7 @@ func Decode(n *yaml.Node) (Config, error) {
 func (c *Config) Validate() error {
 	errs := append([]error(nil), c.problems...)
 	bad := func(key, format string, args ...any) {
-		errs = append(errs, &ConfigError{Line: c.lineOf(key), Key: key, Msg: fmt.Sprintf(format, args...)})
+		errs = append(errs, &ConfigError{Line: c.lineOf(key), Where: "exporters." + key, Msg: fmt.Sprintf(format, args...)})
 	}
 	if c.QueueSize < 0 || c.QueueSize > 10_000_000 {
 		bad("queue_size", "must be between 1 and 10000000 (got %d)", c.QueueSize)
@@ -139,7 +115,7 @@ func (c *Config) Validate() error {
 	section := func(name string, problems []sink.FieldError) {
 		for _, p := range problems {
 			key := name + "." + p.Field
-			errs = append(errs, &ConfigError{Line: c.lineOf(key, name), Key: key, Msg: p.Msg})
+			errs = append(errs, &ConfigError{Line: c.lineOf(key, name), Where: "exporters." + key, Msg: p.Msg})
 		}
 	}
 	if c.OTLP != nil {

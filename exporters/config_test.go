@@ -82,8 +82,8 @@ exporters:
 	require.Error(t, err)
 	got := strings.Split(err.Error(), "\n")
 	assert.ElementsMatch(t, []string{
-		"line 9: exporters.otlp.compresion: unknown key (known: endpoint, headers, compression, service_name, user_dimension, session_dimension, provider_name)",
-		"line 17: exporters.ledger: unknown key (known: queue_size, batch_size, max_retries, retry_backoff, retry_backoff_max, timeout, otlp, helicone, webhook, log, postgres)",
+		`line 9: exporters.otlp.compresion: unknown key; did you mean "compression"? (allowed: endpoint, headers, compression, service_name, user_dimension, session_dimension, provider_name)`,
+		"line 17: exporters.ledger: unknown key (allowed: queue_size, batch_size, max_retries, retry_backoff, retry_backoff_max, timeout, otlp, helicone, webhook, log, postgres)",
 		"line 3: exporters.queue_size: must be between 1 and 10000000 (got -1)",
 		"line 4: exporters.max_retries: must be between 0 and 100 (got 500)",
 		"line 5: exporters.retry_backoff: 1m0s is longer than retry_backoff_max 10s",

@@ -6,6 +6,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/spendguard/spendguard/internal/money"
+	"github.com/spendguard/spendguard/internal/strictyaml"
 )
 
 // DefaultMaxOutputTokens is the output allowance assumed for a request that
@@ -64,7 +65,7 @@ type Rate struct {
 func (r *Rate) UnmarshalYAML(n *yaml.Node) error {
 	*r = Rate{Line: n.Line}
 	if n.Kind != yaml.ScalarNode {
-		r.err = fmt.Errorf("want a number of USD per million tokens, got a %s", kindName(n.Kind))
+		r.err = fmt.Errorf("want a number of USD per million tokens, got a %s", strictyaml.KindName(n.Kind))
 		return nil
 	}
 	switch n.ShortTag() {
@@ -98,22 +99,7 @@ func (p *Pattern) UnmarshalYAML(n *yaml.Node) error {
 	*p = Pattern{Value: n.Value, Line: n.Line}
 	if n.Kind != yaml.ScalarNode {
 		p.Value = ""
-		p.err = fmt.Errorf("want a model name or glob, got a %s", kindName(n.Kind))
+		p.err = fmt.Errorf("want a model name or glob, got a %s", strictyaml.KindName(n.Kind))
 	}
 	return nil
-}
-
-func kindName(k yaml.Kind) string {
-	switch k {
-	case yaml.MappingNode:
-		return "mapping"
-	case yaml.SequenceNode:
-		return "sequence"
-	case yaml.AliasNode:
-		return "alias"
-	case yaml.DocumentNode:
-		return "document"
-	default:
-		return "scalar"
-	}
 }

@@ -5,6 +5,8 @@ import (
 	"slices"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/spendguard/spendguard/internal/strictyaml"
 )
 
 // What a reload changes, for the log and Status: budgets added or removed,
@@ -43,7 +45,7 @@ func changedSections(start, now *File) []string {
 	var out []string
 	a, b := reflect.ValueOf(start).Elem(), reflect.ValueOf(now).Elem()
 	for _, name := range RestartSections {
-		if f, ok := fieldFor(a.Type(), name); ok && !sameValue(a.FieldByIndex(f.Index), b.FieldByIndex(f.Index)) {
+		if f, ok := strictyaml.Field(a.Type(), name); ok && !sameValue(a.FieldByIndex(f.Index), b.FieldByIndex(f.Index)) {
 			out = append(out, name)
 		}
 	}
@@ -53,7 +55,7 @@ func changedSections(start, now *File) []string {
 // sameValue compares decoded values, ignoring unexported fields and the
 // Line and Column fields that record where a value was written.
 func sameValue(a, b reflect.Value) bool {
-	if a.Type() == nodeType {
+	if a.Type() == reflect.TypeFor[yaml.Node]() {
 		budget := 100_000 // aliases can make a small file a huge tree
 		return sameNode(a.Addr().Interface().(*yaml.Node), b.Addr().Interface().(*yaml.Node), &budget)
 	}

@@ -112,7 +112,7 @@ func TestFiveMistakesAreAllReportedWithTheirLines(t *testing.T) {
 	require.NoError(t, err)
 	ps := problemsOf(t, string(data), nil)
 	want := []Problem{
-		{14, `budget "tenant-daily": unknown period "fortnight"`},
+		{16, `budget "tenant-daily": unknown period "fortnight"`},
 		{18, `budget "team-daily": matches on "team", which is not a dimension`},
 		{21, `budget "team-daily": hard_usd: "1O": not a decimal USD amount`},
 		{25, `store.backnd: unknown key; did you mean "backend"?`},
@@ -210,6 +210,35 @@ func TestAnchorsAndMergeKeys(t *testing.T) {
 	bad := strings.Replace(data, "output: 0.70", "outpt: 0.70", 1)
 	ps := problemsOf(t, bad, nil)
 	assert.Contains(t, messages(ps), `pricing.models[1].outpt: unknown key; did you mean "output"? (allowed: match, input, cached_input, output)`)
+}
+
+// Must show: merge keys work in the sections that check their own keys
+// (budgets, store, exporters) as in the others, and a key misspelt in a
+// merged mapping is still reported, with its line and a suggestion.
+func TestMergeKeysInSectionsThatCheckTheirOwnKeys(t *testing.T) {
+	data := minimal + `  - <<: &team {match: {tenant: "*"}, period: day}
+    name: tenant-weekly-cap
+    hard_usd: 50
+store:
+  <<: {on_error: fail_open}
+exporters:
+  <<: {queue_size: 10}
+  log: {path: stderr}
+`
+	c, err := Loader{LookupEnv: env(nil)}.Parse([]byte(data))
+	require.NoError(t, err)
+	assert.Equal(t, "day", c.File.Budgets[1].Period)
+	assert.True(t, c.File.Store.FailOpen())
+	assert.Equal(t, 10, c.File.Exporters.QueueSize)
+
+	bad := strings.Replace(data, "period: day}", "perod: day}", 1)
+	bad = strings.Replace(bad, "{on_error: fail_open}", "{on_eror: fail_open}", 1)
+	ps := problemsOf(t, bad, nil)
+	assert.Equal(t, []string{
+		`line 12: budget "tenant-weekly-cap": unknown field "perod"; did you mean "period"? (allowed: name, match, period, timezone, rolling, soft_usd, hard_usd, on_soft, on_hard)`,
+		`line 12: budget "tenant-weekly-cap": needs a period (hour, day, week, month or total) or a rolling window`,
+		`line 16: store.on_eror: unknown key; did you mean "on_error"? (allowed: backend, memory, redis, on_error)`,
+	}, strings.Split(ps.Error(), "\n"))
 }
 
 func TestProblemsAreSortedByLine(t *testing.T) {

@@ -1,10 +1,13 @@
 package config
 
 import (
+	"fmt"
 	"reflect"
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/spendguard/spendguard/internal/strictyaml"
 )
 
 // Environment variables
@@ -146,12 +149,9 @@ func (e *expander) reportUnset(f *File) {
 func unusedPaths(f *File) []string {
 	var out []string
 	v := reflect.ValueOf(f).Elem()
-	for i := range v.NumField() {
-		name := yamlName(v.Type().Field(i))
-		if name == "" {
-			continue
-		}
-		if r, ok := v.Field(i).Addr().Interface().(UnusedReporter); ok {
+	for _, name := range strictyaml.Names(v.Type()) {
+		field, _ := strictyaml.Field(v.Type(), name)
+		if r, ok := v.FieldByIndex(field.Index).Addr().Interface().(UnusedReporter); ok {
 			for _, k := range r.Unused() {
 				out = append(out, keyPath(name, k))
 			}
@@ -169,3 +169,12 @@ func insideAny(path string, prefixes []string) bool {
 	}
 	return false
 }
+
+func keyPath(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func indexPath(path string, i int) string { return fmt.Sprintf("%s[%d]", path, i) }

@@ -12,6 +12,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/spendguard/spendguard/budget"
+	"github.com/spendguard/spendguard/internal/strictyaml"
 	"github.com/spendguard/spendguard/pricing"
 	"github.com/spendguard/spendguard/processor"
 	"github.com/spendguard/spendguard/processor/identity"
@@ -50,8 +51,7 @@ func (l Loader) Parse(data []byte) (*Compiled, error) {
 	}
 	env := &expander{lookup: lookup, ps: ps}
 	env.walk(root, "")
-	keys := &keyChecker{ps: ps, visited: map[visit]bool{}}
-	keys.check(root, reflect.TypeFor[File](), "")
+	checkKeys(root, ps)
 	f := &File{}
 	failed := decodeSections(root, f, ps)
 	env.reportUnset(f)
@@ -113,9 +113,9 @@ func decodeSections(root *yaml.Node, f *File, ps *problems) map[string]bool {
 			ps.add(k.Line, "merge keys (<<) are not supported at the top level")
 			continue
 		}
-		field, ok := fieldFor(v.Type(), k.Value)
+		field, ok := strictyaml.Field(v.Type(), k.Value)
 		if !ok {
-			continue // reported by keyChecker
+			continue // reported by checkKeys
 		}
 		if err := val.Decode(v.FieldByName(field.Name).Addr().Interface()); err != nil {
 			ps.addErr(err, k.Value, k.Line)

@@ -12,6 +12,9 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/spendguard/spendguard/internal/strictyaml"
+	"github.com/spendguard/spendguard/internal/suggest"
 )
 
 // Config is the `identity:` section of the configuration file.
@@ -33,7 +36,7 @@ type APIKey struct {
 func (k *APIKey) UnmarshalYAML(n *yaml.Node) error {
 	type plain APIKey
 	var p plain
-	if err := decodeStrict(n, &p, "sha256", "values"); err != nil {
+	if err := strictyaml.Decode(n, &p); err != nil {
 		return err
 	}
 	*k = APIKey(p)
@@ -176,7 +179,8 @@ func (c Config) Compile() (*Resolver, error) {
 					bad("%s: default must be the last source (the ones after it are never reached)", at)
 				}
 			default:
-				bad("%s: unknown source %q (want api_key, jwt_claim, header, body_field or default)", at, s.Kind)
+				bad("%s: unknown source %q%s (want api_key, jwt_claim, header, body_field or default)", at, s.Kind,
+					suggest.Key(s.Kind, []string{KindAPIKey, KindJWTClaim, KindHeader, KindBodyField, KindDefault}))
 			}
 			if s.optLine != 0 && s.Kind != KindHeader && s.Kind != KindBodyField {
 				bad("%s: line %d: without_credential applies only to header and body_field sources (the ones a client controls)", where, s.optLine)
@@ -210,28 +214,6 @@ func (c Config) Compile() (*Resolver, error) {
 		return nil, err
 	}
 	return r, nil
-}
-
-// decodeStrict decodes n into v after checking that a mapping has only the
-// allowed keys: Node.Decode does not inherit the file decoder's KnownFields.
-func decodeStrict(n *yaml.Node, v any, allowed ...string) error {
-	if n.Kind == yaml.MappingNode {
-		var errs []error
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k := n.Content[i]
-			ok := false
-			for _, a := range allowed {
-				ok = ok || k.Value == a
-			}
-			if !ok {
-				errs = append(errs, fmt.Errorf("line %d: field %s not found (allowed: %s)", k.Line, k.Value, strings.Join(allowed, ", ")))
-			}
-		}
-		if err := errors.Join(errs...); err != nil {
-			return &yaml.TypeError{Errors: strings.Split(err.Error(), "\n")}
-		}
-	}
-	return n.Decode(v)
 }
 
 // ClientChoice lists the client-controlled sources (header, body_field)

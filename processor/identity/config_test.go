@@ -19,6 +19,7 @@ dimensions:
     - header: x-team
   user:
     - cookie: sid
+    - headr: x-user
   empty: []
 api_keys:
   - sha256: abc
@@ -32,7 +33,8 @@ api_keys:
 		"identity.dimensions.Team[0]: line 6: default must be the last source",
 		`identity.dimensions.user[0]: line 9: unknown source "cookie"`,
 		"identity.dimensions.empty: no sources",
-		"identity.api_keys[0]: line 12: sha256 must be 64 hex digits",
+		`identity.dimensions.user[1]: line 10: unknown source "headr"; did you mean "header"? (want api_key`,
+		"identity.api_keys[0]: line 13: sha256 must be 64 hex digits",
 	} {
 		assert.Contains(t, msg, want)
 	}
@@ -45,6 +47,10 @@ func TestUnknownAPIKeyFieldIsAnError(t *testing.T) {
 	err := dec.Decode(&c)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "line 3: field token not found")
+
+	err = yaml.Unmarshal([]byte("api_keys:\n  - sha265: x\n    values: {}\n"), &c)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `line 2: field sha265 not found; did you mean "sha256"? (allowed: sha256, values)`)
 }
 
 func TestDecodeReportsEveryBrokenDimension(t *testing.T) {

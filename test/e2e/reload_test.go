@@ -84,7 +84,7 @@ func TestConfigMapUpdatesTakeEffectWithoutRestart(t *testing.T) {
 	st, ok := s.sg.ReloadStatus()
 	require.True(t, ok)
 	assert.Equal(t, int64(1), st.Reloads)
-	assert.Equal(t, `line 10: budget "tenant-daily": unknown period "fortnight" (use hour, day, week, month or total)
+	assert.Equal(t, `line 12: budget "tenant-daily": unknown period "fortnight" (use hour, day, week, month or total)
 line 15: limits.max_reqest_usd: unknown key; did you mean "max_request_usd"? (allowed: max_request_usd, reservation_ttl)`, st.LastError)
 	assert.Contains(t, s.logs.String(), "configuration change refused; still serving the previous configuration")
 	assert.Equal(t, http.StatusPaymentRequired, s.spendOneDollar().status, "still the 2.00 cap")

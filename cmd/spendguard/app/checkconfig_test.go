@@ -29,7 +29,7 @@ func TestCheckConfigListsEveryMistakeWithItsLine(t *testing.T) {
 	assert.Equal(t, 1, code)
 	assert.Empty(t, stdout)
 	want := []string{
-		`line 14: budget "tenant-daily": unknown period "fortnight"`,
+		`line 16: budget "tenant-daily": unknown period "fortnight"`,
 		`line 18: budget "team-daily": matches on "team", which is not a dimension`,
 		`line 21: budget "team-daily": hard_usd: "1O": not a decimal USD amount`,
 		`line 25: store.backnd: unknown key`,
