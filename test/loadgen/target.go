@@ -127,7 +127,7 @@ func StartSpendguard(dir, storeSection string, logs io.Writer) (Target, error) {
 	}
 	l.addr, l.close = in.GRPCAddr(), in.Shutdown
 	// Every lifecycle is charged on the one fleet-wide counter.
-	scopes := in.Config.Snapshot.Budgets.Applicable(map[string]string{"tenant": "t0", "user": "u0", "model": workload.Model})
+	scopes := in.CurrentConfig().Snapshot.Budgets.Applicable(map[string]string{"tenant": "t0", "user": "u0", "model": workload.Model})
 	l.spend = func(ctx context.Context) (money.Nano, error) {
 		states, err := in.Budgets.Status(ctx, scopes)
 		if err != nil {

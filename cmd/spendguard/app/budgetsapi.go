@@ -14,10 +14,11 @@ func (in *Instance) newBudgetsAPI() (*admin.API, func()) {
 	lister, _ := in.Store.(budget.Lister)
 	api := admin.New(admin.Options{
 		Policies: func() (*budget.Policies, []string) {
-			snap := in.Processor.Snapshot()
-			if snap == nil {
+			cfg := in.CurrentConfig()
+			if cfg == nil {
 				return nil, nil
 			}
+			snap := cfg.Snapshot
 			dims := []string{"model"}
 			if snap.Identity != nil {
 				dims = append(snap.Identity.Dimensions(), dims...)
@@ -29,7 +30,7 @@ func (in *Instance) newBudgetsAPI() (*admin.API, func()) {
 		Lister: lister,
 		Log:    in.Log,
 		// Errors name the store's address: only for the token's holders.
-		ShowErrors: in.Config.File.Admin.Token != "",
+		ShowErrors: in.atStart.adminToken != "",
 	})
 	return api, api.StartSampling()
 }

@@ -19,8 +19,7 @@ import (
 // numbers, up to one refresh interval old). Shutdown calls the returned
 // stop.
 func (in *Instance) startBudgetGauges() (stop func()) {
-	opts := in.Config.File.Metrics.BudgetGauges.Options()
-	return in.Metrics.StartBudgetGauges(in.budgetGaugeSource, opts, func(err error) {
+	return in.Metrics.StartBudgetGauges(in.budgetGaugeSource, in.atStart.gauges, func(err error) {
 		in.Log.Warn("budget gauges not refreshed; they keep their last values", zap.Error(err))
 	})
 }
@@ -29,7 +28,7 @@ func (in *Instance) startBudgetGauges() (stop func()) {
 // as the background refresh does every metrics.budget_gauges.refresh_interval
 // (for tests, and for anything that cannot wait for the next one).
 func (in *Instance) RefreshBudgetGauges(ctx context.Context) error {
-	return in.Metrics.RefreshBudgetGauges(ctx, in.budgetGaugeSource, in.Config.File.Metrics.BudgetGauges.Options().Timeout)
+	return in.Metrics.RefreshBudgetGauges(ctx, in.budgetGaugeSource, in.atStart.gauges.Timeout)
 }
 
 // budgetGaugeSource lists the scopes /metrics can export, at most max of
@@ -38,10 +37,11 @@ func (in *Instance) RefreshBudgetGauges(ctx context.Context) error {
 // own bounded listing of the store (one key prefix per budget), so that
 // with no label dimensions the store is not listed at all.
 func (in *Instance) budgetGaugeSource(ctx context.Context, max int) ([]sink.BudgetState, bool, error) {
-	snap := in.Processor.Snapshot()
-	if snap == nil {
+	cfg := in.CurrentConfig()
+	if cfg == nil {
 		return nil, false, nil
 	}
+	snap := cfg.Snapshot
 	labels := in.Metrics.LabelDimensions()
 	lister, _ := in.Store.(budget.Lister)
 	var (
@@ -80,7 +80,7 @@ func labelled(b *budget.Budget, labels []string) bool {
 // metricsPaths are the admin paths that need admin.token besides /v1/*:
 // /metrics when metrics.require_token is set.
 func (in *Instance) metricsPaths() []string {
-	if in.Config.File.Metrics.RequireToken {
+	if in.atStart.metricsToken {
 		return []string{"/metrics"}
 	}
 	return nil

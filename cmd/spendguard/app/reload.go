@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/spendguard/spendguard/internal/config"
+	"github.com/spendguard/spendguard/metrics"
 )
 
 // DefaultReloadDebounce is the quiet time after a change in the
@@ -48,7 +49,7 @@ func (in *Instance) startReload() {
 	if in.reloader == nil {
 		return
 	}
-	in.reloader.OnReload(func(c *config.Compiled) { in.Processor.Swap(c.Snapshot) })
+	in.reloader.OnReload(in.install)
 	in.reloader.OnResult(in.Metrics.ObserveReload)
 	dir := filepath.Dir(in.opts.ConfigPath)
 	events, stopWatch, err := config.WatchDir(dir, in.Log)
@@ -84,11 +85,36 @@ func (in *Instance) ReloadStatus() (config.Status, bool) {
 	return in.reloader.Status(), true
 }
 
-// CurrentConfig is the configuration new streams use: the one loaded at
-// start (Instance.Config) until a reload installs another.
-func (in *Instance) CurrentConfig() *config.Compiled {
-	if in.reloader == nil {
-		return in.Config
+// CurrentConfig is the configuration in force: the one loaded at start
+// until a reload installs another. It is the app's only way to the
+// configuration after Start: the processor's new streams, /readyz, the
+// budgets API and the budget gauges all see the configuration it
+// returns. Of the sections a reload does not apply (store, exporters,
+// metrics, admin) it shows the file's latest content; what is in force
+// of them is what Start read (startSettings, and the store, exporters
+// and metrics it opened).
+func (in *Instance) CurrentConfig() *config.Compiled { return in.current.Load() }
+
+// install puts c in force: streams that start afterwards use its
+// snapshot, and CurrentConfig returns it.
+func (in *Instance) install(c *config.Compiled) {
+	in.Processor.Swap(c.Snapshot)
+	in.current.Store(c)
+}
+
+// startSettings are the settings of the start-only sections that the app
+// reads after Start: they keep the values Start read whatever a reload
+// brings (config.RestartSections).
+type startSettings struct {
+	adminToken   string                     // admin.token: "" leaves the admin API open
+	metricsToken bool                       // metrics.require_token
+	gauges       metrics.BudgetGaugeOptions // metrics.budget_gauges
+}
+
+func readStartSettings(cfg *config.Compiled) startSettings {
+	return startSettings{
+		adminToken:   cfg.File.Admin.Token,
+		metricsToken: cfg.File.Metrics.RequireToken,
+		gauges:       cfg.File.Metrics.BudgetGauges.Options(),
 	}
-	return in.reloader.Current()
 }

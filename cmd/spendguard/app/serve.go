@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
@@ -109,9 +110,13 @@ type Instance struct {
 	Processor *processor.Server
 	Metrics   *metrics.Metrics
 	Exporters *exporters.Fanout
-	Config    *config.Compiled
 	Budgets   *budget.Engine
 	Store     stores.Store // closed (memory: last snapshot written) by Shutdown
+
+	// current is the configuration in force (CurrentConfig); atStart
+	// holds what Start read from the sections a reload does not apply.
+	current atomic.Pointer[config.Compiled]
+	atStart startSettings
 
 	opts      ServeOptions
 	grpc      *grpc.Server
@@ -178,8 +183,8 @@ func Start(opts ServeOptions) (*Instance, error) {
 	if err != nil {
 		return nil, err
 	}
-	in := &Instance{Log: log, Config: cfg, opts: opts, serveErrs: make(chan error, 2)}
-	in.reloader = reloader
+	in := &Instance{Log: log, opts: opts, serveErrs: make(chan error, 2), reloader: reloader, atStart: readStartSettings(cfg)}
+	in.current.Store(cfg)
 	if in.Store, err = stores.Open(context.Background(), cfg.File.Store, log); err != nil {
 		return nil, err
 	}
