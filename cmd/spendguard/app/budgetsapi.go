@@ -9,8 +9,8 @@ import (
 
 // newBudgetsAPI builds the admin API of budgets (GET /v1/budgets and the
 // dashboard) on the running configuration and the store, and starts its
-// burn-rate sampler; Shutdown stops it.
-func (in *Instance) newBudgetsAPI() (*admin.API, func()) {
+// burn-rate sampler, whose stop goes on the cleanup stack.
+func (in *Instance) newBudgetsAPI() *admin.API {
 	lister, _ := in.Store.(budget.Lister)
 	api := admin.New(admin.Options{
 		Policies: func() (*budget.Policies, []string) {
@@ -32,5 +32,7 @@ func (in *Instance) newBudgetsAPI() (*admin.API, func()) {
 		// Errors name the store's address: only for the token's holders.
 		ShowErrors: in.atStart.adminToken != "",
 	})
-	return api, api.StartSampling()
+	stop := api.StartSampling()
+	in.stack.push(func() error { stop(); return nil })
+	return api
 }

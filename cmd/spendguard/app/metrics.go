@@ -16,12 +16,13 @@ import (
 // (remaining, spent, limits) current from the store in the background,
 // within metrics.budget_gauges' bounds: a scrape only reads that cache,
 // never the store (with Redis every replica then exports the same shared
-// numbers, up to one refresh interval old). Shutdown calls the returned
-// stop.
-func (in *Instance) startBudgetGauges() (stop func()) {
-	return in.Metrics.StartBudgetGauges(in.budgetGaugeSource, in.atStart.gauges, func(err error) {
+// numbers, up to one refresh interval old). Its stop goes on the cleanup
+// stack.
+func (in *Instance) startBudgetGauges() {
+	stop := in.Metrics.StartBudgetGauges(in.budgetGaugeSource, in.atStart.gauges, func(err error) {
 		in.Log.Warn("budget gauges not refreshed; they keep their last values", zap.Error(err))
 	})
+	in.stack.push(func() error { stop(); return nil })
 }
 
 // RefreshBudgetGauges refreshes the per-scope gauges from the store now,

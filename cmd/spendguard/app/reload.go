@@ -44,7 +44,8 @@ func openConfig(opts ServeOptions, log *zap.Logger) (*config.Compiled, *config.R
 
 // startReload watches the configuration's directory and polls the file,
 // installing each valid change into the processor for the streams that
-// start after it. Without a Reloader it does nothing.
+// start after it; its stop goes on the cleanup stack, so no configuration
+// is installed once Shutdown begins. Without a Reloader it does nothing.
 func (in *Instance) startReload() {
 	if in.reloader == nil {
 		return
@@ -68,11 +69,12 @@ func (in *Instance) startReload() {
 		defer close(done)
 		in.reloader.Run(ctx, events, debounce, in.opts.ReloadInterval)
 	}()
-	in.stopReload = func() {
+	in.stack.push(func() error {
 		cancel()
 		<-done
 		_ = stopWatch()
-	}
+		return nil
+	})
 }
 
 // ReloadStatus reports the hot reload of the configuration file: the
