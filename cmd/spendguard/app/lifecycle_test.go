@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -114,4 +116,47 @@ func TestStartThatFailsClosesWhatItOpened(t *testing.T) {
 	assert.NoError(t, in.Shutdown(), "a second Shutdown has nothing left to close")
 	assert.Eventually(t, func() bool { return ledgerConnections(t, dsn) == 0 }, 10*time.Second, 50*time.Millisecond,
 		"Shutdown closes the ledger too")
+}
+
+// reloadConfig has one budget (%s) and the admin token %s.
+const reloadConfig = `version: 1
+identity:
+  dimensions:
+    tenant:
+      - header: x-tenant-id
+pricing:
+  models:
+    - {match: "qwen*", input: 0.10, output: 0.20}
+budgets:
+  - name: %s
+    match: {tenant: "*"}
+    period: day
+    hard_usd: 5
+admin:
+  token: %s
+`
+
+// TestReloadChangesWhatCurrentConfigReturnsOnly checks that every view
+// of the running app follows CurrentConfig through a reload — the
+// processor and the budgets API see the new budget — while a start-only
+// section (admin.token) keeps the value Start read.
+func TestReloadChangesWhatCurrentConfigReturnsOnly(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "spendguard.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(fmt.Sprintf(reloadConfig, "before", "first-token")), 0o600))
+	in, err := app.Start(app.ServeOptions{ConfigPath: path, GRPCAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
+		LogOutput: io.Discard, ShutdownTimeout: 5 * time.Second, ReloadInterval: 20 * time.Millisecond, ReloadDebounce: 5 * time.Millisecond})
+	require.NoError(t, err)
+	defer in.Shutdown()
+	first := in.CurrentConfig()
+	assert.Same(t, first.Snapshot, in.Processor.Snapshot())
+
+	require.NoError(t, os.WriteFile(path, []byte(fmt.Sprintf(reloadConfig, "after", "second-token")), 0o600))
+	require.Eventually(t, func() bool { return in.CurrentConfig() != first }, 10*time.Second, 10*time.Millisecond)
+	assert.Same(t, in.CurrentConfig().Snapshot, in.Processor.Snapshot(), "new streams use the configuration CurrentConfig returns")
+	code, _ := get(t, in, "/v1/budgets/after", "first-token")
+	assert.Equal(t, http.StatusOK, code, "admin.token is read at start only; the budgets API knows the budgets in force")
+	code, _ = get(t, in, "/v1/budgets/before", "first-token")
+	assert.Equal(t, http.StatusNotFound, code, "the budget the reload removed")
+	code, _ = get(t, in, "/v1/budgets/after", "second-token")
+	assert.Equal(t, http.StatusUnauthorized, code)
 }
