@@ -14,7 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/spendguard/spendguard/processor"
-	"github.com/spendguard/spendguard/test/loadgen"
+	"github.com/spendguard/spendguard/test/loadgen/workload"
 )
 
 // decodeBoth decodes b with protobuf and with the Codec.
@@ -35,8 +35,8 @@ func decodeCases(t testing.TB) map[string][]byte {
 		require.NoError(t, err)
 		cases[name] = b
 	}
-	for _, kind := range []loadgen.Kind{loadgen.JSON, loadgen.SSE} {
-		for i, m := range loadgen.Messages(kind) {
+	for _, kind := range []workload.Kind{workload.JSON, workload.SSE} {
+		for i, m := range workload.Messages(kind) {
 			add(kind.String()+"/"+string(rune('a'+i%26)), m)
 		}
 	}
@@ -116,7 +116,7 @@ func TestCodecDecodesAsProtobuf(t *testing.T) {
 // The decoder is taken for the headers Envoy sends: a handful of objects
 // where protobuf makes three per header.
 func TestCodecDecodesHeadersInFewObjects(t *testing.T) {
-	msgs := loadgen.Messages(loadgen.JSON)
+	msgs := workload.Messages(workload.JSON)
 	for _, m := range []*extprocv3.ProcessingRequest{msgs[0], msgs[2]} {
 		n := len(m.GetRequestHeaders().GetHeaders().GetHeaders()) + len(m.GetResponseHeaders().GetHeaders().GetHeaders())
 		require.Greater(t, n, 5)
@@ -150,8 +150,8 @@ func FuzzCodecDecode(f *testing.F) {
 }
 
 func BenchmarkCodecUnmarshal(b *testing.B) {
-	msgs := loadgen.Messages(loadgen.JSON)
-	msgs = append(msgs[:3], loadgen.Messages(loadgen.SSE)[3]) // and a token chunk
+	msgs := workload.Messages(workload.JSON)
+	msgs = append(msgs[:3], workload.Messages(workload.SSE)[3]) // and a token chunk
 	for i, name := range []string{"request-headers", "request-body", "response-headers", "token-chunk"} {
 		enc, err := proto.Marshal(msgs[i])
 		require.NoError(b, err)

@@ -14,7 +14,7 @@ import (
 	"github.com/spendguard/spendguard/metrics"
 	"github.com/spendguard/spendguard/processor"
 	spendguardv1 "github.com/spendguard/spendguard/proto/spendguard/v1"
-	"github.com/spendguard/spendguard/test/loadgen"
+	"github.com/spendguard/spendguard/test/loadgen/workload"
 )
 
 type countReporter struct{ n int }
@@ -26,16 +26,16 @@ func (c *countReporter) Report(*spendguardv1.CostReport) { c.n++ }
 // with the memory store, without gRPC: what spendguard adds to the no-op
 // floor, per lifecycle.
 func BenchmarkLifecycle(b *testing.B) {
-	cfg, err := config.Parse([]byte(loadgen.Config(loadgen.StoreSection(loadgen.Memory, "", ""))))
+	cfg, err := config.Parse([]byte(workload.Config(workload.StoreSection(workload.Memory, "", ""))))
 	require.NoError(b, err)
-	for _, kind := range []loadgen.Kind{loadgen.JSON, loadgen.SSE} {
+	for _, kind := range []workload.Kind{workload.JSON, workload.SSE} {
 		b.Run(kind.String(), func(b *testing.B) {
 			rep := &countReporter{}
 			srv := processor.New(cfg.Snapshot, processor.Options{
 				Budgets: budget.NewEngine(budget.NewMemoryStore(), time.Now), Reporter: rep,
 			})
-			msgs := loadgen.Messages(kind)
-			replay := loadgen.NewReplay(msgs)
+			msgs := workload.Messages(kind)
+			replay := workload.NewReplay(msgs)
 			b.ReportAllocs()
 			for b.Loop() {
 				if err := replay.Run(srv.Process); err != nil {
@@ -53,7 +53,7 @@ func BenchmarkLifecycle(b *testing.B) {
 // the metrics observer, allocates exactly as much — a token chunk without
 // usage costs no allocation anywhere in spendguard's path.
 func TestTokenChunksDoNotAllocate(t *testing.T) {
-	cfg, err := config.Parse([]byte(loadgen.Config(loadgen.StoreSection(loadgen.Memory, "", ""))))
+	cfg, err := config.Parse([]byte(workload.Config(workload.StoreSection(workload.Memory, "", ""))))
 	require.NoError(t, err)
 	m, err := metrics.New(nil)
 	require.NoError(t, err)
@@ -61,8 +61,8 @@ func TestTokenChunksDoNotAllocate(t *testing.T) {
 		Budgets:  budget.NewEngine(m.InstrumentStore(budget.NewMemoryStore()), time.Now),
 		Reporter: &countReporter{}, Observer: m,
 	})
-	msgs := loadgen.Messages(loadgen.SSE) // headers, body, response headers, 200 token events, usage, [DONE], end
-	head, tokens, tail := msgs[:3], msgs[3:3+loadgen.TokenEvents], msgs[3+loadgen.TokenEvents:]
+	msgs := workload.Messages(workload.SSE) // headers, body, response headers, 200 token events, usage, [DONE], end
+	head, tokens, tail := msgs[:3], msgs[3:3+workload.TokenEvents], msgs[3+workload.TokenEvents:]
 	allocs := func(tokenEvents int) float64 {
 		var seq []*extprocv3.ProcessingRequest
 		seq = append(seq, head...)
@@ -70,7 +70,7 @@ func TestTokenChunksDoNotAllocate(t *testing.T) {
 			seq = append(seq, tokens...)
 		}
 		seq = append(seq[:3+tokenEvents], tail...)
-		replay := loadgen.NewReplay(seq)
+		replay := workload.NewReplay(seq)
 		return testing.AllocsPerRun(50, func() {
 			require.NoError(t, replay.Run(srv.Process))
 		})

@@ -19,7 +19,7 @@ import (
 	"github.com/spendguard/spendguard/budget/redisstore"
 	"github.com/spendguard/spendguard/internal/config"
 	"github.com/spendguard/spendguard/processor"
-	"github.com/spendguard/spendguard/test/loadgen"
+	"github.com/spendguard/spendguard/test/loadgen/workload"
 	"github.com/spendguard/spendguard/test/redistest"
 )
 
@@ -51,7 +51,7 @@ func (c *commandCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) red
 // Past the soft cap, admitting takes three: the reservation, its release,
 // the reservation for the cheaper model. It counts round trips, not time.
 func TestRedisRoundTripsPerPhase(t *testing.T) {
-	base := loadgen.Config(loadgen.StoreSection(loadgen.Memory, "", ""))
+	base := workload.Config(workload.StoreSection(workload.Memory, "", ""))
 	pastSoftCap := strings.Replace(base, "soft_usd: 900000", "soft_usd: 0", 1)
 	require.NotEqual(t, base, pastSoftCap)
 	for _, tc := range []struct {
@@ -101,7 +101,7 @@ func lifecycle(t *testing.T, ext extprocv3.ExternalProcessorClient, counter *com
 	s, err := ext.Process(ctx)
 	require.NoError(t, err)
 	var calls []int64
-	for i, m := range loadgen.Messages(loadgen.JSON) {
+	for i, m := range workload.Messages(workload.JSON) {
 		before := counter.n.Load()
 		require.NoError(t, s.Send(m))
 		ans, err := s.Recv()

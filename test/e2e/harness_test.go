@@ -185,7 +185,7 @@ func (s *stack) post(path string, body string, headers ...string) response {
 // apply to dims.
 func (s *stack) counters(dims map[string]string) []budget.State {
 	s.t.Helper()
-	scopes := s.sg.Config.Snapshot.Budgets.Applicable(dims)
+	scopes := s.sg.CurrentConfig().Snapshot.Budgets.Applicable(dims)
 	st, err := s.sg.Budgets.Status(context.Background(), scopes)
 	require.NoError(s.t, err)
 	return st

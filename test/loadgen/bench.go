@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/spendguard/spendguard/internal/money"
+	"github.com/spendguard/spendguard/test/loadgen/workload"
 )
 
 // BenchOptions configure Bench.
@@ -20,8 +21,8 @@ type BenchOptions struct {
 	RedisCalls func() (int64, error)
 	// Stores are the spendguard stores to run (default memory and redis),
 	// Kinds the lifecycle shapes (default both).
-	Stores []Store
-	Kinds  []Kind
+	Stores []workload.Store
+	Kinds  []workload.Kind
 	// Duration is the length of one measured run (default 2s), Warmup the
 	// length of the unmeasured run before them (default 500ms), Rounds the
 	// number of measured runs of each processor, interleaved so that both
@@ -37,10 +38,10 @@ type BenchOptions struct {
 
 func (o BenchOptions) withDefaults() BenchOptions {
 	if len(o.Stores) == 0 {
-		o.Stores = []Store{Memory, Redis}
+		o.Stores = []workload.Store{workload.Memory, workload.Redis}
 	}
 	if len(o.Kinds) == 0 {
-		o.Kinds = []Kind{JSON, SSE}
+		o.Kinds = []workload.Kind{workload.JSON, workload.SSE}
 	}
 	if o.Duration <= 0 {
 		o.Duration = 2 * time.Second
@@ -80,8 +81,8 @@ func (m Measurement) Per(x float64) float64 {
 // Row is one scenario: the no-op floor and spendguard, measured in the
 // same run.
 type Row struct {
-	Kind             Kind
-	Store            Store
+	Kind             workload.Kind
+	Store            workload.Store
 	Noop, Spendguard Measurement
 	// RoundRatios is spendguard's throughput over the no-op's, round by
 	// round: the spread the machine's noise gives.
@@ -101,7 +102,7 @@ type Report struct {
 // between them run by run.
 func Bench(ctx context.Context, o BenchOptions) (*Report, error) {
 	o = o.withDefaults()
-	cost, err := ExpectedCost()
+	cost, err := workload.ExpectedCost()
 	if err != nil {
 		return nil, err
 	}
@@ -131,7 +132,7 @@ func Bench(ctx context.Context, o BenchOptions) (*Report, error) {
 	return rep, nil
 }
 
-func (o BenchOptions) scenario(ctx context.Context, noop, sg Target, kind Kind, store Store, cost money.Nano) (Row, error) {
+func (o BenchOptions) scenario(ctx context.Context, noop, sg Target, kind workload.Kind, store workload.Store, cost money.Nano) (Row, error) {
 	row := Row{Kind: kind, Store: store}
 	load := Load{Kind: kind, Concurrency: o.Concurrency, Conns: o.Conns}
 	for _, t := range []Target{noop, sg} {
@@ -167,7 +168,7 @@ func (o BenchOptions) scenario(ctx context.Context, noop, sg Target, kind Kind, 
 	if row.SpendMem, err = IdleMemory(ctx, sg, kind, o.IdleStreams, false); err != nil {
 		return row, err
 	}
-	if kind == SSE {
+	if kind == workload.SSE {
 		if row.MidStreamMem, err = IdleMemory(ctx, sg, kind, o.IdleStreams, true); err != nil {
 			return row, err
 		}
@@ -252,7 +253,7 @@ func (m StreamMemory) String() string {
 // upstream) — with midStream, also through the response headers and ten
 // SSE token chunks — and returns the growth of t's live heap and stacks
 // per stream. The streams are then closed.
-func IdleMemory(ctx context.Context, t Target, kind Kind, n int, midStream bool) (StreamMemory, error) {
+func IdleMemory(ctx context.Context, t Target, kind workload.Kind, n int, midStream bool) (StreamMemory, error) {
 	conns, err := dial(t.Addr(), 2)
 	if err != nil {
 		return StreamMemory{}, err

@@ -14,12 +14,14 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/spendguard/spendguard/test/loadgen/workload"
 )
 
 // Load describes one run of lifecycles against one processor.
 type Load struct {
 	Addr string // the processor's gRPC address
-	Kind Kind
+	Kind workload.Kind
 	// Concurrency is the number of lifecycles in flight (default 32).
 	Concurrency int
 	// Conns is the number of HTTP/2 connections the streams share, as
@@ -170,7 +172,7 @@ func closeAll(conns []*grpc.ClientConn) {
 // worker runs one lifecycle at a time with its own messages.
 type worker struct {
 	client          extprocv3.ExternalProcessorClient
-	lc              *lifecycle
+	lc              *workload.Lifecycle
 	window          int
 	stream          extprocv3.ExternalProcessor_ProcessClient // the current lifecycle's
 	mutatedChunks   int64
@@ -178,10 +180,10 @@ type worker struct {
 }
 
 // newWorker returns worker i: tenant i%tenants, user i.
-func newWorker(conn *grpc.ClientConn, kind Kind, i, tenants, window int) *worker {
+func newWorker(conn *grpc.ClientConn, kind workload.Kind, i, tenants, window int) *worker {
 	return &worker{
 		client: extprocv3.NewExternalProcessorClient(conn),
-		lc:     newLifecycle(kind, "t"+strconv.Itoa(i%tenants), "u"+strconv.Itoa(i), "loadgen-"+strconv.Itoa(i)),
+		lc:     workload.NewLifecycle(kind, "t"+strconv.Itoa(i%tenants), "u"+strconv.Itoa(i), "loadgen-"+strconv.Itoa(i)),
 		window: window,
 	}
 }
@@ -199,19 +201,19 @@ func (w *worker) start(ctx context.Context, midStream bool) error {
 		return fmt.Errorf("open stream: %w", err)
 	}
 	w.stream = s
-	if _, err := call(s, w.lc.requestHeaders); err != nil {
+	if _, err := call(s, w.lc.RequestHeaders); err != nil {
 		return err
 	}
-	if _, err := call(s, w.lc.requestBody); err != nil {
+	if _, err := call(s, w.lc.RequestBody); err != nil {
 		return err
 	}
 	if !midStream {
 		return nil
 	}
-	if _, err := call(s, w.lc.responseHeaders); err != nil {
+	if _, err := call(s, w.lc.ResponseHeaders); err != nil {
 		return err
 	}
-	for _, c := range w.lc.responseBody[:min(midStreamChunks, len(w.lc.responseBody)-1)] {
+	for _, c := range w.lc.ResponseBody[:min(midStreamChunks, len(w.lc.ResponseBody)-1)] {
 		if _, err := call(s, c); err != nil {
 			return err
 		}
@@ -230,7 +232,7 @@ func (w *worker) one(ctx context.Context) error {
 		return err
 	}
 	s := w.stream
-	ans, err := call(s, w.lc.responseHeaders)
+	ans, err := call(s, w.lc.ResponseHeaders)
 	if err != nil {
 		return err
 	}
@@ -238,15 +240,15 @@ func (w *worker) one(ctx context.Context) error {
 		w.headerMutations++
 	}
 	sent, answered := 0, 0
-	for answered < len(w.lc.responseBody) {
-		if sent < len(w.lc.responseBody) && sent-answered < w.window {
-			if err := s.Send(w.lc.responseBody[sent]); err != nil {
+	for answered < len(w.lc.ResponseBody) {
+		if sent < len(w.lc.ResponseBody) && sent-answered < w.window {
+			if err := s.Send(w.lc.ResponseBody[sent]); err != nil {
 				return fmt.Errorf("send response chunk %d: %w", sent, err)
 			}
 			sent++
 			continue
 		}
-		ans, err := recv(s, w.lc.responseBody[answered])
+		ans, err := recv(s, w.lc.ResponseBody[answered])
 		if err != nil {
 			return fmt.Errorf("response chunk %d: %w", answered, err)
 		}

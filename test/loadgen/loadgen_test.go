@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/spendguard/spendguard/internal/money"
+	"github.com/spendguard/spendguard/test/loadgen/workload"
 	"github.com/spendguard/spendguard/test/redistest"
 )
 
@@ -28,7 +29,7 @@ func startSpendguard(t *testing.T, storeSection string) Target {
 
 // runCounted runs n lifecycles of kind against t and checks that each
 // completed and, for spendguard, was charged and reported once.
-func runCounted(t *testing.T, tg Target, kind Kind, n int, spendguard bool) Result {
+func runCounted(t *testing.T, tg Target, kind workload.Kind, n int, spendguard bool) Result {
 	t.Helper()
 	before, err := tg.Sample(false)
 	require.NoError(t, err)
@@ -41,7 +42,7 @@ func runCounted(t *testing.T, tg Target, kind Kind, n int, spendguard bool) Resu
 	after, err := tg.Sample(false)
 	require.NoError(t, err)
 	if spendguard {
-		cost, err := ExpectedCost()
+		cost, err := workload.ExpectedCost()
 		require.NoError(t, err)
 		assert.Equal(t, cost*money.Nano(n), after.Spend-before.Spend, "every lifecycle charged its usage exactly")
 		assert.EqualValues(t, n, after.Reports-before.Reports, "one report per lifecycle")
@@ -50,62 +51,30 @@ func runCounted(t *testing.T, tg Target, kind Kind, n int, spendguard bool) Resu
 }
 
 func TestLifecyclesAgainstSpendguardMemory(t *testing.T) {
-	sg := startSpendguard(t, StoreSection(Memory, "", ""))
-	res := runCounted(t, sg, JSON, 300, true)
+	sg := startSpendguard(t, workload.StoreSection(workload.Memory, "", ""))
+	res := runCounted(t, sg, workload.JSON, 300, true)
 	assert.EqualValues(t, 300, res.HeaderMutations, "x-spendguard-remaining-usd on every response")
 	assert.Zero(t, res.MutatedChunks, "a JSON response passes unchanged")
 
-	res = runCounted(t, sg, SSE, 60, true)
+	res = runCounted(t, sg, workload.SSE, 60, true)
 	assert.EqualValues(t, 60, res.MutatedChunks, "the usage event spendguard asked for is hidden, once per stream")
 }
 
 func TestLifecyclesAgainstSpendguardRedis(t *testing.T) {
 	_, prefix := redistest.Shared(t)
-	sg := startSpendguard(t, StoreSection(Redis, redistest.SharedAddr, prefix))
-	runCounted(t, sg, JSON, 100, true)
-	runCounted(t, sg, SSE, 20, true)
+	sg := startSpendguard(t, workload.StoreSection(workload.Redis, redistest.SharedAddr, prefix))
+	runCounted(t, sg, workload.JSON, 100, true)
+	runCounted(t, sg, workload.SSE, 20, true)
 }
 
 func TestLifecyclesAgainstNoop(t *testing.T) {
 	noop, err := StartNoop()
 	require.NoError(t, err)
 	defer noop.Close()
-	for _, kind := range []Kind{JSON, SSE} {
+	for _, kind := range []workload.Kind{workload.JSON, workload.SSE} {
 		res := runCounted(t, noop, kind, 100, false)
 		assert.Zero(t, res.MutatedChunks)
 		assert.Zero(t, res.HeaderMutations)
-	}
-}
-
-// TestMessagesAreEnvoys pins the shape of a lifecycle: protocol_config on
-// the first message only, values in raw_value, end_of_stream on the last
-// body message of each direction only, and the empty chunk that ends a
-// chunked stream.
-func TestMessagesAreEnvoys(t *testing.T) {
-	for _, kind := range []Kind{JSON, SSE} {
-		msgs := Messages(kind)
-		require.NotNil(t, msgs[0].GetProtocolConfig())
-		for _, m := range msgs[1:] {
-			assert.Nil(t, m.GetProtocolConfig())
-		}
-		for _, h := range msgs[0].GetRequestHeaders().GetHeaders().GetHeaders() {
-			assert.NotEmpty(t, h.GetRawValue(), h.GetKey())
-			assert.Empty(t, h.GetValue(), h.GetKey())
-		}
-		assert.False(t, msgs[0].GetRequestHeaders().GetEndOfStream())
-		assert.True(t, msgs[1].GetRequestBody().GetEndOfStream())
-		assert.InDelta(t, 1024, len(msgs[1].GetRequestBody().GetBody()), 200, "a 1 KiB request")
-		assert.False(t, msgs[2].GetResponseHeaders().GetEndOfStream())
-		body := msgs[3:]
-		for _, m := range body[:len(body)-1] {
-			assert.False(t, m.GetResponseBody().GetEndOfStream())
-		}
-		last := body[len(body)-1].GetResponseBody()
-		assert.True(t, last.GetEndOfStream())
-		if kind == SSE {
-			assert.Len(t, body, TokenEvents+3, "token events, usage, [DONE], the empty end")
-			assert.Empty(t, last.GetBody())
-		}
 	}
 }
 
@@ -116,7 +85,7 @@ func TestBenchPrintsEveryScenario(t *testing.T) {
 		if name == "noop" {
 			return StartNoop()
 		}
-		return StartSpendguard(t.TempDir(), StoreSection(Memory, "", ""), io.Discard)
+		return StartSpendguard(t.TempDir(), workload.StoreSection(workload.Memory, "", ""), io.Discard)
 	}
 	opts := BenchOptions{
 		Start: func(name string) (Target, error) {
@@ -129,7 +98,7 @@ func TestBenchPrintsEveryScenario(t *testing.T) {
 			}
 			return viaControl(t, sg), nil
 		},
-		Stores:   []Store{Memory},
+		Stores:   []workload.Store{workload.Memory},
 		Duration: 50 * time.Millisecond, Warmup: 20 * time.Millisecond, Rounds: 1,
 		Concurrency: 4, IdleStreams: 10,
 	}

@@ -6,6 +6,8 @@ import (
 	"io"
 	"slices"
 	"time"
+
+	"github.com/spendguard/spendguard/test/loadgen/workload"
 )
 
 // Print writes the tables of r: one row per processor and scenario, then
@@ -61,7 +63,7 @@ func (r *Report) Print(w io.Writer) error {
 	p("%-22s %22s %22s %22s\n", "scenario", "no-op", "spendguard", "spendguard mid-stream")
 	for _, row := range r.Rows {
 		mid := "-"
-		if row.Kind == SSE {
+		if row.Kind == workload.SSE {
 			mid = row.MidStreamMem.String()
 		}
 		p("%-22s %22s %22s %22s\n", fmt.Sprintf("%s, %s", row.Kind, row.Store), row.NoopMem, row.SpendMem, mid)

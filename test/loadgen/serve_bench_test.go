@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/spendguard/spendguard/cmd/spendguard/app"
-	"github.com/spendguard/spendguard/test/loadgen"
+	"github.com/spendguard/spendguard/test/loadgen/workload"
 )
 
 // BenchmarkServeLifecycle is spendguard's own work for one lifecycle of the
@@ -20,7 +20,7 @@ import (
 func BenchmarkServeLifecycle(b *testing.B) {
 	dir := b.TempDir()
 	path := filepath.Join(dir, "spendguard.yaml")
-	if err := os.WriteFile(path, []byte(loadgen.Config(loadgen.StoreSection(loadgen.Memory, "", ""))), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(workload.Config(workload.StoreSection(workload.Memory, "", ""))), 0o600); err != nil {
 		b.Fatal(err)
 	}
 	in, err := app.Start(app.ServeOptions{
@@ -31,10 +31,10 @@ func BenchmarkServeLifecycle(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = in.Shutdown() })
-	for _, kind := range []loadgen.Kind{loadgen.JSON, loadgen.SSE} {
+	for _, kind := range []workload.Kind{workload.JSON, workload.SSE} {
 		b.Run(kind.String(), func(b *testing.B) {
-			msgs := loadgen.Messages(kind)
-			replay := loadgen.NewReplay(msgs)
+			msgs := workload.Messages(kind)
+			replay := workload.NewReplay(msgs)
 			b.ReportAllocs()
 			for b.Loop() {
 				if err := replay.Run(in.Processor.Process); err != nil {
@@ -48,7 +48,7 @@ func BenchmarkServeLifecycle(b *testing.B) {
 	// spendguard's code or data, as when gRPC and Envoy ran in between.
 	// Under load the truth lies between this and the hot loop above.
 	b.Run("non-streaming/cold-cache", func(b *testing.B) {
-		replay := loadgen.NewReplay(loadgen.Messages(loadgen.JSON))
+		replay := workload.NewReplay(workload.Messages(workload.JSON))
 		other := make([]byte, 8<<20)
 		b.ReportAllocs()
 		for b.Loop() {

@@ -46,13 +46,13 @@ func (in *Instance) newAdminServer() *http.Server {
 // caller gets never names infrastructure: /readyz's reason is a status
 // word, the store's error only with the admin token.
 func (in *Instance) adminHandler() http.Handler {
-	token := in.Config.File.Admin.Token
+	token := in.atStart.adminToken
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if in.Processor.Snapshot() == nil {
+		if in.CurrentConfig() == nil {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "no configuration loaded"})
 			return
 		}

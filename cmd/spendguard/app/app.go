@@ -1,6 +1,13 @@
 // Package app is the spendguard program: command-line parsing, the serve,
 // check-config and version commands. main only wires signals to Main, so
 // tests start the real server in-process.
+//
+// Start (serve.go) opens the store, the engine, the exporters and both
+// listeners in turn, pushing each one's closer on a cleanup stack
+// (cleanup.go) as it opens; a failed step unwinds the stack, and
+// Shutdown unwinds the same stack. CurrentConfig (reload.go) is the only
+// way to the configuration in force; the sections a reload does not
+// apply are read once, by Start.
 package app
 
 import (

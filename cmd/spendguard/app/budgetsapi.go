@@ -9,15 +9,16 @@ import (
 
 // newBudgetsAPI builds the admin API of budgets (GET /v1/budgets and the
 // dashboard) on the running configuration and the store, and starts its
-// burn-rate sampler; Shutdown stops it.
-func (in *Instance) newBudgetsAPI() (*admin.API, func()) {
+// burn-rate sampler, whose stop goes on the cleanup stack.
+func (in *Instance) newBudgetsAPI() *admin.API {
 	lister, _ := in.Store.(budget.Lister)
 	api := admin.New(admin.Options{
 		Policies: func() (*budget.Policies, []string) {
-			snap := in.Processor.Snapshot()
-			if snap == nil {
+			cfg := in.CurrentConfig()
+			if cfg == nil {
 				return nil, nil
 			}
+			snap := cfg.Snapshot
 			dims := []string{"model"}
 			if snap.Identity != nil {
 				dims = append(snap.Identity.Dimensions(), dims...)
@@ -29,7 +30,9 @@ func (in *Instance) newBudgetsAPI() (*admin.API, func()) {
 		Lister: lister,
 		Log:    in.Log,
 		// Errors name the store's address: only for the token's holders.
-		ShowErrors: in.Config.File.Admin.Token != "",
+		ShowErrors: in.atStart.adminToken != "",
 	})
-	return api, api.StartSampling()
+	stop := api.StartSampling()
+	in.stack.push(func() error { stop(); return nil })
+	return api
 }

@@ -25,7 +25,7 @@ func (in *Instance) recoverFromLedger() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), l.StartTimeout())
 	defer cancel()
-	st, err := l.Recover(ctx, in.Config.Snapshot.Budgets, store, time.Now())
+	st, err := l.Recover(ctx, in.CurrentConfig().Snapshot.Budgets, store, time.Now())
 	if err != nil {
 		return err
 	}

@@ -16,20 +16,20 @@ import (
 // (remaining, spent, limits) current from the store in the background,
 // within metrics.budget_gauges' bounds: a scrape only reads that cache,
 // never the store (with Redis every replica then exports the same shared
-// numbers, up to one refresh interval old). Shutdown calls the returned
-// stop.
-func (in *Instance) startBudgetGauges() (stop func()) {
-	opts := in.Config.File.Metrics.BudgetGauges.Options()
-	return in.Metrics.StartBudgetGauges(in.budgetGaugeSource, opts, func(err error) {
+// numbers, up to one refresh interval old). Its stop goes on the cleanup
+// stack.
+func (in *Instance) startBudgetGauges() {
+	stop := in.Metrics.StartBudgetGauges(in.budgetGaugeSource, in.atStart.gauges, func(err error) {
 		in.Log.Warn("budget gauges not refreshed; they keep their last values", zap.Error(err))
 	})
+	in.stack.push(func() error { stop(); return nil })
 }
 
 // RefreshBudgetGauges refreshes the per-scope gauges from the store now,
 // as the background refresh does every metrics.budget_gauges.refresh_interval
 // (for tests, and for anything that cannot wait for the next one).
 func (in *Instance) RefreshBudgetGauges(ctx context.Context) error {
-	return in.Metrics.RefreshBudgetGauges(ctx, in.budgetGaugeSource, in.Config.File.Metrics.BudgetGauges.Options().Timeout)
+	return in.Metrics.RefreshBudgetGauges(ctx, in.budgetGaugeSource, in.atStart.gauges.Timeout)
 }
 
 // budgetGaugeSource lists the scopes /metrics can export, at most max of
@@ -38,10 +38,11 @@ func (in *Instance) RefreshBudgetGauges(ctx context.Context) error {
 // own bounded listing of the store (one key prefix per budget), so that
 // with no label dimensions the store is not listed at all.
 func (in *Instance) budgetGaugeSource(ctx context.Context, max int) ([]sink.BudgetState, bool, error) {
-	snap := in.Processor.Snapshot()
-	if snap == nil {
+	cfg := in.CurrentConfig()
+	if cfg == nil {
 		return nil, false, nil
 	}
+	snap := cfg.Snapshot
 	labels := in.Metrics.LabelDimensions()
 	lister, _ := in.Store.(budget.Lister)
 	var (
@@ -80,7 +81,7 @@ func labelled(b *budget.Budget, labels []string) bool {
 // metricsPaths are the admin paths that need admin.token besides /v1/*:
 // /metrics when metrics.require_token is set.
 func (in *Instance) metricsPaths() []string {
-	if in.Config.File.Metrics.RequireToken {
+	if in.atStart.metricsToken {
 		return []string{"/metrics"}
 	}
 	return nil

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/spendguard/spendguard/internal/config"
+	"github.com/spendguard/spendguard/metrics"
 )
 
 // DefaultReloadDebounce is the quiet time after a change in the
@@ -43,12 +44,13 @@ func openConfig(opts ServeOptions, log *zap.Logger) (*config.Compiled, *config.R
 
 // startReload watches the configuration's directory and polls the file,
 // installing each valid change into the processor for the streams that
-// start after it. Without a Reloader it does nothing.
+// start after it; its stop goes on the cleanup stack, so no configuration
+// is installed once Shutdown begins. Without a Reloader it does nothing.
 func (in *Instance) startReload() {
 	if in.reloader == nil {
 		return
 	}
-	in.reloader.OnReload(func(c *config.Compiled) { in.Processor.Swap(c.Snapshot) })
+	in.reloader.OnReload(in.install)
 	in.reloader.OnResult(in.Metrics.ObserveReload)
 	dir := filepath.Dir(in.opts.ConfigPath)
 	events, stopWatch, err := config.WatchDir(dir, in.Log)
@@ -67,11 +69,12 @@ func (in *Instance) startReload() {
 		defer close(done)
 		in.reloader.Run(ctx, events, debounce, in.opts.ReloadInterval)
 	}()
-	in.stopReload = func() {
+	in.stack.push(func() error {
 		cancel()
 		<-done
 		_ = stopWatch()
-	}
+		return nil
+	})
 }
 
 // ReloadStatus reports the hot reload of the configuration file: the
@@ -84,11 +87,36 @@ func (in *Instance) ReloadStatus() (config.Status, bool) {
 	return in.reloader.Status(), true
 }
 
-// CurrentConfig is the configuration new streams use: the one loaded at
-// start (Instance.Config) until a reload installs another.
-func (in *Instance) CurrentConfig() *config.Compiled {
-	if in.reloader == nil {
-		return in.Config
+// CurrentConfig is the configuration in force: the one loaded at start
+// until a reload installs another. It is the app's only way to the
+// configuration after Start: the processor's new streams, /readyz, the
+// budgets API and the budget gauges all see the configuration it
+// returns. Of the sections a reload does not apply (store, exporters,
+// metrics, admin) it shows the file's latest content; what is in force
+// of them is what Start read (startSettings, and the store, exporters
+// and metrics it opened).
+func (in *Instance) CurrentConfig() *config.Compiled { return in.current.Load() }
+
+// install puts c in force: streams that start afterwards use its
+// snapshot, and CurrentConfig returns it.
+func (in *Instance) install(c *config.Compiled) {
+	in.Processor.Swap(c.Snapshot)
+	in.current.Store(c)
+}
+
+// startSettings are the settings of the start-only sections that the app
+// reads after Start: they keep the values Start read whatever a reload
+// brings (config.RestartSections).
+type startSettings struct {
+	adminToken   string                     // admin.token: "" leaves the admin API open
+	metricsToken bool                       // metrics.require_token
+	gauges       metrics.BudgetGaugeOptions // metrics.budget_gauges
+}
+
+func readStartSettings(cfg *config.Compiled) startSettings {
+	return startSettings{
+		adminToken:   cfg.File.Admin.Token,
+		metricsToken: cfg.File.Metrics.RequireToken,
+		gauges:       cfg.File.Metrics.BudgetGauges.Options(),
 	}
-	return in.reloader.Current()
 }

@@ -49,7 +49,7 @@ const scrapeBenchScopes = 50_000
 // so the three cases run in order.
 func BenchmarkScrapeUnderLoad(b *testing.B) {
 	in := startWith(b, scrapeBenchConfig, app.ServeOptions{})
-	snap := in.Processor.Snapshot()
+	snap := in.CurrentConfig().Snapshot
 	ctx := context.Background()
 	scopesOf := func(i int) []budget.Scope {
 		return snap.Budgets.Applicable(map[string]string{"tenant": "t" + strconv.Itoa(i), "model": "m"})

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
@@ -109,9 +110,13 @@ type Instance struct {
 	Processor *processor.Server
 	Metrics   *metrics.Metrics
 	Exporters *exporters.Fanout
-	Config    *config.Compiled
 	Budgets   *budget.Engine
 	Store     stores.Store // closed (memory: last snapshot written) by Shutdown
+
+	// current is the configuration in force (CurrentConfig); atStart
+	// holds what Start read from the sections a reload does not apply.
+	current atomic.Pointer[config.Compiled]
+	atStart startSettings
 
 	opts      ServeOptions
 	grpc      *grpc.Server
@@ -120,13 +125,12 @@ type Instance struct {
 	grpcLis   net.Listener
 	adminLis  net.Listener
 	serveErrs chan error
+	// stack holds the closer of everything Start opened (cleanup.go):
+	// a failed Start and Shutdown both unwind it.
+	stack cleanup
 
 	reloader   *config.Reloader // nil when hot reload is off
-	stopReload func()
-
-	budgetsAPI   *admin.API
-	stopSampling func()
-	stopGauges   func() // the background refresh of /metrics' per-scope gauges
+	budgetsAPI *admin.API
 }
 
 // GRPCAddr is the bound ext_proc address.
@@ -152,9 +156,13 @@ func Serve(ctx context.Context, opts ServeOptions) error {
 	return in.Shutdown()
 }
 
-// Start loads the configuration, binds both listeners and serves in the
-// background.
-func Start(opts ServeOptions) (*Instance, error) {
+// Start loads the configuration, opens the store, the exporters and both
+// listeners, and serves in the background. Each resource's closer goes on
+// the instance's cleanup stack as the resource is opened: if a step
+// fails, everything opened before it is closed, in reverse order, before
+// Start returns the error (the exporters are shut down, the store
+// closed, the listeners released).
+func Start(opts ServeOptions) (_ *Instance, err error) {
 	if opts.LogOutput == nil {
 		opts.LogOutput = os.Stderr
 	}
@@ -178,19 +186,23 @@ func Start(opts ServeOptions) (*Instance, error) {
 	if err != nil {
 		return nil, err
 	}
-	in := &Instance{Log: log, Config: cfg, opts: opts, serveErrs: make(chan error, 2)}
-	in.reloader = reloader
+	in := &Instance{Log: log, opts: opts, serveErrs: make(chan error, 2), reloader: reloader, atStart: readStartSettings(cfg)}
+	in.current.Store(cfg)
+	defer func() {
+		if err != nil {
+			_ = in.stack.unwind() // closers log their own failures
+		}
+	}()
+
+	// The admin server is closed last (its closer is at the bottom of the
+	// stack): /healthz, /readyz and /metrics answer while the streams
+	// drain and the exporters flush.
+	in.stack.push(in.stopAdmin)
 	if in.Store, err = stores.Open(context.Background(), cfg.File.Store, log); err != nil {
 		return nil, err
 	}
+	in.stack.push(in.closeStore)
 	if in.Metrics, err = metrics.New(cfg.File.Metrics.LabelDimensions); err != nil {
-		in.Store.Close()
-		return nil, err
-	}
-	expCfg := cfg.File.Exporters
-	expCfg.ServiceVersion = Version
-	if in.Exporters, err = exporters.New(expCfg, in.Metrics, log); err != nil {
-		in.Store.Close()
 		return nil, err
 	}
 	// Calls to a networked store are timed; the memory store's are
@@ -206,9 +218,14 @@ func Start(opts ServeOptions) (*Instance, error) {
 	in.Budgets.RetrySettles(budget.SettleRetry{OnGiveUp: func(id string, actual money.Nano, err error) {
 		log.Error("gave up committing a request's spend to the budget store", zap.String("reservation", id), zap.Stringer("actual_usd", actual), zap.Error(err))
 	}})
+	in.stack.push(in.closeBudgets)
+	expCfg := cfg.File.Exporters
+	expCfg.ServiceVersion = Version
+	if in.Exporters, err = exporters.New(expCfg, in.Metrics, log); err != nil {
+		return nil, err
+	}
+	in.stack.push(in.flushExporters)
 	if err := in.recoverFromLedger(); err != nil { // the memory store's spend, from the ledger
-		_ = in.Exporters.Shutdown(context.Background())
-		in.Store.Close()
 		return nil, err
 	}
 	in.Processor = processor.New(cfg.Snapshot, processor.Options{
@@ -217,12 +234,10 @@ func Start(opts ServeOptions) (*Instance, error) {
 	})
 
 	if in.grpcLis, err = net.Listen("tcp", opts.GRPCAddr); err != nil {
-		in.Store.Close()
 		return nil, fmt.Errorf("grpc listener: %w", err)
 	}
+	in.stack.push(in.stopGRPC)
 	if in.adminLis, err = net.Listen("tcp", opts.AdminAddr); err != nil {
-		in.grpcLis.Close()
-		in.Store.Close()
 		return nil, fmt.Errorf("admin listener: %w", err)
 	}
 	in.grpc = grpc.NewServer(append(grpcServerOptions(opts.GRPCMaxMessageBytes, log), grpc.ForceServerCodecV2(processor.Codec()))...)
@@ -231,8 +246,10 @@ func Start(opts ServeOptions) (*Instance, error) {
 	healthpb.RegisterHealthServer(in.grpc, in.health)
 	in.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	in.health.SetServingStatus(extprocv3.ExternalProcessor_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-	in.budgetsAPI, in.stopSampling = in.newBudgetsAPI()
-	in.stopGauges = in.startBudgetGauges()
+	// NOT_SERVING before the drain: Envoy's health checks stop sending new streams.
+	in.stack.push(func() error { in.health.Shutdown(); return nil })
+	in.startBudgetGauges()
+	in.budgetsAPI = in.newBudgetsAPI() // its sampler stops before the gauges' refresh
 	in.admin = in.newAdminServer()
 
 	go func() { in.serveErrs <- in.grpc.Serve(in.grpcLis) }()
@@ -248,43 +265,16 @@ func Start(opts ServeOptions) (*Instance, error) {
 	return in, nil
 }
 
-// Shutdown stops accepting streams, lets in-flight ones finish within the
-// shutdown timeout (then cancels them, which settles their reservations),
-// closes the budget store (the memory store writes its snapshot) and stops
-// the admin server.
+// Shutdown unwinds what Start opened, the last opened first: hot reload
+// stops (no configuration is installed after it), then the background
+// samplers; health turns NOT_SERVING; the gRPC server stops accepting
+// streams and lets in-flight ones finish within the shutdown timeout
+// (then cancels them, which settles their reservations); the exporters
+// flush within their timeout; the engine gives up its settle retries;
+// the budget store is closed (the memory store writes its snapshot);
+// the admin server stops last. A second call does nothing.
 func (in *Instance) Shutdown() error {
-	if in.stopReload != nil {
-		in.stopReload() // no configuration is installed after this
-	}
-	in.stopSampling()
-	in.stopGauges()
-	in.health.Shutdown() // NOT_SERVING: Envoy's health checks stop sending new streams
-	done := make(chan struct{})
-	go func() { in.grpc.GracefulStop(); close(done) }()
-	timer := time.NewTimer(in.opts.ShutdownTimeout)
-	defer timer.Stop()
-	select {
-	case <-done:
-	case <-timer.C:
-		in.Log.Warn("shutdown timeout: cancelling in-flight streams", zap.Int64("streams", in.Processor.Active()))
-		in.grpc.Stop()
-		<-done
-	}
-	flushCtx, cancelFlush := context.WithTimeout(context.Background(), in.opts.ExporterFlushTimeout)
-	if err := in.Exporters.Shutdown(flushCtx); err != nil {
-		in.Log.Warn("exporters did not flush every report in time", zap.Error(err))
-	}
-	cancelFlush()
-	if lost := in.Budgets.Close(); lost > 0 {
-		in.Log.Error("spend of requests not committed to the budget store at shutdown (their reservations expire after the TTL)", zap.Int("requests", lost))
-	}
-	storeErr := in.Store.Close()
-	if storeErr != nil {
-		in.Log.Error("closing the budget store failed", zap.Error(storeErr))
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	err := errors.Join(in.admin.Shutdown(ctx), storeErr)
+	err := in.stack.unwind()
 	_ = in.Log.Sync()
 	return err
 }

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/spendguard/spendguard/test/loadgen"
+	"github.com/spendguard/spendguard/test/loadgen/workload"
 )
 
 func main() {
@@ -64,14 +65,14 @@ func run(args []string) error {
 	opts := loadgen.BenchOptions{
 		Duration: *duration, Warmup: *warmup, Rounds: *rounds,
 		Concurrency: *concurrency, Conns: *conns, IdleStreams: *idle,
-		Stores: []loadgen.Store{loadgen.Memory},
+		Stores: []workload.Store{workload.Memory},
 	}
 	for k := range strings.SplitSeq(*kinds, ",") {
 		switch k {
 		case "json":
-			opts.Kinds = append(opts.Kinds, loadgen.JSON)
+			opts.Kinds = append(opts.Kinds, workload.JSON)
 		case "sse":
-			opts.Kinds = append(opts.Kinds, loadgen.SSE)
+			opts.Kinds = append(opts.Kinds, workload.SSE)
 		default:
 			return fmt.Errorf("-kinds: %q is neither json nor sse", k)
 		}
@@ -91,7 +92,7 @@ func run(args []string) error {
 	}
 	keyPrefix := "spendguard-loadgen:" + randomHex() + ":"
 	if redisAddr != "none" {
-		opts.Stores = append(opts.Stores, loadgen.Redis)
+		opts.Stores = append(opts.Stores, workload.Redis)
 		rc, err := newRedisCounter(redisAddr)
 		if err != nil {
 			return err
@@ -138,7 +139,7 @@ func serveChild(name, redisAddr, prefix, profileDir string) error {
 			return derr
 		}
 		defer os.RemoveAll(dir)
-		t, err = loadgen.StartSpendguard(dir, loadgen.StoreSection(loadgen.Store(name), redisAddr, prefix), os.Stderr)
+		t, err = loadgen.StartSpendguard(dir, workload.StoreSection(workload.Store(name), redisAddr, prefix), os.Stderr)
 	default:
 		return fmt.Errorf("-serve %q: want noop, memory or redis", name)
 	}

@@ -1,4 +1,4 @@
-package loadgen
+package workload
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 
 // Replay plays a lifecycle's messages to a Process method without gRPC,
 // counting and dropping the answers: a processor's own work, without the
-// transport (the benchmarks of processor and of this package). A Replay
+// transport (the benchmarks of processor and of test/loadgen). A Replay
 // is used by one goroutine and can be run again.
 type Replay struct {
 	grpc.ServerStream
@@ -29,7 +29,7 @@ func (r *Replay) Run(process func(extprocv3.ExternalProcessor_ProcessServer) err
 		return err
 	}
 	if r.sent != len(r.msgs) {
-		return fmt.Errorf("loadgen: %d answers to %d messages", r.sent, len(r.msgs))
+		return fmt.Errorf("workload: %d answers to %d messages", r.sent, len(r.msgs))
 	}
 	return nil
 }

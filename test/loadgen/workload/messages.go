@@ -1,4 +1,4 @@
-package loadgen
+package workload
 
 import (
 	"strconv"
@@ -42,25 +42,26 @@ func (k Kind) String() string {
 // TokenEvents is the number of token events of an SSE response.
 const TokenEvents = 200
 
-// lifecycle is the message sequence of one HTTP request as envoysim sends
+// Lifecycle is the message sequence of one HTTP request as envoysim sends
 // it for spendguard's processing mode (request headers SEND, request body
 // BUFFERED, response headers SEND, response body STREAMED). The messages
 // are built once and shared: gRPC marshals them synchronously on Send and
 // nothing mutates them.
-type lifecycle struct {
-	kind            Kind
-	requestHeaders  *extprocv3.ProcessingRequest // carries protocol_config: the first message
-	requestBody     *extprocv3.ProcessingRequest
-	responseHeaders *extprocv3.ProcessingRequest
-	responseBody    []*extprocv3.ProcessingRequest // the last one has end_of_stream
+type Lifecycle struct {
+	Kind            Kind
+	RequestHeaders  *extprocv3.ProcessingRequest // carries protocol_config: the first message
+	RequestBody     *extprocv3.ProcessingRequest
+	ResponseHeaders *extprocv3.ProcessingRequest
+	ResponseBody    []*extprocv3.ProcessingRequest // the last one has end_of_stream
 }
 
-// newLifecycle builds the messages of one worker's requests: its tenant
-// and user go in the headers, as the identity section reads them.
-func newLifecycle(kind Kind, tenant, user, requestID string) *lifecycle {
+// NewLifecycle builds the messages of one load-generator worker's
+// requests: its tenant and user go in the headers, as the identity
+// section reads them.
+func NewLifecycle(kind Kind, tenant, user, requestID string) *Lifecycle {
 	body := requestBody(kind == SSE)
-	lc := &lifecycle{kind: kind}
-	lc.requestHeaders = &extprocv3.ProcessingRequest{
+	lc := &Lifecycle{Kind: kind}
+	lc.RequestHeaders = &extprocv3.ProcessingRequest{
 		Request: &extprocv3.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocv3.HttpHeaders{
 			Headers: headerMap(requestHeaders(len(body), tenant, user, requestID)),
 		}},
@@ -70,20 +71,20 @@ func newLifecycle(kind Kind, tenant, user, requestID string) *lifecycle {
 			ResponseBodyMode: extprocfilterv3.ProcessingMode_STREAMED,
 		},
 	}
-	lc.requestBody = bodyMsg(true, body, true)
+	lc.RequestBody = bodyMsg(true, body, true)
 	var chunks [][]byte
 	if kind == SSE {
-		lc.responseHeaders = headersMsg(false, responseHeaders("text/event-stream; charset=utf-8", -1))
+		lc.ResponseHeaders = headersMsg(false, responseHeaders("text/event-stream; charset=utf-8", -1))
 		chunks = sseChunks()
 	} else {
 		resp := []byte(jsonResponse)
-		lc.responseHeaders = headersMsg(false, responseHeaders("application/json", len(resp)))
+		lc.ResponseHeaders = headersMsg(false, responseHeaders("application/json", len(resp)))
 		// A body with content-length: the codec delivers its last bytes
 		// with end_of_stream.
 		chunks = [][]byte{resp}
 	}
 	for i, c := range chunks {
-		lc.responseBody = append(lc.responseBody, bodyMsg(false, c, i == len(chunks)-1))
+		lc.ResponseBody = append(lc.ResponseBody, bodyMsg(false, c, i == len(chunks)-1))
 	}
 	return lc
 }
@@ -210,6 +211,6 @@ func sseChunks() [][]byte {
 // Envoy sends them (for benchmarks that drive a processor without gRPC).
 // They are shared: do not modify them.
 func Messages(kind Kind) []*extprocv3.ProcessingRequest {
-	lc := newLifecycle(kind, "t0", "u0", "loadgen-0")
-	return append([]*extprocv3.ProcessingRequest{lc.requestHeaders, lc.requestBody, lc.responseHeaders}, lc.responseBody...)
+	lc := NewLifecycle(kind, "t0", "u0", "loadgen-0")
+	return append([]*extprocv3.ProcessingRequest{lc.RequestHeaders, lc.RequestBody, lc.ResponseHeaders}, lc.ResponseBody...)
 }
