@@ -533,46 +533,6 @@ func String(raw []byte) (string, bool) {
 	return s, true
 }
 
-// Elements walks the values of an array.
-type Elements struct {
-	b []byte
-	i int
-}
-
-// NewElements starts a walk of the array b (starting with '[').
-func NewElements(b []byte) Elements { return Elements{b: b, i: SkipSpace(b, 1)} }
-
-// Next returns the next value, false after the last.
-func (e *Elements) Next() ([]byte, bool) {
-	if e.i >= len(e.b) || e.b[e.i] == ']' {
-		return nil, false
-	}
-	return e.take(SkipValue(e.b, e.i)), true
-}
-
-// NextObject is Next, and when the value is an object (its first byte is
-// '{') it also appends the object's members to dst, in the same pass that
-// finds the object's end; members is dst when the value is not an object.
-func (e *Elements) NextObject(dst Object) (v []byte, members Object, ok bool) {
-	if e.i >= len(e.b) || e.b[e.i] != '{' {
-		v, ok = e.Next()
-		return v, dst, ok
-	}
-	members, n := MembersEnd(e.b[e.i:], dst)
-	return e.take(e.i + n), members, true
-}
-
-// take returns the value that ends at end and moves past it and the comma
-// after it.
-func (e *Elements) take(end int) []byte {
-	v := e.b[e.i:end]
-	e.i = SkipSpace(e.b, end)
-	if e.i < len(e.b) && e.b[e.i] == ',' {
-		e.i = SkipSpace(e.b, e.i+1)
-	}
-	return v
-}
-
 // escapeLen measures the escape at the start of s: the length of the
 // character it decodes to and the bytes it takes (two \u escapes for a
 // surrogate pair).
