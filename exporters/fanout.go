@@ -21,9 +21,8 @@ import (
 // Extras is what a CostReport alone lacks; see sink.Event for each field.
 // Everything in it is read-only once handed over.
 type Extras struct {
-	RequestJSON  []byte
-	ResponseJSON []byte
-	Budgets      []sink.BudgetState
+	RequestJSON []byte
+	Budgets     []sink.BudgetState
 }
 
 // Fanout hands every report to the metrics and to each configured
@@ -138,7 +137,7 @@ func (f *Fanout) ReportWith(r *spendguardv1.CostReport, x Extras) {
 	if len(f.exps) == 0 {
 		return
 	}
-	ev := &sink.Event{Report: r, RequestJSON: x.RequestJSON, ResponseJSON: x.ResponseJSON, Budgets: x.Budgets}
+	ev := &sink.Event{Report: r, RequestJSON: x.RequestJSON, Budgets: x.Budgets}
 	for _, e := range f.exps {
 		e.offer(ev)
 	}

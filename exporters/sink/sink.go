@@ -31,12 +31,6 @@ type Event struct {
 	// reads it.
 	RequestJSON []byte
 
-	// ResponseJSON is the upstream's complete, non-streamed JSON response
-	// body when the processor kept it (it only should for small bodies), or
-	// nil. Exporters that need a response body synthesise one from the
-	// report's usage when it is nil, which is always the case for streams.
-	ResponseJSON []byte
-
 	// Budgets are the states of the request's applicable budget scopes
 	// after the request was settled (or rejected), in configuration order.
 	// The webhook exporter detects cap crossings in them and the metrics
