@@ -112,7 +112,7 @@ func (st *stream) costReport(o outcome, decision spendguardv1.Decision, reason, 
 	rep.StartTime, rep.EndTime = &r.start, &r.end
 	rep.Endpoint = st.endpoint.String()
 	rep.Scope = st.ident.Values
-	rep.RequestedModel, rep.ServedModel = st.model, st.servedModel
+	rep.RequestedModel, rep.ServedModel, rep.ResponseModel = st.model, st.servedModel, st.responseModel()
 	rep.PromptTokens, rep.CachedPromptTokens = o.usage.Prompt, o.usage.CachedPrompt
 	rep.CompletionTokens, rep.ReasoningTokens = o.usage.Completion, st.reasoning
 	rep.CostNanoUsd, rep.InputCostNanoUsd, rep.OutputCostNanoUsd = int64(o.cost.Total), int64(o.cost.Input), int64(o.cost.Output)
@@ -127,6 +127,18 @@ func (st *stream) costReport(o outcome, decision spendguardv1.Decision, reason, 
 		rep.UpstreamTimeToFirstByte = &r.ttf
 	}
 	return rep
+}
+
+// responseModel is the model the upstream named in its response so far,
+// "" when it named none (or had not answered).
+func (st *stream) responseModel() string {
+	switch {
+	case st.sseScan != nil:
+		return st.sseScan.Model()
+	case st.scanner != nil:
+		return st.scanner.Model()
+	}
+	return ""
 }
 
 // setDuration is durationpb.New into d.

@@ -135,6 +135,9 @@
 //
 // The other findings:
 //
+//   - Model: the model the upstream names, the top-level "model" string of
+//     the first event that has one (SSEResponses: response.model); see
+//     model.go. JSONScanner.Model is the top-level "model" of a JSON body.
 //   - ContentEvents, a heuristic to estimate the completion of a stream that
 //     ends without usage (about one token per event; vLLM sends one per
 //     token): for SSEChat the events with a non-empty string under a

@@ -114,6 +114,8 @@ type JSONScanner struct {
 	usage    pricing.Usage
 	details  Details
 	usageErr error
+
+	model modelCapture // the top-level model member (model.go)
 }
 
 // NewJSONScanner returns a scanner ready for one body.
@@ -126,7 +128,7 @@ func (s *JSONScanner) Reset() {
 	if cap(buf) > 4<<10 {
 		buf = nil
 	}
-	*s = JSONScanner{buf: buf}
+	*s = JSONScanner{buf: buf, model: modelCapture{pos: -1, raw: s.model.raw[:0]}}
 }
 
 // Result reports the usage of the body fed so far, as if it ended here. It
@@ -178,7 +180,7 @@ func (s *JSONScanner) Write(p []byte) {
 	if s.state == stError {
 		return
 	}
-	s.capStart = 0
+	s.capStart, s.model.start = 0, 0
 	n := len(p)
 scan:
 	for i := 0; i < n; i++ {
@@ -197,11 +199,15 @@ scan:
 			}
 			s.structByte(c, p, i)
 		case stString:
-			if s.keyPos < 0 {
+			if s.keyPos < 0 && s.model.pos < 0 {
 				if i += jsonscan.PlainRun(p[i:]); i == n {
 					break scan
 				}
 				c = p[i]
+			}
+			if c == '"' && s.model.capturing {
+				s.model.capturing = false
+				s.addModel(p[s.model.start : i+1])
 			}
 			s.stringByte(c, i)
 		case stInt, stFrac, stExp:
@@ -233,6 +239,9 @@ scan:
 	if s.capturing {
 		s.appendCapture(p[s.capStart:])
 	}
+	if s.model.capturing {
+		s.addModel(p[s.model.start:])
+	}
 	s.off += int64(n)
 }
 
@@ -251,6 +260,8 @@ func (s *JSONScanner) wholeToken(p []byte, i int) int {
 		}
 	case stValue, stArrayFirst:
 		switch {
+		case s.model.next:
+			return s.wholeModel(p, i)
 		case c == '{' && s.nextIsUsage:
 			return s.wholeUsage(p, i)
 		case c == '{' || c == '[':
@@ -278,6 +289,7 @@ func (s *JSONScanner) wholeKey(p []byte, i int) int {
 			return 0
 		}
 		match = string(key) == s.target()
+		s.model.next = s.path == nil && string(key) == modelKey
 	}
 	s.state = stColon
 	if match {
@@ -402,6 +414,7 @@ func (s *JSONScanner) beginKey(c byte, i int) {
 	if s.depth == s.level+1 {
 		s.keyPos = 0
 	}
+	s.beginModelKey()
 }
 
 // beginValue starts the value whose first byte is c.
@@ -418,7 +431,7 @@ func (s *JSONScanner) beginValue(c byte, i int) {
 		}
 		s.state = stArrayFirst
 	case c == '"':
-		s.state, s.inKey, s.keyPos = stString, false, -1
+		s.state, s.inKey, s.keyPos, s.model.pos = stString, false, -1, -1
 	case c == '-':
 		s.state = stMinus
 	case c == '0':

@@ -77,6 +77,9 @@ type SSEScanner struct {
 	details  Details
 	usageErr error
 	content  int
+
+	modelRaw   []byte // the model's raw JSON string (model.go)
+	modelFound bool
 }
 
 // NewSSEScanner returns a scanner for one stream of the given kind. With
@@ -108,6 +111,7 @@ func (s *SSEScanner) Reset(kind SSEKind, dropUsageEvent bool) {
 		data:       keep(s.data),
 		hold:       keep(s.hold),
 		out:        keep(s.out),
+		modelRaw:   s.modelRaw[:0],
 		js:         js,
 	}
 }

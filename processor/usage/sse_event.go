@@ -54,6 +54,9 @@ func (s *SSEScanner) dispatch() (usageOnly bool) {
 	if s.isContent(data, typ) {
 		s.content++
 	}
+	if !big {
+		s.findModel(data, typ)
+	}
 	switch {
 	case big:
 	case mayHaveUsage(data):
