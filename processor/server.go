@@ -18,7 +18,6 @@ import (
 	"github.com/spendguard/spendguard/internal/mono"
 	"github.com/spendguard/spendguard/pricing"
 	"github.com/spendguard/spendguard/processor/identity"
-	spendguardv1 "github.com/spendguard/spendguard/proto/spendguard/v1"
 )
 
 // Snapshot is one immutable, validated configuration. A stream takes the
@@ -56,17 +55,12 @@ type Observer interface {
 	AddReservationsInFlight(delta int)
 }
 
-// Reporter receives one CostReport per charged request. It must not block:
-// exporters queue the report and return.
-type Reporter interface {
-	Report(*spendguardv1.CostReport)
-}
-
 // Options configure a Server.
 type Options struct {
 	Log      *zap.Logger
 	Budgets  Budgets
-	Reporter Reporter // optional
+	Reporter Reporter // optional (report.go)
+	Gather   Gather   // the optional parts of each event the Reporter uses
 	Observer Observer // optional
 	Now      func() time.Time
 	// SettleTimeout bounds the store calls made after a stream has ended

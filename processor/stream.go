@@ -58,7 +58,7 @@ type stream struct {
 	status       int            // upstream :status; 0 until response headers, or when missing or not a status
 	firstByte    time.Time      // when response headers arrived
 	scopes       []budget.Scope // applicable budgets (for alert states)
-	forwarded    []byte         // request body as forwarded, kept only for a DetailedReporter that wants it
+	forwarded    []byte         // request body as forwarded, kept only when Gather.RequestBody
 	reported     bool
 	sse          bool
 	dropUsage    bool               // spendguard injected include_usage: hide the usage event
@@ -330,8 +330,7 @@ func (st *stream) refuse(e *apiError, rej *budget.Rejection) *extprocv3.Processi
 // keepForwarded remembers the forwarded request body when a reporter asks
 // for it (Helicone logs the request JSON).
 func (st *stream) keepForwarded(body, mutated []byte) {
-	dr, ok := st.srv.opts.Reporter.(DetailedReporter)
-	if !ok || !dr.WantsRequestBody() {
+	if st.srv.opts.Reporter == nil || !st.srv.opts.Gather.RequestBody {
 		return
 	}
 	if mutated != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/spendguard/spendguard/budget"
 	"github.com/spendguard/spendguard/budget/stores"
 	"github.com/spendguard/spendguard/exporters"
+	"github.com/spendguard/spendguard/exporters/postgres"
 	"github.com/spendguard/spendguard/internal/admin"
 	"github.com/spendguard/spendguard/internal/config"
 	"github.com/spendguard/spendguard/internal/money"
@@ -54,9 +55,9 @@ type ServeOptions struct {
 	// AdminIdleTimeout closes an admin connection idle this long between
 	// requests (DefaultAdminIdleTimeout when 0).
 	AdminIdleTimeout time.Duration
-	// Reporter, when set, receives every CostReport (tests; the exporters
-	// are wired here too).
-	Reporter processor.Reporter
+	// Reporter, when set, receives every CostReport after the metrics and
+	// the exporters (tests; see reporting.go).
+	Reporter ReportObserver
 }
 
 func parseServeFlags(args []string, stderr io.Writer) (ServeOptions, error) {
@@ -109,6 +110,7 @@ type Instance struct {
 	Processor *processor.Server
 	Metrics   *metrics.Metrics
 	Exporters *exporters.Fanout
+	Ledger    *postgres.Ledger // exporters.postgres, or nil; one of Exporters, closed by its Shutdown
 	Config    *config.Compiled
 	Budgets   *budget.Engine
 	Store     stores.Store // closed (memory: last snapshot written) by Shutdown
@@ -189,7 +191,7 @@ func Start(opts ServeOptions) (*Instance, error) {
 	}
 	expCfg := cfg.File.Exporters
 	expCfg.ServiceVersion = Version
-	if in.Exporters, err = exporters.New(expCfg, in.Metrics, log); err != nil {
+	if err = in.startExporters(expCfg); err != nil {
 		in.Store.Close()
 		return nil, err
 	}
@@ -211,9 +213,10 @@ func Start(opts ServeOptions) (*Instance, error) {
 		in.Store.Close()
 		return nil, err
 	}
+	rep := reporting{metrics: in.Metrics, fan: in.Exporters, extra: opts.Reporter}
 	in.Processor = processor.New(cfg.Snapshot, processor.Options{
 		Log: log, Budgets: in.Budgets, Observer: in.Metrics,
-		Reporter: reporter{fan: in.Exporters, extra: opts.Reporter},
+		Reporter: rep, Gather: rep.gather(),
 	})
 
 	if in.grpcLis, err = net.Listen("tcp", opts.GRPCAddr); err != nil {
