@@ -128,9 +128,9 @@ func (st *stream) event(o outcome, decision spendguardv1.Decision, reason, budge
 func (st *stream) responseModel() string {
 	switch {
 	case st.sseScan != nil:
-		return st.sseScan.Model()
+		return st.sseScan.Model(st.servedModel)
 	case st.scanner != nil:
-		return st.scanner.Model()
+		return st.scanner.Model(st.servedModel)
 	}
 	return ""
 }

@@ -2,6 +2,7 @@ package usage
 
 import (
 	"bytes"
+	"unicode/utf8"
 
 	"github.com/spendguard/spendguard/internal/jsonscan"
 )
@@ -39,14 +40,22 @@ type modelCapture struct {
 }
 
 // Model returns the top-level "model" string of the body fed so far, ""
-// when there is none (or it is no string, or too long).
-func (s *JSONScanner) Model() string { return decodeModel(s.model.raw) }
+// when there is none (or it is no string, or too long). When it equals
+// likely (the model the request was sent with, say), likely itself is
+// returned, without a copy.
+func (s *JSONScanner) Model(likely string) string { return decodeModel(s.model.raw, likely) }
 
 // Model returns the model the stream's events name (see the package
-// documentation), "" when none does.
-func (s *SSEScanner) Model() string { return decodeModel(s.modelRaw) }
+// documentation), "" when none does; likely as for JSONScanner.Model.
+func (s *SSEScanner) Model(likely string) string { return decodeModel(s.modelRaw, likely) }
 
-func decodeModel(raw []byte) string {
+func decodeModel(raw []byte, likely string) string {
+	// Without escapes a valid JSON string decodes to its bytes (invalid
+	// UTF-8 aside).
+	if len(raw) >= 2 && string(raw[1:len(raw)-1]) == likely &&
+		bytes.IndexByte(raw, '\\') < 0 && utf8.ValidString(likely) {
+		return likely
+	}
 	m, _ := jsonscan.String(raw)
 	return m
 }

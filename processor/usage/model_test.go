@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -25,7 +26,7 @@ func modelOf(body []byte, next func(rest int) int) string {
 		}
 		rest = rest[n:]
 	}
-	return s.Model()
+	return s.Model("")
 }
 
 // checkModel checks that body gives want however it is split.
@@ -104,4 +105,21 @@ func TestSSEScannerModel(t *testing.T) {
 			assert.Equal(t, c.want, got.Model)
 		})
 	}
+}
+
+// TestModelLikely: the likely name is returned itself when it is the
+// model, and never when only its escaped form matches.
+func TestModelLikely(t *testing.T) {
+	s := NewJSONScanner()
+	s.Write([]byte(`{"model":"Qwen/Qwen3-8B"}`))
+	likely := strings.Clone("Qwen/Qwen3-8B")
+	got := s.Model(likely)
+	assert.Equal(t, likely, got)
+	assert.Same(t, unsafe.StringData(likely), unsafe.StringData(got), "no copy")
+	assert.Zero(t, testing.AllocsPerRun(100, func() { _ = s.Model(likely) }), "the likely name costs no copy")
+	assert.Equal(t, "Qwen/Qwen3-8B", s.Model("other"))
+
+	s.Reset()
+	s.Write([]byte(`{"model":"a\\nb"}`))
+	assert.Equal(t, `a\nb`, s.Model(`a\\nb`), "the raw form is not the model")
 }

@@ -63,7 +63,7 @@ func scanSSE(t testing.TB, body []byte, run sseRun, next func(rest int) int) (o 
 	require.Empty(t, s.Finish(), "a second Finish returns nothing")
 
 	u, found, err := s.Result()
-	o = sseOutcome{Out: string(out), Usage: u, Details: s.Details(), Found: found, err: err, Content: s.ContentEvents(), Model: s.Model()}
+	o = sseOutcome{Out: string(out), Usage: u, Details: s.Details(), Found: found, err: err, Content: s.ContentEvents(), Model: s.Model("")}
 	if err != nil {
 		o.Err = err.Error()
 	}
