@@ -75,8 +75,7 @@ type Server struct {
 	opts   Options
 	active atomic.Int64
 
-	unmetered atomic.Int64 // requests served unmetered (fail_open)
-	panics    atomic.Int64 // streams ended by a recovered panic
+	panics atomic.Int64 // streams ended by a recovered panic
 }
 
 // New returns a Server answering with snap until Swap replaces it.
