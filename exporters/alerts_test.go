@@ -15,9 +15,11 @@ import (
 
 	"github.com/spendguard/spendguard/budget"
 	"github.com/spendguard/spendguard/exporters"
+	"github.com/spendguard/spendguard/exporters/sink"
 	"github.com/spendguard/spendguard/exporters/sink/sinktest"
 	"github.com/spendguard/spendguard/exporters/webhook"
 	"github.com/spendguard/spendguard/internal/money"
+	"github.com/spendguard/spendguard/processor"
 	spendguardv1 "github.com/spendguard/spendguard/proto/spendguard/v1"
 	"github.com/spendguard/spendguard/test/httpsink"
 )
@@ -41,7 +43,7 @@ func TestThousandRequestsAcrossCapsSendOneSoftAndOneHardAlertPerScope(t *testing
 			engine := budget.NewEngine(budget.NewMemoryStore(), func() time.Time { return now })
 			f, err := exporters.New(exporters.Config{
 				Webhook: &webhook.Config{URL: hook.URL() + "/alerts", Format: format},
-			}, nil, zap.NewNop())
+			}, zap.NewNop())
 			require.NoError(t, err)
 			require.True(t, f.WantsBudgets())
 
@@ -117,7 +119,7 @@ func request(t *testing.T, engine *budget.Engine, p *budget.Policies, f *exporte
 	}
 	states, err := engine.Status(ctx, scopes)
 	assert.NoError(t, err)
-	f.ReportWith(rep, exporters.Extras{Budgets: exporters.BudgetStates(states, rej)})
+	f.Report(&sink.Event{Report: rep, Budgets: processor.BudgetStates(states, rej)})
 	return rej != nil
 }
 

@@ -1,14 +1,16 @@
-// Package exporters fans spendguard's CostReports out to the configured
-// destinations — OTLP traces (Langfuse and any OTLP backend), Helicone,
-// budget alert webhooks, a JSON log, the PostgreSQL spend ledger
-// (exporters/postgres) — and to the Prometheus metrics,
-// without ever slowing a request down.
+// Package exporters fans spendguard's reporting events (sink.Event) out to
+// the configured destinations — OTLP traces (Langfuse and any OTLP
+// backend), Helicone, budget alert webhooks, a JSON log — and to those
+// built outside and passed to New (the PostgreSQL spend ledger,
+// exporters/postgres, which the app opens because it also reads it),
+// without ever slowing a request down. It imports neither the processor
+// nor the metrics: the app hands each event to both and shows Stats in
+// the metrics (cmd/spendguard/app/reporting.go).
 //
 // # The request path only enqueues
 //
-// Fanout.Report (processor.Reporter) records the report in the metrics (a
-// few counter increments), then offers one *sink.Event to each exporter's
-// bounded queue with a non-blocking send. A full queue drops the report and
+// Fanout.Report offers the *sink.Event to each exporter's bounded queue
+// with a non-blocking send. A full queue drops the report and
 // counts the drop (spendguard_exporter_dropped_total{reason="queue_full"});
 // nothing on the request path waits for a network, a disk or a lock held
 // during I/O. The webhook exporter additionally detects budget cap crossings
@@ -36,12 +38,12 @@
 // (reason="shutdown"). Every report offered to an exporter is counted
 // exactly once: sent or dropped with a reason.
 //
-// # What the processor passes besides the report
+// # What an event carries besides the report
 //
-// Extras carries the request JSON (Helicone only: see WantsRequestBody), a
-// small non-streamed response body if the processor kept one, and the
-// post-settle budget states (BudgetStates) from which the webhook detects
-// crossings and the metrics set per-scope gauges.
+// sink.Event carries the request JSON (Helicone only: see
+// WantsRequestBody) and the post-settle budget states (WantsBudgets) from
+// which the webhook detects crossings and the metrics set per-scope
+// gauges. The processor gathers only what these ask for.
 //
 // # Configuration
 //

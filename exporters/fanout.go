@@ -11,50 +11,51 @@ import (
 	"github.com/spendguard/spendguard/exporters/helicone"
 	"github.com/spendguard/spendguard/exporters/jsonlog"
 	"github.com/spendguard/spendguard/exporters/otlp"
-	"github.com/spendguard/spendguard/exporters/postgres"
 	"github.com/spendguard/spendguard/exporters/sink"
 	"github.com/spendguard/spendguard/exporters/webhook"
-	"github.com/spendguard/spendguard/metrics"
-	spendguardv1 "github.com/spendguard/spendguard/proto/spendguard/v1"
 )
 
-// Extras is what a CostReport alone lacks; see sink.Event for each field.
-// Everything in it is read-only once handed over.
-type Extras struct {
-	RequestJSON  []byte
-	ResponseJSON []byte
-	Budgets      []sink.BudgetState
-}
-
-// Fanout hands every report to the metrics and to each configured
-// exporter's queue. It implements processor.Reporter.
+// Fanout hands every event to each exporter's queue: those configured in
+// Config and those built outside and passed to New (the ledger). It knows
+// nothing of the metrics; the app gives them the same events and reads
+// Stats.
 type Fanout struct {
-	metrics     *metrics.Metrics
 	exps        []exporter
 	wantRequest bool
 	wantBudgets bool
-	ledger      *postgres.Ledger // nil without exporters.postgres
 }
 
 // exporter is one destination behind its own queue.
 type exporter interface {
 	offer(ev *sink.Event)
-	stats() metrics.ExporterStats
+	stats() sink.QueueStats
 	shutdown(ctx context.Context) error
 }
 
-// New starts the exporters configured in cfg (validated here again), each
-// with its own queue and workers. m (may be nil) receives every report
-// synchronously and shows the exporters' queue statistics.
-func New(cfg Config, m *metrics.Metrics, log *zap.Logger) (*Fanout, error) {
+// Named is an exporter built outside this package, run by the fan-out like
+// a configured one: behind its own queue of Config.BatchSize batches, its
+// statistics under Name. The PostgreSQL ledger is passed in this way, as
+// the app also reads it (recovery, the spend API).
+type Named struct {
+	Name     string
+	Exporter sink.Exporter
+}
+
+// New starts the exporters configured in cfg (validated here again; its
+// Postgres section is opened by the caller and passed in extra), then
+// those of extra, each with its own queue and workers. New owns extra from
+// then on: Shutdown closes each one that is a sink.Closer, and so does New
+// when it fails.
+func New(cfg Config, log *zap.Logger, extra ...Named) (*Fanout, error) {
 	if err := cfg.Validate(); err != nil {
+		closeAll(extra)
 		return nil, err
 	}
 	if log == nil {
 		log = zap.NewNop()
 	}
 	cfg = cfg.withDefaults()
-	f := &Fanout{metrics: m}
+	f := &Fanout{}
 	opts := func(name string, batch, workers int) queueOptions {
 		return queueOptions{name: name, size: cfg.QueueSize, batch: batch, workers: workers,
 			retries: *cfg.MaxRetries, backoff: cfg.RetryBackoff, maxWait: cfg.RetryBackoffMax, timeout: cfg.Timeout}
@@ -104,62 +105,50 @@ func New(cfg Config, m *metrics.Metrics, log *zap.Logger) (*Fanout, error) {
 			return newEventExporter(opts("log", cfg.BatchSize, 1), x, nil, nil, log), nil
 		})
 	}
-	if c := cfg.Postgres; c != nil {
-		add("postgres", func() (exporter, error) {
-			l, err := postgres.Open(*c, m, log)
-			if err != nil {
-				return nil, err
-			}
-			f.ledger = l
-			return newEventExporter(opts("postgres", cfg.BatchSize, 1), l, nil, nil, log), nil
-		})
-	}
 	if err != nil {
 		_ = f.Shutdown(context.Background())
+		closeAll(extra)
 		return nil, err
 	}
-	m.SetExporterStats(f.Stats)
+	for _, n := range extra {
+		f.exps = append(f.exps, newEventExporter(opts(n.Name, cfg.BatchSize, 1), n.Exporter, nil, nil, log))
+	}
 	return f, nil
 }
 
-// Report is ReportWith(r, Extras{}).
-func (f *Fanout) Report(r *spendguardv1.CostReport) { f.ReportWith(r, Extras{}) }
+// closeAll closes the exporters of extra that hold resources.
+func closeAll(extra []Named) {
+	for _, n := range extra {
+		if c, ok := n.Exporter.(sink.Closer); ok {
+			_ = c.Close(context.Background())
+		}
+	}
+}
 
-// ReportWith records r in the metrics and offers it, with x, to every
-// exporter. It never blocks and never waits for a destination: a full
-// queue drops the report and counts it. r and x must not be modified
-// afterwards.
-func (f *Fanout) ReportWith(r *spendguardv1.CostReport, x Extras) {
-	if r == nil {
+// Report offers ev to every exporter. It never blocks and never waits for
+// a destination: a full queue drops the event and counts it. ev must not
+// be modified afterwards.
+func (f *Fanout) Report(ev *sink.Event) {
+	if ev == nil || ev.Report == nil {
 		return
 	}
-	f.metrics.ObserveReport(r)
-	f.metrics.ObserveBudgets(x.Budgets)
-	if len(f.exps) == 0 {
-		return
-	}
-	ev := &sink.Event{Report: r, RequestJSON: x.RequestJSON, ResponseJSON: x.ResponseJSON, Budgets: x.Budgets}
 	for _, e := range f.exps {
 		e.offer(ev)
 	}
 }
 
-// WantsRequestBody reports whether an exporter uses Extras.RequestJSON
+// WantsRequestBody reports whether an exporter uses Event.RequestJSON
 // (Helicone): when false, the processor need not keep the body.
 func (f *Fanout) WantsRequestBody() bool { return f.wantRequest }
 
-// WantsBudgets reports whether an exporter uses Extras.Budgets (the
+// WantsBudgets reports whether an exporter uses Event.Budgets (the
 // webhook alerts). The per-scope gauges of the metrics use them too when
 // given, so they are worth passing whenever they come cheap.
 func (f *Fanout) WantsBudgets() bool { return f.wantBudgets }
 
-// Ledger is the PostgreSQL spend ledger (exporters.postgres), or nil. It
-// is closed by Shutdown.
-func (f *Fanout) Ledger() *postgres.Ledger { return f.ledger }
-
 // Stats returns every exporter's queue and delivery counters.
-func (f *Fanout) Stats() []metrics.ExporterStats {
-	out := make([]metrics.ExporterStats, len(f.exps))
+func (f *Fanout) Stats() []sink.QueueStats {
+	out := make([]sink.QueueStats, len(f.exps))
 	for i, e := range f.exps {
 		out[i] = e.stats()
 	}
@@ -197,7 +186,7 @@ func (e *eventExporter) offer(ev *sink.Event) {
 	}
 }
 
-func (e *eventExporter) stats() metrics.ExporterStats { return e.q.stats() }
+func (e *eventExporter) stats() sink.QueueStats { return e.q.stats() }
 
 func (e *eventExporter) shutdown(ctx context.Context) error {
 	err := e.q.shutdown(ctx)
@@ -228,6 +217,6 @@ func (a *alertExporter) offer(ev *sink.Event) {
 	}
 }
 
-func (a *alertExporter) stats() metrics.ExporterStats { return a.q.stats() }
+func (a *alertExporter) stats() sink.QueueStats { return a.q.stats() }
 
 func (a *alertExporter) shutdown(ctx context.Context) error { return a.q.shutdown(ctx) }

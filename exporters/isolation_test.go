@@ -15,32 +15,42 @@ import (
 	"github.com/spendguard/spendguard/exporters/helicone"
 	"github.com/spendguard/spendguard/exporters/jsonlog"
 	"github.com/spendguard/spendguard/exporters/otlp"
+	"github.com/spendguard/spendguard/exporters/sink"
 	"github.com/spendguard/spendguard/exporters/sink/sinktest"
 	"github.com/spendguard/spendguard/metrics"
-	spendguardv1 "github.com/spendguard/spendguard/proto/spendguard/v1"
 	"github.com/spendguard/spendguard/test/heliconesink"
 	"github.com/spendguard/spendguard/test/otlpsink"
 )
 
 // stack is a fan-out with a healthy OTLP receiver, a Helicone receiver
-// that may misbehave, and a JSON log to /dev/null.
+// that may misbehave, and a JSON log to /dev/null; with metrics, composed
+// with them as the app does (reporting.go).
 type stack struct {
 	f    *exporters.Fanout
+	m    *metrics.Metrics // may be nil
 	otlp *otlpsink.Sink
 	hel  *heliconesink.Sink
 }
 
+// report hands ev to the metrics and the fan-out, as the app does.
+func (s *stack) report(ev *sink.Event) {
+	s.m.ObserveReport(ev.Report)
+	s.m.ObserveBudgets(ev.Budgets)
+	s.f.Report(ev)
+}
+
 func newStack(tb testing.TB, cfg exporters.Config, m *metrics.Metrics) *stack {
 	tb.Helper()
-	s := &stack{otlp: otlpsink.New(), hel: heliconesink.New()}
+	s := &stack{m: m, otlp: otlpsink.New(), hel: heliconesink.New()}
 	tb.Cleanup(s.otlp.Close)
 	tb.Cleanup(s.hel.Close)
 	cfg.OTLP = &otlp.Config{Endpoint: s.otlp.URL() + "/v1/traces"}
 	cfg.Helicone = &helicone.Config{Endpoint: s.hel.URL() + "/custom/v1/log", APIKey: "k"}
 	cfg.Log = &jsonlog.Config{Path: "/dev/null"}
 	var err error
-	s.f, err = exporters.New(cfg, m, zap.NewNop())
+	s.f, err = exporters.New(cfg, zap.NewNop())
 	require.NoError(tb, err)
+	m.SetExporterStats(s.f.Stats)
 	return s
 }
 
@@ -53,7 +63,7 @@ func (s *stack) stats(name string) exporterStats {
 	panic("no exporter " + name)
 }
 
-type exporterStats metrics.ExporterStats
+type exporterStats sink.QueueStats
 
 func (s exporterStats) dropped() uint64 { return s.DroppedFull + s.DroppedFailed + s.DroppedShutdown }
 
@@ -82,7 +92,7 @@ func TestAFailingReceiverDoesNotDisturbTheOthers(t *testing.T) {
 				return func() bool { return s.stats("otlp").Sent == sent && s.stats("log").Sent == sent }
 			}
 			for i := range n {
-				s.f.Report(sinktest.Report(i))
+				s.report(&sink.Event{Report: sinktest.Report(i)})
 				if (i+1)%10 == 0 {
 					require.Eventually(t, healthyCaughtUp(uint64(i+1)), time.Minute, time.Millisecond)
 				}
@@ -143,9 +153,9 @@ func TestAFailingReceiverDoesNotDisturbTheOthers(t *testing.T) {
 // to /dev/null in both). The ratio hanging/healthy is the number to watch;
 // docs/exporters.md records a run.
 func BenchmarkReport(b *testing.B) {
-	reports := make([]*spendguardv1.CostReport, 1024)
+	reports := make([]*sink.Event, 1024)
 	for i := range reports {
-		reports[i] = sinktest.Report(i)
+		reports[i] = &sink.Event{Report: sinktest.Report(i)}
 	}
 	for _, mode := range []string{"healthy", "hanging"} {
 		b.Run(mode, func(b *testing.B) {
@@ -156,7 +166,7 @@ func BenchmarkReport(b *testing.B) {
 			b.RunParallel(func(pb *testing.PB) {
 				i := 0
 				for pb.Next() {
-					s.f.Report(reports[i&1023])
+					s.report(reports[i&1023])
 					i++
 				}
 			})
@@ -171,22 +181,22 @@ func BenchmarkReport(b *testing.B) {
 }
 
 // BenchmarkReportWithMetrics is BenchmarkReport/healthy plus the
-// Prometheus counters that Report updates synchronously.
+// Prometheus counters that the app's reporting updates synchronously.
 func BenchmarkReportWithMetrics(b *testing.B) {
 	m, err := metrics.New([]string{"tenant", "team", "use_case"})
 	require.NoError(b, err)
 	s := newStack(b, exporters.Config{}, m)
-	reports := make([]*spendguardv1.CostReport, 1024)
+	reports := make([]*sink.Event, 1024)
 	for i := range reports {
-		reports[i] = sinktest.Report(i)
-		reports[i].Scope["team"] = fmt.Sprint("team-", i%10)
+		reports[i] = &sink.Event{Report: sinktest.Report(i)}
+		reports[i].Report.Scope["team"] = fmt.Sprint("team-", i%10)
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		i := 0
 		for pb.Next() {
-			s.f.Report(reports[i&1023])
+			s.report(reports[i&1023])
 			i++
 		}
 	})

@@ -9,20 +9,22 @@ import (
 
 	"github.com/spendguard/spendguard/exporters"
 	"github.com/spendguard/spendguard/exporters/postgres"
+	"github.com/spendguard/spendguard/exporters/sink"
 	"github.com/spendguard/spendguard/exporters/sink/sinktest"
 	"github.com/spendguard/spendguard/test/pgtest"
 )
 
-// TestTheLedgerGetsEveryReport: with exporters.postgres every report the
-// fan-out takes becomes one ledger row, batched behind its own queue, and
-// Shutdown flushes them and closes the ledger.
+// TestTheLedgerGetsEveryReport: with the ledger passed in like any sink,
+// every report the fan-out takes becomes one ledger row, batched behind
+// its own queue, and Shutdown flushes them and closes the ledger.
 func TestTheLedgerGetsEveryReport(t *testing.T) {
 	dsn := pgtest.NewDatabase(t)
-	f, err := exporters.New(exporters.Config{BatchSize: 16, Postgres: &postgres.Config{DSN: dsn}}, nil, nil)
+	ledger, err := postgres.Open(postgres.Config{DSN: dsn}, nil, nil)
 	require.NoError(t, err)
-	require.NotNil(t, f.Ledger())
+	f, err := exporters.New(exporters.Config{BatchSize: 16}, nil, exporters.Named{Name: "postgres", Exporter: ledger})
+	require.NoError(t, err)
 	for i := range 300 {
-		f.Report(sinktest.Report(i))
+		f.Report(&sink.Event{Report: sinktest.Report(i)})
 	}
 	require.NoError(t, f.Shutdown(context.Background()))
 	st := f.Stats()

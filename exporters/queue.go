@@ -10,7 +10,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/spendguard/spendguard/exporters/sink"
-	"github.com/spendguard/spendguard/metrics"
 )
 
 // queueOptions tune one exporter's queue.
@@ -242,8 +241,8 @@ func (q *queue[T]) shutdown(ctx context.Context) error {
 	return ctx.Err()
 }
 
-func (q *queue[T]) stats() metrics.ExporterStats {
-	return metrics.ExporterStats{
+func (q *queue[T]) stats() sink.QueueStats {
+	return sink.QueueStats{
 		Exporter:        q.opts.name,
 		QueueDepth:      len(q.ch) + int(q.inFlight.Load()),
 		QueueCapacity:   q.opts.size,

@@ -14,7 +14,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/spendguard/spendguard/exporters/sink"
-	"github.com/spendguard/spendguard/metrics"
 )
 
 func testOptions() queueOptions {
@@ -54,7 +53,7 @@ func (r *recorder) items() []int {
 }
 
 // accounted is the invariant: every offered item is counted once.
-func accounted(s metrics.ExporterStats) uint64 {
+func accounted(s sink.QueueStats) uint64 {
 	return s.Sent + s.DroppedFull + s.DroppedFailed + s.DroppedShutdown
 }
 

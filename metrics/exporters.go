@@ -4,25 +4,16 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/spendguard/spendguard/exporters/sink"
 )
 
 // ExporterStats is one exporter's queue and delivery counters, as the
-// exporter fan-out reports them at scrape time. Every report offered to
-// the exporter ends up in exactly one of Sent, DroppedFull, DroppedFailed
-// or DroppedShutdown (or is still counted in QueueDepth).
-type ExporterStats struct {
-	Exporter        string // otlp, helicone, webhook, log
-	QueueDepth      int    // items queued or being delivered
-	QueueCapacity   int
-	Sent            uint64 // items delivered
-	Retries         uint64 // delivery attempts that were retried
-	DroppedFull     uint64 // dropped because the queue was full
-	DroppedFailed   uint64 // dropped after a permanent error or the last retry
-	DroppedShutdown uint64 // not delivered before the shutdown deadline
-}
+// exporter fan-out reports them at scrape time (sink.QueueStats).
+type ExporterStats = sink.QueueStats
 
 // SetExporterStats makes the exporter series come from f, called at each
-// scrape (exporters.New does this). f must be cheap and safe for
+// scrape (the app passes the fan-out's Stats). f must be cheap and safe for
 // concurrent use.
 func (m *Metrics) SetExporterStats(f func() []ExporterStats) {
 	if m == nil {

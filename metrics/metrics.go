@@ -11,8 +11,8 @@
 //     reads the store;
 //   - from the processor and the store: ext_proc message latency, store
 //     operation latency, reservations in flight, configuration reloads;
-//   - from the exporter fan-out (SetExporterStats): queue depth and
-//     capacity, deliveries, retries and drops per exporter;
+//   - from the exporter fan-out (SetExporterStats, wired by the app):
+//     queue depth and capacity, deliveries, retries and drops per exporter;
 //   - the Go runtime and process collectors.
 //
 // Names follow Prometheus conventions: one "spendguard_" prefix, snake_case,

@@ -166,8 +166,7 @@ func (st *stream) rewrite(body []byte, withUsage bool) []byte {
 // keepForwarded remembers the forwarded request body when a reporter asks
 // for it (Helicone logs the request JSON).
 func (st *stream) keepForwarded(body, mutated []byte) {
-	dr, ok := st.srv.opts.Reporter.(DetailedReporter)
-	if !ok || !dr.WantsRequestBody() {
+	if st.srv.opts.Reporter == nil || !st.srv.opts.Gather.RequestBody {
 		return
 	}
 	if mutated != nil {

@@ -16,14 +16,14 @@ import (
 // request after the store recovers is metered again.
 
 // unmeteredOnError decides a store error: true when the request goes on
-// unmetered (logged and counted once per stream), false for the 503.
+// unmetered (logged once per stream; the report's DECISION_UNMETERED is
+// what the metrics count), false for the 503.
 func (st *stream) unmeteredOnError(err error) bool {
 	if !st.snap.FailOpen {
 		return false
 	}
 	if !st.unmetered {
 		st.unmetered = true
-		st.srv.unmetered.Add(1)
 		st.log.Warn("budget store failed; serving the request unmetered (store.on_error: fail_open)",
 			zap.String("request_id", st.requestID), zap.Error(err))
 	}
@@ -41,7 +41,3 @@ func (st *stream) serveUnmetered(mutated []byte) *extprocv3.ProcessingResponse {
 	}
 	return bodyReplace(mutated)
 }
-
-// Unmetered is the number of requests served unmetered because the budget
-// store failed (store.on_error: fail_open), for metrics.
-func (s *Server) Unmetered() int64 { return s.unmetered.Load() }

@@ -91,7 +91,6 @@ func TestStoreDownFailClosedAnswers503(t *testing.T) {
 	ir := resp.GetImmediateResponse()
 	require.NotNil(t, ir, "%v", resp)
 	assert.Equal(t, 503, int(ir.GetStatus().GetCode()))
-	assert.Zero(t, h.srv.Unmetered())
 	refused := <-h.reports
 	assert.Equal(t, spendguardv1.Decision_DECISION_REJECTED, refused.GetDecision(), "a refused request is reported too")
 	assert.Zero(t, refused.GetCostNanoUsd())
@@ -108,13 +107,11 @@ func TestStoreDownFailOpenServesUnmetered(t *testing.T) {
 	r := h.serve()
 	assert.Equal(t, spendguardv1.Decision_DECISION_UNMETERED, r.GetDecision())
 	assert.Equal(t, int64(chatCost), r.GetCostNanoUsd(), "the report still carries the actual cost")
-	assert.Equal(t, int64(1), h.srv.Unmetered())
 
 	store.down.Store(false)
 	assert.Equal(t, budget.Counter{}, h.spend("acme"), "nothing was charged")
 	r = h.serve()
 	assert.Equal(t, spendguardv1.Decision_DECISION_ALLOWED, r.GetDecision(), "metered again once the store answers")
-	assert.Equal(t, int64(1), h.srv.Unmetered())
 	assert.Equal(t, chatCost, h.spend("acme").Committed)
 }
 
@@ -129,5 +126,6 @@ func TestStoreFailsAtBodyFailOpen(t *testing.T) {
 	store.down.Store(true)
 	resp = h.roundTrip(s, reqBody(chatBody))
 	require.NotNil(t, resp.GetRequestBody(), "%v", resp)
-	assert.Equal(t, int64(1), h.srv.Unmetered())
+	cancel() // the client goes away before the upstream answers
+	assert.Equal(t, spendguardv1.Decision_DECISION_UNMETERED, (<-h.reports).GetDecision())
 }

@@ -10,16 +10,16 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/spendguard/spendguard/budget"
+	"github.com/spendguard/spendguard/exporters/sink"
 	"github.com/spendguard/spendguard/internal/config"
 	"github.com/spendguard/spendguard/metrics"
 	"github.com/spendguard/spendguard/processor"
-	spendguardv1 "github.com/spendguard/spendguard/proto/spendguard/v1"
 	"github.com/spendguard/spendguard/test/loadgen/workload"
 )
 
 type countReporter struct{ n int }
 
-func (c *countReporter) Report(*spendguardv1.CostReport) { c.n++ }
+func (c *countReporter) Report(*sink.Event) { c.n++ }
 
 // BenchmarkLifecycle is the processor's own work for one request of the
 // load generator (test/loadgen), every message through Server.Process

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/spendguard/spendguard/budget"
+	"github.com/spendguard/spendguard/exporters/sink"
 	"github.com/spendguard/spendguard/internal/config"
 	"github.com/spendguard/spendguard/internal/money"
 	"github.com/spendguard/spendguard/processor"
@@ -57,7 +58,7 @@ type harness struct {
 
 type chanReporter chan *spendguardv1.CostReport
 
-func (c chanReporter) Report(r *spendguardv1.CostReport) { c <- r }
+func (c chanReporter) Report(ev *sink.Event) { c <- ev.Report }
 
 func newHarness(t *testing.T, yaml string) *harness {
 	t.Helper()

@@ -10,10 +10,10 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/spendguard/spendguard/budget"
+	"github.com/spendguard/spendguard/exporters/sink"
 	"github.com/spendguard/spendguard/internal/config"
 	"github.com/spendguard/spendguard/metrics"
 	"github.com/spendguard/spendguard/processor"
-	spendguardv1 "github.com/spendguard/spendguard/proto/spendguard/v1"
 )
 
 // panicky is the metrics observer, except that observing phase panics:
@@ -33,7 +33,7 @@ func (p panicky) ObserveMessage(phase string, d time.Duration) {
 // panickyReporter panics on every report, that is inside settling.
 type panickyReporter struct{}
 
-func (panickyReporter) Report(*spendguardv1.CostReport) { panic("reporter bug") }
+func (panickyReporter) Report(*sink.Event) { panic("reporter bug") }
 
 func panicsCounted(t *testing.T, m *metrics.Metrics) float64 {
 	t.Helper()

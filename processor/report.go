@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/spendguard/spendguard/budget"
+	"github.com/spendguard/spendguard/exporters/sink"
 	"github.com/spendguard/spendguard/pricing"
 	spendguardv1 "github.com/spendguard/spendguard/proto/spendguard/v1"
 )
@@ -21,32 +22,27 @@ type outcome struct {
 	aborted   bool
 }
 
-// DetailedReporter is a Reporter that also takes what a CostReport lacks:
-// the request JSON (for request loggers such as Helicone) and the budget
-// states after the request (for cap-crossing alerts). The processor only
-// gathers what Wants* asks for: keeping request bodies and reading budget
+// Reporter receives one sink.Event per request the processor answered or
+// forwarded (the app composes the metrics and the exporters' fan-out
+// behind it). Report must not block and must not modify the event, which
+// is read-only once handed over: exporters queue it and return.
+type Reporter interface {
+	Report(*sink.Event)
+}
+
+// Gather says which optional parts of an Event the Reporter uses; the
+// processor only gathers those: keeping request bodies and reading budget
 // states cost memory and a store call.
-type DetailedReporter interface {
-	Reporter
-	WantsRequestBody() bool
-	WantsBudgets() bool
-	ReportDetailed(*spendguardv1.CostReport, Details)
+type Gather struct {
+	// RequestBody fills Event.RequestJSON with the request body as
+	// forwarded (after a downgrade or usage injection).
+	RequestBody bool
+	// Budgets fills Event.Budgets with the states of the request's
+	// applicable budgets after it settled (or was refused).
+	Budgets bool
 }
 
-// Details accompany a CostReport for a DetailedReporter. They are
-// read-only once handed over.
-type Details struct {
-	// RequestJSON is the request body as forwarded (after a downgrade or
-	// usage injection), when WantsRequestBody.
-	RequestJSON []byte
-	// Budgets are the states of the request's applicable budgets after it
-	// settled (or was refused), when WantsBudgets.
-	Budgets []budget.State
-	// Rejection is the budget refusal of a 402, if any.
-	Rejection *budget.Rejection
-}
-
-// report hands the request's CostReport to the reporter, once per stream,
+// report hands the request's Event to the reporter, once per stream,
 // after the money is settled, off the per-chunk path. When budget states
 // are wanted they are read in the background, so the store call never
 // delays the answer to Envoy.
@@ -59,50 +55,48 @@ func (st *stream) reportWith(o outcome, decision spendguardv1.Decision, reason, 
 		return
 	}
 	st.reported = true
-	rep := st.costReport(o, decision, reason, budgetName)
-	dr, ok := st.srv.opts.Reporter.(DetailedReporter)
-	if !ok {
-		st.srv.opts.Reporter.Report(rep)
+	ev := st.event(o, decision, reason, budgetName)
+	gather := st.srv.opts.Gather
+	if gather.RequestBody {
+		ev.RequestJSON = st.forwarded
+	}
+	if !gather.Budgets || len(st.scopes) == 0 || st.unmetered {
+		st.srv.opts.Reporter.Report(ev)
 		return
 	}
-	d := Details{Rejection: rej}
-	if dr.WantsRequestBody() {
-		d.RequestJSON = st.forwarded
-	}
-	if !dr.WantsBudgets() || len(st.scopes) == 0 || st.unmetered {
-		dr.ReportDetailed(rep, d)
-		return
-	}
-	go st.srv.reportWithBudgets(dr, rep, d, st.scopes)
+	go st.srv.reportWithBudgets(ev, st.scopes, rej)
 }
 
-// reportWithBudgets reads the budget states of scopes and then reports;
-// it runs in its own goroutine, so the store call never delays an answer.
-func (srv *Server) reportWithBudgets(dr DetailedReporter, rep *spendguardv1.CostReport, d Details, scopes []budget.Scope) {
+// reportWithBudgets reads the budget states of scopes into ev and then
+// reports it; it runs in its own goroutine, so the store call never delays
+// an answer. rej is the request's refusal, if any (see BudgetStates).
+func (srv *Server) reportWithBudgets(ev *sink.Event, scopes []budget.Scope, rej *budget.Rejection) {
 	defer func() { // a goroutine of its own: a panic here would end the process
 		if r := recover(); r != nil {
-			_ = srv.recovered(rep.GetRequestId(), "reporting with budget states", r)
+			_ = srv.recovered(ev.Report.GetRequestId(), "reporting with budget states", r)
 		}
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), srv.opts.SettleTimeout)
 	defer cancel()
 	states, err := srv.opts.Budgets.Status(ctx, scopes)
 	if err != nil {
-		srv.opts.Log.Warn("reading budget states for alerts failed", zap.String("request_id", rep.GetRequestId()), zap.Error(err))
+		srv.opts.Log.Warn("reading budget states for alerts failed", zap.String("request_id", ev.Report.GetRequestId()), zap.Error(err))
 	}
-	d.Budgets = states
-	dr.ReportDetailed(rep, d)
+	ev.Budgets = BudgetStates(states, rej)
+	srv.opts.Reporter.Report(ev)
 }
 
-// costReport builds the CostReport of the stream, its timestamps and
-// durations in the same allocation.
-func (st *stream) costReport(o outcome, decision spendguardv1.Decision, reason, budgetName string) *spendguardv1.CostReport {
+// event builds the Event of the stream and its CostReport, the report's
+// timestamps and durations in the same allocation.
+func (st *stream) event(o outcome, decision spendguardv1.Decision, reason, budgetName string) *sink.Event {
 	end := st.srv.opts.Now()
 	r := &struct {
+		ev                  sink.Event
 		rep                 spendguardv1.CostReport
 		start, end          timestamppb.Timestamp
 		duration, proc, ttf durationpb.Duration
 	}{}
+	r.ev.Report = &r.rep
 	r.start.Seconds, r.start.Nanos = st.start.Unix(), int32(st.start.Nanosecond())
 	r.end.Seconds, r.end.Nanos = end.Unix(), int32(end.Nanosecond())
 	setDuration(&r.duration, end.Sub(st.start))
@@ -112,7 +106,7 @@ func (st *stream) costReport(o outcome, decision spendguardv1.Decision, reason, 
 	rep.StartTime, rep.EndTime = &r.start, &r.end
 	rep.Endpoint = st.endpoint.String()
 	rep.Scope = st.ident.Values
-	rep.RequestedModel, rep.ServedModel = st.model, st.servedModel
+	rep.RequestedModel, rep.ServedModel, rep.ResponseModel = st.model, st.servedModel, st.responseModel()
 	rep.PromptTokens, rep.CachedPromptTokens = o.usage.Prompt, o.usage.CachedPrompt
 	rep.CompletionTokens, rep.ReasoningTokens = o.usage.Completion, st.reasoning
 	rep.CostNanoUsd, rep.InputCostNanoUsd, rep.OutputCostNanoUsd = int64(o.cost.Total), int64(o.cost.Input), int64(o.cost.Output)
@@ -126,7 +120,19 @@ func (st *stream) costReport(o outcome, decision spendguardv1.Decision, reason, 
 		setDuration(&r.ttf, st.firstByte.Sub(st.start))
 		rep.UpstreamTimeToFirstByte = &r.ttf
 	}
-	return rep
+	return &r.ev
+}
+
+// responseModel is the model the upstream named in its response so far,
+// "" when it named none (or had not answered).
+func (st *stream) responseModel() string {
+	switch {
+	case st.sseScan != nil:
+		return st.sseScan.Model(st.servedModel)
+	case st.scanner != nil:
+		return st.scanner.Model(st.servedModel)
+	}
+	return ""
 }
 
 // setDuration is durationpb.New into d.

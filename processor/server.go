@@ -18,7 +18,6 @@ import (
 	"github.com/spendguard/spendguard/internal/mono"
 	"github.com/spendguard/spendguard/pricing"
 	"github.com/spendguard/spendguard/processor/identity"
-	spendguardv1 "github.com/spendguard/spendguard/proto/spendguard/v1"
 )
 
 // Snapshot is one immutable, validated configuration. A stream takes the
@@ -69,17 +68,12 @@ type Observer interface {
 	AddReservationsInFlight(delta int)
 }
 
-// Reporter receives one CostReport per charged request. It must not block:
-// exporters queue the report and return.
-type Reporter interface {
-	Report(*spendguardv1.CostReport)
-}
-
 // Options configure a Server.
 type Options struct {
 	Log      *zap.Logger
 	Budgets  Budgets
-	Reporter Reporter // optional
+	Reporter Reporter // optional (report.go)
+	Gather   Gather   // the optional parts of each event the Reporter uses
 	Observer Observer // optional
 	Now      func() time.Time
 	// SettleTimeout bounds the store calls made after a stream has ended
@@ -94,8 +88,7 @@ type Server struct {
 	opts   Options
 	active atomic.Int64
 
-	unmetered atomic.Int64 // requests served unmetered (fail_open)
-	panics    atomic.Int64 // streams ended by a recovered panic
+	panics atomic.Int64 // streams ended by a recovered panic
 }
 
 // New returns a Server answering with snap until Swap replaces it.

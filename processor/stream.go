@@ -59,7 +59,7 @@ type stream struct {
 	status       int            // upstream :status; 0 until response headers, or when missing or not a status
 	firstByte    time.Time      // when response headers arrived
 	scopes       []budget.Scope // applicable budgets (for alert states)
-	forwarded    []byte         // request body as forwarded, kept only for a DetailedReporter that wants it
+	forwarded    []byte         // request body as forwarded, kept only when Gather.RequestBody
 	reported     bool
 	sse          bool
 	dropUsage    bool               // spendguard injected include_usage: hide the usage event

@@ -99,10 +99,11 @@ func requestJSON(ev *sink.Event, limit int) json.RawMessage {
 	return stub
 }
 
+// responseJSON is the providerResponse body: always synthesised from the
+// report, since spendguard reads the upstream's response as it streams
+// past and keeps none of it. It carries what Helicone reads from a custom
+// log (the usage, the model the upstream named) and is marked synthetic.
 func responseJSON(ev *sink.Event, status int) json.RawMessage {
-	if b := bytes.TrimSpace(ev.ResponseJSON); len(b) > 0 && b[0] == '{' && json.Valid(b) {
-		return json.RawMessage(b)
-	}
 	r := ev.Report
 	model := r.GetResponseModel()
 	if model == "" {

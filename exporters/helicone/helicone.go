@@ -62,9 +62,9 @@ func (e *Exporter) Concurrency() int { return e.cfg.Concurrency }
 // MaxQueueBytes is the cap on the bodies held in the exporter's queue.
 func (e *Exporter) MaxQueueBytes() int64 { return e.cfg.MaxQueueBytes }
 
-// Size is what ev holds in the queue, for MaxQueueBytes: its bodies plus
-// a little for the report.
-func Size(ev *sink.Event) int64 { return int64(len(ev.RequestJSON)+len(ev.ResponseJSON)) + 1024 }
+// Size is what ev holds in the queue, for MaxQueueBytes: its request body
+// plus a little for the report.
+func Size(ev *sink.Event) int64 { return int64(len(ev.RequestJSON)) + 1024 }
 
 // Accept reports whether ev is logged: every request that was forwarded
 // upstream (not rejected by spendguard).

@@ -74,14 +74,13 @@ func TestExportSendsTheDocumentedJSON(t *testing.T) {
 	assert.Equal(t, 250.0, *l.Timing.TimeToFirstToken)
 }
 
-func TestExportUsesAKeptResponseAndStubsMissingOrLargeRequests(t *testing.T) {
+func TestExportSynthesisesTheResponseAndStubsMissingOrLargeRequests(t *testing.T) {
 	s := heliconesink.New()
 	defer s.Close()
 	e := newExporter(s, func(c *helicone.Config) { c.MaxRequestBytes = 64 })
 
 	kept := sinktest.Event(0)
 	kept.RequestJSON = []byte(`{"model":"m","input":"short"}`)
-	kept.ResponseJSON = []byte(`{"object":"list","model":"m","data":[],"usage":{"prompt_tokens":5,"total_tokens":5}}`)
 	kept.Report.Endpoint = "/v1/embeddings"
 	large := sinktest.Event(1)
 	large.RequestJSON = []byte(`{"model":"m","prompt":"` + strings.Repeat("x", 100) + `"}`)
@@ -96,7 +95,7 @@ func TestExportUsesAKeptResponseAndStubsMissingOrLargeRequests(t *testing.T) {
 	require.Len(t, logs, 4)
 	assert.Equal(t, "short", logs[0].ProviderRequest.JSON["input"])
 	assert.Equal(t, "list", logs[0].ProviderResponse.JSON["object"])
-	assert.NotContains(t, logs[0].ProviderResponse.JSON, "spendguard", "the upstream's own body")
+	assert.Contains(t, logs[0].ProviderResponse.JSON, "spendguard", "spendguard keeps no response body: the response is synthesised")
 	assert.Equal(t, "125 bytes, over max_request_bytes", logs[1].ProviderRequest.JSON["spendguard_request_omitted"])
 	assert.Equal(t, "meta-llama/Llama-3.1-70B-Instruct", logs[1].ProviderRequest.JSON["model"])
 	assert.Equal(t, "not captured", logs[2].ProviderRequest.JSON["spendguard_request_omitted"])

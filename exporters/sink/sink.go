@@ -1,11 +1,13 @@
-// Package sink is the vocabulary shared by spendguard's exporters: the Event
-// each one receives for a metered request, the budget states that travel
-// with it, the Exporter contract the fan-out (package exporters) drives, and
-// how a delivery error says whether a retry could help.
+// Package sink is the vocabulary of reporting: the Event the processor
+// emits once per request and that every exporter and the metrics receive,
+// the budget states that travel with it, the Exporter contract the fan-out
+// (package exporters) drives, the queue statistics it reports, and how a
+// delivery error says whether a retry could help.
 //
-// It depends on nothing but the CostReport and money types, so every sink
-// package (otlp, helicone, webhook, jsonlog) and the metrics package can
-// use it without importing each other.
+// It depends on nothing but the CostReport and money types, so the
+// processor, every sink package (otlp, helicone, webhook, jsonlog,
+// postgres), the fan-out and the metrics package can use it without
+// importing each other; the app composes them.
 package sink
 
 import (
@@ -16,10 +18,12 @@ import (
 	spendguardv1 "github.com/spendguard/spendguard/proto/spendguard/v1"
 )
 
-// Event is one metered request as the exporters see it: its CostReport and
-// what the report alone lacks. An Event and everything it points to are
-// read-only once handed to the fan-out: several exporters read it
-// concurrently, possibly long after the request ended.
+// Event is one request as the processor reports it: its CostReport and
+// what the report alone lacks. It is the only reporting type: the
+// processor builds it, the app hands it to the metrics and the fan-out,
+// and every exporter receives it as is. An Event and everything it points
+// to are read-only once reported: several exporters read it concurrently,
+// possibly long after the request ended.
 type Event struct {
 	// Report is the request's CostReport. Never nil.
 	Report *spendguardv1.CostReport
@@ -30,12 +34,6 @@ type Event struct {
 	// exporters.Fanout.WantsRequestBody). Only the Helicone exporter
 	// reads it.
 	RequestJSON []byte
-
-	// ResponseJSON is the upstream's complete, non-streamed JSON response
-	// body when the processor kept it (it only should for small bodies), or
-	// nil. Exporters that need a response body synthesise one from the
-	// report's usage when it is nil, which is always the case for streams.
-	ResponseJSON []byte
 
 	// Budgets are the states of the request's applicable budget scopes
 	// after the request was settled (or rejected), in configuration order.
@@ -130,4 +128,19 @@ type Closer interface {
 type FieldError struct {
 	Field string
 	Msg   string
+}
+
+// QueueStats is one exporter's queue and delivery counters, as the fan-out
+// reports them (the metrics show them at scrape time). Every item offered
+// to the exporter ends up in exactly one of Sent, DroppedFull,
+// DroppedFailed or DroppedShutdown (or is still counted in QueueDepth).
+type QueueStats struct {
+	Exporter        string // otlp, helicone, webhook, log, postgres
+	QueueDepth      int    // items queued or being delivered
+	QueueCapacity   int
+	Sent            uint64 // items delivered
+	Retries         uint64 // delivery attempts that were retried
+	DroppedFull     uint64 // dropped because the queue was full
+	DroppedFailed   uint64 // dropped after a permanent error or the last retry
+	DroppedShutdown uint64 // not delivered before the shutdown deadline
 }

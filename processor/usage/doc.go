@@ -102,8 +102,7 @@
 //   - an event with a "usage" key whose value is not null, or with an
 //     escaped letter of "usage" (\u0061, \u0065, \u0067, \u0073, \u0075):
 //     a JSONScanner runs over its data;
-//   - a possible error event (below) and, when dropping, the usage event:
-//     encoding/json decodes its top-level members.
+//   - when dropping, the usage event: its top-level members are checked.
 //
 // Usage, decisions exactly:
 //
@@ -136,8 +135,9 @@
 //
 // The other findings:
 //
-//   - Done: a data: [DONE] event, or for SSEResponses a
-//     response.completed, response.incomplete or response.failed event.
+//   - Model: the model the upstream names, the top-level "model" string of
+//     the first event that has one (SSEResponses: response.model); see
+//     model.go. JSONScanner.Model is the top-level "model" of a JSON body.
 //   - ContentEvents, a heuristic to estimate the completion of a stream that
 //     ends without usage (about one token per event; vLLM sends one per
 //     token): for SSEChat the events with a non-empty string under a
@@ -146,9 +146,4 @@
 //     SSEResponses the events whose type (event field, else the first
 //     "type" in the data) ends in ".delta" and whose "delta" is a non-empty
 //     string.
-//   - UpstreamError: the message of the first error event, at most 1 KiB:
-//     {"error":{"message":…}} (vLLM ≥ 0.10.1, OpenAI), {"object":"error",
-//     "message":…} (older vLLM), for SSEResponses a type "error" event's
-//     message or a response.failed event's response.error.message. An error
-//     without a message string reports its JSON.
 package usage

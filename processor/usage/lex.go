@@ -16,18 +16,24 @@ func (s *JSONScanner) stringByte(c byte, i int) {
 		if int(s.keyPos) == len(s.target()) {
 			s.keyMatched()
 		}
+		s.endModelKey()
 	case c == '\\':
 		s.state = stEscape
 	case c < 0x20:
 		s.failf(i, "control character %q in a string", c)
-	case s.keyPos >= 0:
+	case s.keyPos >= 0 || s.model.pos >= 0:
 		s.matchKey(c)
 	}
 }
 
 // matchKey advances the match of a key at the path's depth against the
-// path's next key by one unescaped byte.
+// path's next key, and that of a top-level key against modelKey, by one
+// unescaped byte.
 func (s *JSONScanner) matchKey(c byte) {
+	s.matchModelKey(c)
+	if s.keyPos < 0 {
+		return
+	}
 	if key := s.target(); int(s.keyPos) < len(key) && c == key[s.keyPos] {
 		s.keyPos++
 	} else {
@@ -38,8 +44,9 @@ func (s *JSONScanner) matchKey(c byte) {
 func (s *JSONScanner) escapeByte(c byte, i int) {
 	switch c {
 	case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-		// None of these characters is in a path key (see resetPath).
-		s.state, s.keyPos = stString, -1
+		// None of these characters is in a path key (see resetPath) or
+		// in modelKey.
+		s.state, s.keyPos, s.model.pos = stString, -1, -1
 	case 'u':
 		s.state, s.nHex, s.hexVal = stHex, 4, 0
 	default:
@@ -65,11 +72,11 @@ func (s *JSONScanner) hexByte(c byte, i int) {
 		return
 	}
 	s.state = stString
-	if s.keyPos >= 0 {
+	if s.keyPos >= 0 || s.model.pos >= 0 {
 		if s.hexVal < 0x80 {
 			s.matchKey(byte(s.hexVal))
 		} else {
-			s.keyPos = -1
+			s.keyPos, s.model.pos = -1, -1
 		}
 	}
 }
@@ -134,7 +141,7 @@ func (s *JSONScanner) unexpected(c byte, i int) {
 func (s *JSONScanner) failf(i int, format string, args ...any) {
 	s.err = fmt.Errorf("%w: %s at offset %d", ErrMalformed, fmt.Sprintf(format, args...), s.off+int64(i))
 	s.state = stError
-	s.capturing = false
+	s.capturing, s.model.capturing = false, false
 }
 
 func isSpace(c byte) bool { return c == ' ' || c == '\n' || c == '\r' || c == '\t' }

@@ -113,6 +113,8 @@ type JSONScanner struct {
 	usage    pricing.Usage
 	details  Details
 	usageErr error
+
+	model modelCapture // the top-level model member (model.go)
 }
 
 // NewJSONScanner returns a scanner ready for one body.
@@ -125,7 +127,7 @@ func (s *JSONScanner) Reset() {
 	if cap(buf) > 4<<10 {
 		buf = nil
 	}
-	*s = JSONScanner{buf: buf}
+	*s = JSONScanner{buf: buf, model: modelCapture{pos: -1, raw: s.model.raw[:0]}}
 }
 
 // Result reports the usage of the body fed so far, as if it ended here. It
@@ -177,7 +179,7 @@ func (s *JSONScanner) Write(p []byte) {
 	if s.state == stError {
 		return
 	}
-	s.capStart = 0
+	s.capStart, s.model.start = 0, 0
 	n := len(p)
 scan:
 	for i := 0; i < n; i++ {
@@ -196,11 +198,15 @@ scan:
 			}
 			s.structByte(c, p, i)
 		case stString:
-			if s.keyPos < 0 {
+			if s.keyPos < 0 && s.model.pos < 0 {
 				if i += jsonscan.PlainRun(p[i:]); i == n {
 					break scan
 				}
 				c = p[i]
+			}
+			if c == '"' && s.model.capturing {
+				s.model.capturing = false
+				s.addModel(p[s.model.start : i+1])
 			}
 			s.stringByte(c, i)
 		case stInt, stFrac, stExp:
@@ -231,6 +237,9 @@ scan:
 	}
 	if s.capturing {
 		s.appendCapture(p[s.capStart:])
+	}
+	if s.model.capturing {
+		s.addModel(p[s.model.start:])
 	}
 	s.off += int64(n)
 }

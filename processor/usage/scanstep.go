@@ -26,6 +26,8 @@ func (s *JSONScanner) wholeToken(p []byte, i int) int {
 		}
 	case stValue, stArrayFirst:
 		switch {
+		case s.model.next:
+			return s.wholeModel(p, i)
 		case c == '{' && s.nextIsUsage:
 			return s.wholeUsage(p, i)
 		case c == '{' || c == '[':
@@ -53,6 +55,7 @@ func (s *JSONScanner) wholeKey(p []byte, i int) int {
 			return 0
 		}
 		match = string(key) == s.target()
+		s.model.next = s.path == nil && string(key) == modelKey
 	}
 	s.state = stColon
 	if match {
@@ -177,6 +180,7 @@ func (s *JSONScanner) beginKey(c byte, i int) {
 	if s.depth == s.level+1 {
 		s.keyPos = 0
 	}
+	s.beginModelKey()
 }
 
 // beginValue starts the value whose first byte is c.
@@ -193,7 +197,7 @@ func (s *JSONScanner) beginValue(c byte, i int) {
 		}
 		s.state = stArrayFirst
 	case c == '"':
-		s.state, s.inKey, s.keyPos = stString, false, -1
+		s.state, s.inKey, s.keyPos, s.model.pos = stString, false, -1, -1
 	case c == '-':
 		s.state = stMinus
 	case c == '0':

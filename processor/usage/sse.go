@@ -29,9 +29,8 @@ const MaxSSEEventBytes = 64 << 10
 const maxEventType = 64
 
 // SSEScanner reads a text/event-stream response body fed to it in chunks
-// split at any byte: it finds the usage, counts content events, notices the
-// end of the stream and error events, and can remove the usage-only event
-// from what the client receives. It is not safe for concurrent use. The
+// split at any byte: it finds the usage, counts content events and can
+// remove the usage-only event from what the client receives. It is not safe for concurrent use. The
 // zero value is ready for a SSEChat stream without dropping; NewSSEScanner
 // and Reset choose. It takes about 1.5 KiB plus buffers that grow to the
 // largest event seen, at most about MaxSSEEventBytes each for the event's
@@ -78,8 +77,9 @@ type SSEScanner struct {
 	details  Details
 	usageErr error
 	content  int
-	done     bool
-	upErr    string
+
+	modelRaw   []byte // the model's raw JSON string (model.go)
+	modelFound bool
 }
 
 // NewSSEScanner returns a scanner for one stream of the given kind. With
@@ -111,6 +111,7 @@ func (s *SSEScanner) Reset(kind SSEKind, dropUsageEvent bool) {
 		data:       keep(s.data),
 		hold:       keep(s.hold),
 		out:        keep(s.out),
+		modelRaw:   s.modelRaw[:0],
 		js:         js,
 	}
 }
@@ -197,15 +198,6 @@ func (s *SSEScanner) Details() Details {
 // package documentation for the heuristic): about one token each, to
 // estimate the completion of a stream that ends without usage.
 func (s *SSEScanner) ContentEvents() int { return s.content }
-
-// Done reports whether the stream's last event arrived: data: [DONE], or
-// for SSEResponses a response.completed, response.incomplete or
-// response.failed event.
-func (s *SSEScanner) Done() bool { return s.done }
-
-// UpstreamError returns the message of the first error event in the stream
-// (at most 1 KiB), "" if there was none.
-func (s *SSEScanner) UpstreamError() string { return s.upErr }
 
 // blankLine ends the open block, if any, at the blank line's terminator
 // p[i].

@@ -2,10 +2,8 @@ package usage
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/spendguard/spendguard/internal/jsonscan"
 )
@@ -15,8 +13,6 @@ import (
 // vectorised searches and no decoding.
 var (
 	keyUsage     = []byte(`"usage"`)
-	keyError     = []byte(`"error"`)
-	keyObject    = []byte(`"object"`)
 	keyType      = []byte(`"type"`)
 	keyDelta     = []byte(`"delta"`)
 	keyToolCalls = []byte(`"tool_calls"`)
@@ -28,9 +24,6 @@ var (
 	// contentKeys hold generated text in chat and completions events.
 	contentKeys = [][]byte{[]byte(`"content"`), []byte(`"text"`), []byte(`"reasoning_content"`), []byte(`"reasoning"`), []byte(`"refusal"`)}
 )
-
-// maxErrorMessage bounds UpstreamError.
-const maxErrorMessage = 1 << 10
 
 // usagePath is where the kind's events carry usage (nil: top-level usage).
 func (s *SSEScanner) usagePath() []string {
@@ -51,8 +44,7 @@ func (s *SSEScanner) dispatch() (usageOnly bool) {
 	if !big {
 		data = data[:len(data)-1] // the '\n' after the last data line
 		if bytes.Equal(data, doneData) {
-			s.done = true
-			return false
+			return false // the end marker, not an event
 		}
 	}
 	s.events++
@@ -62,14 +54,8 @@ func (s *SSEScanner) dispatch() (usageOnly bool) {
 	if s.isContent(data, typ) {
 		s.content++
 	}
-	if s.kind == SSEResponses {
-		switch string(typ) {
-		case "response.completed", "response.incomplete", "response.failed":
-			s.done = true
-		}
-	}
-	if !big && s.upErr == "" && s.mayBeError(data, typ) {
-		s.upErr = errorMessage(data)
+	if !big {
+		s.findModel(data, typ)
 	}
 	switch {
 	case big:
@@ -191,73 +177,6 @@ func hasNonEmptyString(data, quotedKey []byte) bool {
 	return false
 }
 
-// mayBeError reports whether data may be an error event: for SSEResponses
-// an event of type error or response.failed; else data must hold the text
-// "error" as a key whose value is an object, or as the value of an "object"
-// or "type" member (one search for the rare "error" in a token event).
-func (s *SSEScanner) mayBeError(data, typ []byte) bool {
-	if s.kind == SSEResponses && (string(typ) == "error" || string(typ) == "response.failed") {
-		return true
-	}
-	for from := 0; from < len(data); {
-		i := bytes.Index(data[from:], keyError)
-		if i < 0 {
-			return false
-		}
-		i += from
-		from = i + len(keyError)
-		if j := skipSpace(data, from); j < len(data) && data[j] == ':' {
-			if v := skipSpace(data, j+1); v < len(data) && data[v] == '{' {
-				return true
-			}
-			continue
-		}
-		j := i
-		for j > 0 && isSpace(data[j-1]) {
-			j--
-		}
-		if j == 0 || data[j-1] != ':' {
-			continue
-		}
-		for j--; j > 0 && isSpace(data[j-1]); j-- {
-		}
-		if key := data[:j]; bytes.HasSuffix(key, keyObject) || bytes.HasSuffix(key, keyType) {
-			return true
-		}
-	}
-	return false
-}
-
-// errorMessage decodes the message of an error event: error.message,
-// the top-level message of an {"object":"error"} or {"type":"error"}
-// event, or response.error.message. It is "" when data is no error event;
-// when an error has no message string, its JSON stands in for it.
-func errorMessage(data []byte) string {
-	top := members(data)
-	if top == nil {
-		return ""
-	}
-	errObj := members(top["error"])
-	if errObj == nil && (string(top["object"]) == `"error"` || string(top["type"]) == `"error"`) {
-		errObj = top
-	}
-	if errObj == nil {
-		errObj = members(members(top["response"])["error"])
-	}
-	if errObj == nil {
-		return ""
-	}
-	var msg string
-	if json.Unmarshal(errObj["message"], &msg) != nil || msg == "" {
-		raw, _ := json.Marshal(errObj)
-		msg = string(raw)
-	}
-	if len(msg) > maxErrorMessage {
-		msg = strings.ToValidUTF8(msg[:maxErrorMessage], "\uFFFD") // a cut rune
-	}
-	return msg
-}
-
 // isUsageOnly reports whether data is a chat event with a non-null
 // top-level usage and an empty top-level choices array: the event vLLM and
 // OpenAI send when include_usage is set.
@@ -273,17 +192,4 @@ func isUsageOnly(data []byte) bool {
 	}
 	choices := trimSpace(top.Get("choices"))
 	return len(choices) >= 2 && choices[0] == '[' && len(trimSpace(choices[1:len(choices)-1])) == 0
-}
-
-// members decodes a JSON object into its members; nil when raw is not one.
-func members(raw []byte) map[string]json.RawMessage {
-	raw = trimSpace(raw)
-	if len(raw) == 0 || raw[0] != '{' {
-		return nil
-	}
-	var m map[string]json.RawMessage
-	if json.Unmarshal(raw, &m) != nil {
-		return nil
-	}
-	return m
 }

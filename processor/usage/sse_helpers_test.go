@@ -16,9 +16,8 @@ type sseOutcome struct {
 	Details Details
 	Found   bool
 	Err     string
-	Done    bool
 	Content int
-	UpErr   string
+	Model   string
 	err     error
 }
 
@@ -64,8 +63,7 @@ func scanSSE(t testing.TB, body []byte, run sseRun, next func(rest int) int) (o 
 	require.Empty(t, s.Finish(), "a second Finish returns nothing")
 
 	u, found, err := s.Result()
-	o = sseOutcome{Out: string(out), Usage: u, Details: s.Details(), Found: found, err: err,
-		Done: s.Done(), Content: s.ContentEvents(), UpErr: s.UpstreamError()}
+	o = sseOutcome{Out: string(out), Usage: u, Details: s.Details(), Found: found, err: err, Content: s.ContentEvents(), Model: s.Model("")}
 	if err != nil {
 		o.Err = err.Error()
 	}

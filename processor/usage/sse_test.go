@@ -36,9 +36,7 @@ type sseCase struct {
 	found   bool
 	usage   pricing.Usage
 	err     error // sentinel Result's error wraps
-	done    bool
 	content int
-	upErr   string
 }
 
 func sseCases() []sseCase {
@@ -46,7 +44,7 @@ func sseCases() []sseCase {
 		return sseCase{
 			body: event(eol, tokRole) + event(eol, tokA) + event(eol, tokB) + event(eol, tokStop) +
 				event(eol, usageOnly) + event(eol, done),
-			dropped: event(eol, usageOnly), found: true, usage: u12x3, done: true, content: 2,
+			dropped: event(eol, usageOnly), found: true, usage: u12x3, content: 2,
 		}
 	}
 	named := func(name string, c sseCase) sseCase { c.name = name; return c }
@@ -57,38 +55,38 @@ func sseCases() []sseCase {
 		{name: "mixed line endings",
 			body:    event("\n", tokA) + "data: {\"choices\":[],\r\ndata: \"usage\":{\"prompt_tokens\":12,\"completion_tokens\":3}}\r\r" + event("\r\n", done),
 			dropped: "data: {\"choices\":[],\r\ndata: \"usage\":{\"prompt_tokens\":12,\"completion_tokens\":3}}\r\r",
-			found:   true, usage: u12x3, done: true, content: 1},
+			found:   true, usage: u12x3, content: 1},
 		{name: "keep-alive comments, fields and extra blank lines",
 			body: ": keep-alive\n\n" + event("\n", "id: 1", tokA) + "\n\n: ping\n\n" + event("\n", "retry: 100", "event: message", tokB) +
 				event("\n", ": before usage", usageOnly, ": after usage") + ":\n\n" + event("\n", done),
 			dropped: event("\n", ": before usage", usageOnly, ": after usage"),
-			found:   true, usage: u12x3, done: true, content: 2},
+			found:   true, usage: u12x3, content: 2},
 		{name: "data without space and with two",
 			body:    "data:" + tokA[len("data: "):] + "\n\ndata:  " + usageOnly[len("data: "):] + "\n\ndata:[DONE]\n\n",
 			dropped: "data:  " + usageOnly[len("data: "):] + "\n\n",
-			found:   true, usage: u12x3, done: true, content: 1},
+			found:   true, usage: u12x3, content: 1},
 		{name: "usage event over several data lines",
 			body:    event("\n", tokA) + event("\n", `data: {"choices":`, `data: [ ],`, `data:`, `data: "usage": {"prompt_tokens": 12, "completion_tokens": 3}}`) + event("\n", done),
 			dropped: event("\n", `data: {"choices":`, `data: [ ],`, `data:`, `data: "usage": {"prompt_tokens": 12, "completion_tokens": 3}}`),
-			found:   true, usage: u12x3, done: true, content: 1},
+			found:   true, usage: u12x3, content: 1},
 		{name: "unknown fields and a data field without colon",
-			body: event("\n", "datum: {\"usage\":{\"prompt_tokens\":1}}", "dataset", tokA) + event("\n", "data", "data") + event("\n", done),
-			done: true, content: 1},
+			body:    event("\n", "datum: {\"usage\":{\"prompt_tokens\":1}}", "dataset", tokA) + event("\n", "data", "data") + event("\n", done),
+			content: 1},
 		{name: "continuous usage stats, last wins",
 			body: event("\n", `data: {"choices":[{"delta":{"content":"a"}}],"usage":{"prompt_tokens":12,"total_tokens":13,"completion_tokens":1}}`) +
 				event("\n", `data: {"choices":[{"delta":{"content":"b"}}],"usage":{"prompt_tokens":12,"total_tokens":14,"completion_tokens":2}}`) +
 				event("\n", usageOnly) + event("\n", done),
-			dropped: event("\n", usageOnly), found: true, usage: u12x3, done: true, content: 2},
+			dropped: event("\n", usageOnly), found: true, usage: u12x3, content: 2},
 		{name: "continuous usage stats without the usage-only event",
 			body: event("\n", `data: {"choices":[{"delta":{"content":"a"}}],"usage":{"prompt_tokens":12,"completion_tokens":1}}`) +
 				event("\n", `data: {"choices":[{"delta":{"content":"b"}}],"usage":{"prompt_tokens":12,"completion_tokens":3}}`) + event("\n", done),
-			found: true, usage: u12x3, done: true, content: 2},
+			found: true, usage: u12x3, content: 2},
 		{name: "usage null on every event (OpenAI)",
-			body: event("\n", `data: {"choices":[{"delta":{"content":"a"}}],"usage":null}`) + event("\n", `data: {"choices":[],"usage" : null}`) + event("\n", done),
-			done: true, content: 1},
+			body:    event("\n", `data: {"choices":[{"delta":{"content":"a"}}],"usage":null}`) + event("\n", `data: {"choices":[],"usage" : null}`) + event("\n", done),
+			content: 1},
 		{name: "later events without usage keep it",
 			body:    event("\n", usageOnly) + event("\n", `data: {"choices":[{"delta":{"content":"late"}}],"usage":null}`) + event("\n", done),
-			dropped: event("\n", usageOnly), found: true, usage: u12x3, done: true, content: 1},
+			dropped: event("\n", usageOnly), found: true, usage: u12x3, content: 1},
 		{name: "undecodable last usage wins",
 			body:    event("\n", usageOnly) + event("\n", `data: {"choices":[],"usage":{"prompt_tokens":-1}}`),
 			dropped: event("\n", usageOnly) + event("\n", `data: {"choices":[],"usage":{"prompt_tokens":-1}}`),
@@ -108,17 +106,14 @@ func sseCases() []sseCase {
 			body:    event("\n", `data: {"usage":{"prompt_tokens":12},`) + event("\n", "data: hello") + event("\n", `data: {"choices":[{"delta":{"content":"a"}}]}`),
 			content: 1},
 		{name: "mid-stream error then DONE",
-			body: event("\n", tokA) + event("\n", `data: {"error": {"message": "CUDA out of memory", "type": "InternalServerError", "param": null, "code": 500}}`) + event("\n", done),
-			done: true, content: 1, upErr: "CUDA out of memory"},
+			body:    event("\n", tokA) + event("\n", `data: {"error": {"message": "CUDA out of memory", "type": "InternalServerError", "param": null, "code": 500}}`) + event("\n", done),
+			content: 1},
 		{name: "flat error, first error kept",
-			body:  event("\n", `data: {"object":"error","message":"bad \u00e9","type":"BadRequestError","code":400}`) + event("\n", `data: {"error":{"message":"second"}}`),
-			upErr: "bad é"},
+			body: event("\n", `data: {"object":"error","message":"bad \u00e9","type":"BadRequestError","code":400}`) + event("\n", `data: {"error":{"message":"second"}}`)},
 		{name: "flat error with spaces",
-			body:  event("\n", `data: {"object" : "error", "message": "too long", "type": "BadRequestError", "param": null, "code": 400}`),
-			upErr: "too long"},
+			body: event("\n", `data: {"object" : "error", "message": "too long", "type": "BadRequestError", "param": null, "code": 400}`)},
 		{name: "error without message",
-			body:  event("\n", `data: {"error":{"code":500}}`),
-			upErr: `{"code":500}`},
+			body: event("\n", `data: {"error":{"code":500}}`)},
 		{name: "error decoys",
 			body:    event("\n", `data: {"choices":[{"delta":{"content":"error"}}],"error":null}`) + event("\n", `data: {"choices":[{"delta":{"content":"{\"error\":{}}"}}]}`),
 			content: 2},
@@ -132,7 +127,7 @@ func sseCases() []sseCase {
 			body:    event("\n", tokA) + event("\n", tokB) + tokA[:40],
 			content: 2},
 		{name: "empty"},
-		{name: "DONE unterminated", body: done, done: true},
+		{name: "DONE unterminated", body: done},
 	}
 }
 
@@ -154,9 +149,7 @@ func TestSSEScanner(t *testing.T) {
 				assert.Equal(t, c.found, got.Found)
 				assert.Equal(t, c.usage, got.Usage)
 			}
-			assert.Equal(t, c.done, got.Done, "done")
 			assert.Equal(t, c.content, got.Content, "content events")
-			assert.Equal(t, c.upErr, got.UpErr, "upstream error")
 		})
 	}
 }
@@ -225,7 +218,6 @@ func TestSSEScannerReuse(t *testing.T) {
 	assert.Equal(t, chunk, out)
 	assert.Empty(t, s.Finish())
 	assert.Equal(t, 1, s.ContentEvents())
-	assert.False(t, s.Done())
 }
 
 func TestSSEScannerZeroValue(t *testing.T) {
@@ -239,5 +231,4 @@ func TestSSEScannerZeroValue(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, found)
 	assert.Equal(t, u12x3, u)
-	assert.True(t, s.Done())
 }

@@ -55,8 +55,10 @@ metrics:
   label_dimensions: [tenant]
 `
 
-// tee hands every report to the fan-out and keeps a copy for the test.
+// tee hands every report to the metrics and the fan-out, composed as the
+// app composes its own, and keeps a copy for the test.
 type tee struct {
+	m    *metrics.Metrics
 	f    *exporters.Fanout
 	mu   sync.Mutex
 	list []*spendguardv1.CostReport
@@ -66,7 +68,8 @@ func (t *tee) Report(r *spendguardv1.CostReport) {
 	t.mu.Lock()
 	t.list = append(t.list, r)
 	t.mu.Unlock()
-	t.f.Report(r)
+	t.m.ObserveReport(r)
+	t.f.Report(&sink.Event{Report: r})
 }
 
 func (t *tee) reports() []*spendguardv1.CostReport {
@@ -93,9 +96,10 @@ func TestExportersReceiveEveryRequestThroughTheStack(t *testing.T) {
 		OTLP:     &otlp.Config{Endpoint: traces.URL() + "/api/public/otel/v1/traces", Headers: map[string]string{"x-langfuse-ingestion-version": "4"}},
 		Helicone: &helicone.Config{Endpoint: logs.URL() + "/custom/v1/log", APIKey: "sk-test"},
 		Log:      &jsonlog.Config{Path: filepath.Join(t.TempDir(), "spend.jsonl")},
-	}, m, zap.NewNop())
+	}, zap.NewNop())
 	require.NoError(t, err)
-	rec := &tee{f: f}
+	m.SetExporterStats(f.Stats)
+	rec := &tee{m: m, f: f}
 
 	vllm := fakevllm.New(fakevllm.Config{})
 	vllmURL, err := vllm.Start("127.0.0.1:0")

@@ -127,11 +127,10 @@ func TestRedisStoppedMidLoad(t *testing.T) {
 		assert.Contains(t, string(resp.body), `"type":"service_unavailable"`)
 		assert.Contains(t, string(resp.body), `"code":"service_unavailable"`)
 	}
-	before, reports := open.sg.Processor.Unmetered(), open.probe.len()
+	reports := open.probe.len()
 	for range 5 {
 		require.Equal(t, http.StatusOK, open.send(t).status, "fail_open serves while Redis is down")
 	}
-	assert.GreaterOrEqual(t, open.sg.Processor.Unmetered()-before, int64(5), "and counts the requests")
 	require.Eventually(t, func() bool { return open.probe.len() == reports+5 }, 10*time.Second, 10*time.Millisecond)
 	for _, d := range open.probe.since(reports) {
 		assert.Equal(t, spendguardv1.Decision_DECISION_UNMETERED, d)
@@ -145,7 +144,6 @@ func TestRedisStoppedMidLoad(t *testing.T) {
 		open.send(t)
 		return waitDecision(open.probe, n) == spendguardv1.Decision_DECISION_ALLOWED
 	}, 10*time.Second, 20*time.Millisecond, "fail_open meters again by itself")
-	unmetered := open.sg.Processor.Unmetered()
 	stopLoad()
 	wg.Wait()
 	assert.Zero(t, loadBad.Load(), "load requests got only 200 (and 503 from fail_closed)")
@@ -154,7 +152,6 @@ func TestRedisStoppedMidLoad(t *testing.T) {
 		require.Equal(t, http.StatusOK, open.send(t).status)
 		assert.Equal(t, spendguardv1.Decision_DECISION_ALLOWED, waitDecision(open.probe, n))
 	}
-	assert.Equal(t, unmetered, open.sg.Processor.Unmetered())
 
 	// Reservations whose settle failed while Redis was down expire after
 	// reservation_ttl (2s) and are swept by the next call on their counter.

@@ -69,7 +69,7 @@ type driftJSON struct {
 // (exporters.postgres), 400 for a bad query.
 func (in *Instance) spendHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		l := in.Exporters.Ledger()
+		l := in.Ledger
 		if l == nil {
 			spendError(w, http.StatusNotFound, "not_found", "no spend ledger is configured (exporters.postgres)")
 			return

@@ -18,7 +18,7 @@ import (
 // rebuilding. A ledger that cannot be read stops the start: serving with
 // forgotten spend would let budgets be overspent.
 func (in *Instance) recoverFromLedger() error {
-	l := in.Exporters.Ledger()
+	l := in.Ledger
 	store, ok := in.Store.(postgres.Restorer)
 	if l == nil || !ok {
 		return nil

@@ -8,8 +8,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/spendguard/spendguard/budget"
-	"github.com/spendguard/spendguard/exporters"
 	"github.com/spendguard/spendguard/exporters/sink"
+	"github.com/spendguard/spendguard/processor"
 )
 
 // startBudgetGauges keeps the per-scope budget gauges of /metrics
@@ -65,7 +65,7 @@ func (in *Instance) budgetGaugeSource(ctx context.Context, max int) ([]sink.Budg
 		states = append(states, listing.States...)
 		truncated = truncated || listing.Truncated
 	}
-	return exporters.BudgetStates(states, nil), truncated, nil
+	return processor.BudgetStates(states, nil), truncated, nil
 }
 
 // labelled reports whether every match key of b is a label dimension.

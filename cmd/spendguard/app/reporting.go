@@ -1,38 +1,72 @@
 package app
 
 import (
+	"fmt"
+
 	"github.com/spendguard/spendguard/exporters"
+	"github.com/spendguard/spendguard/exporters/postgres"
+	"github.com/spendguard/spendguard/exporters/sink"
+	"github.com/spendguard/spendguard/metrics"
 	"github.com/spendguard/spendguard/processor"
 	spendguardv1 "github.com/spendguard/spendguard/proto/spendguard/v1"
 )
 
-// reporter hands every CostReport to the exporters' fan-out (which also
-// feeds the Prometheus metrics) and to an optional extra Reporter (tests).
-// It is the processor's DetailedReporter: it asks for the request body and
-// budget states only when a configured exporter uses them.
-type reporter struct {
-	fan   *exporters.Fanout
-	extra processor.Reporter
+// Reporting, composed here: the processor emits one sink.Event per
+// request; reporting hands it to the Prometheus metrics (synchronously),
+// to the exporters' fan-out (queued per exporter, the ledger among them)
+// and to an optional ReportObserver. Neither the metrics nor the
+// exporters know each other: the app also shows the fan-out's queue
+// statistics in the metrics.
+
+// ReportObserver receives every request's CostReport after the metrics
+// and the exporters (tests). It must not block.
+type ReportObserver interface {
+	Report(*spendguardv1.CostReport)
 }
 
-var _ processor.DetailedReporter = reporter{}
+// reporting is the processor's Reporter.
+type reporting struct {
+	metrics *metrics.Metrics
+	fan     *exporters.Fanout
+	extra   ReportObserver // may be nil
+}
 
-func (r reporter) WantsRequestBody() bool { return r.fan.WantsRequestBody() }
-func (r reporter) WantsBudgets() bool     { return r.fan.WantsBudgets() }
+var _ processor.Reporter = reporting{}
 
-func (r reporter) Report(rep *spendguardv1.CostReport) {
-	r.fan.Report(rep)
+func (r reporting) Report(ev *sink.Event) {
+	r.metrics.ObserveReport(ev.Report)
+	r.metrics.ObserveBudgets(ev.Budgets)
+	r.fan.Report(ev)
 	if r.extra != nil {
-		r.extra.Report(rep)
+		r.extra.Report(ev.Report)
 	}
 }
 
-func (r reporter) ReportDetailed(rep *spendguardv1.CostReport, d processor.Details) {
-	r.fan.ReportWith(rep, exporters.Extras{
-		RequestJSON: d.RequestJSON,
-		Budgets:     exporters.BudgetStates(d.Budgets, d.Rejection),
-	})
-	if r.extra != nil {
-		r.extra.Report(rep)
+// gather is what the processor gathers for the configured exporters.
+func (r reporting) gather() processor.Gather {
+	return processor.Gather{RequestBody: r.fan.WantsRequestBody(), Budgets: r.fan.WantsBudgets()}
+}
+
+// startExporters opens the ledger when exporters.postgres is configured
+// (in.Ledger), starts the exporters with it as one of them (in.Exporters,
+// which closes the ledger at Shutdown) and shows their queue statistics
+// in the metrics. On error nothing is left open.
+func (in *Instance) startExporters(cfg exporters.Config) error {
+	var extra []exporters.Named
+	var ledger *postgres.Ledger
+	if c := cfg.Postgres; c != nil {
+		l, err := postgres.Open(*c, in.Metrics, in.Log)
+		if err != nil {
+			return fmt.Errorf("exporters.postgres: %w", err)
+		}
+		ledger = l
+		extra = append(extra, exporters.Named{Name: "postgres", Exporter: l})
 	}
+	fan, err := exporters.New(cfg, in.Log, extra...)
+	if err != nil {
+		return err
+	}
+	in.Exporters, in.Ledger = fan, ledger
+	in.Metrics.SetExporterStats(fan.Stats)
+	return nil
 }

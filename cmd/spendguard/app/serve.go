@@ -23,6 +23,7 @@ import (
 	"github.com/spendguard/spendguard/budget"
 	"github.com/spendguard/spendguard/budget/stores"
 	"github.com/spendguard/spendguard/exporters"
+	"github.com/spendguard/spendguard/exporters/postgres"
 	"github.com/spendguard/spendguard/internal/admin"
 	"github.com/spendguard/spendguard/internal/config"
 	"github.com/spendguard/spendguard/internal/money"
@@ -55,9 +56,9 @@ type ServeOptions struct {
 	// AdminIdleTimeout closes an admin connection idle this long between
 	// requests (DefaultAdminIdleTimeout when 0).
 	AdminIdleTimeout time.Duration
-	// Reporter, when set, receives every CostReport (tests; the exporters
-	// are wired here too).
-	Reporter processor.Reporter
+	// Reporter, when set, receives every CostReport after the metrics and
+	// the exporters (tests; see reporting.go).
+	Reporter ReportObserver
 }
 
 func parseServeFlags(args []string, stderr io.Writer) (ServeOptions, error) {
@@ -110,6 +111,7 @@ type Instance struct {
 	Processor *processor.Server
 	Metrics   *metrics.Metrics
 	Exporters *exporters.Fanout
+	Ledger    *postgres.Ledger // exporters.postgres, or nil; one of Exporters, closed by its Shutdown
 	Budgets   *budget.Engine
 	Store     stores.Store // closed (memory: last snapshot written) by Shutdown
 
@@ -221,16 +223,17 @@ func Start(opts ServeOptions) (_ *Instance, err error) {
 	in.stack.push(in.closeBudgets)
 	expCfg := cfg.File.Exporters
 	expCfg.ServiceVersion = Version
-	if in.Exporters, err = exporters.New(expCfg, in.Metrics, log); err != nil {
+	if err = in.startExporters(expCfg); err != nil {
 		return nil, err
 	}
 	in.stack.push(in.flushExporters)
 	if err := in.recoverFromLedger(); err != nil { // the memory store's spend, from the ledger
 		return nil, err
 	}
+	rep := reporting{metrics: in.Metrics, fan: in.Exporters, extra: opts.Reporter}
 	in.Processor = processor.New(cfg.Snapshot, processor.Options{
 		Log: log, Budgets: in.Budgets, Observer: in.Metrics,
-		Reporter: reporter{fan: in.Exporters, extra: opts.Reporter},
+		Reporter: rep, Gather: rep.gather(),
 	})
 
 	if in.grpcLis, err = net.Listen("tcp", opts.GRPCAddr); err != nil {

@@ -1,4 +1,4 @@
-package exporters
+package processor
 
 import (
 	"maps"
@@ -8,8 +8,10 @@ import (
 )
 
 // BudgetStates converts the engine's states (budget.Engine.Status on the
-// request's applicable scopes, after Settle) into Extras.Budgets. When the
-// request was refused by a budget, pass its Rejection: the matching
+// request's applicable scopes, after Settle) into sink.Event.Budgets, as
+// the processor reports them; the app uses it for the per-scope gauges'
+// refresh too. When the request was refused by a budget, pass its
+// Rejection: the matching
 // scope is marked Blocked, which is what makes hard_cap_reached fire for
 // a budget that still had room, just not enough for that request.
 // rejected may be nil.
