@@ -76,7 +76,10 @@ func TestTokenChunksDoNotAllocate(t *testing.T) {
 		})
 	}
 	few, many := allocs(10), allocs(210)
-	// One allocation per chunk would show as 200. The race detector makes
-	// sync.Pool drop items at random, which moves the average by one.
-	assert.Less(t, math.Abs(many-few), 2.0, "200 more token events cost %v allocations", many-few)
+	// One allocation per chunk would show as 200, one every ten chunks as
+	// 20. The race detector makes sync.Pool drop items at random, and each
+	// pooled part of a lifecycle (the stream, its scanner, the headers
+	// answer) it drops costs a few allocations in one of the two runs: a
+	// margin of 10 absorbs that and still catches any per-chunk cost.
+	assert.Less(t, math.Abs(many-few), 10.0, "200 more token events cost %v allocations", many-few)
 }
