@@ -8,8 +8,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/spendguard/spendguard/budget"
+	"github.com/spendguard/spendguard/identity"
 	"github.com/spendguard/spendguard/pricing"
-	"github.com/spendguard/spendguard/processor/identity"
 )
 
 // The request-body phase. The body is read once (pricing.ParseBody): the

@@ -13,8 +13,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/spendguard/spendguard/budget"
+	"github.com/spendguard/spendguard/identity"
 	"github.com/spendguard/spendguard/internal/money"
-	"github.com/spendguard/spendguard/processor/identity"
 )
 
 // Every error spendguard answers itself, as Envoy's local reply: its shape

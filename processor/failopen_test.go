@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/spendguard/spendguard/budget"
-	"github.com/spendguard/spendguard/internal/config"
+	"github.com/spendguard/spendguard/config"
 	"github.com/spendguard/spendguard/internal/money"
 	spendguardv1 "github.com/spendguard/spendguard/proto/spendguard/v1"
 )

@@ -17,8 +17,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/spendguard/spendguard/budget"
+	"github.com/spendguard/spendguard/config"
 	"github.com/spendguard/spendguard/exporters/sink"
-	"github.com/spendguard/spendguard/internal/config"
 	"github.com/spendguard/spendguard/internal/money"
 	"github.com/spendguard/spendguard/processor"
 	spendguardv1 "github.com/spendguard/spendguard/proto/spendguard/v1"

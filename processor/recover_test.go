@@ -10,8 +10,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/spendguard/spendguard/budget"
+	"github.com/spendguard/spendguard/config"
 	"github.com/spendguard/spendguard/exporters/sink"
-	"github.com/spendguard/spendguard/internal/config"
 	"github.com/spendguard/spendguard/metrics"
 	"github.com/spendguard/spendguard/processor"
 )

@@ -17,7 +17,7 @@ import (
 
 	"github.com/spendguard/spendguard/budget"
 	"github.com/spendguard/spendguard/budget/redisstore"
-	"github.com/spendguard/spendguard/internal/config"
+	"github.com/spendguard/spendguard/config"
 	"github.com/spendguard/spendguard/processor"
 	"github.com/spendguard/spendguard/test/loadgen/workload"
 	"github.com/spendguard/spendguard/test/redistest"

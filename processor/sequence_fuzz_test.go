@@ -17,7 +17,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/spendguard/spendguard/budget"
-	"github.com/spendguard/spendguard/internal/config"
+	"github.com/spendguard/spendguard/config"
 	"github.com/spendguard/spendguard/processor"
 	"github.com/spendguard/spendguard/test/fixtures"
 )

@@ -14,10 +14,10 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/spendguard/spendguard/budget"
+	"github.com/spendguard/spendguard/identity"
 	"github.com/spendguard/spendguard/internal/money"
 	"github.com/spendguard/spendguard/internal/mono"
 	"github.com/spendguard/spendguard/pricing"
-	"github.com/spendguard/spendguard/processor/identity"
 )
 
 // Snapshot is one immutable, validated configuration. A stream takes the

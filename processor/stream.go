@@ -12,8 +12,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/spendguard/spendguard/budget"
+	"github.com/spendguard/spendguard/identity"
 	"github.com/spendguard/spendguard/pricing"
-	"github.com/spendguard/spendguard/processor/identity"
 	"github.com/spendguard/spendguard/processor/usage"
 )
 

@@ -18,9 +18,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/spendguard/spendguard/cmd/spendguard/app"
+	"github.com/spendguard/spendguard/config"
 	"github.com/spendguard/spendguard/envoy"
 	"github.com/spendguard/spendguard/envoy/envoytest"
-	"github.com/spendguard/spendguard/internal/config"
 )
 
 // root is the repository root, where docker-compose.yaml and the Dockerfile

@@ -24,9 +24,9 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/spendguard/spendguard/cmd/spendguard/app"
+	"github.com/spendguard/spendguard/config"
 	"github.com/spendguard/spendguard/envoy"
 	"github.com/spendguard/spendguard/envoy/envoytest"
-	"github.com/spendguard/spendguard/internal/config"
 )
 
 // kustomizations are the directories rendered, and what each must deploy.

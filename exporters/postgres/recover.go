@@ -9,8 +9,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/spendguard/spendguard/budget"
+	"github.com/spendguard/spendguard/identity"
 	"github.com/spendguard/spendguard/internal/money"
-	"github.com/spendguard/spendguard/processor/identity"
 )
 
 // Restorer is a budget store that can be seeded with committed spend

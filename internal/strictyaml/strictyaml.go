@@ -17,7 +17,7 @@ import (
 
 // Error is one problem of a configuration section. Its text is
 // "line N: where: msg", without the parts that are empty; packages that
-// parse problems back (internal/config) rely on that shape.
+// parse problems back (config) rely on that shape.
 type Error struct {
 	// Line is the 1-based line of the offending key or value, 0 when
 	// unknown.

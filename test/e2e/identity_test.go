@@ -11,8 +11,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/spendguard/spendguard/identity"
 	"github.com/spendguard/spendguard/internal/money"
-	"github.com/spendguard/spendguard/processor/identity"
 	"github.com/spendguard/spendguard/test/fakevllm"
 )
 

@@ -27,7 +27,7 @@ import (
 
 	"github.com/spendguard/spendguard/budget"
 	"github.com/spendguard/spendguard/budget/stores"
-	"github.com/spendguard/spendguard/internal/config"
+	"github.com/spendguard/spendguard/config"
 	"github.com/spendguard/spendguard/test/envoysim"
 )
 

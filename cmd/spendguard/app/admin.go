@@ -6,7 +6,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/spendguard/spendguard/internal/admin"
+	"github.com/spendguard/spendguard/admin"
 )
 
 // Admin HTTP server bounds (ServeOptions can shorten the idle timeout).

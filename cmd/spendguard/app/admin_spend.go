@@ -8,8 +8,8 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/spendguard/spendguard/admin"
 	"github.com/spendguard/spendguard/exporters/postgres"
-	"github.com/spendguard/spendguard/internal/admin"
 	"github.com/spendguard/spendguard/internal/money"
 )
 

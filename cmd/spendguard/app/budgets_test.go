@@ -14,8 +14,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/spendguard/spendguard/admin"
 	"github.com/spendguard/spendguard/cmd/spendguard/app"
-	"github.com/spendguard/spendguard/internal/admin"
 	"github.com/spendguard/spendguard/test/envoysim"
 	"github.com/spendguard/spendguard/test/fakevllm"
 )

@@ -3,8 +3,8 @@ package app
 import (
 	"slices"
 
+	"github.com/spendguard/spendguard/admin"
 	"github.com/spendguard/spendguard/budget"
-	"github.com/spendguard/spendguard/internal/admin"
 )
 
 // newBudgetsAPI builds the admin API of budgets (GET /v1/budgets and the

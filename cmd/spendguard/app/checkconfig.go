@@ -9,9 +9,9 @@ import (
 	"strings"
 
 	"github.com/spendguard/spendguard/budget"
-	"github.com/spendguard/spendguard/internal/config"
+	"github.com/spendguard/spendguard/config"
+	"github.com/spendguard/spendguard/identity"
 	"github.com/spendguard/spendguard/internal/money"
-	"github.com/spendguard/spendguard/processor/identity"
 )
 
 // checkConfig parses and validates a file, with ${VAR}s from the

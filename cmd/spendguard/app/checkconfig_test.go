@@ -25,7 +25,7 @@ func run(t *testing.T, args ...string) (int, string, string) {
 }
 
 func TestCheckConfigListsEveryMistakeWithItsLine(t *testing.T) {
-	code, stdout, stderr := run(t, "check-config", "../../../internal/config/testdata/five-mistakes.yaml")
+	code, stdout, stderr := run(t, "check-config", "../../../config/testdata/five-mistakes.yaml")
 	assert.Equal(t, 1, code)
 	assert.Empty(t, stdout)
 	want := []string{

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/spendguard/spendguard/internal/admin"
+	"github.com/spendguard/spendguard/admin"
 )
 
 const statusUsage = `usage: spendguard status [--admin URL] [--token T] [--json] [--timeout D] [DIM=VALUE ...]

@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/spendguard/spendguard/internal/config"
+	"github.com/spendguard/spendguard/config"
 	"github.com/spendguard/spendguard/internal/money"
 	"github.com/spendguard/spendguard/pricing"
 )

@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/spendguard/spendguard/internal/admin"
+	"github.com/spendguard/spendguard/admin"
 )
 
 func TestFetchAndTable(t *testing.T) {

@@ -10,7 +10,7 @@ import (
 // it returns either a complete configuration or at least one problem, each
 // with a message.
 func FuzzParse(f *testing.F) {
-	for _, name := range []string{"testdata/five-mistakes.yaml", "../../cmd/spendguard/app/default.yaml"} {
+	for _, name := range []string{"testdata/five-mistakes.yaml", "../cmd/spendguard/app/default.yaml"} {
 		if b, err := os.ReadFile(name); err == nil {
 			f.Add(b)
 		}

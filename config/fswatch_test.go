@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/spendguard/spendguard/internal/config/configmaptest"
+	"github.com/spendguard/spendguard/config/configmaptest"
 	"github.com/spendguard/spendguard/internal/money"
 )
 

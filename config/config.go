@@ -1,5 +1,5 @@
 // Package config composes spendguard's configuration file from the sections
-// the other packages own: identity (processor/identity), pricing (pricing),
+// the other packages own: identity (identity), pricing (pricing),
 // budgets and limits (budget), the store, exporters, metrics and admin
 // settings. Each package decodes and validates its own section; this
 // package reads the file, substitutes ${VAR}s from the environment (see
@@ -18,10 +18,10 @@ import (
 
 	"github.com/spendguard/spendguard/budget"
 	"github.com/spendguard/spendguard/exporters"
+	"github.com/spendguard/spendguard/identity"
 	"github.com/spendguard/spendguard/metrics"
 	"github.com/spendguard/spendguard/pricing"
 	"github.com/spendguard/spendguard/processor"
-	"github.com/spendguard/spendguard/processor/identity"
 )
 
 // File is the schema of the configuration file (see

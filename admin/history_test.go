@@ -8,8 +8,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/spendguard/spendguard/admin"
 	"github.com/spendguard/spendguard/budget"
-	"github.com/spendguard/spendguard/internal/admin"
 )
 
 // monthly is tenant-monthly's state for tenant at now with committed

@@ -12,10 +12,10 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/spendguard/spendguard/budget"
+	"github.com/spendguard/spendguard/identity"
 	"github.com/spendguard/spendguard/internal/strictyaml"
 	"github.com/spendguard/spendguard/pricing"
 	"github.com/spendguard/spendguard/processor"
-	"github.com/spendguard/spendguard/processor/identity"
 )
 
 // Loader reads configuration files. The zero value reads ${VAR}s from the

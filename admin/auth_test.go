@@ -7,7 +7,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 
-	"github.com/spendguard/spendguard/internal/admin"
+	"github.com/spendguard/spendguard/admin"
 )
 
 // Must show: RequireToken guards /v1/* and exactly the extra paths given,

@@ -15,8 +15,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"gopkg.in/yaml.v3"
 
+	"github.com/spendguard/spendguard/admin"
 	"github.com/spendguard/spendguard/budget"
-	"github.com/spendguard/spendguard/internal/admin"
 	"github.com/spendguard/spendguard/internal/money"
 )
 
