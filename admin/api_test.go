@@ -17,6 +17,7 @@ import (
 
 	"github.com/spendguard/spendguard/admin"
 	"github.com/spendguard/spendguard/budget"
+	"github.com/spendguard/spendguard/budget/memstore"
 	"github.com/spendguard/spendguard/internal/money"
 )
 
@@ -63,7 +64,7 @@ func newRig(t *testing.T, token string) *rig {
 	require.NoError(t, err)
 	g := &rig{p: p}
 	g.set(time.Date(2026, 11, 15, 10, 20, 0, 0, time.UTC))
-	store := budget.NewMemoryStore()
+	store := memstore.New()
 	g.eng = budget.NewEngine(store, g.clock)
 	api := admin.New(admin.Options{
 		Policies: func() (*budget.Policies, []string) { return p, []string{"model", "tenant", "user"} },

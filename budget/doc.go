@@ -116,11 +116,13 @@
 // # Stores
 //
 // Store is the consumer-side contract (see its doc); storetest.Run is its
-// conformance suite and storetest.Bench its benchmark. MemoryStore is exact
-// for one replica and bounded in memory; WriteSnapshot and LoadMemoryStore
-// keep it across restarts (a corrupt file is ErrCorruptSnapshot, never an
-// empty store). Package redisstore is the store shared by replicas, one
-// Lua script per call. StoreConfig is the `store:` section and package
+// conformance suite and storetest.Bench its benchmark. Both stores live
+// in packages of their own beside this one, as any other would: package
+// memstore is exact for one replica and bounded in memory, and its
+// snapshot file keeps it across restarts (a corrupt file is an error,
+// never an empty store); package redisstore is the store shared by
+// replicas, one Lua script per call. Item.Blocks is the cap rule a store
+// in Go applies. StoreConfig is the `store:` section and package
 // stores opens the store it names. docs/store.md documents both for
 // operators: the Redis key layout, what a crash loses, store.on_error.
 //
@@ -128,7 +130,7 @@
 //
 // A "*" budget has one counter per value seen, which only the store
 // knows. Engine.List (for the admin API) asks a Lister for the counter
-// keys (MemoryStore walks its map; redisstore pages with SCAN, never
+// keys (memstore walks its map; redisstore pages with SCAN, never
 // KEYS), maps each key back to its budget and scope with
 // Policies.ParseCounterKey, keeps those of the current period whose
 // budget still applies to their values, and reads them with Usage in

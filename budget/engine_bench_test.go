@@ -20,7 +20,7 @@ func BenchmarkEngineRequest(b *testing.B) {
 	p, err := Compile(s.Budgets, s.Limits)
 	require.NoError(b, err)
 	t0 := time.Date(2026, 11, 15, 10, 0, 0, 0, time.UTC)
-	eng := NewEngine(NewMemoryStore(), func() time.Time { return t0 })
+	eng := NewEngine(NewTestStore(), func() time.Time { return t0 })
 	ctx := context.Background()
 	const model = "meta-llama/Llama-3.1-70B-Instruct"
 
@@ -117,7 +117,7 @@ func BenchmarkEngineRequestLoadgen(b *testing.B) {
 			name = "full"
 		}
 		newEngine := func(b *testing.B, workers int) *Engine {
-			store := NewMemoryStore()
+			store := NewTestStore()
 			if full { // spend in every bucket of the window
 				for m := 10; m > 0; m-- {
 					at := t0.Add(-time.Duration(m) * time.Minute)

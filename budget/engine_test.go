@@ -49,7 +49,7 @@ func (failStore) Usage(context.Context, []Item, time.Time) ([]Counter, error)   
 
 type fixture struct {
 	p     *Policies
-	store *MemoryStore
+	store TestStore
 	clock *clock
 	eng   *Engine
 }
@@ -58,7 +58,7 @@ func newFixture(t *testing.T, src string, now string) *fixture {
 	t.Helper()
 	p, err := compileYAML(t, src)
 	require.NoError(t, err)
-	f := &fixture{p: p, store: NewMemoryStore(), clock: newClock(mustTime(t, now))}
+	f := &fixture{p: p, store: NewTestStore(), clock: newClock(mustTime(t, now))}
 	f.eng = NewEngine(f.store, f.clock.now)
 	return f
 }

@@ -12,7 +12,7 @@ import (
 
 // Lister is what the admin API needs of a store to list every scope of a
 // budget with a "*" key: the store alone knows which values have
-// counters. MemoryStore and redisstore.Store implement it.
+// counters. memstore.Store and redisstore.Store implement it.
 type Lister interface {
 	// CounterKeys returns the keys of the counters the store holds that
 	// start with prefix, in no particular order, possibly with duplicates

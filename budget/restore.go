@@ -3,15 +3,14 @@ package budget
 import (
 	"slices"
 	"time"
-
-	"github.com/spendguard/spendguard/internal/money"
 )
 
 // Rebuilding counters from a durable record of spend (the PostgreSQL
-// ledger, exporters/postgres) when a memory store starts empty or from an
-// older snapshot. The record says, per request, the dimensions, the
-// served model, when it ran and what it cost; these functions say which
-// counters that spend belongs to now.
+// ledger, exporters/postgres) when a memory store (budget/memstore) starts
+// empty or from an older snapshot. The record says, per request, the
+// dimensions, the served model, when it ran and what it cost; these
+// functions say which counters that spend belongs to now; the memory
+// store's RestoreCommitted puts it there.
 
 // RecoverySince returns the earliest instant whose spend still counts
 // against a budget of p at now: the start of the oldest current calendar
@@ -67,20 +66,4 @@ func (p *Policies) CurrentItems(dims map[string]string, at, now time.Time) []Ite
 		}
 	}
 	return out
-}
-
-// RestoreCommitted raises the committed amount of counter it.Key to at
-// least committed, creating the counter (which then expires as one made
-// by a Reserve of it would). It never adds to what the counter holds:
-// restoring the same spend from two records (a snapshot and a ledger)
-// counts it once, and the more complete record wins per counter. Meant
-// for start-up, before the store serves requests; safe at any time.
-func (m *MemoryStore) RestoreCommitted(it Item, committed money.Nano) {
-	if committed <= 0 {
-		return
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	c := m.counter(it)
-	c.Committed = max(c.Committed, committed)
 }

@@ -61,7 +61,7 @@ func TestCurrentItemsRebuildTheCounters(t *testing.T) {
 	step(3*time.Minute, bob, "0.0625")
 	now := f.clock.now()
 
-	rebuilt := NewMemoryStore()
+	rebuilt := NewTestStore()
 	sums := map[string]money.Nano{}
 	items := map[string]Item{}
 	since, all := f.p.RecoverySince(now)
@@ -126,27 +126,4 @@ budgets:
 	assert.False(t, all)
 	_, ok = none.RollingSince(now)
 	assert.False(t, ok)
-}
-
-// TestRestoreCommittedNeverAdds: restoring the same spend twice, or a
-// smaller amount than the counter holds, leaves the larger amount.
-func TestRestoreCommittedNeverAdds(t *testing.T) {
-	m := NewMemoryStore()
-	it := Item{Key: "k@1", Expires: mustTime(t, "2026-12-01T00:00:00Z")}
-	now := mustTime(t, "2026-11-25T10:00:00Z")
-	require.NoError(t, m.Settle(context.Background(), "r1", usd("2"), []Item{it}, now))
-	m.RestoreCommitted(it, usd("1.5"))
-	m.RestoreCommitted(it, usd("3"))
-	m.RestoreCommitted(it, usd("3"))
-	m.RestoreCommitted(it, 0)
-	got, err := m.Usage(context.Background(), []Item{it}, now)
-	require.NoError(t, err)
-	assert.Equal(t, Counter{Committed: usd("3")}, got[0])
-
-	// A restored counter expires like any other.
-	later := it.Expires.Add(MemoryGrace)
-	_, err = m.Usage(context.Background(), nil, later)
-	require.NoError(t, err)
-	counters, _ := m.Len()
-	assert.Zero(t, counters)
 }

@@ -12,13 +12,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/spendguard/spendguard/budget"
+	"github.com/spendguard/spendguard/budget/memstore"
 	"github.com/spendguard/spendguard/internal/money"
 )
 
 // flakySettler is a memory store whose Settle fails while down is set and
 // applies once per id, like the Redis store.
 type flakySettler struct {
-	*budget.MemoryStore
+	*memstore.Store
 	down    atomic.Bool
 	mu      sync.Mutex
 	settled map[string]bool
@@ -36,11 +37,11 @@ func (f *flakySettler) Settle(ctx context.Context, id string, actual money.Nano,
 		return nil
 	}
 	f.settled[id] = true
-	return f.MemoryStore.Settle(ctx, id, actual, items, now)
+	return f.Store.Settle(ctx, id, actual, items, now)
 }
 
 func TestSettleIsRetriedUntilTheStoreAnswers(t *testing.T) {
-	store := &flakySettler{MemoryStore: budget.NewMemoryStore(), settled: map[string]bool{}}
+	store := &flakySettler{Store: memstore.New(), settled: map[string]bool{}}
 	p, err := budget.Compile([]budget.Config{{Name: "fleet", Period: "total", HardUSD: budget.USDOf(money.PerUSD)}}, budget.Limits{})
 	require.NoError(t, err)
 	e := budget.NewEngine(store, nil)
@@ -67,7 +68,7 @@ func TestSettleIsRetriedUntilTheStoreAnswers(t *testing.T) {
 }
 
 func TestCloseAbandonsPendingSettleRetries(t *testing.T) {
-	store := &flakySettler{MemoryStore: budget.NewMemoryStore(), settled: map[string]bool{}}
+	store := &flakySettler{Store: memstore.New(), settled: map[string]bool{}}
 	p, err := budget.Compile([]budget.Config{{Name: "fleet", Period: "total", HardUSD: budget.USDOf(money.PerUSD)}}, budget.Limits{})
 	require.NoError(t, err)
 	e := budget.NewEngine(store, nil)
@@ -81,7 +82,7 @@ func TestCloseAbandonsPendingSettleRetries(t *testing.T) {
 }
 
 func TestNoRetryWithoutAnIdempotentStore(t *testing.T) {
-	e := budget.NewEngine(budget.NewMemoryStore(), nil)
+	e := budget.NewEngine(memstore.New(), nil)
 	e.RetrySettles(budget.SettleRetry{})
 	assert.Zero(t, e.Close())
 }

@@ -98,11 +98,14 @@ type Outcome struct {
 // OK reports whether the amount was reserved.
 func (o Outcome) OK() bool { return o.Blocked < 0 }
 
-// blocks is the rule of Store.Reserve for one item, exact for every
-// amount: used+amount > Limit is tested as amount > Limit-used (used <
-// Limit there, so the difference cannot overflow), since a saturating sum
-// would let any amount through a cap of 2^63-1.
-func blocks(it Item, used, amount money.Nano) bool {
+// Blocks is the rule of Store.Reserve for one item whose Key and Window
+// hold used (committed plus reserved) before the reservation: it reports
+// whether reserving amount more is refused. It is exact for every amount:
+// used+amount > Limit is tested as amount > Limit-used (used < Limit
+// there, so the difference cannot overflow), since a saturating sum would
+// let any amount through a cap of 2^63-1. A store written in Go (the
+// memory store) calls it; the Redis store applies the same rule in Lua.
+func (it Item) Blocks(used, amount money.Nano) bool {
 	return it.Enforce && (used >= it.Limit || amount > it.Limit-used)
 }
 

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/spendguard/spendguard/budget"
+	"github.com/spendguard/spendguard/budget/memstore"
 	"github.com/spendguard/spendguard/exporters"
 	"github.com/spendguard/spendguard/exporters/sink"
 	"github.com/spendguard/spendguard/exporters/sink/sinktest"
@@ -40,7 +41,7 @@ func TestThousandRequestsAcrossCapsSendOneSoftAndOneHardAlertPerScope(t *testing
 			}, budget.Limits{})
 			require.NoError(t, err)
 			now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
-			engine := budget.NewEngine(budget.NewMemoryStore(), func() time.Time { return now })
+			engine := budget.NewEngine(memstore.New(), func() time.Time { return now })
 			f, err := exporters.New(exporters.Config{
 				Webhook: &webhook.Config{URL: hook.URL() + "/alerts", Format: format},
 			}, zap.NewNop())

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/spendguard/spendguard/budget"
+	"github.com/spendguard/spendguard/budget/memstore"
 	"github.com/spendguard/spendguard/exporters/sink"
 	"github.com/spendguard/spendguard/exporters/sink/sinktest"
 	"github.com/spendguard/spendguard/internal/money"
@@ -67,7 +68,7 @@ func traffic(t *testing.T, m *metrics.Metrics) {
 	for _, phase := range []string{"request_headers", "request_body", "response_headers", "response_body"} {
 		m.ObserveMessage(phase, 150*time.Microsecond)
 	}
-	store := m.InstrumentStore(budget.NewMemoryStore())
+	store := m.InstrumentStore(memstore.New())
 	items := []budget.Item{{Key: "k", Limit: money.PerUSD, Enforce: true}}
 	_, err := store.Reserve(context.Background(), "r1", money.PerUSD/10, items, time.Minute, time.Now())
 	require.NoError(t, err)
@@ -174,7 +175,7 @@ func TestANilMetricsIsANoOp(t *testing.T) {
 	m.AddReservationsInFlight(1)
 	m.ObserveReload(nil)
 	m.SetExporterStats(nil)
-	s := budget.NewMemoryStore()
+	s := memstore.New()
 	assert.Equal(t, budget.Store(s), m.InstrumentStore(s))
 	assert.Nil(t, m.LabelDimensions())
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/spendguard/spendguard/budget"
+	"github.com/spendguard/spendguard/budget/memstore"
 	"github.com/spendguard/spendguard/config"
 	"github.com/spendguard/spendguard/internal/money"
 	spendguardv1 "github.com/spendguard/spendguard/proto/spendguard/v1"
@@ -19,7 +20,7 @@ import (
 // flakyStore is a memory store whose calls fail while down is set: the
 // real boundary is a network store becoming unreachable.
 type flakyStore struct {
-	*budget.MemoryStore
+	*memstore.Store
 	down atomic.Bool
 }
 
@@ -29,21 +30,21 @@ func (f *flakyStore) Reserve(ctx context.Context, id string, amount money.Nano, 
 	if f.down.Load() {
 		return budget.Outcome{}, errDown
 	}
-	return f.MemoryStore.Reserve(ctx, id, amount, items, ttl, now)
+	return f.Store.Reserve(ctx, id, amount, items, ttl, now)
 }
 
 func (f *flakyStore) Settle(ctx context.Context, id string, actual money.Nano, items []budget.Item, now time.Time) error {
 	if f.down.Load() {
 		return errDown
 	}
-	return f.MemoryStore.Settle(ctx, id, actual, items, now)
+	return f.Store.Settle(ctx, id, actual, items, now)
 }
 
 func (f *flakyStore) Usage(ctx context.Context, items []budget.Item, now time.Time) ([]budget.Counter, error) {
 	if f.down.Load() {
 		return nil, errDown
 	}
-	return f.MemoryStore.Usage(ctx, items, now)
+	return f.Store.Usage(ctx, items, now)
 }
 
 var _ budget.Store = (*flakyStore)(nil)
@@ -54,7 +55,7 @@ func newFlakyHarness(t *testing.T, failOpen bool) (*harness, *flakyStore) {
 	require.NoError(t, err)
 	snap := *cfg.Snapshot
 	snap.FailOpen = failOpen
-	store := &flakyStore{MemoryStore: budget.NewMemoryStore()}
+	store := &flakyStore{Store: memstore.New()}
 	h := serveHarness(t, cfg, &snap, store)
 	return h, store
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/spendguard/spendguard/budget"
+	"github.com/spendguard/spendguard/budget/memstore"
 	"github.com/spendguard/spendguard/config"
 	"github.com/spendguard/spendguard/exporters/sink"
 	"github.com/spendguard/spendguard/metrics"
@@ -32,7 +33,7 @@ func BenchmarkLifecycle(b *testing.B) {
 		b.Run(kind.String(), func(b *testing.B) {
 			rep := &countReporter{}
 			srv := processor.New(cfg.Snapshot, processor.Options{
-				Budgets: budget.NewEngine(budget.NewMemoryStore(), time.Now), Reporter: rep,
+				Budgets: budget.NewEngine(memstore.New(), time.Now), Reporter: rep,
 			})
 			msgs := workload.Messages(kind)
 			replay := workload.NewReplay(msgs)
@@ -58,7 +59,7 @@ func TestTokenChunksDoNotAllocate(t *testing.T) {
 	m, err := metrics.New(nil)
 	require.NoError(t, err)
 	srv := processor.New(cfg.Snapshot, processor.Options{
-		Budgets:  budget.NewEngine(m.InstrumentStore(budget.NewMemoryStore()), time.Now),
+		Budgets:  budget.NewEngine(m.InstrumentStore(memstore.New()), time.Now),
 		Reporter: &countReporter{}, Observer: m,
 	})
 	msgs := workload.Messages(workload.SSE) // headers, body, response headers, 200 token events, usage, [DONE], end

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/spendguard/spendguard/budget"
+	"github.com/spendguard/spendguard/budget/memstore"
 	"github.com/spendguard/spendguard/config"
 	"github.com/spendguard/spendguard/exporters/sink"
 	"github.com/spendguard/spendguard/internal/money"
@@ -64,7 +65,7 @@ func newHarness(t *testing.T, yaml string) *harness {
 	t.Helper()
 	cfg, err := config.Parse([]byte(yaml))
 	require.NoError(t, err)
-	return serveHarness(t, cfg, cfg.Snapshot, budget.NewMemoryStore())
+	return serveHarness(t, cfg, cfg.Snapshot, memstore.New())
 }
 
 // serveHarness runs the processor with snap on store behind a real gRPC

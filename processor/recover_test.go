@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/spendguard/spendguard/budget"
+	"github.com/spendguard/spendguard/budget/memstore"
 	"github.com/spendguard/spendguard/config"
 	"github.com/spendguard/spendguard/exporters/sink"
 	"github.com/spendguard/spendguard/metrics"
@@ -69,7 +70,7 @@ func TestPanicEndsOnlyItsStream(t *testing.T) {
 			require.NoError(t, err)
 			m, err := metrics.New(nil)
 			require.NoError(t, err)
-			h := serveHarness(t, cfg, cfg.Snapshot, budget.NewMemoryStore(), func(o *processor.Options) {
+			h := serveHarness(t, cfg, cfg.Snapshot, memstore.New(), func(o *processor.Options) {
 				o.Observer = panicky{Metrics: m, phase: tc.phase}
 				if tc.reporter != nil {
 					o.Reporter = tc.reporter

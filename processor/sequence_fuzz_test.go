@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/spendguard/spendguard/budget"
+	"github.com/spendguard/spendguard/budget/memstore"
 	"github.com/spendguard/spendguard/config"
 	"github.com/spendguard/spendguard/processor"
 	"github.com/spendguard/spendguard/test/fixtures"
@@ -142,7 +143,7 @@ func FuzzStreamSequences(f *testing.F) {
 	}
 	cfg, err := config.Parse([]byte(fuzzConfig))
 	require.NoError(f, err)
-	store := budget.NewMemoryStore()
+	store := memstore.New()
 	engine := budget.NewEngine(store, time.Now)
 	budgets := &countingBudgets{Budgets: engine}
 	srv := processor.New(cfg.Snapshot, processor.Options{Budgets: budgets})

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/spendguard/spendguard/budget"
+	"github.com/spendguard/spendguard/budget/memstore"
 	"github.com/spendguard/spendguard/budget/redisstore"
 	"github.com/spendguard/spendguard/internal/money"
 	"github.com/spendguard/spendguard/test/redistest"
@@ -36,7 +37,7 @@ func FuzzAgreesWithMemory(f *testing.F) {
 		p := fmt.Sprintf("%sfz%d:", prefix, run)
 		defer redistest.DeletePrefix(t, client, p)
 		stores := []budget.Store{
-			budget.NewMemoryStore(),
+			memstore.New(),
 			redisstore.New(client, redisstore.Options{KeyPrefix: p, Timeout: testTimeout}),
 		}
 		agree(t, stores, data)

@@ -1,7 +1,8 @@
 // Package stores opens the budget.Store that the configuration's `store:`
 // section names: the memory store (with its snapshot file, written
-// periodically and at Close) or the Redis store. It sits apart from
-// package budget because the Redis store imports budget.
+// periodically and at Close, budget/memstore) or the Redis store
+// (budget/redisstore). It sits apart from package budget because both
+// stores import budget.
 package stores
 
 import (
@@ -14,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/spendguard/spendguard/budget"
+	"github.com/spendguard/spendguard/budget/memstore"
 	"github.com/spendguard/spendguard/budget/redisstore"
 )
 
@@ -83,9 +85,9 @@ type redisStore struct {
 
 func (s *redisStore) Close() error { return s.client.Close() }
 
-// memoryStore is a MemoryStore and the goroutine that writes its snapshot.
+// memoryStore is a memstore.Store and the goroutine that writes its snapshot.
 type memoryStore struct {
-	*budget.MemoryStore
+	*memstore.Store
 	path     string
 	log      *zap.Logger
 	stop     chan struct{}
@@ -96,9 +98,9 @@ type memoryStore struct {
 
 func openMemory(cfg budget.MemoryConfig, log *zap.Logger) (Store, error) {
 	if cfg.SnapshotPath == "" {
-		return &memoryStore{MemoryStore: budget.NewMemoryStore()}, nil
+		return &memoryStore{Store: memstore.New()}, nil
 	}
-	m, err := budget.LoadMemoryStore(cfg.SnapshotPath)
+	m, err := memstore.Load(cfg.SnapshotPath)
 	if err != nil {
 		return nil, fmt.Errorf("store.memory.snapshot_path: %w", err)
 	}
@@ -109,7 +111,7 @@ func openMemory(cfg budget.MemoryConfig, log *zap.Logger) (Store, error) {
 	counters, reservations := m.Len()
 	log.Info("memory store loaded from snapshot", zap.String("path", cfg.SnapshotPath),
 		zap.Int("counters", counters), zap.Int("reservations", reservations))
-	s := &memoryStore{MemoryStore: m, path: cfg.SnapshotPath, log: log, stop: make(chan struct{}), done: make(chan struct{})}
+	s := &memoryStore{Store: m, path: cfg.SnapshotPath, log: log, stop: make(chan struct{}), done: make(chan struct{})}
 	go s.loop(cfg.Interval())
 	return s, nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/spendguard/spendguard/budget"
+	"github.com/spendguard/spendguard/budget/memstore"
 	"github.com/spendguard/spendguard/budget/stores"
 	"github.com/spendguard/spendguard/internal/money"
 	"github.com/spendguard/spendguard/test/redistest"
@@ -54,7 +55,7 @@ func TestMemorySnapshotWrittenPeriodically(t *testing.T) {
 	defer s.Close()
 	require.NoError(t, s.Settle(ctx, "r1", 42, []budget.Item{day}, now))
 	require.Eventually(t, func() bool {
-		m, err := budget.LoadMemoryStore(path)
+		m, err := memstore.Load(path)
 		if err != nil {
 			return false
 		}
@@ -67,7 +68,7 @@ func TestCorruptSnapshotFailsOpen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.json")
 	require.NoError(t, os.WriteFile(path, []byte("garbage"), 0o600))
 	_, err := stores.Open(context.Background(), memoryConfig(path), nil)
-	require.ErrorIs(t, err, budget.ErrCorruptSnapshot)
+	require.ErrorIs(t, err, memstore.ErrCorruptSnapshot)
 	assert.Contains(t, err.Error(), "store.memory.snapshot_path")
 }
 

@@ -14,7 +14,7 @@ import (
 )
 
 // Restorer is a budget store that can be seeded with committed spend
-// (budget.MemoryStore): RestoreCommitted raises a counter, never adds.
+// (memstore.Store): RestoreCommitted raises a counter, never adds.
 type Restorer interface {
 	RestoreCommitted(it budget.Item, committed money.Nano)
 }

@@ -14,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/spendguard/spendguard/budget"
+	"github.com/spendguard/spendguard/budget/memstore"
 	"github.com/spendguard/spendguard/internal/money"
 	spendguardv1 "github.com/spendguard/spendguard/proto/spendguard/v1"
 )
@@ -44,7 +45,7 @@ func TestRecoverRebuildsTheCounters(t *testing.T) {
 	ctx := context.Background()
 	p := policies(t, recoverBudgets)
 	clock := time.Date(2026, 10, 20, 8, 0, 0, 0, time.UTC)
-	live := budget.NewMemoryStore()
+	live := memstore.New()
 	eng := budget.NewEngine(live, func() time.Time { return clock })
 
 	users := []string{"bob", "eve", "mallory"}
@@ -89,7 +90,7 @@ func TestRecoverRebuildsTheCounters(t *testing.T) {
 		require.NoError(t, l.Export(ctx, events(reps[i:min(i+64, len(reps))]...)))
 	}
 
-	rebuilt := budget.NewMemoryStore()
+	rebuilt := memstore.New()
 	st, err := l.Recover(ctx, p, rebuilt, clock)
 	require.NoError(t, err)
 	assert.True(t, st.Since.IsZero(), "a total budget reads the whole ledger")
@@ -140,7 +141,7 @@ func TestRecoverReadsOnlyCurrentPeriods(t *testing.T) {
 	old := at("old", "2026-11-24T23:59:59Z", "acme", 5, allowed)
 	cur := at("cur", "2026-11-25T00:00:00Z", "acme", 7, allowed)
 	require.NoError(t, l.Export(ctx, events(old, cur)))
-	m := budget.NewMemoryStore()
+	m := memstore.New()
 	st, err := l.Recover(ctx, p, m, now)
 	require.NoError(t, err)
 	assert.Equal(t, 1, st.Groups)
@@ -165,7 +166,7 @@ func TestSaturatedRowsAddUpToTheLimit(t *testing.T) {
 	one.PromptTokens, two.PromptTokens = maxNano, maxNano
 	require.NoError(t, l.Export(ctx, events(one, two)))
 
-	m := budget.NewMemoryStore()
+	m := memstore.New()
 	_, err := l.Recover(ctx, p, m, now)
 	require.NoError(t, err)
 	states, err := budget.NewEngine(m, func() time.Time { return now }).Status(ctx, p.Applicable(map[string]string{"tenant": "acme"}))

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/spendguard/spendguard/budget"
+	"github.com/spendguard/spendguard/budget/memstore"
 	"github.com/spendguard/spendguard/config"
 	"github.com/spendguard/spendguard/internal/money"
 	"github.com/spendguard/spendguard/test/fakevllm"
@@ -67,7 +68,7 @@ func TestRestartWithSnapshotKeepsSpend(t *testing.T) {
 	// The file holds the exact spend.
 	cfg, err := config.Parse([]byte(yaml))
 	require.NoError(t, err)
-	saved, err := budget.LoadMemoryStore(path)
+	saved, err := memstore.Load(path)
 	require.NoError(t, err)
 	scopes := cfg.Snapshot.Budgets.Applicable(map[string]string{"tenant": "acme", "model": "Hunyuan"})
 	st, err := budget.NewEngine(saved, time.Now).Status(context.Background(), scopes)

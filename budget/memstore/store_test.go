@@ -1,4 +1,4 @@
-package budget_test
+package memstore_test
 
 import (
 	"context"
@@ -10,19 +10,20 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/spendguard/spendguard/budget"
+	"github.com/spendguard/spendguard/budget/memstore"
 	"github.com/spendguard/spendguard/budget/storetest"
 )
 
 func TestMemoryStoreConformance(t *testing.T) {
-	storetest.Run(t, func(*testing.T) budget.Store { return budget.NewMemoryStore() })
+	storetest.Run(t, func(*testing.T) budget.Store { return memstore.New() })
 }
 
 func BenchmarkMemoryStore(b *testing.B) {
-	storetest.Bench(b, func(*testing.B) budget.Store { return budget.NewMemoryStore() })
+	storetest.Bench(b, func(*testing.B) budget.Store { return memstore.New() })
 }
 
 func TestMemoryStorePrunesEndedPeriods(t *testing.T) {
-	ctx, s := context.Background(), budget.NewMemoryStore()
+	ctx, s := context.Background(), memstore.New()
 	t0 := storetest.T0
 	hourly := budget.Item{Key: "h@1", Limit: 10, Enforce: true, Expires: t0.Add(time.Hour)}
 	daily := budget.Item{Key: "d@1", Limit: 10, Enforce: true, Expires: t0.Add(24 * time.Hour)}
@@ -39,9 +40,9 @@ func TestMemoryStorePrunesEndedPeriods(t *testing.T) {
 		counters     int
 		reservations int
 	}{
-		{"all kept before the grace ends", t0.Add(time.Hour + budget.MemoryGrace - time.Nanosecond), 3, 1},
-		{"ended hour dropped, reservation expired", t0.Add(time.Hour + budget.MemoryGrace), 2, 0},
-		{"ended day dropped, total kept", t0.Add(24*time.Hour + budget.MemoryGrace), 1, 0},
+		{"all kept before the grace ends", t0.Add(time.Hour + memstore.Grace - time.Nanosecond), 3, 1},
+		{"ended hour dropped, reservation expired", t0.Add(time.Hour + memstore.Grace), 2, 0},
+		{"ended day dropped, total kept", t0.Add(24*time.Hour + memstore.Grace), 1, 0},
 		{"total kept forever", t0.AddDate(10, 0, 0), 1, 0},
 	}
 	for _, tt := range tests {
@@ -57,13 +58,13 @@ func TestMemoryStorePrunesEndedPeriods(t *testing.T) {
 }
 
 func TestMemoryStoreSettleAfterPeriodEnd(t *testing.T) {
-	ctx, s := context.Background(), budget.NewMemoryStore()
+	ctx, s := context.Background(), memstore.New()
 	t0 := storetest.T0
 	daily := []budget.Item{{Key: "d@1", Limit: 10, Enforce: true, Expires: t0.Add(time.Hour)}}
 	out, err := s.Reserve(ctx, "slow", 8, daily, 10*time.Minute, t0)
 	require.NoError(t, err)
 	require.True(t, out.OK())
-	late := t0.Add(time.Hour + budget.MemoryGrace/2)
+	late := t0.Add(time.Hour + memstore.Grace/2)
 	require.NoError(t, s.Settle(ctx, "slow", 5, daily, late))
 	got, err := s.Usage(ctx, daily, late)
 	require.NoError(t, err)
@@ -71,7 +72,7 @@ func TestMemoryStoreSettleAfterPeriodEnd(t *testing.T) {
 }
 
 func TestMemoryStoreReleasesEveryReservation(t *testing.T) {
-	ctx, s := context.Background(), budget.NewMemoryStore()
+	ctx, s := context.Background(), memstore.New()
 	t0 := storetest.T0
 	item := []budget.Item{{Key: "k", Limit: 1 << 40, Enforce: true}}
 	for i := range 1000 {
@@ -95,7 +96,7 @@ func TestMemoryStoreReleasesEveryReservation(t *testing.T) {
 }
 
 func TestMemoryStoreListerConformance(t *testing.T) {
-	storetest.RunLister(t, func(*testing.T) storetest.ListerStore { return budget.NewMemoryStore() })
+	storetest.RunLister(t, func(*testing.T) storetest.ListerStore { return memstore.New() })
 }
 
 // BenchmarkMemoryStoreRolling is the store calls of one request on a
@@ -121,7 +122,7 @@ func BenchmarkMemoryStoreRolling(b *testing.B) {
 			name = "full"
 		}
 		b.Run(name, func(b *testing.B) {
-			s := budget.NewMemoryStore()
+			s := memstore.New()
 			if full {
 				for k, key := range rolling.Window {
 					old := []budget.Item{{Key: key, Expires: end.Add(-time.Duration(k+1) * time.Minute)}}

@@ -1,10 +1,11 @@
-package budget_test
+package memstore_test
 
 import (
 	"flag"
 	"testing"
 
 	"github.com/spendguard/spendguard/budget"
+	"github.com/spendguard/spendguard/budget/memstore"
 	"github.com/spendguard/spendguard/budget/storetest"
 )
 
@@ -12,6 +13,6 @@ var propertySeed = flag.Uint64("budget.seed", 0, "seed for the property test (0:
 
 func TestMemoryStoreProperty(t *testing.T) {
 	for range 3 {
-		storetest.Property(t, func(*testing.T) budget.Store { return budget.NewMemoryStore() }, *propertySeed)
+		storetest.Property(t, func(*testing.T) budget.Store { return memstore.New() }, *propertySeed)
 	}
 }

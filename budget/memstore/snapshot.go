@@ -1,4 +1,4 @@
-package budget
+package memstore
 
 import (
 	"bufio"
@@ -15,6 +15,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/spendguard/spendguard/budget"
 	"github.com/spendguard/spendguard/internal/money"
 )
 
@@ -52,7 +53,7 @@ var ErrCorruptSnapshot = errors.New("corrupt memory-store snapshot")
 // writes a temporary file in the same directory, fsyncs it, renames it over
 // path and fsyncs the directory. The store is locked only while its state
 // is copied.
-func (m *MemoryStore) WriteSnapshot(path string, now time.Time) error {
+func (m *Store) WriteSnapshot(path string, now time.Time) error {
 	body := m.export(now)
 	data, err := json.Marshal(body)
 	if err != nil {
@@ -91,7 +92,7 @@ func syncDir(dir string) error {
 }
 
 // export copies the state, sorted so that equal states give equal files.
-func (m *MemoryStore) export(now time.Time) snapshotBody {
+func (m *Store) export(now time.Time) snapshotBody {
 	m.mu.Lock()
 	m.sweep(now)
 	b := snapshotBody{
@@ -118,14 +119,14 @@ func (m *MemoryStore) export(now time.Time) snapshotBody {
 	return b
 }
 
-// LoadMemoryStore returns a MemoryStore holding the state of the snapshot
-// at path, or an empty one when no file exists there. Any other problem
-// (unreadable, cut short, edited, negative amounts) is an error wrapping
-// ErrCorruptSnapshot or the read error: spend is never silently dropped.
-func LoadMemoryStore(path string) (*MemoryStore, error) {
+// Load returns a Store holding the state of the snapshot at path, or an
+// empty one when no file exists there. Any other problem (unreadable, cut
+// short, edited, negative amounts) is an error wrapping ErrCorruptSnapshot
+// or the read error: spend is never silently dropped.
+func Load(path string) (*Store, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return NewMemoryStore(), nil
+		return New(), nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("snapshot %s: %w", path, err)
@@ -142,7 +143,7 @@ func LoadMemoryStore(path string) (*MemoryStore, error) {
 	return m, nil
 }
 
-func parseSnapshot(data []byte) (*MemoryStore, error) {
+func parseSnapshot(data []byte) (*Store, error) {
 	header, body, ok := bytes.Cut(data, []byte("\n"))
 	if !ok || !bytes.HasPrefix(header, []byte(snapshotMagic)) {
 		return nil, errors.New("no snapshot header")
@@ -158,12 +159,12 @@ func parseSnapshot(data []byte) (*MemoryStore, error) {
 	if err := dec.Decode(&b); err != nil {
 		return nil, err
 	}
-	m := NewMemoryStore()
+	m := New()
 	for _, c := range b.Counters {
 		if c.Committed < 0 {
 			return nil, fmt.Errorf("counter %q: negative amount", c.Key)
 		}
-		it := Item{Key: c.Key}
+		it := budget.Item{Key: c.Key}
 		if c.Expires != nil {
 			it.Expires = *c.Expires
 		}

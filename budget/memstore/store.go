@@ -1,4 +1,12 @@
-package budget
+// Package memstore is a budget.Store held in the memory of one process,
+// beside budget/redisstore (the store replicas share). It is exact for a
+// single replica and never grows without bound (see Store). Its state can
+// be written to a snapshot file and read back at start (WriteSnapshot,
+// Load), and counters can be rebuilt from a durable record of spend
+// (RestoreCommitted, with budget.Policies.CurrentItems). budget/storetest
+// checks it against the budget.Store and budget.Lister contracts, as it
+// does the Redis store.
+package memstore
 
 import (
 	"container/heap"
@@ -8,39 +16,40 @@ import (
 	"sync"
 	"time"
 
+	"github.com/spendguard/spendguard/budget"
 	"github.com/spendguard/spendguard/internal/money"
 )
 
-// MemoryStore is a Store held in one process: a mutex-protected map of
+// Store is a budget.Store held in one process: a mutex-protected map of
 // counters and a heap of live reservations ordered by expiry. It is exact
 // for a single replica; replicas that must share budgets need a shared
 // store.
 //
 // Nothing grows without bound: expired reservations are released lazily
 // at the start of every call (in expiry order, O(log n) each), and a
-// counter is dropped once MemoryGrace has passed after its Item.Expires
+// counter is dropped once Grace has passed after its budget.Item.Expires
 // (checked only when the earliest such deadline has passed). A Settle
-// within MemoryGrace after the period end still lands in the counter; one
+// within Grace after the period end still lands in the counter; one
 // even later lands in a counter that the next call drops again, since no
 // window reads a period that long over.
-type MemoryStore struct {
+type Store struct {
 	mu        sync.Mutex
 	counters  map[string]*memCounter
 	live      map[string]*memReservation
 	queue     reservationHeap
-	nextPrune time.Time // earliest Expires+MemoryGrace of any counter; zero: none
+	nextPrune time.Time // earliest Expires+Grace of any counter; zero: none
 	// gen changes whenever a counter is created or dropped: while it has
 	// not, every key resolves to the counter it resolved to before.
 	gen  uint64
 	free []*memReservation // released reservations, for reuse
 }
 
-// MemoryGrace is how long the memory store keeps a counter after its
+// Grace is how long the memory store keeps a counter after its
 // period has ended, for late settles and for the admin API.
-const MemoryGrace = time.Hour
+const Grace = time.Hour
 
 type memCounter struct {
-	Counter
+	budget.Counter
 	expires time.Time
 	dropped bool // no longer in the map (a later counter may have its key)
 	// window caches the counters of the Window of the items whose Key
@@ -67,39 +76,43 @@ type memReservation struct {
 	inlineC  [inlineItems]*memCounter
 }
 
+// inlineItems is how many keys a reservation holds without a second
+// allocation: as many as the engine keeps inline in a budget.Reservation.
+const inlineItems = 4
+
 // maxFreeReservations bounds the store's list of reservations to reuse.
 const maxFreeReservations = 1024
 
-// NewMemoryStore returns an empty MemoryStore.
-func NewMemoryStore() *MemoryStore {
-	return &MemoryStore{
+// New returns an empty Store.
+func New() *Store {
+	return &Store{
 		counters: map[string]*memCounter{},
 		live:     map[string]*memReservation{},
 	}
 }
 
-var _ Store = (*MemoryStore)(nil)
+var _ budget.Store = (*Store)(nil)
 
-// Reserve implements Store.
-func (m *MemoryStore) Reserve(ctx context.Context, id string, amount money.Nano, items []Item, ttl time.Duration, now time.Time) (Outcome, error) {
+// Reserve implements budget.Store.
+func (m *Store) Reserve(ctx context.Context, id string, amount money.Nano, items []budget.Item, ttl time.Duration, now time.Time) (budget.Outcome, error) {
 	if err := ctx.Err(); err != nil {
-		return Outcome{}, err
+		return budget.Outcome{}, err
 	}
 	if id == "" || amount < 0 || ttl <= 0 {
-		return Outcome{}, fmt.Errorf("%w: reserve id %q, amount %v, ttl %v", ErrInvalidArgument, id, amount, ttl)
+		return budget.Outcome{}, fmt.Errorf("%w: reserve id %q, amount %v, ttl %v", budget.ErrInvalidArgument, id, amount, ttl)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.sweep(now)
 	if _, ok := m.live[id]; ok {
-		return Outcome{}, fmt.Errorf("%w: %q", ErrDuplicateReservation, id)
+		return budget.Outcome{}, fmt.Errorf("%w: %q", budget.ErrDuplicateReservation, id)
 	}
 	r := m.newReservation(len(items))
 	r.counters = r.counters[:len(items)]
-	out := Outcome{Blocked: -1, Counters: make([]Counter, len(items))}
+	out := budget.Outcome{Blocked: -1, Counters: make([]budget.Counter, len(items))}
 	for i, it := range items {
 		out.Counters[i], r.counters[i] = m.sum(it)
-		if out.Blocked < 0 && blocks(it, out.Counters[i].Used(), amount) {
+		if out.Blocked < 0 && it.Blocks(out.Counters[i].Used(), amount) {
 			out.Blocked = i
 		}
 	}
@@ -123,13 +136,13 @@ func (m *MemoryStore) Reserve(ctx context.Context, id string, amount money.Nano,
 	return out, nil
 }
 
-// Settle implements Store.
-func (m *MemoryStore) Settle(ctx context.Context, id string, actual money.Nano, items []Item, now time.Time) error {
+// Settle implements budget.Store.
+func (m *Store) Settle(ctx context.Context, id string, actual money.Nano, items []budget.Item, now time.Time) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	if actual < 0 {
-		return fmt.Errorf("%w: settle %q with actual %v", ErrInvalidArgument, id, actual)
+		return fmt.Errorf("%w: settle %q with actual %v", budget.ErrInvalidArgument, id, actual)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -156,27 +169,27 @@ func (m *MemoryStore) Settle(ctx context.Context, id string, actual money.Nano, 
 	return nil
 }
 
-// Usage implements Store.
-func (m *MemoryStore) Usage(ctx context.Context, items []Item, now time.Time) ([]Counter, error) {
+// Usage implements budget.Store.
+func (m *Store) Usage(ctx context.Context, items []budget.Item, now time.Time) ([]budget.Counter, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.sweep(now)
-	out := make([]Counter, len(items))
+	out := make([]budget.Counter, len(items))
 	for i, it := range items {
 		out[i], _ = m.sum(it)
 	}
 	return out, nil
 }
 
-var _ Lister = (*MemoryStore)(nil)
+var _ budget.Lister = (*Store)(nil)
 
-// CounterKeys implements Lister. It holds the store's lock while it walks
+// CounterKeys implements budget.Lister. It holds the store's lock while it walks
 // the map (about a millisecond per 100,000 counters), so requests wait
 // that long behind a listing.
-func (m *MemoryStore) CounterKeys(ctx context.Context, prefix string, limit int) ([]string, bool, error) {
+func (m *Store) CounterKeys(ctx context.Context, prefix string, limit int) ([]string, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, false, err
 	}
@@ -195,9 +208,25 @@ func (m *MemoryStore) CounterKeys(ctx context.Context, prefix string, limit int)
 	return keys, false, nil
 }
 
+// RestoreCommitted raises the committed amount of counter it.Key to at
+// least committed, creating the counter (which then expires as one made
+// by a Reserve of it would). It never adds to what the counter holds:
+// restoring the same spend from two records (a snapshot and a ledger)
+// counts it once, and the more complete record wins per counter. Meant
+// for start-up, before the store serves requests; safe at any time.
+func (m *Store) RestoreCommitted(it budget.Item, committed money.Nano) {
+	if committed <= 0 {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c := m.counter(it)
+	c.Committed = max(c.Committed, committed)
+}
+
 // Len returns how many counters and live reservations the store holds
 // (as of its last call), for metrics and tests.
-func (m *MemoryStore) Len() (counters, reservations int) {
+func (m *Store) Len() (counters, reservations int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return len(m.counters), len(m.live)
@@ -205,10 +234,10 @@ func (m *MemoryStore) Len() (counters, reservations int) {
 
 // sum adds up the counters of an item's Key and Window, and returns the
 // counter of Key (nil if none).
-func (m *MemoryStore) sum(it Item) (Counter, *memCounter) {
+func (m *Store) sum(it budget.Item) (budget.Counter, *memCounter) {
 	c := m.counters[it.Key]
 	if c == nil {
-		var s Counter
+		var s budget.Counter
 		for _, k := range it.Window {
 			if w := m.counters[k]; w != nil {
 				s.Committed = money.Add(s.Committed, w.Committed)
@@ -235,7 +264,7 @@ func (m *MemoryStore) sum(it Item) (Counter, *memCounter) {
 // older buckets are looked up again only after a counter was created or
 // dropped. The cache is used only for the same keys, so it is exact
 // whatever window comes with c's key.
-func (m *MemoryStore) resolveWindow(c *memCounter, window []string) []*memCounter {
+func (m *Store) resolveWindow(c *memCounter, window []string) []*memCounter {
 	w := c.window
 	if w != nil && w.gen == m.gen && len(w.keys) == len(window) {
 		hit := true
@@ -263,7 +292,7 @@ func (m *MemoryStore) resolveWindow(c *memCounter, window []string) []*memCounte
 }
 
 // counter returns the counter of it.Key, creating it.
-func (m *MemoryStore) counter(it Item) *memCounter {
+func (m *Store) counter(it budget.Item) *memCounter {
 	c := m.counters[it.Key]
 	if c != nil {
 		return c
@@ -272,7 +301,7 @@ func (m *MemoryStore) counter(it Item) *memCounter {
 	m.counters[it.Key] = c
 	m.gen++
 	if !it.Expires.IsZero() {
-		if d := it.Expires.Add(MemoryGrace); m.nextPrune.IsZero() || d.Before(m.nextPrune) {
+		if d := it.Expires.Add(Grace); m.nextPrune.IsZero() || d.Before(m.nextPrune) {
 			m.nextPrune = d
 		}
 	}
@@ -281,7 +310,7 @@ func (m *MemoryStore) counter(it Item) *memCounter {
 
 // sweep releases the reservations that expired at or before now and drops
 // the counters whose grace has passed.
-func (m *MemoryStore) sweep(now time.Time) {
+func (m *Store) sweep(now time.Time) {
 	for len(m.queue) > 0 && !now.Before(m.queue[0].expires) {
 		r := heap.Pop(&m.queue).(*memReservation)
 		m.release(r)
@@ -295,7 +324,7 @@ func (m *MemoryStore) sweep(now time.Time) {
 		if c.expires.IsZero() {
 			continue
 		}
-		d := c.expires.Add(MemoryGrace)
+		d := c.expires.Add(Grace)
 		if !now.Before(d) {
 			delete(m.counters, k)
 			c.dropped = true
@@ -308,7 +337,7 @@ func (m *MemoryStore) sweep(now time.Time) {
 
 // release takes a reservation's amount off its counters; r must already
 // be out of the heap.
-func (m *MemoryStore) release(r *memReservation) {
+func (m *Store) release(r *memReservation) {
 	delete(m.live, r.id)
 	for i, c := range r.counters {
 		if c.dropped { // the key's counter now, if any, is another one
@@ -325,7 +354,7 @@ func (m *MemoryStore) release(r *memReservation) {
 
 // newReservation returns an empty reservation with room for n keys and
 // counters, reusing a released one when it can.
-func (m *MemoryStore) newReservation(n int) *memReservation {
+func (m *Store) newReservation(n int) *memReservation {
 	var r *memReservation
 	if k := len(m.free); k > 0 {
 		r = m.free[k-1]
@@ -344,7 +373,7 @@ func (m *MemoryStore) newReservation(n int) *memReservation {
 
 // recycle keeps r, out of the heap and the live map and no longer used,
 // for newReservation.
-func (m *MemoryStore) recycle(r *memReservation) {
+func (m *Store) recycle(r *memReservation) {
 	if len(m.free) >= maxFreeReservations {
 		return
 	}

@@ -1,4 +1,4 @@
-package budget_test
+package memstore_test
 
 import (
 	"context"
@@ -12,13 +12,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/spendguard/spendguard/budget"
+	"github.com/spendguard/spendguard/budget/memstore"
 	"github.com/spendguard/spendguard/budget/storetest"
 	"github.com/spendguard/spendguard/internal/money"
 )
 
 // snapshotFixture fills a store with committed spend on a period counter,
 // a total counter and a rolling bucket, and two live reservations.
-func snapshotFixture(t *testing.T) (*budget.MemoryStore, []budget.Item) {
+func snapshotFixture(t *testing.T) (*memstore.Store, []budget.Item) {
 	t.Helper()
 	ctx, t0 := context.Background(), storetest.T0
 	items := []budget.Item{
@@ -27,7 +28,7 @@ func snapshotFixture(t *testing.T) (*budget.MemoryStore, []budget.Item) {
 		{Key: "guard|rolling|user=u@1796126400", Limit: 5 * money.PerUSD, Enforce: true, Expires: t0.Add(10 * time.Minute),
 			Window: []string{"guard|rolling|user=u@1796125800"}},
 	}
-	s := budget.NewMemoryStore()
+	s := memstore.New()
 	require.NoError(t, s.Settle(ctx, "done", 1_234_567_891, items, t0))
 	for _, id := range []string{"live1", "live2"} {
 		out, err := s.Reserve(ctx, id, 7, items, 10*time.Minute, t0)
@@ -43,7 +44,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.json")
 	require.NoError(t, s.WriteSnapshot(path, t0))
 
-	loaded, err := budget.LoadMemoryStore(path)
+	loaded, err := memstore.Load(path)
 	require.NoError(t, err)
 	want, err := s.Usage(ctx, items, t0)
 	require.NoError(t, err)
@@ -67,7 +68,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 }
 
 func TestSnapshotMissingFileIsEmpty(t *testing.T) {
-	s, err := budget.LoadMemoryStore(filepath.Join(t.TempDir(), "none.json"))
+	s, err := memstore.Load(filepath.Join(t.TempDir(), "none.json"))
 	require.NoError(t, err)
 	counters, reservations := s.Len()
 	assert.Zero(t, counters+reservations)
@@ -116,15 +117,15 @@ func TestCorruptSnapshotIsAnError(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "state.json")
 			require.NoError(t, os.WriteFile(path, content, 0o600))
-			_, err := budget.LoadMemoryStore(path)
-			require.ErrorIs(t, err, budget.ErrCorruptSnapshot)
+			_, err := memstore.Load(path)
+			require.ErrorIs(t, err, memstore.ErrCorruptSnapshot)
 			assert.Contains(t, err.Error(), path)
 			assert.Contains(t, err.Error(), "move the file away")
 		})
 	}
 
 	t.Run("unreadable", func(t *testing.T) {
-		_, err := budget.LoadMemoryStore(t.TempDir()) // a directory
+		_, err := memstore.Load(t.TempDir()) // a directory
 		assert.Error(t, err)
 	})
 }

@@ -1,4 +1,4 @@
-package budget_test
+package memstore_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/spendguard/spendguard/budget"
+	"github.com/spendguard/spendguard/budget/memstore"
 	"github.com/spendguard/spendguard/internal/money"
 )
 
@@ -46,7 +47,7 @@ func (m *modelStore) sweep(now time.Time) {
 		m.release(id)
 	}
 	for k, c := range m.counters {
-		if !c.expires.IsZero() && !now.Before(c.expires.Add(budget.MemoryGrace)) {
+		if !c.expires.IsZero() && !now.Before(c.expires.Add(memstore.Grace)) {
 			delete(m.counters, k)
 		}
 	}
@@ -139,7 +140,7 @@ func TestMemoryStoreMatchesModel(t *testing.T) {
 func matchModel(t *testing.T, seed uint64) {
 	rng := rand.New(rand.NewPCG(seed, 7))
 	ctx := context.Background()
-	s := budget.NewMemoryStore()
+	s := memstore.New()
 	m := &modelStore{counters: map[string]*modelCounter{}, live: map[string]*modelReservation{}}
 	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 
@@ -279,7 +280,7 @@ func matchModel(t *testing.T, seed uint64) {
 func TestMemoryStoreReservationOutlivesCounter(t *testing.T) {
 	for _, settle := range []bool{false, true} {
 		ctx, t0 := context.Background(), time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
-		s := budget.NewMemoryStore()
+		s := memstore.New()
 		m := &modelStore{counters: map[string]*modelCounter{}, live: map[string]*modelReservation{}}
 		k := budget.Item{Key: "k@1", Limit: 100, Enforce: true, Expires: t0.Add(time.Minute)}
 		later := k
@@ -302,7 +303,7 @@ func TestMemoryStoreReservationOutlivesCounter(t *testing.T) {
 		}
 		reserve("long", 5, both, 3*time.Hour, t0)
 		check(t0, "reserved")
-		dropped := t0.Add(time.Minute + budget.MemoryGrace)
+		dropped := t0.Add(time.Minute + memstore.Grace)
 		check(dropped, "k dropped")
 		reserve("new", 7, []budget.Item{later}, time.Hour, dropped)
 		check(dropped, "k recreated")

@@ -1,4 +1,4 @@
-package budget_test
+package memstore_test
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/spendguard/spendguard/budget"
+	"github.com/spendguard/spendguard/budget/memstore"
 	"github.com/spendguard/spendguard/budget/storetest"
 )
 
@@ -25,7 +26,7 @@ func TestSnapshotKeepsSaturatedCounters(t *testing.T) {
 	ctx, t0 := context.Background(), storetest.T0
 	a := budget.Item{Key: "a@total", Limit: 100, Enforce: true}
 	b := budget.Item{Key: "b@total"}
-	s := budget.NewMemoryStore()
+	s := memstore.New()
 	require.NoError(t, s.Settle(ctx, "s", math.MaxInt64, []budget.Item{a}, t0))
 	for _, id := range []string{"r1", "r2"} {
 		out, err := s.Reserve(ctx, id, math.MaxInt64-1, []budget.Item{b}, time.Hour, t0)
@@ -34,7 +35,7 @@ func TestSnapshotKeepsSaturatedCounters(t *testing.T) {
 	}
 	path := filepath.Join(t.TempDir(), "state.json")
 	require.NoError(t, s.WriteSnapshot(path, t0))
-	loaded, err := budget.LoadMemoryStore(path)
+	loaded, err := memstore.Load(path)
 	require.NoError(t, err)
 	got, err := loaded.Usage(ctx, []budget.Item{a, b}, t0)
 	require.NoError(t, err)
@@ -59,14 +60,14 @@ func TestSnapshotRefusesAbsurdValues(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "state.json")
 			writeSnapshotFile(t, path, body)
-			_, err := budget.LoadMemoryStore(path)
-			require.ErrorIs(t, err, budget.ErrCorruptSnapshot)
+			_, err := memstore.Load(path)
+			require.ErrorIs(t, err, memstore.ErrCorruptSnapshot)
 		})
 	}
 	t.Run("the same file with a sane amount loads", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "state.json")
 		writeSnapshotFile(t, path, `{"written_at":"2026-11-30T12:00:00Z","counters":[{"key":"a","committed":9223372036854775807}],"reservations":[]}`)
-		s, err := budget.LoadMemoryStore(path)
+		s, err := memstore.Load(path)
 		require.NoError(t, err)
 		got, err := s.Usage(context.Background(), []budget.Item{{Key: "a"}}, storetest.T0)
 		require.NoError(t, err)
@@ -79,7 +80,7 @@ func TestSnapshotRefusesAbsurdValues(t *testing.T) {
 func writeSnapshotFile(t *testing.T, path, body string) {
 	t.Helper()
 	ref := filepath.Join(t.TempDir(), "ref.json")
-	require.NoError(t, budget.NewMemoryStore().WriteSnapshot(ref, storetest.T0))
+	require.NoError(t, memstore.New().WriteSnapshot(ref, storetest.T0))
 	data, err := os.ReadFile(ref)
 	require.NoError(t, err)
 	header, _, _ := strings.Cut(string(data), "\n")
