@@ -133,3 +133,14 @@ func fieldNamed(name string) field {
 	}
 	return noField
 }
+
+// Forget drops what b holds of the body it was parsed from (the member
+// values Field reads), keeping Request and Layout, so that a request in
+// flight does not keep its whole body alive once the body phase is over.
+// Field answers "" after it.
+func (b *Body) Forget() {
+	b.fields = fields{}
+	clear(b.other[:])
+	clear(b.more)
+	b.nOther, b.more = 0, b.more[:0]
+}

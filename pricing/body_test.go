@@ -123,3 +123,23 @@ func TestParseBodyKeepsNoOldMember(t *testing.T) {
 	assert.False(t, b.Layout.StreamOptions.Found())
 	assert.Equal(t, Layout{Model: Span{9, 12}, Members: 1, End: 12}, b.Layout)
 }
+
+// TestForgetKeepsTheRequest: after Forget no member of the body is
+// reachable through the Body (it no longer keeps the body alive), while
+// the parsed request and the layout stay.
+func TestForgetKeepsTheRequest(t *testing.T) {
+	var b Body
+	body := []byte(`{"model":"m","user":"bob",` + strings.Repeat(`"k":"v",`, 2*inlineOther) + `"tenant":"acme"}`)
+	require.NoError(t, ParseBody(&b, ChatCompletions, body))
+	req, layout := b.Request, b.Layout
+	require.Equal(t, "acme", b.Field("tenant"))
+	b.Forget()
+	assert.Equal(t, "", b.Field("tenant"))
+	assert.Equal(t, "", b.Field("user"))
+	assert.Equal(t, req, b.Request)
+	assert.Equal(t, layout, b.Layout)
+	for _, m := range b.more[:cap(b.more)] {
+		assert.Nil(t, m.Value, "a member value still refers to the body")
+	}
+	assert.Equal(t, fields{}, b.fields)
+}
