@@ -127,7 +127,12 @@ func (s *JSONScanner) Reset() {
 	if cap(buf) > 4<<10 {
 		buf = nil
 	}
-	*s = JSONScanner{buf: buf, model: modelCapture{pos: -1, raw: s.model.raw[:0]}}
+	raw := s.model.raw[:0]
+	// Zeroed in place and then set: a composite literal of the whole
+	// scanner would be built in a temporary on the stack first, a frame
+	// of over a kilobyte on every stream's response path.
+	*s = JSONScanner{}
+	s.buf, s.model.pos, s.model.raw = buf, -1, raw
 }
 
 // Result reports the usage of the body fed so far, as if it ended here. It

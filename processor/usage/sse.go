@@ -100,20 +100,18 @@ func (s *SSEScanner) Reset(kind SSEKind, dropUsageEvent bool) {
 		}
 		return b[:0]
 	}
-	js := s.js
-	js.Reset()
-	*s = SSEScanner{
-		kind:       kind,
-		drop:       dropUsageEvent && kind == SSEChat,
-		limit:      MaxSSEEventBytes,
-		lf:         -1,
-		blockStart: -1,
-		data:       keep(s.data),
-		hold:       keep(s.hold),
-		out:        keep(s.out),
-		modelRaw:   s.modelRaw[:0],
-		js:         js,
-	}
+	data, hold, out, modelRaw := keep(s.data), keep(s.hold), keep(s.out), s.modelRaw[:0]
+	jsBuf, jsModel := s.js.buf, s.js.model.raw
+	// Zeroed in place and then set, field by field: a composite literal
+	// (or a copy of the embedded JSONScanner) would be built in a
+	// temporary on the stack first, kilobytes on every stream's response
+	// path, enough to make the goroutine's stack grow past its 8 KiB.
+	*s = SSEScanner{}
+	s.js.buf, s.js.model.raw = jsBuf, jsModel
+	s.js.Reset()
+	s.kind, s.drop, s.limit = kind, dropUsageEvent && kind == SSEChat, MaxSSEEventBytes
+	s.lf, s.blockStart = -1, -1
+	s.data, s.hold, s.out, s.modelRaw = data, hold, out, modelRaw
 }
 
 // Write consumes the next chunk of the body and returns what to forward to
