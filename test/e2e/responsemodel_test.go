@@ -21,24 +21,11 @@ import (
 	"github.com/spendguard/spendguard/test/pgtest"
 )
 
-// responseModelConfig prices the requested model and sends every report
-// to every exporter that carries a model, one report per batch: OTLP (%s),
-// Helicone (%s), the JSON log (%s) and the ledger (%s).
-const responseModelConfig = `
-version: 1
-identity:
-  dimensions:
-    tenant:
-      - header: x-tenant-id
-pricing:
-  models:
-    - {match: Hunyuan, input: 0.60, output: 0.80}
-budgets:
-  - name: tenant-daily
-    match: {tenant: "*"}
-    period: day
-    hard_usd: 100
-exporters:
+// responseModelExporters sends every report to every exporter that
+// carries a model, one report per batch: OTLP (%s), Helicone (%s), the
+// JSON log (%s) and the ledger (%s); it follows the enforcement tests'
+// capConfig.
+const responseModelExporters = `exporters:
   batch_size: 1
   otlp:
     endpoint: %q
@@ -65,7 +52,7 @@ func TestResponseModelReachesEveryExporter(t *testing.T) {
 	defer logs.Close()
 	logPath := filepath.Join(t.TempDir(), "spend.jsonl")
 	dsn := pgtest.NewDatabase(t)
-	s := newStack(t, fmt.Sprintf(responseModelConfig, traces.URL()+"/v1/traces", logs.URL()+"/custom/v1/log", logPath, dsn),
+	s := newStack(t, fmt.Sprintf(capConfig, "100")+fmt.Sprintf(responseModelExporters, traces.URL()+"/v1/traces", logs.URL()+"/custom/v1/log", logPath, dsn),
 		fakevllm.Config{ServedModelName: served})
 
 	requests := []struct{ path, body string }{
