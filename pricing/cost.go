@@ -14,14 +14,16 @@ const tokensPerPriceUnit = 1_000_000
 type Breakdown struct {
 	Input  money.Nano // prompt tokens, cached and uncached
 	Output money.Nano // completion tokens
-	Total  money.Nano // Input + Output
+	Audio  money.Nano // audio seconds (Usage.Seconds at Price.PerSecond)
+	Total  money.Nano // Input + Output + Audio
 }
 
 // Cost prices u with p, exactly, in integer arithmetic:
 //
 //	Input  = ceil(((Prompt-CachedPrompt)*p.Input + CachedPrompt*p.CachedInput) / 1e6)
 //	Output = ceil((Completion*p.Output) / 1e6)
-//	Total  = Input + Output
+//	Audio  = Seconds*p.PerSecond
+//	Total  = Input + Output + Audio
 //
 // Each component is rounded up once, from the exact 128-bit sum of its
 // products, so a request is never charged less than its exact cost and at
@@ -36,7 +38,8 @@ func (p Price) Cost(u Usage) Breakdown {
 	in := mulAddDivCeil(uint64(prompt-cached), nonNegNano(p.Input),
 		uint64(cached), nonNegNano(p.CachedInput), tokensPerPriceUnit)
 	out := mulAddDivCeil(uint64(completion), nonNegNano(p.Output), 0, 0, tokensPerPriceUnit)
-	return Breakdown{Input: in, Output: out, Total: money.Add(in, out)}
+	audio := mulAddDivCeil(uint64(nonNeg(u.Seconds)), nonNegNano(p.PerSecond), 0, 0, 1)
+	return Breakdown{Input: in, Output: out, Audio: audio, Total: money.Add(money.Add(in, out), audio)}
 }
 
 // mulAddDivCeil returns ceil((a*x + b*y) / d) for d > 0, computed in 128

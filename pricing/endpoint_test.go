@@ -47,5 +47,5 @@ func TestEndpointString(t *testing.T) {
 		assert.Equal(t, e, got)
 	}
 	assert.Equal(t, "Endpoint(0)", Endpoint(0).String())
-	assert.Equal(t, "Endpoint(9)", Endpoint(9).String())
+	assert.Equal(t, "Endpoint(13)", (LastEndpoint + 1).String())
 }

@@ -31,6 +31,9 @@ type Price struct {
 	CachedInput money.Nano
 	// Output is the price of a million completion tokens.
 	Output money.Nano
+	// PerSecond is the price of one second of audio, for upstreams that
+	// report a duration instead of tokens (transcriptions); 0 when unset.
+	PerSecond money.Nano
 }
 
 // Compile validates c and builds its Table. It reports every problem it

@@ -8,6 +8,10 @@ type Usage struct {
 	Prompt       int64
 	CachedPrompt int64
 	Completion   int64
+	// Seconds is the audio duration the upstream billed, in whole seconds
+	// (vLLM's transcription usage {"type":"duration","seconds":N}); it is
+	// priced at Price.PerSecond.
+	Seconds int64
 }
 
 // Total is Prompt + Completion.
