@@ -81,6 +81,8 @@ type stream struct {
 	sseKnown bool
 
 	wire wire // how the answers reach Envoy (wire.go)
+
+	count counting // counting missing usage with the tokenizer (count.go)
 }
 
 var (
