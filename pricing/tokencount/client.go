@@ -74,7 +74,12 @@ type result struct {
 
 // New starts a client for s (which must be Enabled) with s.Workers
 // workers. doer sends its calls; nil means a dedicated *http.Client.
+// Settings not made by Config.Compile get the defaults for zero values.
 func New(s Settings, doer Doer) *Client {
+	if s.Timeout <= 0 {
+		s.Timeout = DefaultTimeout
+	}
+	s.Queue, s.Workers, s.CacheEntries = max(s.Queue, 1), max(s.Workers, 1), max(s.CacheEntries, 1)
 	if doer == nil {
 		doer = &http.Client{Transport: &http.Transport{
 			MaxIdleConnsPerHost: s.Workers, MaxConnsPerHost: s.Workers, ForceAttemptHTTP2: true,
@@ -112,7 +117,8 @@ type Count struct {
 }
 
 // Wait returns the count, or the first failure of its parts, or ctx's
-// error when it ends first. It may be called once.
+// error when it ends first: it returns at the latest when ctx ends, so
+// callers bound it with a deadline. It may be called once.
 func (n *Count) Wait(ctx context.Context) (int64, error) {
 	if n.err != nil {
 		return 0, n.err

@@ -371,3 +371,18 @@ func TestWaitSumsPartsAndStopsAtTheFirstFailure(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, int64(3), n)
 }
+
+func TestNewFillsZeroSettings(t *testing.T) {
+	v := &vllm{t: t}
+	srv := httptest.NewServer(v)
+	defer srv.Close()
+	c := New(Settings{Endpoint: srv.URL + "/tokenize"}, nil)
+	defer c.Close()
+	assert.Equal(t, Settings{Endpoint: srv.URL + "/tokenize", Timeout: DefaultTimeout, Queue: 1, Workers: 1, CacheEntries: 1}, c.Settings())
+	for range 2 {
+		n, err := wait(t, c.Text(context.Background(), "m", []byte("a b")))
+		require.NoError(t, err)
+		assert.Equal(t, int64(2), n)
+	}
+	assert.Equal(t, int64(1), v.calls.Load(), "a one-entry cache still caches")
+}
