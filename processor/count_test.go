@@ -36,7 +36,7 @@ type tokenizeServer struct {
 	got     []map[string]any
 }
 
-func newTokenizeServer(t *testing.T, release chan struct{}) *tokenizeServer {
+func newTokenizeServer(t testing.TB, release chan struct{}) *tokenizeServer {
 	ts := &tokenizeServer{release: release}
 	ts.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ts.calls.Add(1)
@@ -55,8 +55,11 @@ func newTokenizeServer(t *testing.T, release chan struct{}) *tokenizeServer {
 		if p, ok := req["prompt"].(string); ok {
 			n = len(strings.Fields(p))
 		} else {
-			for _, m := range req["messages"].([]any) {
-				n += 2 + len(strings.Fields(m.(map[string]any)["content"].(string)))
+			msgs, _ := req["messages"].([]any)
+			for _, m := range msgs {
+				mm, _ := m.(map[string]any)
+				content, _ := mm["content"].(string)
+				n += 2 + len(strings.Fields(content))
 			}
 			n++
 		}
@@ -282,4 +285,14 @@ func TestPanicWhileCountingStillSettles(t *testing.T) {
 	assert.Equal(t, spendguardv1.UsageSource_USAGE_SOURCE_ESTIMATED, rep.GetUsageSource())
 	assert.Equal(t, int64(1), h.srv.Panics(), "recovered and counted")
 	assert.Zero(t, h.spend("acme").Reserved)
+}
+
+// FuzzStreamSequencesCounted is FuzzStreamSequences with a tokenizer:
+// whatever the order of messages, counting never leaks a reservation,
+// never panics, and never turns a served request free.
+func FuzzStreamSequencesCounted(f *testing.F) {
+	ts := newTokenizeServer(f, nil)
+	c := tokencount.New(tokencount.Settings{Endpoint: ts.URL + "/tokenize", Timeout: 2 * time.Second, Queue: 64, Workers: 2, CacheEntries: 64}, nil)
+	f.Cleanup(c.Close)
+	fuzzStreamSequences(f, func(srv *processor.Server) { srv.SetTokenizer(c) })
 }
