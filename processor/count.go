@@ -2,7 +2,6 @@ package processor
 
 import (
 	"context"
-	"fmt"
 
 	"go.uber.org/zap"
 
@@ -231,9 +230,4 @@ func (o outcome) sourceOf() spendguardv1.UsageSource {
 		return spendguardv1.UsageSource_USAGE_SOURCE_ESTIMATED
 	}
 	return spendguardv1.UsageSource_USAGE_SOURCE_UNSPECIFIED
-}
-
-// String is for logs and test failures.
-func (c counting) String() string {
-	return fmt.Sprintf("counting{tokenizer:%t body:%d limit:%d pending:%t}", c.tok != nil, len(c.body), c.limit, c.pending)
 }
