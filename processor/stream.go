@@ -69,6 +69,7 @@ type stream struct {
 	procTime     time.Duration
 	bodyBytes    int64
 	responseDone bool
+	respUsage    responseUsage // usage read from the response headers, a body not scanned (response.go)
 
 	// seen: the messages had so far; protocol: the first message's
 	// body modes (nil when Envoy sent none); violation: why the stream
