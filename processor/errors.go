@@ -38,13 +38,13 @@ type apiError struct {
 
 // Error types and codes spendguard answers with.
 const (
-	typeBudgetExceeded   = "budget_exceeded"
-	typeInvalidRequest   = "invalid_request_error"
-	typeUnauthorized     = "unauthorized"
-	typeServiceUnavail   = "service_unavailable"
-	typeForbidden        = "forbidden"
+	typeBudgetExceeded = "budget_exceeded"
+	typeInvalidRequest = "invalid_request_error"
+	typeUnauthorized   = "unauthorized"
+	typeServiceUnavail = "service_unavailable"
+	typeForbidden      = "forbidden"
 	// codeUnpricedPath: a POST to a path neither priced nor free.
-	codeUnpricedPath = "unpriced_path"
+	codeUnpricedPath     = "unpriced_path"
 	codeInvalidJSON      = "invalid_json"
 	codeModelNotFound    = "model_not_found"
 	codeRequestTooCostly = "max_request_usd_exceeded"

@@ -43,7 +43,7 @@ type stream struct {
 	// contentType is the request's content-type, kept for the multipart
 	// boundary of audio requests.
 	contentType string
-	ident     identity.Result
+	ident       identity.Result
 	// modelKeyed: some budget matches on the model. scopesFinal: the
 	// scopes found at the request headers are all that apply.
 	modelKeyed, scopesFinal bool
