@@ -53,3 +53,14 @@ func (e Endpoint) String() string {
 // Multipart reports whether requests of e are multipart/form-data (the
 // audio endpoints) rather than JSON.
 func (e Endpoint) Multipart() bool { return e == Transcriptions || e == Translations }
+
+// Generates reports whether requests of e generate output tokens (and so
+// reserve an output allowance): every kind but embeddings, rerank, score,
+// pooling and classify.
+func (e Endpoint) Generates() bool {
+	switch e {
+	case Embeddings, Rerank, Score, Pooling, Classify:
+		return false
+	}
+	return true
+}

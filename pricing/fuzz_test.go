@@ -23,7 +23,7 @@ func FuzzParseRequest(f *testing.F) {
 		f.Add(uint8(s.e), []byte(s.body))
 	}
 	f.Fuzz(func(t *testing.T, ep uint8, body []byte) {
-		e := Endpoint(ep % 6) // includes two values that are not endpoints
+		e := Endpoint(ep % uint8(Invocations+2)) // includes two values that are not endpoints
 		r, err := ParseRequest(e, body)
 		if err != nil {
 			if r != nil || !errors.Is(err, ErrInvalidRequest) {
