@@ -21,7 +21,7 @@ func TestParseKinds(t *testing.T) {
 				`{"role":"assistant","content":"hi"}],"tools":[{"name":"t"}],"metadata":{"user_id":"u"},"unknown":1}`,
 			Request{Endpoint: Messages, Model: "claude", Stream: true, MaxOutputTokens: 300, N: 1,
 				PromptBytes: int64(len(`Be brief.`) + len("hello") + len(`{"type":"image","source":{"type":"base64","data":"AAAA"}}`) + len(`"user"`) + len("hi") + len(`"assistant"`) + len(`[{"name":"t"}]`)),
-				Messages: 3, Prompts: 1, NonTextParts: 1},
+				Messages:    3, Prompts: 1, NonTextParts: 1},
 			Usage{Completion: 300}},
 		{"messages: system blocks", Messages,
 			`{"model":"claude","max_tokens":5,"system":[{"type":"text","text":"abc","cache_control":{"type":"ephemeral"}}],"messages":[{"role":"user","content":"x"}]}`,
