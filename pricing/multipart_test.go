@@ -121,8 +121,8 @@ func TestParseFormRejects(t *testing.T) {
 	badMax, ct4 := form(t, [][2]string{{"model", "m"}, {"max_completion_tokens", "-3"}}, wav(1, 8000, 1))
 	for _, tt := range []struct {
 		name, ct string
-		body []byte
-		msg  string
+		body     []byte
+		msg      string
 	}{
 		{"json content-type", "application/json", good, "takes multipart/form-data with a boundary"},
 		{"no boundary", "multipart/form-data", good, "with a boundary"},
