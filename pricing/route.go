@@ -161,6 +161,7 @@ func (r *Router) Entries() []RouteEntry {
 	for _, pre := range r.prefixes {
 		out = append(out, RouteEntry{Path: pre + "*", Free: true, Configured: true})
 	}
+	out = append(out, RouteEntry{Path: "/v1/responses/{id}/cancel", Free: true})
 	slices.SortFunc(out, func(a, b RouteEntry) int { return strings.Compare(a.Path, b.Path) })
 	return out
 }
