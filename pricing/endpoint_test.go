@@ -1,6 +1,8 @@
 package pricing
 
 import (
+	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -130,4 +132,29 @@ func TestEndpointString(t *testing.T) {
 	for e := ChatCompletions; e <= Invocations; e++ {
 		assert.Equal(t, e, kindNames[KindName(e)])
 	}
+}
+
+// FuzzRoute: routing any path never panics, ignores the query string,
+// decodes as url.PathUnescape does wherever that accepts the path, and
+// refuses no method but POST.
+func FuzzRoute(f *testing.F) {
+	for _, s := range []string{"/v1/chat/completions", "/v1/chat%2Fcompletions", "/v1/%zz", "/%", "/v1/responses/r%5F1", "/admin/%2A", "", "?", "/v1/responses/x/cancel?y"} {
+		f.Add("POST", s, "a=b")
+	}
+	f.Add("GET", "/v1/responses/abc", "")
+	r, errs := compileRouter(Config{FreePaths: []Setting{{Value: "/admin/*"}}, Paths: map[string]Setting{"/é": {Value: "chat"}}})
+	require.Empty(f, errs)
+	f.Fuzz(func(t *testing.T, method, path, query string) {
+		got := r.Route(method, path)
+		if !strings.Contains(path, "?") {
+			assert.Equal(t, got, r.Route(method, path+"?"+query))
+		}
+		if method != "POST" && got.Kind != RouteFree && got.Kind != RouteResponseLookup {
+			t.Fatalf("%s %q routed %v", method, path, got)
+		}
+		p, _, _ := strings.Cut(path, "?")
+		if want, err := url.PathUnescape(p); err == nil {
+			assert.Equal(t, want, decodePath(path), "%q", path)
+		}
+	})
 }
