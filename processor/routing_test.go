@@ -65,6 +65,8 @@ func TestUnknownPostIsRefused(t *testing.T) {
 		assert.NotContains(t, body.Error.Message, "x=1", "the query string is not echoed")
 		rep := <-h.reports
 		assert.Equal(t, spendguardv1.Decision_DECISION_REJECTED, rep.GetDecision())
+		assert.Empty(t, rep.GetEndpoint())
+		assert.Contains(t, rep.GetRejectReason(), "is not metered")
 	}
 	assert.Equal(t, budget.Counter{}, h.spend("acme"))
 }
