@@ -130,3 +130,35 @@ func TestParseKindsRejects(t *testing.T) {
 		})
 	}
 }
+
+// TestParseKindsEveryPosition cuts bodies of the newer kinds at every
+// byte and breaks every byte in turn: ParseBody must read what
+// ParseRequest reads and find the members where a second reader does,
+// and never fail in any other way than ErrInvalidRequest.
+func TestParseKindsEveryPosition(t *testing.T) {
+	bodies := map[Endpoint]string{
+		Messages:    `{"model":"m","max_tokens":9,"system":[{"type":"text","text":"s\u00e9"}],"messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}],"stream":true}`,
+		Generate:    `{"model":"m","token_ids":[1,-2],"sampling_params":{"max_tokens":3,"n":2},"stream_options":{"include_usage":true}}`,
+		Rerank:      `{"model":"m","query":"q","documents":["a\"b",{"content":[]}],"top_n":1}`,
+		Score:       `{"model":"m","text_1":["a","b"],"text_2":"c"}`,
+		Pooling:     `{"model":"m","input":[[1,2],"x"]}`,
+		Invocations: `{"model":"m","query":"q","documents":["d"],"prompt":null,"messages":null}`,
+	}
+	bytesToTry := []byte{'"', '\\', ',', ':', '[', ']', '{', '}', ' ', 0x01, 0xff, 'x', '1', 'n'}
+	for e, body := range bodies {
+		b := []byte(body)
+		checkBody(t, e, b)
+		for i := range b {
+			checkBody(t, e, b[:i])
+			saved := b[i]
+			for _, c := range bytesToTry {
+				b[i] = c
+				checkBody(t, e, b)
+				if _, err := ParseRequest(e, b); err != nil {
+					require.ErrorIs(t, err, ErrInvalidRequest)
+				}
+			}
+			b[i] = saved
+		}
+	}
+}
