@@ -122,10 +122,13 @@ func (st *stream) onRequestHeaders(ctx context.Context, h *extprocv3.HttpHeaders
 	case pricing.RouteCost:
 	case pricing.RouteRefused:
 		return st.refuse(unpricedPath(path), nil)
-	default:
-		// RouteResponseLookup (GET /v1/responses/{id}) costs nothing by
-		// itself: it passes as a free path until background responses
-		// settle from it.
+	case pricing.RouteResponseLookup:
+		// GET /v1/responses/{id} costs nothing by itself. It is the hook
+		// where a background response's reservation is settled from the
+		// usage of the stored response; until then it passes free.
+		st.free = true
+		return answerFreePath
+	default: // RouteFree
 		st.free = true
 		return answerFreePath
 	}
