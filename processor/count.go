@@ -2,6 +2,7 @@ package processor
 
 import (
 	"context"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 
@@ -95,15 +96,19 @@ func (st *stream) keepForCount(body []byte) {
 }
 
 // startCapture has an SSE scanner capture the text it delivers when a
-// tokenizer may count it, and turns a pooled scanner's capture off
-// otherwise.
+// tokenizer may count it (Reset turned a pooled scanner's capture off).
+// The bound follows the request's own output limit; without one, vLLM's
+// limit is the context length, and the bound is maxCaptureBytes.
 func (st *stream) startCapture() {
+	if st.count.tok == nil {
+		return
+	}
 	tc, ok := any(st.sseScan).(textCapturer)
 	if !ok {
 		return
 	}
-	st.count.limit = 0
-	if st.count.tok != nil {
+	st.count.limit = maxCaptureBytes
+	if st.req.MaxOutputTokens > 0 {
 		st.count.limit = int(min(st.worstCase.Completion*captureBytesPerToken, maxCaptureBytes))
 	}
 	tc.SetCaptureText(st.count.limit)
@@ -113,7 +118,7 @@ func (st *stream) startCapture() {
 // usage to finish(), to be counted there: a tokenizer is configured and
 // some part of the usage can be counted.
 func (st *stream) deferCount() bool {
-	if st.count.tok == nil || (st.count.body == nil && st.count.limit == 0 && st.worstCase.Completion != 0) {
+	if st.count.tok == nil || (st.count.body == nil && st.count.limit == 0 && generates(st.endpoint)) {
 		return false
 	}
 	st.count.pending = true
@@ -146,6 +151,11 @@ func (st *stream) countedOutcome() (o outcome, ok bool) {
 	if completionOK {
 		u.Completion = 0
 	}
+	if st.sseScan != nil {
+		if p, ok := st.sseScan.PromptOnly(); ok { // reported (Anthropic message_start): exact
+			u.Prompt, u.CachedPrompt, promptOK, prompt = p.Prompt, p.CachedPrompt, true, nil
+		}
+	}
 	if prompt != nil {
 		n, err := prompt.Wait(ctx)
 		promptOK = st.counted("prompt", err)
@@ -157,7 +167,10 @@ func (st *stream) countedOutcome() (o outcome, ok bool) {
 		n, err := completion.Wait(ctx)
 		completionOK = st.counted("completion", err)
 		if completionOK {
-			u.Completion = min(n, st.worstCase.Completion) // vLLM stops at max_tokens
+			u.Completion = n
+			if st.req.MaxOutputTokens > 0 {
+				u.Completion = min(n, st.worstCase.Completion) // vLLM stops at max_tokens
+			}
 		}
 	}
 	if !promptOK && !completionOK {
@@ -193,7 +206,7 @@ func (st *stream) promptCount(ctx context.Context, tok Tokenizer) *tokencount.Co
 // counted (a JSON body, or a capture that reached its limit) and stays
 // estimated.
 func (st *stream) completionCount(ctx context.Context, tok Tokenizer) (c *tokencount.Count, exact bool) {
-	if st.worstCase.Completion == 0 {
+	if !generates(st.endpoint) || st.worstCase.Completion == 0 {
 		return nil, true
 	}
 	tc, ok := any(st.sseScan).(textCapturer)
@@ -202,8 +215,8 @@ func (st *stream) completionCount(ctx context.Context, tok Tokenizer) (c *tokenc
 	}
 	text := tc.Text()
 	switch {
-	case len(text) >= st.count.limit:
-		return nil, false // cut at the limit: not all of it
+	case len(text) > st.count.limit-utf8.UTFMax:
+		return nil, false // cut at the limit (at a character boundary): not all of it
 	case len(text) == 0:
 		return nil, true
 	}

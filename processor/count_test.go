@@ -20,7 +20,6 @@ import (
 	"github.com/spendguard/spendguard/pricing"
 	"github.com/spendguard/spendguard/pricing/tokencount"
 	"github.com/spendguard/spendguard/processor"
-	"github.com/spendguard/spendguard/processor/usage"
 	spendguardv1 "github.com/spendguard/spendguard/proto/spendguard/v1"
 )
 
@@ -91,18 +90,6 @@ func countHarness(t *testing.T, url string, timeout string) *harness {
 	return h
 }
 
-// scannerCaptures reports whether the SSE scanner can capture the text
-// it delivers (usage.SSEScanner's SetCaptureText and Text). Without it an
-// aborted stream's completion is estimated (one token per content event)
-// and only its prompt is counted.
-func scannerCaptures() bool {
-	_, ok := any(new(usage.SSEScanner)).(interface {
-		SetCaptureText(int)
-		Text() []byte
-	})
-	return ok
-}
-
 func chatEvent(content string) []byte {
 	return []byte(`data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"Hunyuan","choices":[{"index":0,"delta":{"content":` +
 		strings.TrimSpace(string(mustJSON(content))) + `},"logprobs":null,"finish_reason":null}]}` + "\n\n")
@@ -135,7 +122,7 @@ func abortedChat(h *harness) *spendguardv1.CostReport {
 	}
 }
 
-func cost(t *testing.T, h *harness, u pricing.Usage) int64 {
+func countedCost(t *testing.T, h *harness, u pricing.Usage) int64 {
 	t.Helper()
 	p, ok := h.cfg.Snapshot.Pricing.Lookup("Hunyuan")
 	require.True(t, ok)
@@ -154,23 +141,28 @@ func TestAbortedStreamIsChargedTheCountedUsage(t *testing.T) {
 
 	assert.True(t, rep.GetAborted())
 	assert.Equal(t, int64(chatPromptCount), rep.GetPromptTokens(), "the prompt is vLLM's count, template applied")
-	if scannerCaptures() {
-		assert.Equal(t, int64(5), rep.GetCompletionTokens(), "the delivered text, counted")
-		assert.Equal(t, spendguardv1.UsageSource_USAGE_SOURCE_COUNTED, rep.GetUsageSource())
-		assert.False(t, rep.GetEstimated())
-	} else {
-		assert.Equal(t, int64(2), rep.GetCompletionTokens(), "one token per content event, estimated")
-		assert.Equal(t, spendguardv1.UsageSource_USAGE_SOURCE_ESTIMATED, rep.GetUsageSource(), "one part estimated: estimated")
-		assert.True(t, rep.GetEstimated())
-	}
-	want := cost(t, h, pricing.Usage{Prompt: rep.GetPromptTokens(), Completion: rep.GetCompletionTokens()})
+	assert.Equal(t, int64(5), rep.GetCompletionTokens(), "the delivered text, counted (an estimate would say 2: one per event)")
+	assert.Equal(t, spendguardv1.UsageSource_USAGE_SOURCE_COUNTED, rep.GetUsageSource())
+	assert.False(t, rep.GetEstimated())
+	want := countedCost(t, h, pricing.Usage{Prompt: rep.GetPromptTokens(), Completion: rep.GetCompletionTokens()})
 	assert.Equal(t, want, rep.GetCostNanoUsd())
 	assert.Equal(t, want, int64(h.spend("acme").Committed), "charged exactly the counted usage")
 
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
-	require.NotEmpty(t, ts.got)
-	chat := ts.got[0]
+	require.Len(t, ts.got, 2, "the prompt and the delivered text")
+	var chat, text map[string]any
+	for _, g := range ts.got {
+		if _, ok := g["messages"]; ok {
+			chat = g
+		} else {
+			text = g
+		}
+	}
+	require.NotNil(t, chat)
+	require.NotNil(t, text)
+	assert.Equal(t, "Hello big world once more", text["prompt"])
+	assert.Equal(t, false, text["add_special_tokens"])
 	assert.Equal(t, "Hunyuan", chat["model"])
 	assert.Equal(t, []any{map[string]any{"role": "user", "content": "Write a short introduction to LLMs"}}, chat["messages"])
 	assert.NotContains(t, chat, "max_tokens", "only what /tokenize takes")
@@ -246,7 +238,7 @@ func TestCountingNeverDelaysTheLastChunk(t *testing.T) {
 	assert.Equal(t, int64(5), rep.GetPromptTokens())
 	assert.Zero(t, rep.GetCompletionTokens())
 	h.eventually(func() bool { c := h.spend("acme"); return c.Reserved == 0 })
-	assert.Equal(t, cost(t, h, pricing.Usage{Prompt: 5}), int64(h.spend("acme").Committed))
+	assert.Equal(t, countedCost(t, h, pricing.Usage{Prompt: 5}), int64(h.spend("acme").Committed))
 }
 
 // TestSetTokenizerNilTurnsCountingOff: a reload that removes the
