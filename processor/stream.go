@@ -80,6 +80,16 @@ type stream struct {
 	// response headers the body's first bytes decide (sniffSSE).
 	sseKnown bool
 
+	// Background responses (background.go). background: a POST
+	// /v1/responses with background: true, parked when vLLM answers
+	// queued; idStatus reads the JSON answer's id and status (of such a
+	// POST, or of a lookup); lookup: the response id of a GET
+	// /v1/responses/{id} or cancel whose answer may settle a parked one.
+	background bool
+	idStatus   *usage.StatusScanner
+	lookup     string
+	lookupDone bool
+
 	wire wire // how the answers reach Envoy (wire.go)
 }
 
@@ -111,6 +121,13 @@ func (st *stream) release() {
 func (st *stream) onRequestHeaders(ctx context.Context, h *extprocv3.HttpHeaders, md *corev3.Metadata) *extprocv3.ProcessingResponse {
 	hm := h.GetHeaders()
 	st.requestID = headerString(hm, "x-request-id")
+	if st.srv.opts.Parking != nil {
+		if id, ok := responseLookup(string(headerBytes(findHeader(hm, ":method"))), string(headerBytes(findHeader(hm, ":path")))); ok {
+			// Free, but its answer may settle a parked background response.
+			st.free, st.lookup = true, id
+			return answerRequestHeaders
+		}
+	}
 	ep, cost := pricing.EndpointForPath(string(headerBytes(findHeader(hm, ":path"))))
 	if !cost || string(headerBytes(findHeader(hm, ":method"))) != "POST" {
 		st.free = true
