@@ -79,7 +79,7 @@ type Options struct {
 	// is read (background.go); nil settles them at once, charging the
 	// queued answer its worst case.
 	Parking Parking
-	Now      func() time.Time
+	Now     func() time.Time
 	// SettleTimeout bounds the store calls made after a stream has ended
 	// (its own context is gone by then). Default 2s.
 	SettleTimeout time.Duration
