@@ -378,11 +378,22 @@ func (s *Server) RunSweeper(ctx context.Context, interval time.Duration) {
 			return
 		case <-t.C:
 		}
-		sctx, cancel := context.WithTimeout(ctx, 10*s.opts.SettleTimeout)
-		if _, err := s.SweepParked(sctx); err != nil {
-			s.opts.Log.Warn("sweeping background responses failed; retrying at the next tick", zap.Error(err))
+		s.sweepOnce(ctx)
+	}
+}
+
+// sweepOnce is one tick of RunSweeper; a panic is recovered and counted
+// as a stream's would be, and the next tick tries again.
+func (s *Server) sweepOnce(ctx context.Context) {
+	defer func() {
+		if r := recover(); r != nil {
+			_ = s.recovered("", "sweeping background responses", r)
 		}
-		cancel()
+	}()
+	ctx, cancel := context.WithTimeout(ctx, 10*s.opts.SettleTimeout)
+	defer cancel()
+	if _, err := s.SweepParked(ctx); err != nil {
+		s.opts.Log.Warn("sweeping background responses failed; retrying at the next tick", zap.Error(err))
 	}
 }
 
