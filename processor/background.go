@@ -1,6 +1,7 @@
 package processor
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -144,6 +145,13 @@ func (st *stream) park(ctx context.Context, id string) bool {
 // worst case.
 func (st *stream) typical() pricing.Usage {
 	return pricing.Usage{Prompt: min((st.req.PromptBytes+3)/4+st.req.PromptTokensKnown, st.worstCase.Prompt)}
+}
+
+// mayBeLookup is the cheap test before responseLookup, so other paths
+// cost no conversion: the path starts with /v1/responses/ or has a
+// percent escape.
+func mayBeLookup(path []byte) bool {
+	return bytes.HasPrefix(path, []byte("/v1/responses/")) || bytes.IndexByte(path, '%') >= 0
 }
 
 // responseLookup recognises the requests whose answers settle a parked

@@ -121,8 +121,8 @@ func (st *stream) release() {
 func (st *stream) onRequestHeaders(ctx context.Context, h *extprocv3.HttpHeaders, md *corev3.Metadata) *extprocv3.ProcessingResponse {
 	hm := h.GetHeaders()
 	st.requestID = headerString(hm, "x-request-id")
-	if st.srv.opts.Parking != nil {
-		if id, ok := responseLookup(string(headerBytes(findHeader(hm, ":method"))), string(headerBytes(findHeader(hm, ":path")))); ok {
+	if p := headerBytes(findHeader(hm, ":path")); st.srv.opts.Parking != nil && mayBeLookup(p) {
+		if id, ok := responseLookup(string(headerBytes(findHeader(hm, ":method"))), string(p)); ok {
 			// Free, but its answer may settle a parked background response.
 			st.free, st.lookup = true, id
 			return answerRequestHeaders
