@@ -2,6 +2,8 @@ package processor_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -289,4 +291,50 @@ func TestForegroundResponsesAreNotParked(t *testing.T) {
 	h.roundTrip(s2, respHeaders("200"))
 	h.sendBody(s2, []byte(bgQueued), 10)
 	assert.Zero(t, h.spend("acme").Reserved, "settled at once, not parked")
+}
+
+func TestBackgroundSweptOnceByRacingReplicas(t *testing.T) {
+	c, prefix := redistest.Shared(t)
+	var skew atomic.Int64
+	clock := func(o *processor.Options) {
+		o.Now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	}
+	yaml := testConfig + "  background_ttl: 30s\n"
+	var replicas []*harness
+	for range 3 {
+		replicas = append(replicas, parkingHarness(t, yaml, redisstore.New(c, redisstore.Options{KeyPrefix: prefix, Timeout: 5 * time.Second}), clock))
+	}
+	for i := range 5 {
+		replicas[i%3].postBackground(strings.ReplaceAll(bgQueued, "resp_1", fmt.Sprint("resp_", i)))
+	}
+	worst := replicas[0].spend("acme").Reserved
+	require.Positive(t, worst)
+	skew.Store(int64(time.Minute))
+	var total atomic.Int64
+	done := make(chan struct{})
+	for _, r := range replicas {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			n, err := r.srv.SweepParked(context.Background())
+			assert.NoError(t, err)
+			total.Add(int64(n))
+		}()
+	}
+	for range replicas {
+		<-done
+	}
+	assert.EqualValues(t, 5, total.Load(), "each parked response is charged by one replica")
+	assert.Equal(t, budget.Counter{Committed: worst}, replicas[0].spend("acme"))
+}
+
+func TestBackgroundParkRefusedIsChargedAtOnce(t *testing.T) {
+	h := parkingHarness(t, testConfig, memstore.New())
+	h.postBackground(bgQueued)
+	worst := h.spend("acme").Reserved
+	h.postBackground(bgQueued) // the same response id: the store refuses to park it twice
+	assert.Equal(t, budget.Counter{Committed: worst, Reserved: worst}, h.spend("acme"),
+		"the second is charged its worst case at once; the first stays parked")
+	assert.True(t, h.report().GetEstimated())
+	h.lookup("GET", "/v1/responses/resp_1", "200", bgDone, 32)
+	assert.Equal(t, budget.Counter{Committed: worst + bgExact}, h.spend("acme"))
 }
