@@ -26,8 +26,8 @@ type parkedRecord struct {
 
 var _ budget.Parker = (*Store)(nil)
 
-// Park implements budget.Parker. Parked records live in this process
-// only: they are not part of the snapshot file.
+// Park implements budget.Parker. Parked records are written to the
+// snapshot file with the counters and reservations.
 func (m *Store) Park(ctx context.Context, key string, record []byte, deadline time.Time) error {
 	if err := ctx.Err(); err != nil {
 		return err
