@@ -209,7 +209,7 @@ func TestAnchorsAndMergeKeys(t *testing.T) {
 
 	bad := strings.Replace(data, "output: 0.70", "outpt: 0.70", 1)
 	ps := problemsOf(t, bad, nil)
-	assert.Contains(t, messages(ps), `pricing.models[1].outpt: unknown key; did you mean "output"? (allowed: match, input, cached_input, output)`)
+	assert.Contains(t, messages(ps), `pricing.models[1].outpt: unknown key; did you mean "output"? (allowed: match, input, cached_input, output, per_second)`)
 }
 
 // Must show: merge keys work in the sections that check their own keys

@@ -13,6 +13,8 @@ import (
 //     jwt_claim source, is a credential: it must be a known API key or come
 //     with claims Envoy verified, else Result.Err wraps ErrCredential and
 //     nothing is resolved. It is never skipped over to a weaker source.
+//     Without an Authorization header, an x-api-key header (how Anthropic
+//     SDKs send the key) is the credential, under the same rules.
 //   - When the request carries no credential, a header or body_field source
 //     listed after an api_key or jwt_claim source of the same dimension is
 //     read only if it opts in (without_credential); otherwise it is
@@ -137,18 +139,13 @@ func (r *Resolver) credential(req Request) (map[string]string, credentialState, 
 		return nil, noCredential, nil
 	}
 	verified := req.Claim != nil
-	auth, present, same := "", false, true
-	if req.Header != nil {
-		for n := 0; ; n++ {
-			v, ok := req.Header("authorization", n)
-			if !ok {
-				break
-			}
-			if present && v != auth {
-				same = false
-			}
-			auth, present = v, true
-		}
+	header, name := "authorization", "Authorization"
+	auth, present, same := sameHeader(req, header)
+	if !present {
+		// Anthropic's SDKs send the key in x-api-key, not as a bearer
+		// token: read it when there is no Authorization header.
+		header, name = "x-api-key", "x-api-key"
+		auth, present, same = sameHeader(req, header)
 	}
 	if !present {
 		if verified {
@@ -157,9 +154,13 @@ func (r *Resolver) credential(req Request) (map[string]string, credentialState, 
 		return nil, noCredential, nil
 	}
 	if !same {
-		return nil, noCredential, fmt.Errorf("%w: the Authorization header was sent more than once with different values", ErrCredential)
+		return nil, noCredential, fmt.Errorf("%w: the %s header was sent more than once with different values", ErrCredential, name)
 	}
-	if token, ok := BearerToken(auth); ok {
+	token, ok := strings.TrimSpace(auth), true
+	if header == "authorization" {
+		token, ok = BearerToken(auth)
+	}
+	if ok {
 		if values, known := r.apiKeys[sha256.Sum256([]byte(token))]; known {
 			return values, validCredential, nil
 		}
@@ -167,7 +168,29 @@ func (r *Resolver) credential(req Request) (map[string]string, credentialState, 
 	if verified {
 		return nil, validCredential, nil
 	}
+	if header == "x-api-key" {
+		return nil, noCredential, fmt.Errorf("%w: the x-api-key header is not a known API key", ErrCredential)
+	}
 	return nil, noCredential, fmt.Errorf("%w: the Authorization header is neither \"Bearer <token>\" with a known API key nor a JWT that Envoy verified", ErrCredential)
+}
+
+// sameHeader reads every occurrence of header: the last value, whether
+// there is one, and whether all are the same.
+func sameHeader(req Request, header string) (value string, present, same bool) {
+	same = true
+	if req.Header == nil {
+		return "", false, true
+	}
+	for n := 0; ; n++ {
+		v, ok := req.Header(header, n)
+		if !ok {
+			return value, present, same
+		}
+		if present && v != value {
+			same = false
+		}
+		value, present = v, true
+	}
 }
 
 // walker follows one dimension's source list at request-headers time.

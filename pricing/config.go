@@ -26,6 +26,52 @@ type Config struct {
 	// DefaultMaxOutputTokens is the output allowance reserved for a request
 	// that sets no max_tokens. 0 or absent means DefaultMaxOutputTokens (1024).
 	DefaultMaxOutputTokens int `yaml:"default_max_output_tokens"`
+	// FreePaths are the paths, besides the built-in ones, that a POST may
+	// reach without being metered: exact paths, or prefixes written as a
+	// path ending in "/*". Any other POST to a path that is not priced is
+	// refused.
+	FreePaths []Setting `yaml:"free_paths"`
+	// Paths maps a path to the endpoint kind that meters it ("chat",
+	// "embeddings", ...; see KindName), for a server that serves a kind
+	// at a path of its own.
+	Paths map[string]Setting `yaml:"paths"`
+	// Audio configures the worst case of audio requests.
+	Audio AudioConfig `yaml:"audio"`
+}
+
+// DefaultAudioMaxSeconds is the audio length assumed for the reservation of
+// a transcription or translation whose file's length cannot be read, when
+// the file does not set pricing.audio.max_seconds.
+const DefaultAudioMaxSeconds = 1800
+
+// AudioConfig is pricing.audio.
+type AudioConfig struct {
+	// MaxSeconds is the audio length reserved for when the uploaded file's
+	// length cannot be read from its header; 0 or absent means
+	// DefaultAudioMaxSeconds.
+	MaxSeconds int64 `yaml:"max_seconds"`
+}
+
+// Setting is a string setting as written, with its line: a path or an
+// endpoint kind.
+type Setting struct {
+	// Value is the text of the setting.
+	Value string
+	// Line is the 1-based line of the value in the file, 0 when unknown.
+	Line int
+
+	err error // a non-scalar value, reported by Compile
+}
+
+// UnmarshalYAML reads a setting from a YAML scalar. Like Rate.UnmarshalYAML
+// it never fails and leaves the report of a malformed value to Compile.
+func (s *Setting) UnmarshalYAML(n *yaml.Node) error {
+	*s = Setting{Value: n.Value, Line: n.Line}
+	if n.Kind != yaml.ScalarNode {
+		s.Value = ""
+		s.err = fmt.Errorf("want a string, got a %s", strictyaml.KindName(n.Kind))
+	}
+	return nil
 }
 
 // ModelConfig is one entry of pricing.models.
@@ -36,13 +82,16 @@ type ModelConfig struct {
 	Rates `yaml:",inline"`
 }
 
-// Rates are the three prices of an entry. Input and Output are required;
+// Rates are the prices of an entry. Input and Output are required;
 // CachedInput, the price of prompt tokens served from the prefix cache, is
-// optional and defaults to Input.
+// optional and defaults to Input; PerSecond, the price of a second of
+// audio (transcriptions and translations), is optional and defaults to 0.
 type Rates struct {
 	Input       *Rate `yaml:"input"`
 	CachedInput *Rate `yaml:"cached_input"`
 	Output      *Rate `yaml:"output"`
+	// PerSecond is read like the others, but in USD per second of audio.
+	PerSecond *Rate `yaml:"per_second"`
 }
 
 // Rate is a price in USD per million tokens, held exactly as nano-USD per

@@ -207,3 +207,64 @@ func TestCompileWithoutYAML(t *testing.T) {
 	_, err = c.Compile()
 	assert.EqualError(t, err, "pricing.models[0].output: missing: want a price in USD per million tokens")
 }
+
+func TestCompileRoutesAndAudio(t *testing.T) {
+	tab := compile(t, `
+pricing:
+  models:
+    - match: whisper-large
+      input: 0.1
+      output: 0.2
+      per_second: 0.0001
+  default: {input: 1, output: 2}
+  free_paths: [/sleep, /admin/*]
+  paths:
+    /my/chat: chat
+    /sm: invocations
+  audio: {max_seconds: 600}
+`)
+	p, ok := tab.Lookup("whisper-large")
+	require.True(t, ok)
+	assert.Equal(t, money.Nano(100_000), p.PerSecond)
+	assert.Equal(t, money.Nano(13*100_000), p.Cost(Usage{Seconds: 13}).Audio)
+	assert.Equal(t, int64(600), tab.AudioMaxSeconds())
+	assert.Equal(t, Route{Kind: RouteFree}, tab.Route("POST", "/admin/x"))
+	assert.Equal(t, Route{Kind: RouteFree}, tab.Route("POST", "/sleep"))
+	assert.Equal(t, Route{RouteCost, ChatCompletions}, tab.Route("POST", "/my/chat"))
+	assert.Equal(t, Route{RouteCost, Invocations}, tab.Route("POST", "/sm"))
+	assert.Equal(t, Route{Kind: RouteRefused}, tab.Route("POST", "/wake_up"))
+
+	assert.Equal(t, int64(DefaultAudioMaxSeconds), compile(t, "pricing: {default: {input: 1, output: 2}}").AudioMaxSeconds())
+}
+
+func TestCompileRejectsRoutesAndAudio(t *testing.T) {
+	src := `pricing:
+  default:
+    input: 1
+    output: 2
+    per_second: -1
+  models:
+    - match: m
+      input: 1
+      output: 1
+      per_second: [1]
+  free_paths: [/v1/embeddings, {a: 1}, /v1/*]
+  paths:
+    /x: chatty
+    y: chat
+  audio: {max_seconds: -5}
+`
+	_, err := decode(t, src).Compile()
+	require.Error(t, err)
+	want := []string{
+		"pricing.audio.max_seconds: -5: must not be negative",
+		`pricing.paths./x: line 13: "chatty" is not an endpoint kind: want one of chat, classify, completions, embeddings, generate, invocations, messages, pooling, rerank, responses, score, transcriptions, translations`,
+		`pricing.paths.y: line 14: "y": a path must start with /`,
+		`pricing.free_paths[0]: line 11: "/v1/embeddings" costs money (built in or in pricing.paths); it cannot also be free`,
+		`pricing.free_paths[1]: line 11: want a string, got a mapping`,
+		`pricing.free_paths[2]: line 11: "/v1/*" covers /v1/audio/transcriptions, which costs money: it would pass unmetered`,
+		`pricing.models[0].per_second: line 10: want a number of USD per second of audio, got a sequence`,
+		`pricing.default.per_second: line 5: -1: must not be negative`,
+	}
+	assert.Equal(t, want, strings.Split(err.Error(), "\n"))
+}

@@ -7,8 +7,11 @@
 // Usage exactly, rounding each component up once, so spendguard never
 // charges less than the true cost and never uses floating point for money.
 //
-// Before a request reaches the model server, ParseRequest reads the buffered
-// body of one of the four endpoints that cost money (EndpointForPath) and
+// Table.Route decides from a request's method and path whether it costs
+// money and as which kind (Endpoint), is free, or is refused (a POST to a
+// path nobody priced). Before a request reaches the model server,
+// ParseRequest reads the buffered body of an endpoint that costs money
+// (ParseForm the multipart body of the audio endpoints) and
 // Request.WorstCase bounds the tokens it can use, so that its cost can be
 // reserved against budgets up front. The bound rests on one fact and a few
 // assumptions: a token covers at least one byte of text, so the UTF-8 bytes

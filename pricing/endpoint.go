@@ -1,10 +1,6 @@
 package pricing
 
-import (
-	"net/url"
-	"strconv"
-	"strings"
-)
+import "strconv"
 
 // Endpoint is a kind of request that costs money: what the body means and
 // how the upstream reports usage for it. The zero value is not an endpoint.
@@ -43,6 +39,7 @@ var endpointPaths = [...]string{
 	Score:           "/v1/score",
 	Pooling:         "/pooling",
 	Classify:        "/classify",
+	Invocations:     "/invocations",
 }
 
 // String returns the endpoint's path, such as "/v1/chat/completions".
@@ -53,31 +50,17 @@ func (e Endpoint) String() string {
 	return "Endpoint(" + strconv.Itoa(int(e)) + ")"
 }
 
-// EndpointForPath reports which endpoint that costs money a request path
-// names, and false for every other path (which costs nothing). A query
-// string is ignored; the method is the caller's to check.
-//
-// The path is compared after percent-decoding, as the model server routes
-// it: vLLM's HTTP stack decodes "/v1/chat%2Fcompletions" to
-// "/v1/chat/completions" before routing, so such a path must cost the same.
-// Otherwise the comparison is exact: no case folding, and a trailing slash
-// or doubled slash names no endpoint (the server answers those with a
-// redirect or 404, not with a completion).
-func EndpointForPath(path string) (Endpoint, bool) {
-	path, _, _ = strings.Cut(path, "?")
-	if strings.IndexByte(path, '%') >= 0 {
-		// A copy: PathUnescape's errors keep their argument, which would
-		// make every caller's path escape to the heap.
-		decoded, err := url.PathUnescape(strings.Clone(path))
-		if err != nil {
-			return 0, false
-		}
-		path = decoded
+// Multipart reports whether requests of e are multipart/form-data (the
+// audio endpoints) rather than JSON.
+func (e Endpoint) Multipart() bool { return e == Transcriptions || e == Translations }
+
+// Generates reports whether requests of e generate output tokens (and so
+// reserve an output allowance): every kind but embeddings, rerank, score,
+// pooling and classify.
+func (e Endpoint) Generates() bool {
+	switch e {
+	case Embeddings, Rerank, Score, Pooling, Classify:
+		return false
 	}
-	for e := ChatCompletions; e <= Responses; e++ {
-		if path == endpointPaths[e] {
-			return e, true
-		}
-	}
-	return 0, false
+	return true
 }

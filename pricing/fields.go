@@ -28,6 +28,16 @@ const (
 	fDocuments
 	fChatTemplate
 	fPromptEmbeds
+	fSystem
+	fTokenIDs
+	fSamplingParams
+	fQuery
+	fQueries
+	fItems
+	fData1
+	fData2
+	fText1
+	fText2
 	nFields
 	noField = nFields
 )
@@ -40,6 +50,16 @@ var fieldNames = [nFields]string{
 	fMessages: "messages", fPrompt: "prompt", fInput: "input", fInstructions: "instructions",
 	fTools: "tools", fFunctions: "functions", fDocuments: "documents",
 	fChatTemplate: "chat_template", fPromptEmbeds: "prompt_embeds",
+	fSystem:         "system",
+	fTokenIDs:       "token_ids",
+	fSamplingParams: "sampling_params",
+	fQuery:          "query",
+	fQueries:        "queries",
+	fItems:          "items",
+	fData1:          "data_1",
+	fData2:          "data_2",
+	fText1:          "text_1",
+	fText2:          "text_2",
 }
 
 // fields holds the value of each field, nil when the body does not have
@@ -89,6 +109,26 @@ func fieldOf(key []byte) field {
 		return fChatTemplate
 	case "prompt_embeds":
 		return fPromptEmbeds
+	case "system":
+		return fSystem
+	case "token_ids":
+		return fTokenIDs
+	case "sampling_params":
+		return fSamplingParams
+	case "query":
+		return fQuery
+	case "queries":
+		return fQueries
+	case "items":
+		return fItems
+	case "data_1":
+		return fData1
+	case "data_2":
+		return fData2
+	case "text_1":
+		return fText1
+	case "text_2":
+		return fText2
 	}
 	if bytes.IndexByte(key, '\\') >= 0 {
 		for k, name := range fieldNames {

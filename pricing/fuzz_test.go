@@ -16,6 +16,14 @@ func FuzzParseRequest(f *testing.F) {
 		{Embeddings, `{"model":"m","input":[[1],[2,3]],"messages":[]}`},
 		{Responses, `{"model":"m","instructions":"x","input":[{"role":"user","content":[{"type":"input_text","text":"t"}]}],"max_output_tokens":9}`},
 		{ChatCompletions, `{"model":"\ud800","messages":[{"content":"\u00e9\xff"}]}`},
+		{Messages, `{"model":"m","max_tokens":9,"system":[{"type":"text","text":"s"}],"messages":[{"role":"user","content":[{"type":"text","text":"hi"},{"type":"tool_result","content":"x"}]}],"tools":[{}]}`},
+		{Generate, `{"model":"m","token_ids":[1,2],"sampling_params":{"max_tokens":3,"n":2},"stream":true,"stream_options":{}}`},
+		{Rerank, `{"model":"m","query":"q","documents":["a",{"content":[]}]}`},
+		{Score, `{"model":"m","text_1":["a","b"],"text_2":"c","queries":null}`},
+		{Pooling, `{"model":"m","input":[[1,2],"x"],"messages":[]}`},
+		{Classify, `{"model":"m","messages":[{"content":"c"}]}`},
+		{Invocations, `{"model":"m","query":"q","documents":["d"],"text_1":"a","text_2":"b"}`},
+		{Invocations, `{"model":"m","prompt":"p","input":"i"}`},
 		{ChatCompletions, `[]`},
 		{ChatCompletions, `null`},
 	}
@@ -23,7 +31,7 @@ func FuzzParseRequest(f *testing.F) {
 		f.Add(uint8(s.e), []byte(s.body))
 	}
 	f.Fuzz(func(t *testing.T, ep uint8, body []byte) {
-		e := Endpoint(ep % 6) // includes two values that are not endpoints
+		e := Endpoint(ep % uint8(Invocations+2)) // includes two values that are not endpoints
 		r, err := ParseRequest(e, body)
 		if err != nil {
 			if r != nil || !errors.Is(err, ErrInvalidRequest) {

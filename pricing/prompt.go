@@ -39,7 +39,12 @@ type where struct {
 	sub  string
 }
 
-func (w where) String() string { return fmt.Sprintf("%s[%d]%s", w.list, w.i, w.sub) }
+func (w where) String() string {
+	if w.i < 0 { // a field, not a list element
+		return w.list + w.sub
+	}
+	return fmt.Sprintf("%s[%d]%s", w.list, w.i, w.sub)
+}
 
 // The walkers below count a prompt field while they validate it, in one
 // scan of its bytes: each takes the value that starts at s.b[i], a value

@@ -27,7 +27,7 @@ var textPartTypes = map[string]bool{"text": true, "input_text": true, "output_te
 
 func refParseRequest(e Endpoint, body []byte) (*Request, error) {
 	if e < ChatCompletions || e > Responses {
-		return nil, fmt.Errorf("%w: %v costs nothing and has no request to parse", ErrInvalidRequest, e)
+		return nil, fmt.Errorf("%w: %v has no JSON request to parse", ErrInvalidRequest, e)
 	}
 	var top refObject
 	if err := json.Unmarshal(body, &top); err != nil {

@@ -65,6 +65,12 @@ type Request struct {
 	// which bounds the tokens of inline base64 data but NOT of media the
 	// server fetches by URL.
 	NonTextParts int
+	// AudioSeconds is the length of an uploaded audio file, rounded up
+	// (transcriptions and translations): read from its header where that
+	// is cheap (WAV), else the configured ceiling (AudioLengthKnown false).
+	AudioSeconds int64
+	// AudioLengthKnown reports whether AudioSeconds was read from the file.
+	AudioLengthKnown bool
 }
 
 // ParseRequest reads the buffered body of a request to e. Its errors wrap
@@ -99,8 +105,8 @@ func ParseRequestInto(r *Request, e Endpoint, body []byte) error {
 // parse is ParseRequestInto that also fills out's layout and fields when
 // out is not nil (ParseBody).
 func parse(r *Request, out *Body, e Endpoint, body []byte) error {
-	if e < ChatCompletions || e > Responses {
-		return fmt.Errorf("%w: %v costs nothing and has no request to parse", ErrInvalidRequest, e)
+	if e < ChatCompletions || e > Invocations || e.Multipart() {
+		return fmt.Errorf("%w: %v has no JSON request to parse", ErrInvalidRequest, e)
 	}
 	s := scan{out: out}
 	if !s.body(e, body) {
@@ -109,6 +115,13 @@ func parse(r *Request, out *Body, e Endpoint, body []byte) error {
 	f := &s.fields
 	if out != nil {
 		out.fields = s.fields
+	}
+	if e == Invocations {
+		var err error
+		if e, err = s.invocation(); err != nil {
+			return err
+		}
+		s.e = e
 	}
 	*r = Request{Endpoint: e, N: 1, Prompts: 1}
 	model := f[fModel]
@@ -125,8 +138,13 @@ func parse(r *Request, out *Body, e Endpoint, body []byte) error {
 	if err := stringField(&r.User, "user", f[fUser]); err != nil {
 		return err
 	}
-	if e != Embeddings {
+	switch e {
+	case ChatCompletions, Completions, Responses, Generate:
 		if err := r.readStream(f, out); err != nil {
+			return err
+		}
+	case Messages:
+		if err := boolField(&r.Stream, "stream", f[fStream]); err != nil {
 			return err
 		}
 	}
@@ -142,6 +160,16 @@ func parse(r *Request, out *Body, e Endpoint, body []byte) error {
 		err = r.readEmbeddings(&s, &c)
 	case Responses:
 		err = r.readResponses(&s, &c)
+	case Messages:
+		err = r.readMessages(&s, &c)
+	case Generate:
+		err = r.readGenerate(&s, &c)
+	case Rerank:
+		err = r.readRerank(&s, &c)
+	case Score:
+		err = r.readScore(&s, &c)
+	case Pooling, Classify:
+		err = r.readPooling(&s, &c)
 	}
 	if err != nil {
 		return err
@@ -171,8 +199,11 @@ func notAnObject(body []byte) error {
 // before it is served:
 //
 //	Prompt     = PromptBytes + PromptTokensKnown + 4*Messages + 8*Prompts
+//	             + 50*AudioSeconds
 //	Completion = (MaxOutputTokens, or defaultMaxOutput when unset) * N * Prompts
-//	             (0 for embeddings)
+//	             (0 for the kinds that generate nothing: embeddings, rerank,
+//	             score, pooling, classify)
+//	Seconds    = AudioSeconds
 //	CachedPrompt = 0 (no cache hits: Compile guarantees they never cost more)
 //
 // Every tokenizer the server can use turns at least one byte of text into
@@ -186,14 +217,16 @@ func (r *Request) WorstCase(defaultMaxOutput int64) Usage {
 	prompts := int64(max(r.Prompts, 1))
 	prompt := satAdd(satAdd(max(r.PromptBytes, 0), max(r.PromptTokensKnown, 0)),
 		satAdd(satMul(perMessageTokens, int64(max(r.Messages, 0))), satMul(perPromptTokens, prompts)))
-	if r.Endpoint == Embeddings {
+	seconds := max(r.AudioSeconds, 0)
+	prompt = satAdd(prompt, satMul(audioTokensPerSecond, seconds))
+	if !r.Endpoint.Generates() {
 		return Usage{Prompt: prompt}
 	}
 	out := r.MaxOutputTokens
 	if out <= 0 {
 		out = max(defaultMaxOutput, 0)
 	}
-	return Usage{Prompt: prompt, Completion: satMul(satMul(out, max(r.N, 1)), prompts)}
+	return Usage{Prompt: prompt, Completion: satMul(satMul(out, max(r.N, 1)), prompts), Seconds: seconds}
 }
 
 // readStream reads stream and stream_options, recording the members of
@@ -325,6 +358,10 @@ type scan struct {
 	// waits until the fields before it in ParseRequest's order have been
 	// checked.
 	messages, prompt, input tally
+	// system is what Anthropic's "system" adds; texts what each of the
+	// scoring fields adds (textSlot).
+	system tally
+	texts  [nTextSlots]tally
 	// itemBuf holds the members of each message or input item.
 	itemBuf [8]jsonscan.Member
 	// out, when not nil, records the top-level members (ParseBody).
@@ -369,15 +406,25 @@ func (s *scan) body(e Endpoint, body []byte) bool {
 // value's end, -1 when it is not valid.
 func (s *scan) value(k field, i, depth int) int {
 	switch {
-	case k == fMessages && (s.e == ChatCompletions || s.e == Embeddings):
+	case k == fMessages && s.e != Completions && s.e != Responses && s.e != Generate && s.e != Rerank && s.e != Score:
 		s.messages = tally{}
 		return s.messageList(i, depth, &s.messages)
-	case k == fPrompt && s.e == Completions:
+	case k == fPrompt && (s.e == Completions || s.e == Invocations):
 		s.prompt = tally{}
 		return s.promptList("prompt", i, depth, &s.prompt)
-	case k == fInput && s.e == Embeddings:
+	case k == fInput && (s.e == Embeddings || s.e == Pooling || s.e == Classify || s.e == Invocations):
 		s.input = tally{}
 		return s.promptList("input", i, depth, &s.input)
+	case k == fSystem && s.e == Messages:
+		s.system = tally{}
+		return s.content(where{list: "system", i: -1}, i, depth, &s.system)
+	case k == fTokenIDs && s.e == Generate:
+		s.prompt = tally{}
+		return s.tokenList("token_ids", i, depth, &s.prompt)
+	case textSlot(k) >= 0 && (s.e == Rerank || s.e == Score || s.e == Invocations):
+		t := &s.texts[textSlot(k)]
+		*t = tally{}
+		return s.scoreInputs(fieldNames[k], i, depth, t)
 	case k == fInput && s.e == Responses:
 		s.input = tally{}
 		return s.responsesInput(i, depth, &s.input)

@@ -196,7 +196,8 @@ func TestParseRequestRejects(t *testing.T) {
 		{Responses, `{"model":"m","input":[{"content":[{"type":"input_text","text":null}]}]}`, "input[0].content[0].text: must be a string"},
 		{Responses, `{"model":"m","instructions":["a"]}`, "instructions: must be a string"},
 		{Responses, `{"model":"m","max_output_tokens":"10"}`, "max_output_tokens: must be an integer"},
-		{Endpoint(0), `{"model":"m"}`, "costs nothing"},
+		{Endpoint(0), `{"model":"m"}`, "has no JSON request to parse"},
+		{Transcriptions, `{"model":"m"}`, "has no JSON request to parse"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.endpoint.String()+" "+tt.body, func(t *testing.T) {

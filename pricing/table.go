@@ -17,6 +17,8 @@ type Table struct {
 	def       Price
 	hasDef    bool
 	maxOutput int64
+	router    *Router
+	audioMax  int64
 }
 
 // Price is what one model costs, in nano-USD per million tokens.
@@ -48,13 +50,23 @@ type Price struct {
 // non-negative decimal with at most 9 decimals; a cached_input above input
 // (worst-case estimates assume cache hits never cost more than misses, see
 // Request.WorstCase); a negative default_max_output_tokens; and a section
-// with neither models nor a default, which could price nothing.
+// with neither models nor a default, which could price nothing; a negative
+// audio.max_seconds; and the routing mistakes listed on compileRouter.
 func (c Config) Compile() (*Table, error) {
-	t := &Table{exact: make(map[string]Price), maxOutput: int64(c.DefaultMaxOutputTokens)}
+	t := &Table{exact: make(map[string]Price), maxOutput: int64(c.DefaultMaxOutputTokens), audioMax: c.Audio.MaxSeconds}
 	var errs []error
 	if t.maxOutput <= 0 {
 		t.maxOutput = DefaultMaxOutputTokens
 	}
+	if t.audioMax <= 0 {
+		t.audioMax = DefaultAudioMaxSeconds
+	}
+	if c.Audio.MaxSeconds < 0 {
+		errs = append(errs, fmt.Errorf("pricing.audio.max_seconds: %d: must not be negative", c.Audio.MaxSeconds))
+	}
+	var rerrs []error
+	t.router, rerrs = compileRouter(c)
+	errs = append(errs, rerrs...)
 	if len(c.Models) == 0 && c.Default == nil {
 		errs = append(errs, errors.New("pricing: no models and no default: no request could be priced"))
 	}
@@ -121,6 +133,19 @@ func (t *Table) Lookup(model string) (p Price, found bool) {
 // that sets no max_tokens: the file's default_max_output_tokens, or 1024.
 func (t *Table) DefaultMaxOutputTokens() int64 { return t.maxOutput }
 
+// AudioMaxSeconds is the audio length to reserve for when an uploaded
+// file's length cannot be read: pricing.audio.max_seconds, or
+// DefaultAudioMaxSeconds.
+func (t *Table) AudioMaxSeconds() int64 { return t.audioMax }
+
+// Route is the route of a request with this method and path (see
+// Router.Route), from the built-in table and the section's free_paths and
+// paths.
+func (t *Table) Route(method, path string) Route { return t.router.Route(method, path) }
+
+// Router is the compiled routing table, for check-config's summary.
+func (t *Table) Router() *Router { return t.router }
+
 // checkMatch returns an error, starting with " line N:" where known, when a
 // match is missing, empty or an invalid glob.
 func checkMatch(m Pattern, line int) error {
@@ -169,6 +194,14 @@ func compileRates(where string, r Rates, line int) (Price, []error) {
 				trimUSD(cached), trimUSD(in)))
 		}
 	}
+	if ps, ok := get("per_second", r.PerSecond, false); ok {
+		p.PerSecond = ps
+	}
+	for i, err := range errs {
+		if strings.HasPrefix(err.Error(), where+".per_second:") {
+			errs[i] = errors.New(strings.ReplaceAll(err.Error(), "per million tokens", "per second of audio"))
+		}
+	}
 	return p, errs
 }
 
@@ -182,7 +215,7 @@ func firstLine(match int, r Rates) int {
 	if match > 0 {
 		return match
 	}
-	for _, rate := range []*Rate{r.Input, r.CachedInput, r.Output} {
+	for _, rate := range []*Rate{r.Input, r.CachedInput, r.Output, r.PerSecond} {
 		if rate != nil && rate.Line > 0 {
 			return rate.Line
 		}

@@ -60,11 +60,23 @@ func (st *stream) onRequestBody(ctx context.Context, b *extprocv3.HttpBody) *ext
 // prices the request for the model it asks (st.price, st.worstCase,
 // st.scopes); the answer when the request is refused before any budget is
 // asked, else nil.
+//
+// An /invocations request takes the kind its body resolves to
+// (st.endpoint), so that its response is read and reported as that kind's.
+// An audio request's body is a multipart form (pricing.ParseForm), read
+// with the boundary of the request's content-type.
 func (st *stream) readBody(body []byte) *apiError {
-	if err := pricing.ParseBody(&st.parsed, st.endpoint, body); err != nil {
+	var err error
+	if st.endpoint.Multipart() {
+		err = pricing.ParseForm(&st.parsed, st.endpoint, st.contentType, body, st.snap.Pricing.AudioMaxSeconds())
+	} else {
+		err = pricing.ParseBody(&st.parsed, st.endpoint, body)
+	}
+	if err != nil {
 		return invalidRequest(codeInvalidJSON, err.Error())
 	}
 	req := &st.parsed.Request
+	st.endpoint = req.Endpoint
 	if !identity.ValidValue(req.Model) {
 		return invalidRequest(codeInvalidValue, "model must not contain control characters")
 	}
@@ -113,6 +125,11 @@ type downgraded struct {
 // requested model is served after all) when target has no price, which
 // Compile-time checks should make rare.
 func (st *stream) Downgrade(target string) (budget.Claim, bool) {
+	if !st.parsed.Layout.Model.Found() {
+		// A form whose model part cannot be rewritten byte for byte.
+		st.log.Debug("soft-cap downgrade not possible for this body; serving the requested model", zap.String("model", st.model))
+		return budget.Claim{}, false
+	}
 	price, ok := st.snap.Pricing.Lookup(target)
 	if !ok {
 		st.log.Warn("soft-cap downgrade target has no price; serving the requested model", zap.String("model", st.model), zap.String("target", target))
@@ -148,7 +165,12 @@ func (st *stream) rewrite(body []byte, withUsage bool) []byte {
 	var edits [2]edit
 	n := 0
 	if st.servedModel != st.model {
-		edits[n] = modelEdit(&st.parsed.Layout, st.servedModel)
+		if st.endpoint.Multipart() {
+			// A form field's value is its raw bytes.
+			edits[n] = edit{at: st.parsed.Layout.Model, text: st.servedModel}
+		} else {
+			edits[n] = modelEdit(&st.parsed.Layout, st.servedModel)
+		}
 		n++
 	}
 	streams := st.req.Stream && (st.endpoint == pricing.ChatCompletions || st.endpoint == pricing.Completions)

@@ -15,27 +15,36 @@ import (
 	"github.com/spendguard/spendguard/budget"
 	"github.com/spendguard/spendguard/identity"
 	"github.com/spendguard/spendguard/internal/money"
+	"github.com/spendguard/spendguard/pricing"
 )
 
 // Every error spendguard answers itself, as Envoy's local reply: its shape
 // (apiError), its codes, and the constructors for each refusal.
 
 // apiError is an error answered to the client in OpenAI's error shape, so
-// SDKs surface its message: {"error":{"message","type","param","code"}}.
+// SDKs surface its message: {"error":{"message","type","param","code"}};
+// on the Anthropic Messages API, in Anthropic's (see anthropicBody).
 type apiError struct {
 	status  int
 	errType string
 	code    string
 	message string
 	headers [][2]string
+	// anthropic: the request is to /v1/messages, whose clients read
+	// Anthropic's error shape (set by stream.refuse, the one place every
+	// refusal passes).
+	anthropic bool
 }
 
 // Error types and codes spendguard answers with.
 const (
-	typeBudgetExceeded   = "budget_exceeded"
-	typeInvalidRequest   = "invalid_request_error"
-	typeUnauthorized     = "unauthorized"
-	typeServiceUnavail   = "service_unavailable"
+	typeBudgetExceeded = "budget_exceeded"
+	typeInvalidRequest = "invalid_request_error"
+	typeUnauthorized   = "unauthorized"
+	typeServiceUnavail = "service_unavailable"
+	typeForbidden      = "forbidden"
+	// codeUnpricedPath: a POST to a path neither priced nor free.
+	codeUnpricedPath     = "unpriced_path"
 	codeInvalidJSON      = "invalid_json"
 	codeModelNotFound    = "model_not_found"
 	codeRequestTooCostly = "max_request_usd_exceeded"
@@ -62,11 +71,59 @@ type errorFields struct {
 	Code    string  `json:"code"`
 }
 
-// body renders the OpenAI-shaped JSON body.
+// body renders the JSON body in the shape of the request's API.
 func (e *apiError) body() []byte {
+	if e.anthropic {
+		return e.anthropicBody()
+	}
 	b, err := json.Marshal(errorBody{Error: errorFields{Message: e.message, Type: e.errType, Code: e.code}})
 	if err != nil { // cannot happen: only strings
 		return []byte(`{"error":{"message":"internal error","type":"internal_error","param":null,"code":"internal_error"}}`)
+	}
+	return b
+}
+
+type anthropicError struct {
+	Type  string          `json:"type"`
+	Error anthropicFields `json:"error"`
+}
+
+type anthropicFields struct {
+	Type    string `json:"type"`
+	Message string `json:"message"`
+}
+
+// anthropicType is Anthropic's error type for an HTTP status, which
+// Anthropic SDKs surface next to the status.
+func anthropicType(status int) string {
+	switch status {
+	case 400, 413:
+		return "invalid_request_error"
+	case 401:
+		return "authentication_error"
+	case 402:
+		return "billing_error"
+	case 403:
+		return "permission_error"
+	case 404:
+		return "not_found_error"
+	case 429:
+		return "rate_limit_error"
+	case 503:
+		return "overloaded_error"
+	}
+	return "api_error"
+}
+
+// anthropicBody renders the error in Anthropic's shape:
+// {"type":"error","error":{"type","message"}}. spendguard's own code is
+// kept in the message, since the shape has no field for it.
+func (e *apiError) anthropicBody() []byte {
+	b, err := json.Marshal(anthropicError{Type: "error", Error: anthropicFields{
+		Type: anthropicType(e.status), Message: e.message + " (" + e.code + ")",
+	}})
+	if err != nil { // cannot happen: only strings
+		return []byte(`{"type":"error","error":{"type":"api_error","message":"internal error"}}`)
 	}
 	return b
 }
@@ -115,6 +172,32 @@ func scrubHeaderValue(b []byte) {
 
 func invalidRequest(code, message string) *apiError {
 	return &apiError{status: 400, errType: typeInvalidRequest, code: code, message: message}
+}
+
+// bodyRequired answers a request to e that came without a body.
+func bodyRequired(e pricing.Endpoint) *apiError {
+	what := "a JSON object"
+	if e.Multipart() {
+		what = "a multipart/form-data body"
+	}
+	return invalidRequest(codeInvalidJSON, "request body is required: "+e.String()+" takes "+what)
+}
+
+// maxPathInMessage bounds the path quoted in an error message.
+const maxPathInMessage = 200
+
+// unpricedPath is the 403 for a POST to a path that is neither priced nor
+// free: forwarding it unmetered would be a way around every budget.
+func unpricedPath(path []byte) *apiError {
+	p, _, _ := strings.Cut(string(path), "?")
+	if len(p) > maxPathInMessage {
+		p = p[:maxPathInMessage] + "..."
+	}
+	return &apiError{
+		status: 403, errType: typeForbidden, code: codeUnpricedPath,
+		message: fmt.Sprintf("spendguard does not forward POST %q: the path is not metered. "+
+			"If it costs nothing, list it in pricing.free_paths; if it serves a model, map it to an endpoint kind in pricing.paths", p),
+	}
 }
 
 func unavailable(message string) *apiError {

@@ -104,7 +104,9 @@ func (st *stream) event(o outcome, decision spendguardv1.Decision, reason, budge
 	rep := &r.rep
 	rep.RequestId = st.requestID
 	rep.StartTime, rep.EndTime = &r.start, &r.end
-	rep.Endpoint = st.endpoint.String()
+	if st.endpoint != 0 { // none for a POST refused as unpriced: the reason names its path
+		rep.Endpoint = st.endpoint.String()
+	}
 	rep.Scope = st.ident.Values
 	rep.RequestedModel, rep.ServedModel, rep.ResponseModel = st.model, st.servedModel, st.responseModel()
 	rep.PromptTokens, rep.CachedPromptTokens = o.usage.Prompt, o.usage.CachedPrompt

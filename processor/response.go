@@ -25,10 +25,14 @@ func (st *stream) onResponseHeaders(ctx context.Context, h *extprocv3.HttpHeader
 	st.firstByte = st.srv.opts.Now()
 	if ct := findHeader(hm, "content-type"); ct != nil {
 		st.sse, st.sseKnown = hasPrefixFold(headerBytes(ct), "text/event-stream"), true
+		st.respUsage.binary = hasPrefixFold(headerBytes(ct), "application/octet-stream")
 	}
 	if st.status >= 400 {
 		st.settle(ctx, outcome{})
 		return answerResponseHeaders
+	}
+	if st.respUsage.binary {
+		st.readMetadataHeader(hm)
 	}
 	if h.GetEndOfStream() {
 		st.complete(ctx)
@@ -58,6 +62,13 @@ func (st *stream) onResponseBody(ctx context.Context, b *extprocv3.HttpBody) *ex
 	}
 	chunk := b.GetBody()
 	st.bodyBytes += int64(len(chunk))
+	if st.respUsage.binary {
+		// Not JSON: its usage, if any, came in the metadata header.
+		if b.GetEndOfStream() {
+			st.complete(ctx)
+		}
+		return answerResponseBody
+	}
 	if st.scanner == nil && st.sseScan == nil && !st.startScan(chunk) {
 		// Only whitespace so far: nothing to scan yet.
 		if b.GetEndOfStream() {
@@ -104,12 +115,8 @@ func (st *stream) startScan(chunk []byte) bool {
 		st.sse, st.sseKnown = sse, true
 	}
 	if st.sse {
-		kind := usage.SSEChat
-		if st.endpoint == pricing.Responses {
-			kind = usage.SSEResponses
-		}
 		st.sseScan = sseScanners.Get().(*usage.SSEScanner)
-		st.sseScan.Reset(kind, st.dropUsage)
+		st.sseScan.Reset(sseKind(st.endpoint), st.dropUsage)
 		return true
 	}
 	st.scanner = jsonScanners.Get().(*usage.JSONScanner)
@@ -158,9 +165,26 @@ func (st *stream) complete(ctx context.Context) {
 	st.settle(ctx, outcome{usage: u})
 }
 
-// usage is the usage the upstream reported so far, from the JSON or SSE
-// scanner.
+// sseKind is the kind of stream an endpoint answers with when it streams:
+// the Responses API's events, the Anthropic Messages API's, and for every
+// other endpoint (chat, completions, generate, transcriptions and
+// translations) chat-like chunks with a top-level usage.
+func sseKind(e pricing.Endpoint) usage.SSEKind {
+	switch e {
+	case pricing.Responses:
+		return usage.SSEResponses
+	case pricing.Messages:
+		return usage.SSEAnthropic
+	}
+	return usage.SSEChat
+}
+
+// usage is the usage the upstream reported so far: in the metadata
+// response header of a binary body, else from the JSON or SSE scanner.
 func (st *stream) usage() (pricing.Usage, bool, error) {
+	if st.respUsage.binary {
+		return st.respUsage.usage, st.respUsage.found, st.respUsage.err
+	}
 	if st.sseScan != nil {
 		u, found, err := st.sseScan.Result()
 		if found {
@@ -179,10 +203,17 @@ func (st *stream) usage() (pricing.Usage, bool, error) {
 }
 
 // estimate is the usage charged when the upstream's own count is missing.
-// For a stream: the typical prompt (bytes/4) plus one token per content
-// event seen. For a JSON response that completed without usage: the worst
-// case (nothing better is known); cut short: the typical prompt plus the
-// response bytes seen / 4. Each part is capped at the worst case.
+// For a stream: the typical prompt (bytes/4), or the prompt the stream
+// reported when it did (PromptOnly: an Anthropic message_start), plus one
+// token per content event seen. For a JSON or binary response that
+// completed without usage: the worst case (nothing better is known); cut
+// short: the typical prompt plus the response bytes seen / 4. The prompt
+// estimate is capped at the worst case; the completion only by a limit the
+// request itself stated (max_tokens and the like, times n and prompts):
+// what was delivered is charged whatever default_max_output_tokens says,
+// as vLLM's own limit without max_tokens is the context length. An
+// endpoint that generates nothing (embeddings, rerank, score, pooling,
+// classify) is charged no completion.
 func (st *stream) estimate() pricing.Usage {
 	if st.sseScan == nil && st.responseDone {
 		return st.worstCase
@@ -193,8 +224,27 @@ func (st *stream) estimate() pricing.Usage {
 	}
 	u := pricing.Usage{Prompt: (st.req.PromptBytes+3)/4 + st.req.PromptTokensKnown, Completion: completion}
 	u.Prompt = min(u.Prompt, st.worstCase.Prompt)
-	u.Completion = min(u.Completion, st.worstCase.Completion)
+	if st.sseScan != nil {
+		if p, ok := st.sseScan.PromptOnly(); ok {
+			u.Prompt, u.CachedPrompt = p.Prompt, p.CachedPrompt
+		}
+	}
+	switch {
+	case !generates(st.endpoint):
+		u.Completion = 0
+	case st.req.MaxOutputTokens > 0:
+		u.Completion = min(u.Completion, st.worstCase.Completion)
+	}
 	return u
+}
+
+// generates reports whether an endpoint's answer is generated tokens.
+func generates(e pricing.Endpoint) bool {
+	switch e {
+	case pricing.Embeddings, pricing.Rerank, pricing.Score, pricing.Pooling, pricing.Classify:
+		return false
+	}
+	return true
 }
 
 // finish runs when the stream ends, however it ends, and settles a

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 
+	"github.com/spendguard/spendguard/internal/jsonscan"
 	"github.com/spendguard/spendguard/pricing"
 )
 
@@ -33,18 +34,27 @@ type usageInjection int
 const (
 	// usageAsked: the client asked for usage itself (include_usage true, or
 	// vLLM's default when a stream_options object is present without
-	// include_usage). The body and the stream stay untouched.
+	// include_usage: stream_options {} turns usage on). The body and the
+	// stream stay untouched: the client gets the usage events vLLM sends.
 	usageAsked usageInjection = iota
-	// usageInject: spendguard adds include_usage and removes the usage
-	// event from the client's stream.
+	// usageInject: spendguard sets include_usage (and turns
+	// continuous_usage_stats off) and removes the usage event from the
+	// client's stream.
 	usageInject
 )
 
 // includeUsage decides whether a streaming chat or completions request
 // laid out as l needs stream_options.include_usage, and the edit that sets
-// it to true: stream_options absent (add it at the end of the object), null
-// (replace it), with include_usage (set it: only false needs it) or without
-// (add it first; vLLM reports usage then anyway).
+// it: stream_options absent (add it at the end of the object) or null
+// (replace it); an object whose include_usage is false or null (vLLM
+// reads null as no usage) is rewritten with include_usage true and every
+// continuous_usage_stats member that is not false or null set to false,
+// each other byte kept. That last rule keeps the client's stream as vLLM
+// would have sent it: vLLM puts continuous usage on every chunk only when
+// include_usage is on, so a client that turned usage off but asked for
+// continuous_usage_stats gets no usage on any chunk, and the one usage
+// event spendguard asked for is removed. An object without include_usage,
+// or with include_usage true, needs nothing (usageAsked, an empty edit).
 func includeUsage(body []byte, l *pricing.Layout) (usageInjection, edit, error) {
 	so := l.StreamOptions
 	if !so.Found() {
@@ -63,18 +73,25 @@ func includeUsage(body []byte, l *pricing.Layout) (usageInjection, edit, error) 
 	}
 	in := l.IncludeUsage
 	if !in.Found() {
-		sep := ","
-		if l.StreamOptionsMembers == 0 {
-			sep = ""
+		return usageAsked, edit{}, nil
+	}
+	switch string(body[in.Start:in.End]) {
+	case "false", "null":
+	default:
+		return usageAsked, edit{}, nil
+	}
+	inner := []edit{{at: pricing.Span{Start: in.Start - so.Start, End: in.End - so.Start}, text: "true"}}
+	obj := body[so.Start:so.End]
+	var buf [4]jsonscan.Member
+	for _, m := range jsonscan.Members(obj, buf[:0]) {
+		if !jsonscan.KeyIs(m.Key, "continuous_usage_stats") {
+			continue
 		}
-		open := pricing.Span{Start: so.Start + 1, End: so.Start + 1}
-		return usageAsked, edit{at: open, text: `"include_usage":true` + sep}, nil
+		if v := string(m.Value); v != "false" && v != "null" {
+			inner = append(inner, edit{at: pricing.Span{Start: m.Offset, End: m.Offset + len(m.Value)}, text: "false"})
+		}
 	}
-	plan := usageAsked
-	if string(body[in.Start:in.End]) == "false" {
-		plan = usageInject
-	}
-	return plan, edit{at: in, text: "true"}, nil
+	return usageInject, edit{at: so, text: string(applyEdits(obj, inner))}, nil
 }
 
 // applyEdits returns a new slice: body with each edit made. The edits'

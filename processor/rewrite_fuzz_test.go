@@ -18,6 +18,7 @@ func FuzzBodyRewrites(f *testing.F) {
 		`{"model":"m","stream_options":null,"messages":[{"model":"inner"}]}`,
 		`{"model":"a","model":"b","stream_options":{"include_usage":false}}`,
 		` { "stream_options" : { } , "model" : "\u0061" } `,
+		`{"model":"m","stream_options":{"include_usage":null,"continuous_usage_stats":true,"continuous_usage_stats":1}}`,
 		`{}`, `[]`, `{"model":`, `null`,
 	} {
 		f.Add([]byte(seed))
@@ -37,11 +38,16 @@ func FuzzBodyRewrites(f *testing.F) {
 		if !valid {
 			return
 		}
-		if _, err := planUsage(body); err != nil {
+		plan, err := planUsage(body)
+		if err != nil {
 			return
 		}
 		out, err = injectIncludeUsage(body)
 		if err != nil {
+			return
+		}
+		if plan == usageAsked {
+			require.Equal(t, string(body), string(out), "usage asked: the body is kept")
 			return
 		}
 		var after map[string]any
@@ -49,8 +55,20 @@ func FuzzBodyRewrites(f *testing.F) {
 		opts, ok := after["stream_options"].(map[string]any)
 		require.True(t, ok, "%s", out)
 		assert.Equal(t, true, opts["include_usage"])
+		if c, ok := opts["continuous_usage_stats"]; ok {
+			assert.Contains(t, []any{false, nil}, c, "continuous usage off")
+		}
 		var again map[string]any
 		require.NoError(t, json.Unmarshal(body, &again))
+		if o, ok := again["stream_options"].(map[string]any); ok {
+			// The object's other members are kept.
+			delete(o, "include_usage")
+			delete(opts, "include_usage")
+			if c, ok := o["continuous_usage_stats"]; ok && c != nil && c != false {
+				o["continuous_usage_stats"] = false
+			}
+			assert.Equal(t, o, opts)
+		}
 		delete(again, "stream_options")
 		delete(after, "stream_options")
 		assert.Equal(t, again, after)

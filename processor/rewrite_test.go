@@ -72,10 +72,24 @@ func TestInjectIncludeUsage(t *testing.T) {
 		{`{"model":"m","stream":true}`, `{"model":"m","stream":true,"stream_options":{"include_usage":true}}`, usageInject},
 		{"{\"model\":\"m\" ,\"stream\":true }\n", "{\"model\":\"m\" ,\"stream\":true ,\"stream_options\":{\"include_usage\":true}}\n", usageInject},
 		{`{"model":"m","stream_options":null}`, `{"model":"m","stream_options":{"include_usage":true}}`, usageInject},
-		{`{"model":"m","stream_options":{"include_usage":false,"continuous_usage_stats":true}}`, `{"model":"m","stream_options":{"include_usage":true,"continuous_usage_stats":true}}`, usageInject},
-		{`{"model":"m","stream_options":{ }}`, `{"model":"m","stream_options":{"include_usage":true }}`, usageAsked},
-		{`{"model":"m","stream_options":{"continuous_usage_stats":true}}`, `{"model":"m","stream_options":{"include_usage":true,"continuous_usage_stats":true}}`, usageAsked},
+		{`{"model":"m","stream_options":{"include_usage":false,"continuous_usage_stats":true}}`, `{"model":"m","stream_options":{"include_usage":true,"continuous_usage_stats":false}}`, usageInject},
+		// include_usage null is no usage in vLLM: injected.
+		{`{"model":"m","stream_options":{"include_usage":null}}`, `{"model":"m","stream_options":{"include_usage":true}}`, usageInject},
+		{"{\"model\":\"m\",\"stream_options\":{ \"continuous_usage_stats\" : true ,\n \"include_usage\" : null }}",
+			"{\"model\":\"m\",\"stream_options\":{ \"continuous_usage_stats\" : false ,\n \"include_usage\" : true }}", usageInject},
+		// Every spelling and duplicate of continuous_usage_stats that vLLM
+		// could read as true is turned off; false and null stay.
+		{`{"model":"m","stream_options":{"continuous_usage_stats":1,"include_usage":false,"continuous\u005fusage_stats":"yes","x":true}}`,
+			`{"model":"m","stream_options":{"continuous_usage_stats":false,"include_usage":true,"continuous\u005fusage_stats":false,"x":true}}`, usageInject},
+		{`{"model":"m","stream_options":{"include_usage":false,"continuous_usage_stats":false}}`, `{"model":"m","stream_options":{"include_usage":true,"continuous_usage_stats":false}}`, usageInject},
+		{`{"model":"m","stream_options":{"include_usage":false,"continuous_usage_stats":null}}`, `{"model":"m","stream_options":{"include_usage":true,"continuous_usage_stats":null}}`, usageInject},
+		// Usage asked for (vLLM: an object without include_usage turns it
+		// on): the body goes as the client sent it.
+		{`{"model":"m","stream_options":{ }}`, `{"model":"m","stream_options":{ }}`, usageAsked},
+		{`{"model":"m","stream_options":{}}`, `{"model":"m","stream_options":{}}`, usageAsked},
+		{`{"model":"m","stream_options":{"continuous_usage_stats":true}}`, `{"model":"m","stream_options":{"continuous_usage_stats":true}}`, usageAsked},
 		{`{"model":"m","stream_options":{"include_usage":true}}`, `{"model":"m","stream_options":{"include_usage":true}}`, usageAsked},
+		{`{"model":"m","stream_options":{"include_usage":true,"continuous_usage_stats":true}}`, `{"model":"m","stream_options":{"include_usage":true,"continuous_usage_stats":true}}`, usageAsked},
 	}
 	for _, tt := range tests {
 		plan, err := planUsage([]byte(tt.in))

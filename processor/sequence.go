@@ -77,7 +77,7 @@ func (st *stream) handle(ctx context.Context, req *extprocv3.ProcessingRequest) 
 			return st.violate("a second request_trailers")
 		case st.seen&seenRequestBody == 0:
 			// The request ended without a body message: nothing to price.
-			return st.refuse(invalidRequest(codeInvalidJSON, "request body is required: "+st.endpoint.String()+" takes a JSON object"), nil)
+			return st.refuse(bodyRequired(st.endpoint), nil)
 		}
 		st.seen |= seenRequestTrailers
 		return answerRequestTrailers

@@ -37,8 +37,13 @@ type stream struct {
 	start     time.Time
 	free      bool // not a cost path: never charged
 	requestID string
-	endpoint  pricing.Endpoint
-	ident     identity.Result
+	// endpoint is the route's kind; for /invocations, the kind the body
+	// resolves to once it is read.
+	endpoint pricing.Endpoint
+	// contentType is the request's content-type, kept for the multipart
+	// boundary of audio requests.
+	contentType string
+	ident       identity.Result
 	// modelKeyed: some budget matches on the model. scopesFinal: the
 	// scopes found at the request headers are all that apply.
 	modelKeyed, scopesFinal bool
@@ -69,6 +74,7 @@ type stream struct {
 	procTime     time.Duration
 	bodyBytes    int64
 	responseDone bool
+	respUsage    responseUsage // usage read from the response headers, a body not scanned (response.go)
 
 	// seen: the messages had so far; protocol: the first message's
 	// body modes (nil when Envoy sent none); violation: why the stream
@@ -121,19 +127,33 @@ func (st *stream) release() {
 func (st *stream) onRequestHeaders(ctx context.Context, h *extprocv3.HttpHeaders, md *corev3.Metadata) *extprocv3.ProcessingResponse {
 	hm := h.GetHeaders()
 	st.requestID = headerString(hm, "x-request-id")
-	if p := headerBytes(findHeader(hm, ":path")); st.srv.opts.Parking != nil && mayBeLookup(p) {
-		if id, ok := responseLookup(string(headerBytes(findHeader(hm, ":method"))), string(p)); ok {
+	path := headerBytes(findHeader(hm, ":path"))
+	if st.srv.opts.Parking != nil && mayBeLookup(path) {
+		if id, ok := responseLookup(string(headerBytes(findHeader(hm, ":method"))), string(path)); ok {
 			// Free, but its answer may settle a parked background response.
 			st.free, st.lookup = true, id
 			return answerRequestHeaders
 		}
 	}
-	ep, cost := pricing.EndpointForPath(string(headerBytes(findHeader(hm, ":path"))))
-	if !cost || string(headerBytes(findHeader(hm, ":method"))) != "POST" {
+	route := st.snap.Pricing.Route(string(headerBytes(findHeader(hm, ":method"))), string(path))
+	switch route.Kind {
+	case pricing.RouteCost:
+	case pricing.RouteRefused:
+		return st.refuse(unpricedPath(path), nil)
+	case pricing.RouteResponseLookup:
+		// GET /v1/responses/{id} without Parking: nothing can be parked,
+		// so nothing to settle from its answer.
+		st.free = true
+		return answerFreePath
+	default: // RouteFree
 		st.free = true
 		return answerFreePath
 	}
+	ep := route.Endpoint
 	st.endpoint = ep
+	if ep.Multipart() {
+		st.contentType = headerString(hm, "content-type")
+	}
 	if e := st.unsupportedModes(); e != nil {
 		return st.refuse(e, nil)
 	}
@@ -146,7 +166,7 @@ func (st *stream) onRequestHeaders(ctx context.Context, h *extprocv3.HttpHeaders
 		return st.refuse(unauthorized(st.ident.Missing), nil)
 	}
 	if h.GetEndOfStream() {
-		return st.refuse(invalidRequest(codeInvalidJSON, "request body is required: "+ep.String()+" takes a JSON object"), nil)
+		return st.refuse(bodyRequired(ep), nil)
 	}
 	scopes := st.snap.Budgets.ApplicableKnown(st.ident.Values, st.knownAtHeaders)
 	st.scopes = scopes
@@ -195,6 +215,7 @@ func (st *stream) refuse(e *apiError, rej *budget.Rejection) *extprocv3.Processi
 	} else if e.code == codeRequestTooCostly {
 		name = "limits.max_request_usd"
 	}
+	e.anthropic = st.endpoint == pricing.Messages
 	st.reportRefused(e, name, rej)
 	return e.immediate()
 }

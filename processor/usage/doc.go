@@ -57,8 +57,13 @@
 //     input_tokens_details.cached_tokens,
 //     output_tokens_details.reasoning_tokens.
 //
-// They map to pricing.Usage{Prompt, CachedPrompt, Completion}; reasoning
-// tokens (already part of Completion) are reported in Details. Rules:
+// plus, from the Anthropic Messages API, cache_read_input_tokens and
+// cache_creation_input_tokens, and the audio usage of transcriptions,
+// {"type":"duration","seconds":N}.
+//
+// They map to pricing.Usage{Prompt, CachedPrompt, Completion, Seconds};
+// reasoning tokens (already part of Completion) are reported in Details.
+// Rules:
 //
 //   - The prompt count (prompt_tokens or input_tokens) is required. The
 //     completion count is optional and 0 when absent (OpenAI embeddings).
@@ -75,13 +80,26 @@
 //   - If a quantity is given under both vocabularies, the two values must be
 //     equal.
 //   - Cached tokens may not exceed the prompt tokens (they are part of them).
+//   - Anthropic's input_tokens leave out the prompt tokens read from or
+//     written to its cache: cache_read_input_tokens and
+//     cache_creation_input_tokens (counts as above, null or absent as 0)
+//     are added to the prompt, and the reads to the cached prompt
+//     (saturating). vLLM's /v1/messages sends neither: its input_tokens
+//     are the whole prompt.
+//   - When the member type is the string "duration" (after unescaping),
+//     seconds is a required count (an integer, as above: vLLM rounds the
+//     audio's length up) that becomes Seconds, and the prompt count is
+//     optional; token counts given beside it are read as usual. With any
+//     other type, or none, seconds is not read.
 //   - Other members are ignored. Keys are matched exactly, and duplicate keys
 //     resolve to the last one, as with encoding/json and a map.
 //
 // # Streams
 //
-// SSEScanner reads a streamed response: SSEChat for /v1/chat/completions
-// and /v1/completions, SSEResponses for /v1/responses. Chunks may split it
+// SSEScanner reads a streamed response: SSEChat for /v1/chat/completions,
+// /v1/completions and the other chat-like streams (generate,
+// transcription.chunk and translation.chunk), SSEResponses for
+// /v1/responses, SSEAnthropic for /v1/messages. Chunks may split it
 // anywhere: inside a field name, a JSON string, a multi-byte character, or
 // between the '\r' and '\n' of a line end.
 //
@@ -109,14 +127,37 @@
 //   - SSEChat: the top-level usage member of an event's JSON; SSEResponses:
 //     its response.usage member. Keys match as in JSONScanner: exactly,
 //     after unescaping, the last duplicate winning.
-//   - The last event with a non-null usage wins (continuous_usage_stats
-//     puts a cumulative usage on every event). Events with a null or no
+//   - The last event with a non-null usage wins. Events with a null or no
 //     usage change nothing, nor do events whose data is not JSON (such as a
 //     truncated last event). When the winning usage cannot be decoded,
 //     Result returns an error wrapping ErrUsage and naming the event.
+//   - SSEChat, continuous_usage_stats: an event whose top-level choices is
+//     a non-empty array carries the running count of one choice, the one
+//     whose index its first choice names (an integer from 0 to 4095;
+//     another index, or none, makes it an event of the request, below).
+//     Each choice's last count is kept; an event without choices or with
+//     an empty choices array (the usage-only event) carries the
+//     request's usage. Once such an event came, it wins (the last of
+//     them) and later choice events change nothing; until then the
+//     usage is the last choice event's, with the completion replaced by
+//     the sum over choices of each one's last count (saturating). So a
+//     stream aborted before its usage-only event is charged the tokens
+//     of every choice; with n=1 the sum is the last count.
+//   - SSEAnthropic: the type of an event is its event field, else the
+//     first "type" in its data. message_start's message.usage is kept
+//     apart: on its own it is no usage (Result reports none) but
+//     PromptOnly reports it, the prompt of a stream cut before its end.
+//     message_delta's top-level usage is the request's: its members are
+//     laid over message_start's usage members (a later member wins, as in
+//     one object), so an Anthropic delta with output_tokens alone is read
+//     whole, and the result is decoded as a usage object; the last
+//     message_delta wins. Other events' usage, and event: error frames,
+//     change nothing.
 //   - An event with more than MaxSSEEventBytes of data still gives its
 //     usage (the rest of its data streams through a JSONScanner), but the
-//     checks below see only its first MaxSSEEventBytes.
+//     checks below see only its first MaxSSEEventBytes; it counts as an
+//     event of the request, not of a choice, and its Anthropic usage is
+//     not read.
 //
 // Dropping the usage event (dropUsageEvent, SSEChat only): the event that
 // OpenAI and vLLM send because stream_options.include_usage is set, a JSON
@@ -145,5 +186,16 @@
 //     non-empty tool_calls array, found by search, so at any depth; for
 //     SSEResponses the events whose type (event field, else the first
 //     "type" in the data) ends in ".delta" and whose "delta" is a non-empty
-//     string.
+//     string; for SSEAnthropic the content_block_delta events with a
+//     non-empty text, partial_json or thinking string (signature_delta
+//     events are not content).
+//   - Text (opt-in, SetCaptureText): the decoded text the content events
+//     deliver, in stream order, at most the limit in bytes (cut before an
+//     incomplete character, and nothing after a cut): SSEChat the text of
+//     every choice and, in its delta, content, reasoning_content,
+//     reasoning, refusal and each tool call's function.arguments;
+//     SSEResponses the delta string of a *.delta event; SSEAnthropic
+//     the delta's text, partial_json and thinking. Off (the default) it
+//     costs nothing but a comparison per content event.
+//   - Model for SSEAnthropic: message_start's message.model.
 package usage

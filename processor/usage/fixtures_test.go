@@ -41,6 +41,8 @@ var handMadeCases = []bodyCase{
 	{file: "responses-cached-reasoning.json", found: true, usage: pricing.Usage{Prompt: 1200, CachedPrompt: 1024, Completion: 300}, reasoning: 256},
 	{file: "responses-function-call.json", found: true, usage: pricing.Usage{Prompt: 81, Completion: 19}},
 	{file: "chat-tool-call-decoys.json", found: true, usage: pricing.Usage{Prompt: 140, CachedPrompt: 128, Completion: 23}},
+	{file: "vllm-messages.json", found: true, usage: pricing.Usage{Prompt: 25, Completion: 9}},
+	{file: "vllm-transcription.json", found: true, usage: pricing.Usage{Seconds: 3}},
 }
 
 func TestUpstreamFixturesAllCovered(t *testing.T) {

@@ -130,7 +130,17 @@ func oracleUsage(raw json.RawMessage) (pricing.Usage, Details, bool) {
 	prompt, hasPrompt, ok5 := pick(top, "prompt_tokens", top, "input_tokens")
 	completion, _, ok6 := pick(top, "completion_tokens", top, "output_tokens")
 	_, _, ok7 := num(top, "total_tokens")
-	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && ok7 && hasPrompt) {
+	cacheRead, _, ok10 := num(top, "cache_read_input_tokens")
+	cacheCreation, _, ok11 := num(top, "cache_creation_input_tokens")
+	var typ string
+	var seconds int64
+	duration, okSeconds := false, true
+	if json.Unmarshal(top["type"], &typ) == nil && typ == "duration" {
+		var has bool
+		seconds, has, okSeconds = num(top, "seconds")
+		duration, okSeconds = true, okSeconds && has
+	}
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && ok7 && ok10 && ok11 && okSeconds && (hasPrompt || duration)) {
 		return pricing.Usage{}, Details{}, false
 	}
 	cached, _, ok8 := pick(pd, "cached_tokens", id, "cached_tokens")
@@ -138,5 +148,18 @@ func oracleUsage(raw json.RawMessage) (pricing.Usage, Details, bool) {
 	if !ok8 || !ok9 || cached > prompt {
 		return pricing.Usage{}, Details{}, false
 	}
-	return pricing.Usage{Prompt: prompt, CachedPrompt: cached, Completion: completion}, Details{Reasoning: reasoning}, true
+	sum := func(a, b int64) int64 {
+		s, _ := new(big.Int).SetString(new(big.Int).Add(big.NewInt(a), big.NewInt(b)).String(), 10)
+		if !s.IsInt64() {
+			return math.MaxInt64
+		}
+		return s.Int64()
+	}
+	u := pricing.Usage{
+		Prompt:       sum(sum(prompt, cacheRead), cacheCreation),
+		CachedPrompt: sum(cached, cacheRead),
+		Completion:   completion,
+		Seconds:      seconds,
+	}
+	return u, Details{Reasoning: reasoning}, true
 }

@@ -134,9 +134,13 @@ func (s *SSEScanner) findModel(data, typ []byte) {
 		return
 	}
 	v := top.Get(modelKey)
-	if s.kind == SSEResponses {
+	if s.kind != SSEChat {
+		outer := "response"
+		if s.kind == SSEAnthropic {
+			outer = "message"
+		}
 		v = nil
-		if r := top.Get("response"); len(r) > 0 && r[0] == '{' {
+		if r := top.Get(outer); len(r) > 0 && r[0] == '{' {
 			v = jsonscan.Members(r, top[:0]).Get(modelKey)
 		}
 	}

@@ -58,6 +58,10 @@ const (
 	kInputDetails
 	kCompletionDetails
 	kOutputDetails
+	kCacheRead
+	kCacheCreation
+	kType
+	kSeconds
 	nUsageKeys
 )
 
@@ -71,6 +75,10 @@ var usageKeys = [nUsageKeys]string{
 	kInputDetails:      "input_tokens_details",
 	kCompletionDetails: "completion_tokens_details",
 	kOutputDetails:     "output_tokens_details",
+	kCacheRead:         "cache_read_input_tokens",
+	kCacheCreation:     "cache_creation_input_tokens",
+	kType:              "type",
+	kSeconds:           "seconds",
 }
 
 // parseValidUsage is ParseUsageDetails for an object that is known to be
@@ -186,14 +194,63 @@ func (v *usageMembers) decode() (pricing.Usage, Details, error) {
 	if err != nil {
 		return pricing.Usage{}, Details{}, err
 	}
-	if !hasPrompt {
+	cacheRead, _, err := (field{"", "cache_read_input_tokens"}).count(v[kCacheRead])
+	if err != nil {
+		return pricing.Usage{}, Details{}, err
+	}
+	cacheCreation, _, err := (field{"", "cache_creation_input_tokens"}).count(v[kCacheCreation])
+	if err != nil {
+		return pricing.Usage{}, Details{}, err
+	}
+	seconds, duration, err := v.duration()
+	if err != nil {
+		return pricing.Usage{}, Details{}, err
+	}
+	if !hasPrompt && !duration {
 		return pricing.Usage{}, Details{}, fmt.Errorf("%w: neither prompt_tokens nor input_tokens is given", ErrUsage)
 	}
 	if cached > prompt {
 		return pricing.Usage{}, Details{}, fmt.Errorf("%w: %d cached tokens exceed %d prompt tokens", ErrUsage, cached, prompt)
 	}
-	u := pricing.Usage{Prompt: prompt, CachedPrompt: cached, Completion: completion}
+	// Anthropic's input_tokens leave out the prompt tokens read from or
+	// written to its cache: they are added back, and the cache reads are
+	// cached prompt tokens.
+	u := pricing.Usage{
+		Prompt:       satAdd(satAdd(prompt, cacheRead), cacheCreation),
+		CachedPrompt: satAdd(cached, cacheRead),
+		Completion:   completion,
+		Seconds:      seconds,
+	}
 	return u, Details{Reasoning: reasoning}, nil
+}
+
+// durationType is the type of an audio usage object billed by duration.
+const durationType = "duration"
+
+// duration reads an audio usage object, {"type":"duration","seconds":N}:
+// when type is the string "duration", seconds is a required count. Any
+// other type leaves seconds unread.
+func (v *usageMembers) duration() (seconds int64, ok bool, err error) {
+	typ := v[kType]
+	if len(typ) == 0 || typ[0] != '"' {
+		return 0, false, nil
+	}
+	if name, _ := jsonscan.String(typ); name != durationType {
+		return 0, false, nil
+	}
+	seconds, ok, err = (field{"", "seconds"}).count(v[kSeconds])
+	if err == nil && !ok {
+		err = fmt.Errorf("%w: a duration usage without seconds", ErrUsage)
+	}
+	return seconds, ok, err
+}
+
+// satAdd is a + b for non-negative counts, saturating at math.MaxInt64.
+func satAdd(a, b int64) int64 {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
 }
 
 // usageKeyIndex returns the index in usageKeys of a key as written (escapes

@@ -81,6 +81,34 @@ func TestParseUsageObject(t *testing.T) {
 		{name: "details not an object", obj: `{"prompt_tokens":1,"prompt_tokens_details":5}`, wantErr: true},
 		{name: "details an array", obj: `{"prompt_tokens":1,"input_tokens_details":[]}`, wantErr: true},
 		{name: "cached exceeds prompt", obj: `{"input_tokens":1,"input_tokens_details":{"cached_tokens":2}}`, wantErr: true},
+
+		// Anthropic Messages API: vLLM sends input and output only (its
+		// input_tokens are the whole prompt); Anthropic's own input_tokens
+		// leave out the cache reads and writes, which are added back.
+		{name: "vLLM messages", obj: `{"input_tokens":21,"output_tokens":9}`, want: pricing.Usage{Prompt: 21, Completion: 9}},
+		{name: "anthropic cache", obj: `{"input_tokens":50,"cache_creation_input_tokens":200,"cache_read_input_tokens":1000,"output_tokens":30}`,
+			want: pricing.Usage{Prompt: 1250, CachedPrompt: 1000, Completion: 30}},
+		{name: "anthropic cache null", obj: `{"input_tokens":5,"cache_creation_input_tokens":null,"cache_read_input_tokens":null,"output_tokens":1}`,
+			want: pricing.Usage{Prompt: 5, Completion: 1}},
+		{name: "anthropic cache saturates", obj: `{"input_tokens":9223372036854775807,"cache_read_input_tokens":5}`,
+			want: pricing.Usage{Prompt: 1<<63 - 1, CachedPrompt: 5}},
+		{name: "anthropic bad cache read", obj: `{"input_tokens":5,"cache_read_input_tokens":-1}`, wantErr: true},
+		{name: "anthropic bad cache creation", obj: `{"input_tokens":5,"cache_creation_input_tokens":"3"}`, wantErr: true},
+		{name: "anthropic cache without input", obj: `{"cache_read_input_tokens":5,"output_tokens":1}`, wantErr: true},
+
+		// Audio billed by duration (vLLM transcriptions and translations).
+		{name: "duration", obj: `{"type":"duration","seconds":17}`, want: pricing.Usage{Seconds: 17}},
+		{name: "duration, spaced, escaped type", obj: `{ "seconds" : 3 , "type" : "dur\u0061tion" }`, want: pricing.Usage{Seconds: 3}},
+		{name: "duration with tokens", obj: `{"type":"duration","seconds":4,"prompt_tokens":10,"completion_tokens":2}`,
+			want: pricing.Usage{Prompt: 10, Completion: 2, Seconds: 4}},
+		{name: "duration zero", obj: `{"type":"duration","seconds":0}`},
+		{name: "duration without seconds", obj: `{"type":"duration"}`, wantErr: true},
+		{name: "duration, null seconds", obj: `{"type":"duration","seconds":null}`, wantErr: true},
+		{name: "duration, fractional seconds", obj: `{"type":"duration","seconds":1.5}`, wantErr: true},
+		{name: "duration, negative seconds", obj: `{"type":"duration","seconds":-1}`, wantErr: true},
+		{name: "other type needs tokens", obj: `{"type":"tokens","seconds":3}`, wantErr: true},
+		{name: "other type with tokens", obj: `{"type":"tokens","input_tokens":3,"seconds":"x"}`, want: pricing.Usage{Prompt: 3}},
+		{name: "type not a string", obj: `{"type":1,"seconds":3,"prompt_tokens":1}`, want: pricing.Usage{Prompt: 1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -15,6 +15,11 @@ const (
 	// response.usage member of an event's JSON (in practice of the
 	// response.completed, response.incomplete and response.failed events).
 	SSEResponses
+	// SSEAnthropic is a /v1/messages stream (Anthropic Messages API):
+	// event/data frames whose usage is in message_start's message.usage
+	// (the prompt) and message_delta's top-level usage (the whole
+	// request's).
+	SSEAnthropic
 )
 
 // MaxSSEEventBytes bounds what SSEScanner keeps of one event: the bytes of
@@ -80,6 +85,21 @@ type SSEScanner struct {
 
 	modelRaw   []byte // the model's raw JSON string (model.go)
 	modelFound bool
+
+	// Per-choice running counts (SSEChat, sse_kinds.go): running[i] is
+	// choice i's last completion count, -1 when none came; final: the
+	// request's own usage came.
+	running []int64
+	final   bool
+
+	// SSEAnthropic: message_start's usage object, raw and decoded.
+	startRaw   []byte
+	startUsage pricing.Usage
+	startFound bool
+
+	// Delivered text (capture.go): kept up to textLimit bytes, off at 0.
+	textLimit int
+	text      []byte
 }
 
 // NewSSEScanner returns a scanner for one stream of the given kind. With
@@ -101,6 +121,13 @@ func (s *SSEScanner) Reset(kind SSEKind, dropUsageEvent bool) {
 		return b[:0]
 	}
 	data, hold, out, modelRaw := keep(s.data), keep(s.hold), keep(s.out), s.modelRaw[:0]
+	running, startRaw, text := s.running[:0], s.startRaw[:0], keep(s.text)
+	if cap(running) > 64 {
+		running = nil
+	}
+	if cap(startRaw) > 4<<10 {
+		startRaw = nil
+	}
 	jsBuf, jsModel := s.js.buf, s.js.model.raw
 	// Zeroed in place and then set, field by field: a composite literal
 	// (or a copy of the embedded JSONScanner) would be built in a
@@ -112,6 +139,7 @@ func (s *SSEScanner) Reset(kind SSEKind, dropUsageEvent bool) {
 	s.kind, s.drop, s.limit = kind, dropUsageEvent && kind == SSEChat, MaxSSEEventBytes
 	s.lf, s.blockStart = -1, -1
 	s.data, s.hold, s.out, s.modelRaw = data, hold, out, modelRaw
+	s.running, s.startRaw, s.text = running, startRaw, text
 }
 
 // Write consumes the next chunk of the body and returns what to forward to
@@ -170,13 +198,19 @@ func (s *SSEScanner) Finish() (out []byte) {
 }
 
 // Result reports the usage of the stream so far: that of the last event
-// carrying a non-null usage (continuous_usage_stats puts a cumulative one on
-// every event). When that usage cannot be decoded, err wraps ErrUsage and u
-// is zero; an earlier event's usage is not used then.
+// carrying a non-null usage, with these exceptions (see the package
+// documentation). SSEChat: an event of one choice under
+// continuous_usage_stats carries that choice's running count, so until
+// an event with the request's usage comes (the usage-only event), the
+// completion is the sum over choices of each one's last count.
+// SSEAnthropic: the usage is message_delta's (laid over message_start's);
+// message_start alone is reported by PromptOnly, not here. When the
+// winning usage cannot be decoded, err wraps ErrUsage and u is zero; an
+// earlier event's usage is not used then.
 func (s *SSEScanner) Result() (u pricing.Usage, found bool, err error) {
 	switch s.occ {
 	case occFound:
-		return s.usage, true, nil
+		return s.runningUsage(), true, nil
 	case occFailed:
 		return pricing.Usage{}, false, s.usageErr
 	}

@@ -48,14 +48,23 @@ func (s *SSEScanner) dispatch() (usageOnly bool) {
 		}
 	}
 	s.events++
-	if s.kind == SSEResponses && len(typ) == 0 {
+	if s.kind != SSEChat && len(typ) == 0 {
 		typ = firstStringValue(data, keyType)
 	}
 	if s.isContent(data, typ) {
 		s.content++
+		if s.textLimit > len(s.text) && !big {
+			s.captureText(data, typ)
+		}
 	}
 	if !big {
 		s.findModel(data, typ)
+	}
+	if s.kind == SSEAnthropic {
+		if !big {
+			s.anthropicEvent(data, typ)
+		}
+		return false
 	}
 	switch {
 	case big:
@@ -71,8 +80,11 @@ func (s *SSEScanner) dispatch() (usageOnly bool) {
 		s.occ, s.usageErr = occFailed, fmt.Errorf("stream event %d: %w", s.events, err)
 	case err != nil:
 		return false // not JSON: no usage
+	case found && s.kind == SSEChat && !big:
+		s.chatUsage(data, u, s.js.Details())
 	case found:
 		s.occ, s.usage, s.details, s.usageErr = occFound, u, s.js.Details(), nil
+		s.final = true
 	}
 	return s.drop && !big && isUsageOnly(data)
 }
@@ -141,10 +153,15 @@ func firstStringValue(data, quotedKey []byte) []byte {
 }
 
 // isContent is the content-event heuristic: for SSEResponses an event
-// whose type ends in ".delta" with a non-empty string under "delta";
+// whose type ends in ".delta" with a non-empty string under "delta"; for
+// SSEAnthropic a content_block_delta with a non-empty text, partial_json
+// or thinking;
 // for SSEChat an event with a non-empty string under content, text,
 // reasoning_content, reasoning or refusal, or a non-empty tool_calls array.
 func (s *SSEScanner) isContent(data, typ []byte) bool {
+	if s.kind == SSEAnthropic {
+		return isAnthropicContent(data, typ)
+	}
 	if s.kind == SSEResponses {
 		if !bytes.HasSuffix(typ, deltaSuffix) {
 			return false

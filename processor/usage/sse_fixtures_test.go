@@ -24,6 +24,16 @@ type streamCase struct {
 	content   int
 	dropped   int    // usage-only events dropUsageEvent removes
 	model     string // the model the events name
+	// limited, when not nil, is what Result reports when every event is
+	// larger than MaxSSEEventBytes (found, usage); nil: the same as
+	// without the limit. Anthropic usage and per-choice running counts
+	// are not read from such events.
+	limited *limitedCase
+}
+
+type limitedCase struct {
+	found bool
+	usage pricing.Usage
 }
 
 // upstreamStreams holds the counts SOURCES.md gives for every SSE fixture in
@@ -45,6 +55,14 @@ var handMadeStreams = []streamCase{
 	{file: "vllm-chat-stream-tool-calls.sse", found: true, usage: pricing.Usage{Prompt: 230, Completion: 19}, content: 5, dropped: 1, model: "Qwen/Qwen3-8B"},
 	{file: "vllm-completion-stream-usage.sse", found: true, usage: pricing.Usage{Prompt: 6, Completion: 8}, content: 8, dropped: 1, model: "Qwen/Qwen3-8B"},
 	{file: "vllm-responses-stream.sse", kind: SSEResponses, found: true, usage: pricing.Usage{Prompt: 15, Completion: 4}, content: 4, model: "Qwen/Qwen3-8B"},
+	{file: "vllm-chat-stream-continuous-n2.sse", found: true, usage: pricing.Usage{Prompt: 17, Completion: 7}, content: 7, dropped: 1, model: "Qwen/Qwen3-8B"},
+	{file: "vllm-chat-stream-continuous-n2-aborted.sse", found: true, usage: pricing.Usage{Prompt: 17, Completion: 7}, content: 7, model: "Qwen/Qwen3-8B",
+		limited: &limitedCase{found: true, usage: pricing.Usage{Prompt: 17, Completion: 5}}},
+	{file: "vllm-messages-stream.sse", kind: SSEAnthropic, found: true, usage: pricing.Usage{Prompt: 31, Completion: 24}, content: 7, model: "Qwen/Qwen3-8B",
+		limited: &limitedCase{}},
+	{file: "vllm-messages-stream-aborted.sse", kind: SSEAnthropic, content: 6, model: "Qwen/Qwen3-8B"},
+	{file: "vllm-messages-stream-error.sse", kind: SSEAnthropic, content: 2, model: "Qwen/Qwen3-8B"},
+	{file: "vllm-transcription-stream-usage.sse", found: true, usage: pricing.Usage{Prompt: 1508, Completion: 4}, content: 4, dropped: 1, model: "openai/whisper-large-v3"},
 }
 
 // withoutUsageEvents removes from body, independently of the scanner, the
@@ -96,7 +114,7 @@ func TestSSEFixtures(t *testing.T) {
 				}
 				wantDropped, n := withoutUsageEvents(string(body), eol)
 				require.Equal(t, c.dropped, n, "usage-only events in the file")
-				if c.kind == SSEResponses {
+				if c.kind != SSEChat {
 					wantDropped = string(body) // never dropped
 				}
 
@@ -124,8 +142,12 @@ func TestSSEEventLimit(t *testing.T) {
 			body, err := os.ReadFile(filepath.Join(dir, c.file))
 			require.NoError(t, err)
 			got := checkSSE(t, body, c.kind, 64, string(body), seed, 20)
-			assert.Equal(t, c.found, got.Found)
-			assert.Equal(t, c.usage, got.Usage)
+			want := limitedCase{found: c.found, usage: c.usage}
+			if c.limited != nil {
+				want = *c.limited
+			}
+			assert.Equal(t, want.found, got.Found)
+			assert.Equal(t, want.usage, got.Usage)
 		})
 	}
 }

@@ -18,7 +18,8 @@ import (
 //     input with some bytes removed (whole events, see the tests).
 //
 // small lowers the event limit (to 1..256 bytes) so that held-back events
-// outgrow it.
+// outgrow it. kind picks SSEChat, SSEResponses or SSEAnthropic. The text
+// captured and PromptOnly are the same for every split too.
 func FuzzSSEScanner(f *testing.F) {
 	for _, dir := range []string{upstreamFixtures(f), "testdata"} {
 		files, err := filepath.Glob(filepath.Join(dir, "*.sse"))
@@ -27,19 +28,18 @@ func FuzzSSEScanner(f *testing.F) {
 		for i, file := range files {
 			body, err := os.ReadFile(file)
 			require.NoError(f, err)
-			f.Add(body, uint64(i), false, uint8(0))
-			f.Add(body, uint64(i), true, uint8(200))
+			for k := range uint8(3) {
+				f.Add(body, uint64(i), k, uint8(0))
+			}
+			f.Add(body, uint64(i), uint8(1), uint8(200))
 		}
 	}
 	for i, c := range append(sseCases(), responsesCases()...) {
-		f.Add([]byte(c.body), uint64(i), c.kind == SSEResponses, uint8(i))
+		f.Add([]byte(c.body), uint64(i), uint8(c.kind), uint8(i))
 	}
 
-	f.Fuzz(func(t *testing.T, body []byte, seed uint64, responses bool, small uint8) {
-		kind := SSEChat
-		if responses {
-			kind = SSEResponses
-		}
+	f.Fuzz(func(t *testing.T, body []byte, seed uint64, kindByte uint8, small uint8) {
+		kind := SSEKind(kindByte % 3)
 		limit := 0
 		if small > 0 {
 			limit = int(small)
@@ -62,6 +62,18 @@ func FuzzSSEScanner(f *testing.F) {
 		require.True(t, isSubsequence(dropped.Out, string(body)), "the output only removes bytes")
 		dropped.Out = want.Out
 		require.Equal(t, want, dropped, "dropping changes what is found")
+
+		textLimit := int(seed % 512)
+		extra := scanExtra(body, kind, textLimit, whole)
+		for _, next := range []func(int) int{bytewise, randomSplits(seed)} {
+			require.Equal(t, extra, scanExtra(body, kind, textLimit, next))
+		}
+		require.LessOrEqual(t, len(extra.Text), textLimit)
+		if extra.PromptOK {
+			require.Equal(t, SSEAnthropic, kind)
+			require.False(t, want.Found)
+			require.Empty(t, want.Err)
+		}
 	})
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/spendguard/spendguard/config"
 	"github.com/spendguard/spendguard/identity"
 	"github.com/spendguard/spendguard/internal/money"
+	"github.com/spendguard/spendguard/pricing"
 )
 
 // checkConfig parses and validates a file, with ${VAR}s from the
@@ -37,6 +38,7 @@ func checkConfig(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "%s is valid.\n", args[0])
 	printDimensions(stdout, cfg.File.Identity)
+	printRoutes(stdout, cfg.Snapshot.Pricing)
 	printBudgets(stdout, cfg)
 	p := cfg.Snapshot.Budgets
 	fmt.Fprintln(stdout, "\nLimits:")
@@ -81,6 +83,26 @@ func printDimensions(w io.Writer, c identity.Config) {
 	if len(c.APIKeys) > 0 {
 		fmt.Fprintf(w, "  (%d API key(s) in identity.api_keys)\n", len(c.APIKeys))
 	}
+}
+
+// printRoutes lists the paths a POST is metered on, with their kind, and
+// the free ones; "(configured)" marks what the file added or changed.
+func printRoutes(w io.Writer, t *pricing.Table) {
+	fmt.Fprintln(w, "\nRoutes (POST; every other method passes free, and a POST to any other path is refused with 403):")
+	var free []string
+	for _, e := range t.Router().Entries() {
+		mark := ""
+		if e.Configured {
+			mark = " (configured)"
+		}
+		if e.Free {
+			free = append(free, e.Path+mark)
+			continue
+		}
+		fmt.Fprintf(w, "  %-26s metered as %s%s\n", e.Path, pricing.KindName(e.Endpoint), mark)
+	}
+	fmt.Fprintf(w, "  free: %s\n", strings.Join(free, ", "))
+	fmt.Fprintf(w, "  audio without a readable length is reserved as %d s (pricing.audio.max_seconds)\n", t.AudioMaxSeconds())
 }
 
 func printBudgets(w io.Writer, cfg *config.Compiled) {

@@ -70,6 +70,9 @@ func TestCheckConfigPassesTheSpecExampleOnceItsVariablesAreSet(t *testing.T) {
 		"    applies to: all traffic (one shared pool)\n",
 		"    period:     rolling window of 10m0s\n",
 		"  max_request_usd: 2.00 USD",
+		"  /v1/messages               metered as messages\n",
+		"  /invocations               metered as invocations\n",
+		"  free: /detokenize, /health, ",
 	} {
 		assert.Contains(t, stdout, want)
 	}
