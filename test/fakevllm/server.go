@@ -79,6 +79,10 @@ const (
 	HeaderAbortAfterEvents = "x-fake-abort-after-events"
 	HeaderErrorAfterEvents = "x-fake-error-after-events"
 	HeaderEventDelayMS     = "x-fake-event-delay-ms"
+
+	HeaderForceIncludeUsage = "x-fake-force-include-usage"
+	HeaderBackgroundMS      = "x-fake-background-ms"
+	HeaderBackgroundStatus  = "x-fake-background-status"
 )
 
 const (
@@ -118,6 +122,14 @@ type Config struct {
 	// WriteChunkSize is the size of the pieces a JSON body is written and
 	// flushed in, so a proxy sees a large body as several chunks; 0 means 16 KiB.
 	WriteChunkSize int
+	// ForceIncludeUsage is vLLM's --enable-force-include-usage: every stream
+	// carries usage, on every chunk and in a final usage chunk, whatever the
+	// request's stream_options.
+	ForceIncludeUsage bool
+	// BackgroundDelay is how long a background response (POST /v1/responses
+	// with "background": true) stays queued before GET /v1/responses/{id}
+	// finds it completed; 0 completes it at once.
+	BackgroundDelay time.Duration
 }
 
 // Recorded is one request as the server received it.
@@ -142,7 +154,8 @@ type Server struct {
 	recorded []Recorded
 	replays  map[string][]replayed
 	httpSrv  *http.Server
-	tokens   tokenCounts // served tokens by model, for GET /metrics
+	tokens   tokenCounts   // served tokens by model, for GET /metrics
+	store    responseStore // background responses by id
 }
 
 // New returns a server answering with cfg.
@@ -265,7 +278,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error(), "")
 		return
 	}
-	p.tokens = &s.tokens
+	p.tokens, p.responses, p.path = &s.tokens, &s.store, r.URL.Path
 	if !wait(r.Context(), p.latency) {
 		return
 	}
