@@ -96,11 +96,14 @@ func serveResponses(w http.ResponseWriter, body []byte, p params) {
 		writeTypedError(w, http.StatusBadRequest, "invalid_request_error", "fakevllm: background with stream is not served", "")
 		return
 	}
-	estimate := estimateTokens(req.Input)
+	// instructions and input count together, as the system and user
+	// messages of a chat would.
+	var v [2]any
 	if req.Instructions != nil {
-		estimate += countText(*req.Instructions)
+		v[0] = *req.Instructions
 	}
-	pl := newPlan(p, model, []int{estimate}, req.MaxOutputTokens, 1)
+	_ = json.Unmarshal(req.Input, &v[1])
+	pl := newPlan(p, model, []int{estimateOne(v[:])}, req.MaxOutputTokens, 1)
 	p.tokens.add(model, pl.prompt, pl.perChoice)
 	resp := newResponse(pl, req)
 	stored := &storedResponse{final: resp, background: req.Background, readyAt: time.Now().Add(p.backgroundDelay), pending: p.backgroundStatus}

@@ -64,3 +64,14 @@ func TestDetokenizeInvertsTokenize(t *testing.T) {
 	assert.Equal(t, http.StatusBadRequest, post(t, s, "/tokenize", `{"model":"m"}`).Code)
 	assert.Equal(t, `{"prompt":""}`, post(t, s, "/detokenize", `{"tokens":[1]}`).Body.String(), "the BOS token is no text")
 }
+
+// The Responses API and the Messages API count their prompt as a chat
+// does: /tokenize of the equivalent messages gives the same number.
+func TestOtherAPIsCountPromptsAsChat(t *testing.T) {
+	s := New(Config{CompletionTokens: 1})
+	want := tokenize(t, s, `{"messages":[{"role":"system","content":"be brief!"},{"role":"user","content":"what time is it"}]}`).Count
+	resp := decodeResponse(t, post(t, s, "/v1/responses", `{"model":"m","instructions":"be brief!","input":"what time is it"}`))
+	assert.Contains(t, string(resp.Usage), `"input_tokens":`+itoa(want)+`,`)
+	msg := post(t, s, "/v1/messages", `{"model":"m","system":"be brief!","messages":[{"role":"user","content":"what time is it"}],"max_tokens":1}`)
+	assert.Contains(t, msg.Body.String(), `"usage":{"input_tokens":`+itoa(want)+`,`)
+}
