@@ -1,4 +1,7 @@
-package fakevllm
+// Package sdktest checks test/fakevllm against the official OpenAI and
+// Anthropic Go SDKs. It is a package of its own so that building and
+// fuzzing fakevllm's own tests does not compile the SDKs.
+package sdktest
 
 import (
 	"context"
@@ -11,10 +14,12 @@ import (
 	"github.com/openai/openai-go/v3/responses"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/spendguard/spendguard/test/fakevllm"
 )
 
 // startFake serves s on a real port for the length of the test.
-func startFake(t *testing.T, s *Server) string {
+func startFake(t *testing.T, s *fakevllm.Server) string {
 	t.Helper()
 	url, err := s.Start("127.0.0.1:0")
 	require.NoError(t, err)
@@ -27,7 +32,7 @@ func startFake(t *testing.T, s *Server) string {
 // part announced before it, and the snapshot built from the events equals
 // the response in response.completed.
 func TestOpenAISDKReadsTheResponsesStream(t *testing.T) {
-	url := startFake(t, New(Config{PromptTokens: 6, CompletionTokens: 4}))
+	url := startFake(t, fakevllm.New(fakevllm.Config{PromptTokens: 6, CompletionTokens: 4}))
 	client := openai.NewClient(option.WithBaseURL(url+"/v1/"), option.WithAPIKey("k"), option.WithMaxRetries(0))
 	stream := client.Responses.NewStreaming(context.Background(), responses.ResponseNewParams{
 		Model: "m", Input: responses.ResponseNewParamsInputUnion{OfString: openai.String("hi")},
@@ -87,7 +92,7 @@ func TestOpenAISDKReadsTheResponsesStream(t *testing.T) {
 
 // The OpenAI SDK's chat accumulator sums the usage of the final chunk.
 func TestOpenAISDKChatStreamUsage(t *testing.T) {
-	url := startFake(t, New(Config{PromptTokens: 5, CompletionTokens: 3}))
+	url := startFake(t, fakevllm.New(fakevllm.Config{PromptTokens: 5, CompletionTokens: 3}))
 	client := openai.NewClient(option.WithBaseURL(url+"/v1/"), option.WithAPIKey("k"), option.WithMaxRetries(0))
 	stream := client.Chat.Completions.NewStreaming(context.Background(), openai.ChatCompletionNewParams{
 		Model: "m", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi")}, N: openai.Int(2),
@@ -106,7 +111,7 @@ func TestOpenAISDKChatStreamUsage(t *testing.T) {
 
 // The official Anthropic Go SDK reads /v1/messages, JSON and streamed.
 func TestAnthropicSDK(t *testing.T) {
-	url := startFake(t, New(Config{PromptTokens: 8, ServedModelName: "qwen"}))
+	url := startFake(t, fakevllm.New(fakevllm.Config{PromptTokens: 8, ServedModelName: "qwen"}))
 	client := anthropic.NewClient(anthropicoption.WithBaseURL(url+"/"), anthropicoption.WithAPIKey("k"), anthropicoption.WithMaxRetries(0))
 	params := anthropic.MessageNewParams{
 		Model: "claude-x", MaxTokens: 3,
@@ -131,7 +136,7 @@ func TestAnthropicSDK(t *testing.T) {
 	require.Len(t, acc.Content, 1)
 	assert.Equal(t, "Once fox ran", acc.Content[0].Text)
 
-	_, err = client.Messages.New(context.Background(), params, anthropicoption.WithHeader(HeaderStatus, "402"))
+	_, err = client.Messages.New(context.Background(), params, anthropicoption.WithHeader(fakevllm.HeaderStatus, "402"))
 	var apiErr *anthropic.Error
 	require.ErrorAs(t, err, &apiErr)
 	assert.Equal(t, 402, apiErr.StatusCode)
