@@ -27,11 +27,6 @@ const maxFormValue = 1 << 16
 // errBadAudio is vLLM's message for a file it cannot decode.
 var errBadAudio = errors.New("Invalid or unsupported audio file.")
 
-func isMultipart(h http.Header) bool {
-	mt, _, err := mime.ParseMediaType(h.Get("Content-Type"))
-	return err == nil && mt == "multipart/form-data"
-}
-
 type audioRequest struct {
 	model          string
 	file           []byte

@@ -80,9 +80,7 @@ func route(w http.ResponseWriter, r *http.Request, body []byte, p params) {
 		}
 		writeError(w, p.status, msg, "")
 	default:
-		if r.Method == http.MethodPost && isMultipart(r.Header) {
-			p.contentType = r.Header.Get("Content-Type")
-		}
+		p.contentType = r.Header.Get("Content-Type")
 		e.serve(w, body, p)
 	}
 }

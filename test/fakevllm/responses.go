@@ -68,7 +68,8 @@ func (r *storedResponse) view(now time.Time) responsesResponse {
 	return v
 }
 
-// lookup returns the stored response of id under the store's lock to fn.
+// with calls fn with the stored response of id, under the store's lock,
+// and reports whether there is one.
 func (st *responseStore) with(id string, fn func(*storedResponse)) bool {
 	st.mu.Lock()
 	defer st.mu.Unlock()
