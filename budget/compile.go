@@ -80,6 +80,7 @@ type Policies struct {
 	maxRequest money.Nano
 	hasMax     bool
 	ttl        time.Duration
+	bgTTL      time.Duration      // limits.background_ttl; 0: DefaultBackgroundTTL
 	byPrefix   map[string]*Budget // keyPrefix → budget, for ParseCounterKey
 	keys       []string           // Dimensions: every match key, sorted
 	scopes     *scopeCache        // Applicable's recent results
@@ -108,6 +109,16 @@ func (p *Policies) ReservationTTL() time.Duration {
 		return DefaultReservationTTL
 	}
 	return p.ttl
+}
+
+// BackgroundTTL is limits.background_ttl: how long a background
+// response's reservation waits for its result before it is charged in
+// full (DefaultBackgroundTTL for a nil Policies).
+func (p *Policies) BackgroundTTL() time.Duration {
+	if p == nil || p.bgTTL == 0 {
+		return DefaultBackgroundTTL
+	}
+	return p.bgTTL
 }
 
 // Dimensions returns every match key used by some budget, sorted, so a
@@ -182,6 +193,14 @@ func Compile(budgets []Config, limits Limits) (*Policies, error) {
 			fail(d.Line, "", "limits.reservation_ttl must be at least 1s, not %v", d.Value)
 		}
 		p.ttl = d.Value
+	}
+	if d := limits.BackgroundTTL; d.Set {
+		if d.err != nil {
+			fail(d.Line, "", "limits.background_ttl: %v", d.err)
+		} else if d.Value < time.Second {
+			fail(d.Line, "", "limits.background_ttl must be at least 1s, not %v", d.Value)
+		}
+		p.bgTTL = d.Value
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)

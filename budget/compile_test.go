@@ -48,6 +48,7 @@ budgets:
 limits:
   max_request_usd: 2.00
   reservation_ttl: 10m
+  background_ttl: 2h
 `
 
 type section struct {
@@ -70,6 +71,7 @@ func TestCompileExample(t *testing.T) {
 	assert.True(t, ok)
 	assert.Equal(t, money.Nano(2_000_000_000), maxReq)
 	assert.Equal(t, 10*time.Minute, p.ReservationTTL())
+	assert.Equal(t, 2*time.Hour, p.BackgroundTTL())
 	assert.Equal(t, []string{"team", "tenant", "user"}, p.Dimensions())
 
 	bs := p.Budgets()
@@ -128,6 +130,7 @@ func TestCompileDefaults(t *testing.T) {
 	p, err := Compile(nil, Limits{})
 	require.NoError(t, err)
 	assert.Equal(t, DefaultReservationTTL, p.ReservationTTL())
+	assert.Equal(t, DefaultBackgroundTTL, p.BackgroundTTL())
 	_, ok := p.MaxRequest()
 	assert.False(t, ok)
 	assert.Empty(t, p.Applicable(map[string]string{"tenant": "acme"}))
@@ -268,8 +271,10 @@ budgets:
 		{"limits", `
 limits:
   max_request_usd: -2
-  reservation_ttl: 0s`, []string{"line 3: limits.max_request_usd must not be negative",
-			"line 4: limits.reservation_ttl must be at least 1s"}},
+  reservation_ttl: 0s
+  background_ttl: 500ms`, []string{"line 3: limits.max_request_usd must not be negative",
+			"line 4: limits.reservation_ttl must be at least 1s",
+			"line 5: limits.background_ttl must be at least 1s"}},
 		{"all at once", `
 budgets:
   - {name: a, period: fortnight, hard_usd: 1}

@@ -51,10 +51,18 @@ type Limits struct {
 	// ReservationTTL is how long an unsettled reservation keeps counting
 	// (DefaultReservationTTL when unset).
 	ReservationTTL Duration `yaml:"reservation_ttl"`
+	// BackgroundTTL is how long a background response (/v1/responses with
+	// background: true) may take before its reservation is charged in
+	// full, marked estimated (DefaultBackgroundTTL when unset).
+	BackgroundTTL Duration `yaml:"background_ttl"`
 }
 
 // DefaultReservationTTL is the reservation TTL when limits.reservation_ttl is unset.
 const DefaultReservationTTL = 10 * time.Minute
+
+// DefaultBackgroundTTL is limits.background_ttl when unset: long enough
+// for a long generation queued behind others.
+const DefaultBackgroundTTL = time.Hour
 
 // UnmarshalYAML decodes a budget entry and remembers its line and the
 // line of each of its keys. Because yaml.v3 decodes the inside of a custom

@@ -96,6 +96,7 @@ func (st *stream) readBody(body []byte) *apiError {
 		return invalidRequest(codeModelNotFound, fmt.Sprintf("model %q has no price in spendguard's pricing table and pricing.default is not set", req.Model))
 	}
 	st.price = price
+	st.background = st.isBackground()
 	st.worstCase = req.WorstCase(st.snap.Pricing.DefaultMaxOutputTokens())
 	if cost := price.Cost(st.worstCase).Total; st.snap.MaxRequest > 0 && cost > st.snap.MaxRequest {
 		return st.tooCostly(cost)
@@ -109,7 +110,7 @@ func (st *stream) readBody(body []byte) *apiError {
 func (st *stream) claim(model string, price pricing.Price, scopes []budget.Scope) budget.Claim {
 	return budget.Claim{
 		ID: st.reservationID(), Scopes: scopes, Model: model,
-		Amount: price.Cost(st.worstCase).Total, TTL: st.snap.Budgets.ReservationTTL(),
+		Amount: price.Cost(st.worstCase).Total, TTL: st.reservationTTL(),
 	}
 }
 

@@ -244,3 +244,8 @@ func (o outcome) sourceOf() spendguardv1.UsageSource {
 	}
 	return spendguardv1.UsageSource_USAGE_SOURCE_UNSPECIFIED
 }
+
+// reported is the outcome of the upstream's own usage u.
+func reported(u pricing.Usage) outcome {
+	return outcome{usage: u, source: spendguardv1.UsageSource_USAGE_SOURCE_REPORTED}
+}

@@ -27,6 +27,13 @@
 //     (response_header_mode SKIP) the status is unknown and the body's
 //     first bytes tell JSON from SSE.
 //
+// Background responses (background.go): a POST /v1/responses with
+// background: true that vLLM answers "queued" keeps its reservation,
+// parked in the budget store under the response id (Options.Parking); the
+// answer to a later GET /v1/responses/{id} or cancel, on any replica,
+// settles it from the upstream's usage, and SweepParked charges those
+// left past limits.background_ttl.
+//
 // Any other order is decided explicitly (sequence.go; the table is in
 // docs/design.md): a message Envoy never sends in that state — a second
 // request body, a response before the request was admitted, a second

@@ -78,6 +78,9 @@ func (st *stream) onResponseBody(ctx context.Context, b *extprocv3.HttpBody) *ex
 	}
 	if !st.sse {
 		st.scanner.Write(chunk)
+		if st.idStatus != nil {
+			st.idStatus.Write(chunk)
+		}
 		if b.GetEndOfStream() {
 			st.complete(ctx)
 		}
@@ -119,6 +122,9 @@ func (st *stream) startScan(chunk []byte) bool {
 	}
 	st.scanner = jsonScanners.Get().(*usage.JSONScanner)
 	st.scanner.Reset()
+	if st.background {
+		st.idStatus = new(usage.StatusScanner)
+	}
 	return true
 }
 
@@ -146,6 +152,9 @@ func (st *stream) replaceChunk(out []byte) *extprocv3.ProcessingResponse {
 // complete settles a response that reached its end of stream.
 func (st *stream) complete(ctx context.Context) {
 	st.responseDone = true
+	if id, ok := st.parkable(); ok && st.park(ctx, id) {
+		return
+	}
 	u, found, err := st.usage()
 	if err != nil || !found {
 		if err != nil {

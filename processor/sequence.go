@@ -82,6 +82,9 @@ func (st *stream) handle(ctx context.Context, req *extprocv3.ProcessingRequest) 
 		st.seen |= seenRequestTrailers
 		return answerRequestTrailers
 	case *extprocv3.ProcessingRequest_ResponseHeaders:
+		if st.lookup != "" {
+			return st.onLookupResponseHeaders(ctx, r.ResponseHeaders)
+		}
 		if st.free {
 			return answerResponseHeaders
 		}
@@ -103,6 +106,9 @@ func (st *stream) handle(ctx context.Context, req *extprocv3.ProcessingRequest) 
 		}
 		return st.onResponseHeaders(ctx, r.ResponseHeaders)
 	case *extprocv3.ProcessingRequest_ResponseBody:
+		if st.lookup != "" {
+			return st.onLookupResponseBody(ctx, r.ResponseBody)
+		}
 		if st.free {
 			return answerResponseBody
 		}
@@ -121,6 +127,10 @@ func (st *stream) handle(ctx context.Context, req *extprocv3.ProcessingRequest) 
 		}
 		return st.onResponseBody(ctx, r.ResponseBody)
 	case *extprocv3.ProcessingRequest_ResponseTrailers:
+		if st.lookup != "" {
+			st.lookupTrailers(ctx)
+			return answerResponseTrailers
+		}
 		if st.free {
 			return answerResponseTrailers
 		}

@@ -47,7 +47,9 @@ budgets:
 //
 //	opCostHeaders   request headers on a cost path; p&1: end_of_stream,
 //	                p>>1&7: protocol_config (fuzzModes)
-//	opFreeHeaders   request headers on a free path
+//	opFreeHeaders   request headers on a free path; p&1: POST
+//	                /v1/responses/{id}/cancel, whose answer is watched for
+//	                a parked background response (none is parked here)
 //	opRequestBody   the request body; p&1: not JSON, p&2: "stream": true,
 //	                p&4: no end_of_stream
 //	opRespHeaders   response headers; p&7: :status (fuzzStatuses),
@@ -97,6 +99,10 @@ var fuzzSeeds = [][]byte{
 	// response_header_mode SKIP: the body straight after the request
 	{0, op(opCostHeaders, 0), op(opRequestBody, 0), op(opRespBody, 0), 7, op(opRespBody, 1), 255, op(opRespBody, 1), 255},
 	{1, op(opCostHeaders, 0), op(opRequestBody, 2), op(opRespBody, 0), 1, op(opRespBody, 1), 255, op(opRespBody, 1), 255, op(opRespBody, 1), 255, op(opRespBody, 1), 255, op(opRespBody, 1), 255},
+	// a watched cancel answer, JSON then SSE, then out of order
+	{0, op(opFreeHeaders, 1), op(opRespHeaders, 0), op(opRespBody, 0), 9, op(opRespBody, 1), 255},
+	{1, op(opFreeHeaders, 1), op(opRespHeaders, 8), op(opRespBody, 0), 40, op(opRespTrailers, 0)},
+	{0, op(opFreeHeaders, 1), op(opRespBody, 0), 3, op(opRespHeaders, 0), op(opRequestBody, 0), op(opRespBody, 1), 255, op(opRespBody, 1), 9},
 	// response headers before the request body, then a body
 	{0, op(opCostHeaders, 0), op(opRespHeaders, 0), op(opRequestBody, 0), op(opRespBody, 1), 255},
 	// a second request body; a second request headers naming a free path
@@ -150,7 +156,7 @@ func fuzzStreamSequences(f *testing.F, setup func(*processor.Server)) {
 	store := memstore.New()
 	engine := budget.NewEngine(store, time.Now)
 	budgets := &countingBudgets{Budgets: engine}
-	srv := processor.New(cfg.Snapshot, processor.Options{Budgets: budgets})
+	srv := processor.New(cfg.Snapshot, processor.Options{Budgets: budgets, Parking: store})
 	if setup != nil {
 		setup(srv)
 	}
@@ -217,6 +223,9 @@ func playFuzz(t *testing.T, client extprocv3.ExternalProcessorClient, tenant str
 			req.ProtocolConfig = fuzzModes[p>>1&7]
 		case opFreeHeaders:
 			req = reqHeaders("/v1/models")
+			if p&1 != 0 {
+				req = reqHeaders("/v1/responses/resp_1/cancel")
+			}
 		case opRequestBody:
 			b := `{"model":"Hunyuan","max_tokens":100,"messages":[{"role":"user","content":"hi"}]`
 			if p&2 != 0 {

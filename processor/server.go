@@ -75,7 +75,11 @@ type Options struct {
 	Reporter Reporter // optional (report.go)
 	Gather   Gather   // the optional parts of each event the Reporter uses
 	Observer Observer // optional
-	Now      func() time.Time
+	// Parking, optional, parks background responses until their result
+	// is read (background.go); nil settles them at once, charging the
+	// queued answer its worst case.
+	Parking Parking
+	Now     func() time.Time
 	// SettleTimeout bounds the store calls made after a stream has ended
 	// (its own context is gone by then). Default 2s.
 	SettleTimeout time.Duration

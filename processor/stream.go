@@ -86,6 +86,16 @@ type stream struct {
 	// response headers the body's first bytes decide (sniffSSE).
 	sseKnown bool
 
+	// Background responses (background.go). background: a POST
+	// /v1/responses with background: true, parked when vLLM answers
+	// queued; idStatus reads the JSON answer's id and status (of such a
+	// POST, or of a lookup); lookup: the response id of a GET
+	// /v1/responses/{id} or cancel whose answer may settle a parked one.
+	background bool
+	idStatus   *usage.StatusScanner
+	lookup     string
+	lookupDone bool
+
 	wire wire // how the answers reach Envoy (wire.go)
 
 	count counting // counting missing usage with the tokenizer (count.go)
@@ -120,15 +130,21 @@ func (st *stream) onRequestHeaders(ctx context.Context, h *extprocv3.HttpHeaders
 	hm := h.GetHeaders()
 	st.requestID = headerString(hm, "x-request-id")
 	path := headerBytes(findHeader(hm, ":path"))
+	if st.srv.opts.Parking != nil && mayBeLookup(path) {
+		if id, ok := responseLookup(string(headerBytes(findHeader(hm, ":method"))), string(path)); ok {
+			// Free, but its answer may settle a parked background response.
+			st.free, st.lookup = true, id
+			return answerRequestHeaders
+		}
+	}
 	route := st.snap.Pricing.Route(string(headerBytes(findHeader(hm, ":method"))), string(path))
 	switch route.Kind {
 	case pricing.RouteCost:
 	case pricing.RouteRefused:
 		return st.refuse(unpricedPath(path), nil)
 	case pricing.RouteResponseLookup:
-		// GET /v1/responses/{id} costs nothing by itself. It is the hook
-		// where a background response's reservation is settled from the
-		// usage of the stored response; until then it passes free.
+		// GET /v1/responses/{id} without Parking: nothing can be parked,
+		// so nothing to settle from its answer.
 		st.free = true
 		return answerFreePath
 	default: // RouteFree

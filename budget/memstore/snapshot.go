@@ -21,7 +21,7 @@ import (
 
 // A snapshot file is one header line with the SHA-256 of the body, then the
 // body: JSON with every counter's committed amount and period end, and
-// every live reservation. Reserved amounts are rebuilt from the
+// every live reservation, and the parked records. Reserved amounts are rebuilt from the
 // reservations when the file is read, so they always agree.
 const snapshotMagic = "spendguard-memory-snapshot v1 sha256:"
 
@@ -29,6 +29,15 @@ type snapshotBody struct {
 	WrittenAt    time.Time             `json:"written_at"`
 	Counters     []snapshotCounter     `json:"counters"`
 	Reservations []snapshotReservation `json:"reservations"`
+	// Parked are the budget.Parker records (background responses waiting
+	// for their result); absent when there are none.
+	Parked []snapshotParked `json:"parked,omitempty"`
+}
+
+type snapshotParked struct {
+	Key      string    `json:"key"`
+	Record   []byte    `json:"record"` // base64 in the JSON
+	Deadline time.Time `json:"deadline"`
 }
 
 type snapshotCounter struct {
@@ -114,6 +123,12 @@ func (m *Store) export(now time.Time) snapshotBody {
 		})
 	}
 	m.mu.Unlock()
+	m.parking.mu.Lock()
+	for k, r := range m.parking.records {
+		b.Parked = append(b.Parked, snapshotParked{Key: k, Record: r.record, Deadline: r.deadline.UTC()})
+	}
+	m.parking.mu.Unlock()
+	sort.Slice(b.Parked, func(i, j int) bool { return b.Parked[i].Key < b.Parked[j].Key })
 	sort.Slice(b.Counters, func(i, j int) bool { return b.Counters[i].Key < b.Counters[j].Key })
 	sort.Slice(b.Reservations, func(i, j int) bool { return b.Reservations[i].ID < b.Reservations[j].ID })
 	return b
@@ -185,6 +200,15 @@ func parseSnapshot(data []byte) (*Store, error) {
 		}
 		m.live[r.ID] = res
 		heap.Push(&m.queue, res)
+	}
+	for _, p := range b.Parked {
+		if p.Key == "" || p.Record == nil || m.parking.records[p.Key].record != nil {
+			return nil, fmt.Errorf("parked record %q: invalid or duplicate", p.Key)
+		}
+		if m.parking.records == nil {
+			m.parking.records = map[string]parkedRecord{}
+		}
+		m.parking.records[p.Key] = parkedRecord{record: p.Record, deadline: p.Deadline}
 	}
 	return m, nil
 }

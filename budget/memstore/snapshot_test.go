@@ -129,3 +129,34 @@ func TestCorruptSnapshotIsAnError(t *testing.T) {
 		assert.Error(t, err)
 	})
 }
+
+// TestSnapshotKeepsParkedRecords: a background response parked before a
+// restart can still be taken, or popped at its deadline, after it.
+func TestSnapshotKeepsParkedRecords(t *testing.T) {
+	ctx, t0 := context.Background(), storetest.T0
+	s, _ := snapshotFixture(t)
+	require.NoError(t, s.Park(ctx, "bg:resp_1", []byte{0, 1, '"', 0xff}, t0.Add(time.Hour)))
+	require.NoError(t, s.Park(ctx, "bg:resp_2", []byte(`{"a":1}`), t0.Add(2*time.Hour)))
+	path := filepath.Join(t.TempDir(), "snap")
+	require.NoError(t, s.WriteSnapshot(path, t0))
+
+	got, err := memstore.Load(path)
+	require.NoError(t, err)
+	rec, found, err := got.Take(ctx, "bg:resp_1")
+	require.NoError(t, err)
+	require.True(t, found)
+	assert.Equal(t, []byte{0, 1, '"', 0xff}, rec)
+	due, err := got.PopExpired(ctx, t0.Add(2*time.Hour), 10)
+	require.NoError(t, err)
+	require.Len(t, due, 1)
+	assert.Equal(t, "bg:resp_2", due[0].Key)
+	assert.True(t, due[0].Deadline.Equal(t0.Add(2*time.Hour)))
+
+	// Without parked records the file has no "parked" member (older
+	// binaries read it).
+	empty := filepath.Join(t.TempDir(), "empty")
+	require.NoError(t, memstore.New().WriteSnapshot(empty, t0))
+	data, err := os.ReadFile(empty)
+	require.NoError(t, err)
+	assert.NotContains(t, string(data), "parked")
+}

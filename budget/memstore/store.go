@@ -42,6 +42,8 @@ type Store struct {
 	// not, every key resolves to the counter it resolved to before.
 	gen  uint64
 	free []*memReservation // released reservations, for reuse
+
+	parking parking // budget.Parker (park.go)
 }
 
 // Grace is how long the memory store keeps a counter after its

@@ -145,3 +145,7 @@ func BenchmarkMemoryStoreRolling(b *testing.B) {
 		})
 	}
 }
+
+func TestMemoryStoreParkerConformance(t *testing.T) {
+	storetest.RunParker(t, func(*testing.T) budget.Parker { return memstore.New() })
+}

@@ -55,6 +55,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.cfg.CachedTokens, "cached-tokens", 0, "cached prompt tokens to report")
 	fs.DurationVar(&o.cfg.Latency, "latency", 0, "wait before the first byte of every answer")
 	fs.StringVar(&o.cfg.ServedModelName, "served-model-name", "", "model name every answer reports (default: the requested one)")
+	fs.BoolVar(&o.cfg.ForceIncludeUsage, "enable-force-include-usage", false, "usage on every stream and every chunk, as vLLM's flag")
+	fs.DurationVar(&o.cfg.BackgroundDelay, "background-delay", 0, "how long a background response stays queued")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}

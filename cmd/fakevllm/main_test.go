@@ -16,7 +16,8 @@ import (
 
 func TestParseFlags(t *testing.T) {
 	o, err := parseFlags([]string{"-addr", "127.0.0.1:9", "-prompt-tokens", "7", "-completion-tokens", "5",
-		"-cached-tokens", "2", "-latency", "10ms", "-served-model-name", "m"}, io.Discard)
+		"-cached-tokens", "2", "-latency", "10ms", "-served-model-name", "m",
+		"-enable-force-include-usage", "-background-delay", "2s"}, io.Discard)
 	require.NoError(t, err)
 	assert.Equal(t, "127.0.0.1:9", o.addr)
 	assert.Equal(t, 7, o.cfg.PromptTokens)
@@ -24,6 +25,8 @@ func TestParseFlags(t *testing.T) {
 	assert.Equal(t, 2, o.cfg.CachedTokens)
 	assert.Equal(t, 10*time.Millisecond, o.cfg.Latency)
 	assert.Equal(t, "m", o.cfg.ServedModelName)
+	assert.True(t, o.cfg.ForceIncludeUsage)
+	assert.Equal(t, 2*time.Second, o.cfg.BackgroundDelay)
 
 	o, err = parseFlags(nil, io.Discard)
 	require.NoError(t, err)

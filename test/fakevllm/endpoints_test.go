@@ -106,7 +106,7 @@ func TestChatAnswer(t *testing.T) {
 	for i, c := range body.Choices {
 		assert.Equal(t, i, c.Index)
 		assert.Equal(t, "assistant", c.Message.Role)
-		assert.Equal(t, "lorem ipsum dolor sit amet", c.Message.Content, "one filler word per token")
+		assert.Equal(t, "Once fox ran far and", c.Message.Content, "one filler word per token")
 		assert.Equal(t, "stop", c.FinishReason)
 	}
 	assert.Equal(t, map[string]any{

@@ -26,18 +26,27 @@ type params struct {
 	eventDelay         time.Duration // pause before each SSE event after the first
 	errorAfter         int           // >0: send a mid-stream error event after this many content events
 	tokens             *tokenCounts  // the server's counters (GET /metrics)
+	forceUsage         bool          // vLLM's --enable-force-include-usage
+	backgroundDelay    time.Duration // how long a background response stays pending
+	backgroundStatus   string        // what a pending background response reports
+	responses          *responseStore
+	path               string // the request's path
+	contentType        string // the request's Content-Type, for multipart bodies
 }
 
 func resolve(cfg Config, h http.Header) (params, error) {
 	p := params{
-		prompt:      positiveOr(cfg.PromptTokens, derive),
-		completion:  positiveOr(cfg.CompletionTokens, derive),
-		cached:      max(cfg.CachedTokens, 0),
-		latency:     max(cfg.Latency, 0),
-		model:       cfg.ServedModelName,
-		knownModels: cfg.KnownModels,
-		dims:        max(cfg.EmbeddingDims, 0),
-		chunkSize:   positiveOr(cfg.WriteChunkSize, defaultWriteChunkSize),
+		prompt:           positiveOr(cfg.PromptTokens, derive),
+		completion:       positiveOr(cfg.CompletionTokens, derive),
+		cached:           max(cfg.CachedTokens, 0),
+		latency:          max(cfg.Latency, 0),
+		model:            cfg.ServedModelName,
+		knownModels:      cfg.KnownModels,
+		dims:             max(cfg.EmbeddingDims, 0),
+		chunkSize:        positiveOr(cfg.WriteChunkSize, defaultWriteChunkSize),
+		forceUsage:       cfg.ForceIncludeUsage,
+		backgroundDelay:  max(cfg.BackgroundDelay, 0),
+		backgroundStatus: "queued",
 	}
 	ints := []struct {
 		name     string
@@ -70,6 +79,29 @@ func resolve(cfg Config, h http.Header) (params, error) {
 	}
 	if ms >= 0 {
 		p.eventDelay = time.Duration(ms) * time.Millisecond
+	}
+	ms = -1
+	if err := headerInt(h, HeaderBackgroundMS, 0, 1<<40, &ms); err != nil {
+		return params{}, err
+	}
+	if ms >= 0 {
+		p.backgroundDelay = time.Duration(ms) * time.Millisecond
+	}
+	switch v := h.Get(HeaderBackgroundStatus); v {
+	case "":
+	case "queued", "in_progress":
+		p.backgroundStatus = v
+	default:
+		return params{}, fmt.Errorf("fakevllm: header %s=%q: want queued or in_progress", HeaderBackgroundStatus, v)
+	}
+	switch v := h.Get(HeaderForceIncludeUsage); v {
+	case "":
+	case "1", "true":
+		p.forceUsage = true
+	case "0", "false":
+		p.forceUsage = false
+	default:
+		return params{}, fmt.Errorf("fakevllm: header %s=%q: want true or false", HeaderForceIncludeUsage, v)
 	}
 	if v := h.Get(HeaderModel); v != "" {
 		p.model = v

@@ -21,6 +21,10 @@ type sseWriter struct {
 	delay      time.Duration
 }
 
+// midStreamError is the event vLLM sends when generation fails in a 200
+// stream: Python json.dumps of its ErrorResponse, spaces after ':' and ','.
+const midStreamError = `{"error": {"message": "fakevllm: generation failed mid-stream", "type": "InternalServerError", "param": null, "code": 500}}`
+
 func newSSEWriter(w http.ResponseWriter, p params) *sseWriter {
 	w.Header().Set("Content-Type", contentTypeSSE)
 	w.Header().Set("Cache-Control", "no-cache")
@@ -40,12 +44,19 @@ func (s *sseWriter) counted() {
 // failNow reports, before a content event, whether the stream must end with
 // vLLM's mid-stream error event instead; it then sends it and [DONE].
 func (s *sseWriter) failNow() bool {
+	return s.failNowWith(func() {
+		s.raw([]byte(`data: ` + midStreamError + "\n\n"))
+		s.done()
+	})
+}
+
+// failNowWith is failNow with the endpoint's own error ending.
+func (s *sseWriter) failNowWith(end func()) bool {
 	if s.errorAfter <= 0 || s.content < s.errorAfter {
 		s.content++
 		return false
 	}
-	s.raw([]byte(`data: {"error":{"message":"fakevllm: generation failed mid-stream","type":"InternalServerError","param":null,"code":500}}` + "\n\n"))
-	s.done()
+	end()
 	return true
 }
 
@@ -81,6 +92,14 @@ func (pl plan) streamUsage() *streamUsage {
 	return &u
 }
 
+// usageFor is the usage of one chunk under continuous_usage_stats, as vLLM
+// counts it: the prompt of the chunk's own prompt and the completion tokens
+// of the chunk's own choice so far, not the sums over choices.
+func (pl plan) usageFor(choice, sent int) usageInfo {
+	prompt := pl.promptOf(choice)
+	return usageInfo{PromptTokens: prompt, TotalTokens: prompt + sent, CompletionTokens: sent}
+}
+
 type chatChunk struct {
 	ID      string            `json:"id"`
 	Object  string            `json:"object"`
@@ -104,23 +123,26 @@ type chatDelta struct {
 }
 
 // streamChat sends, for every choice, a role chunk, then one chunk per word
-// (choices interleaved), the last one with finish_reason.
+// (choices interleaved), the last one with finish_reason. With continuous
+// usage every chunk, the role chunks included, carries its choice's usage.
 func streamChat(w http.ResponseWriter, p params, pl plan, includeUsage, continuous bool) {
 	s := newSSEWriter(w, p)
 	base := chatChunk{ID: newID("chatcmpl-", 16), Object: "chat.completion.chunk", Created: time.Now().Unix(), Model: pl.model}
-	sent := 0 // completion tokens streamed so far
+	sent := make([]int, pl.choices) // completion tokens streamed so far, per choice
 	send := func(choice chatChunkChoice) {
 		c := base
 		c.Choices = []chatChunkChoice{choice}
 		if continuous {
-			c.Usage = pl.cumulative(sent)
+			u := streamUsage(pl.usageFor(choice.Index, sent[choice.Index]))
+			c.Usage = &u
 		}
 		s.data(c)
 	}
 	for i := range pl.choices {
 		send(chatChunkChoice{Index: i, Delta: chatDelta{Role: "assistant"}})
 	}
-	for k := range max(pl.words, 1) {
+	last := max(pl.words, 1) - 1
+	for k := range last + 1 {
 		for i := range pl.choices {
 			c := chatChunkChoice{Index: i}
 			if k < pl.words {
@@ -128,11 +150,11 @@ func streamChat(w http.ResponseWriter, p params, pl plan, includeUsage, continuo
 					return
 				}
 				c.Delta.Content = fillerWord(k)
-				sent++
+				sent[i]++
 			}
-			if k == max(pl.words, 1)-1 {
+			if k == last {
 				c.FinishReason, c.StopReason = &pl.finish, &null{}
-				sent = pl.perChoice * pl.choices
+				sent[i] = pl.perChoice
 			}
 			send(c)
 		}
@@ -152,7 +174,7 @@ type textChunk struct {
 	Created int64             `json:"created"`
 	Model   string            `json:"model"`
 	Choices []textChunkChoice `json:"choices"`
-	Usage   *streamUsage      `json:"usage"`
+	Usage   *usageInfo        `json:"usage"`
 }
 
 type textChunkChoice struct {
@@ -176,12 +198,15 @@ type textUsageChunk struct {
 }
 
 // streamCompletions sends one chunk per word (choices interleaved), the last
-// one with finish_reason.
+// one with finish_reason. Completions chunks are dumped with every field, so
+// a chunk without usage has "usage":null and a continuous usage has
+// "prompt_tokens_details":null.
 func streamCompletions(w http.ResponseWriter, p params, pl plan, includeUsage, continuous bool) {
 	s := newSSEWriter(w, p)
 	id, created := newID("cmpl-", 32), time.Now().Unix()
-	sent := 0
-	for k := range max(pl.words, 1) {
+	sent := make([]int, pl.choices)
+	last := max(pl.words, 1) - 1
+	for k := range last + 1 {
 		for i := range pl.choices {
 			c := textChunkChoice{Index: i}
 			if k < pl.words {
@@ -189,15 +214,16 @@ func streamCompletions(w http.ResponseWriter, p params, pl plan, includeUsage, c
 					return
 				}
 				c.Text = fillerWord(k)
-				sent++
+				sent[i]++
 			}
-			if k == max(pl.words, 1)-1 {
+			if k == last {
 				c.FinishReason = &pl.finish
-				sent = pl.perChoice * pl.choices
+				sent[i] = pl.perChoice
 			}
 			chunk := textChunk{ID: id, Object: "text_completion", Created: created, Model: pl.model, Choices: []textChunkChoice{c}}
 			if continuous {
-				chunk.Usage = pl.cumulative(sent)
+				u := pl.usageFor(i, sent[i])
+				chunk.Usage = &u
 			}
 			s.data(chunk)
 		}
@@ -206,48 +232,4 @@ func streamCompletions(w http.ResponseWriter, p params, pl plan, includeUsage, c
 		s.data(textUsageChunk{ID: id, Object: "text_completion", Created: created, Model: pl.model, Usage: pl.streamUsage()})
 	}
 	s.done()
-}
-
-type responseEvent struct {
-	Response       responsesResponse `json:"response"`
-	SequenceNumber int               `json:"sequence_number"`
-	Type           string            `json:"type"`
-}
-
-// streamResponses sends only response.created (in progress, no output, no
-// usage) and response.completed (the whole response); no deltas yet.
-func streamResponses(w http.ResponseWriter, p params, resp responsesResponse, words int) {
-	s := newSSEWriter(w, p)
-	created := resp
-	created.Status, created.Output, created.Usage = "in_progress", []outputMessage{}, nil
-	s.event("response.created", responseEvent{Response: created, SequenceNumber: 0, Type: "response.created"})
-	seq := 1
-	itemID := newID("msg_", 16)
-	for k := range words {
-		if s.failNow() {
-			return
-		}
-		s.event("response.output_text.delta", textDeltaEvent{
-			ContentIndex: 0, Delta: fillerWord(k), ItemID: itemID, OutputIndex: 0,
-			SequenceNumber: seq, Type: "response.output_text.delta",
-		})
-		seq++
-	}
-	s.event("response.completed", responseEvent{Response: resp, SequenceNumber: seq, Type: "response.completed"})
-}
-
-// textDeltaEvent is a Responses API response.output_text.delta event.
-type textDeltaEvent struct {
-	ContentIndex   int    `json:"content_index"`
-	Delta          string `json:"delta"`
-	ItemID         string `json:"item_id"`
-	OutputIndex    int    `json:"output_index"`
-	SequenceNumber int    `json:"sequence_number"`
-	Type           string `json:"type"`
-}
-
-// cumulative is the usage after sent completion tokens, for
-// continuous_usage_stats.
-func (pl plan) cumulative(sent int) *streamUsage {
-	return &streamUsage{PromptTokens: pl.prompt, CompletionTokens: sent, TotalTokens: pl.prompt + sent}
 }

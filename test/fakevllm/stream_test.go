@@ -52,19 +52,19 @@ func TestStreams(t *testing.T) {
 		{
 			name: "chat with usage (stream_options present)", path: "/v1/chat/completions",
 			request:    `{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":3,"stream":true,"stream_options":{}}`,
-			wantObject: "chat.completion.chunk", wantText: "lorem ipsum dolor", wantChoices: 1, wantFinish: "length",
+			wantObject: "chat.completion.chunk", wantText: "Once fox ran", wantChoices: 1, wantFinish: "length",
 			wantUsage: `"choices":[],"usage":{"prompt_tokens":1,"total_tokens":4,"completion_tokens":3}}`,
 		},
 		{
 			name: "chat n=2", path: "/v1/chat/completions",
 			request:    `{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":2,"n":2,"stream":true,"stream_options":{"include_usage":true}}`,
-			wantObject: "chat.completion.chunk", wantText: "lorem ipsum", wantChoices: 2, wantFinish: "length",
+			wantObject: "chat.completion.chunk", wantText: "Once fox", wantChoices: 2, wantFinish: "length",
 			wantUsage: `"choices":[],"usage":{"prompt_tokens":1,"total_tokens":5,"completion_tokens":4}}`,
 		},
 		{
 			name: "chat without stream_options: no usage", path: "/v1/chat/completions",
 			request:    `{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":2,"stream":true}`,
-			wantObject: "chat.completion.chunk", wantText: "lorem ipsum", wantChoices: 1, wantFinish: "length",
+			wantObject: "chat.completion.chunk", wantText: "Once fox", wantChoices: 1, wantFinish: "length",
 		},
 		{
 			name: "chat include_usage false", path: "/v1/chat/completions",
@@ -74,13 +74,13 @@ func TestStreams(t *testing.T) {
 		{
 			name: "completions with usage", path: "/v1/completions",
 			request:    `{"model":"m","prompt":"hi","max_tokens":3,"stream":true,"stream_options":{}}`,
-			wantObject: "text_completion", wantText: "lorem ipsum dolor", wantChoices: 1, wantFinish: "length",
+			wantObject: "text_completion", wantText: "Once fox ran", wantChoices: 1, wantFinish: "length",
 			wantUsage: `"choices":[],"usage":{"prompt_tokens":1,"total_tokens":4,"completion_tokens":3}}`,
 		},
 		{
 			name: "completions without usage", path: "/v1/completions",
 			request:    `{"model":"m","prompt":"hi","max_tokens":1,"stream":true}`,
-			wantObject: "text_completion", wantText: "lorem", wantChoices: 1, wantFinish: "length",
+			wantObject: "text_completion", wantText: "Once", wantChoices: 1, wantFinish: "length",
 		},
 	}
 	for _, tt := range tests {
@@ -133,13 +133,13 @@ func TestStreamChunkBytes(t *testing.T) {
 	require.Len(t, chat, 5)
 	assert.Contains(t, chat[0], `"object":"chat.completion.chunk",`)
 	assert.Contains(t, chat[0], `"model":"Hunyuan","choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}`)
-	assert.Contains(t, chat[1], `"choices":[{"index":0,"delta":{"content":"lorem"},"logprobs":null,"finish_reason":null}]}`)
-	assert.Contains(t, chat[2], `"choices":[{"index":0,"delta":{"content":" ipsum"},"logprobs":null,"finish_reason":"length","stop_reason":null}]}`)
+	assert.Contains(t, chat[1], `"choices":[{"index":0,"delta":{"content":"Once"},"logprobs":null,"finish_reason":null}]}`)
+	assert.Contains(t, chat[2], `"choices":[{"index":0,"delta":{"content":" fox"},"logprobs":null,"finish_reason":"length","stop_reason":null}]}`)
 	assert.Contains(t, chat[3], `"choices":[],"usage":{"prompt_tokens":12,"total_tokens":14,"completion_tokens":2,"prompt_tokens_details":{"cached_tokens":4}}}`)
 
 	text := sseData(t, post(t, s, "/v1/completions", `{"prompt":"a","max_tokens":2,"stream":true,"stream_options":{}}`).Body.String())
 	require.Len(t, text, 4)
-	assert.Contains(t, text[0], `"choices":[{"index":0,"text":"lorem","logprobs":null,"finish_reason":null,"stop_reason":null,"prompt_token_ids":null,"token_ids":null}],"usage":null}`)
+	assert.Contains(t, text[0], `"choices":[{"index":0,"text":"Once","logprobs":null,"finish_reason":null,"stop_reason":null,"prompt_token_ids":null,"token_ids":null}],"usage":null}`)
 	assert.Contains(t, text[2], `"object":"text_completion",`)
 	assert.Contains(t, text[2], `"choices":[],"usage":{"prompt_tokens":12,"total_tokens":14,"completion_tokens":2,"prompt_tokens_details":{"cached_tokens":4}}}`)
 }
@@ -149,7 +149,7 @@ func TestResponsesStream(t *testing.T) {
 	rec := post(t, s, "/v1/responses", `{"model":"m","input":"hi","stream":true}`)
 	require.Equal(t, http.StatusOK, rec.Code)
 	events := strings.Split(strings.TrimSuffix(rec.Body.String(), "\n\n"), "\n\n")
-	require.Len(t, events, 4)
+	require.Len(t, events, 10)
 
 	var types []string
 	var final struct {
@@ -164,7 +164,11 @@ func TestResponsesStream(t *testing.T) {
 		types = append(types, strings.TrimPrefix(name, "event: "))
 		require.NoError(t, json.Unmarshal([]byte(data), &final), data)
 	}
-	assert.Equal(t, []string{"response.created", "response.output_text.delta", "response.output_text.delta", "response.completed"}, types)
+	assert.Equal(t, []string{
+		"response.created", "response.in_progress", "response.output_item.added", "response.content_part.added",
+		"response.output_text.delta", "response.output_text.delta", "response.output_text.done",
+		"response.content_part.done", "response.output_item.done", "response.completed",
+	}, types)
 	assert.Equal(t, "completed", final.Response.Status)
 	assert.Equal(t, 3.0, final.Response.Usage["input_tokens"])
 	assert.Equal(t, 2.0, final.Response.Usage["output_tokens"])
@@ -184,7 +188,8 @@ func TestStreamContinuousUsageErrorsAndAborts(t *testing.T) {
 	rec := httptest.NewRecorder()
 	s.ServeHTTP(rec, req)
 	out := rec.Body.String()
-	assert.Contains(t, out, "data: {\"error\":{\"message\":\"fakevllm: generation failed mid-stream\",\"type\":\"InternalServerError\",\"param\":null,\"code\":500}}\n\ndata: [DONE]\n\n")
+	assert.True(t, strings.HasSuffix(out, "data: {\"error\": {\"message\": \"fakevllm: generation failed mid-stream\", \"type\": \"InternalServerError\", \"param\": null, \"code\": 500}}\n\ndata: [DONE]\n\n"),
+		"Python json.dumps spacing, then [DONE], no usage: %s", out)
 	assert.Equal(t, 2, strings.Count(out, `"content":"`)-1, "two content events before the error (plus the role chunk's empty content)")
 
 	req = httptest.NewRequest(http.MethodPost, "/v1/chat/completions", strings.NewReader(`{"model":"m","max_tokens":3,"stream":true}`))

@@ -1,9 +1,30 @@
 package fakevllm
 
+// How the fake counts tokens. One rule serves every endpoint, /tokenize
+// included, so that a test can count exactly what the fake reports:
+//
+//   - text is one token per 4 bytes (UTF-8), rounded down;
+//   - a token id in a prompt is one token;
+//   - a prompt (or an input, or the messages of a chat) is at least 1 token.
+//
+// The generated text is made of 4-byte filler words ("Once", " the", " fox",
+// …), one per completion token, so any prefix of k delivered words is 4k
+// bytes and counts k tokens: /tokenize of delivered text gives back the
+// number of tokens that produced it. Token ids are the 4 bytes of the token
+// read as a big-endian number, so /detokenize inverts /tokenize (a text's
+// last len%4 bytes belong to no token and are dropped).
+
 import (
+	"encoding/binary"
 	"encoding/json"
 	"strings"
 )
+
+// bytesPerToken is the fake tokenizer's token size.
+const bytesPerToken = 4
+
+// bosTokenID is the id of the one token of an empty prompt.
+const bosTokenID = 1
 
 // estimateTokens is the prompt size of a chat "messages" list or a responses
 // "input": the bytes of every content/text string / 4, plus one per token id,
@@ -11,28 +32,27 @@ import (
 func estimateTokens(raw json.RawMessage) int {
 	var v any
 	_ = json.Unmarshal(raw, &v) // raw is valid JSON or empty
-	bytes, ids := textSize(v)
-	return max(bytes/4+ids, 1)
+	return estimateOne(v)
 }
 
-func textSize(v any) (bytes, ids int) {
+// textOf is the text a prompt value counts: every content/text string
+// concatenated, in document order; ids counts its token ids.
+func textOf(v any, b *strings.Builder) (ids int) {
 	switch v := v.(type) {
 	case string:
-		return len(v), 0
+		b.WriteString(v)
 	case float64:
-		return 0, 1
+		return 1
 	case []any:
 		for _, e := range v {
-			b, i := textSize(e)
-			bytes, ids = bytes+b, ids+i
+			ids += textOf(e, b)
 		}
 	case map[string]any:
 		for _, k := range []string{"content", "text"} {
-			b, i := textSize(v[k])
-			bytes, ids = bytes+b, ids+i
+			ids += textOf(v[k], b)
 		}
 	}
-	return bytes, ids
+	return ids
 }
 
 // estimatePrompts sizes each prompt of a completions "prompt" or an
@@ -56,8 +76,36 @@ func estimatePrompts(raw json.RawMessage) []int {
 }
 
 func estimateOne(v any) int {
-	bytes, ids := textSize(v)
-	return max(bytes/4+ids, 1)
+	var b strings.Builder
+	ids := textOf(v, &b)
+	return max(b.Len()/bytesPerToken+ids, 1)
+}
+
+// countText is the number of tokens of text, without the at-least-1 rule.
+func countText(text string) int { return len(text) / bytesPerToken }
+
+// tokenIDs is the token ids of text: one per whole 4 bytes.
+func tokenIDs(text string) []int {
+	out := make([]int, 0, countText(text))
+	for i := 0; i+bytesPerToken <= len(text); i += bytesPerToken {
+		out = append(out, int(binary.BigEndian.Uint32([]byte(text[i:i+bytesPerToken]))))
+	}
+	return out
+}
+
+// detokenize is the text of ids; ids that are not 4 bytes of text (the BOS
+// token, out-of-range numbers) stand for nothing.
+func detokenize(ids []int) string {
+	var b strings.Builder
+	var buf [bytesPerToken]byte
+	for _, id := range ids {
+		if id <= bosTokenID || id > 0xFFFFFFFF {
+			continue
+		}
+		binary.BigEndian.PutUint32(buf[:], uint32(id))
+		b.Write(buf[:])
+	}
+	return b.String()
 }
 
 func sum(xs []int) int {
@@ -68,26 +116,31 @@ func sum(xs []int) int {
 	return t
 }
 
+// fillerWords are the generated words, each 3 letters: with its leading
+// space every word but the first is 4 bytes, one token.
 var fillerWords = []string{
-	"lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit",
-	"sed", "do", "eiusmod", "tempor", "incididunt", "ut", "labore", "et",
+	"the", "fox", "ran", "far", "and", "sat", "low", "old", "elm", "top", "see", "how", "sky", "was", "red", "now",
 }
 
-// fillerWord is word i of the generated text, one word per token; words after
-// the first carry their leading space, so the words concatenate to filler(n).
+// fillerWord is word i of the generated text, one word (4 bytes) per token:
+// the first is "Once", the others carry their leading space, so the words
+// concatenate to filler(n) and any k of them are 4k bytes.
 func fillerWord(i int) string {
-	w := fillerWords[i%len(fillerWords)]
 	if i == 0 {
-		return w
+		return "Once"
 	}
-	return " " + w
+	return " " + fillerWords[i%len(fillerWords)]
 }
 
 // filler is the generated text of n tokens.
 func filler(n int) string {
 	var b strings.Builder
+	b.Grow(n * bytesPerToken)
 	for i := range n {
 		b.WriteString(fillerWord(i))
 	}
 	return b.String()
 }
+
+// fillerIDs is the token ids of the first n generated words.
+func fillerIDs(n int) []int { return tokenIDs(filler(n)) }

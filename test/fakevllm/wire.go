@@ -141,34 +141,38 @@ type embeddingData struct {
 
 // responsesResponse is vLLM's ResponsesResponse, as model_dump() writes it.
 type responsesResponse struct {
-	ID                 string          `json:"id"`
-	CreatedAt          int64           `json:"created_at"`
-	IncompleteDetails  null            `json:"incomplete_details"`
-	Instructions       *string         `json:"instructions"`
-	Metadata           null            `json:"metadata"`
-	Model              string          `json:"model"`
-	Object             string          `json:"object"`
-	Output             []outputMessage `json:"output"`
-	ParallelToolCalls  bool            `json:"parallel_tool_calls"`
-	Temperature        pyFloat         `json:"temperature"`
-	ToolChoice         string          `json:"tool_choice"`
-	Tools              emptyList       `json:"tools"`
-	TopP               pyFloat         `json:"top_p"`
-	Background         bool            `json:"background"`
-	MaxOutputTokens    int             `json:"max_output_tokens"`
-	MaxToolCalls       null            `json:"max_tool_calls"`
-	PreviousResponseID null            `json:"previous_response_id"`
-	Prompt             null            `json:"prompt"`
-	Reasoning          null            `json:"reasoning"`
-	ServiceTier        string          `json:"service_tier"`
-	Status             string          `json:"status"`
-	Text               null            `json:"text"`
-	TopLogprobs        null            `json:"top_logprobs"`
-	Truncation         string          `json:"truncation"`
-	Usage              *responseUsage  `json:"usage"`
-	User               null            `json:"user"`
-	InputMessages      null            `json:"input_messages"`
-	OutputMessages     null            `json:"output_messages"`
+	ID                 string             `json:"id"`
+	CreatedAt          int64              `json:"created_at"`
+	IncompleteDetails  *incompleteDetails `json:"incomplete_details"`
+	Instructions       *string            `json:"instructions"`
+	Metadata           null               `json:"metadata"`
+	Model              string             `json:"model"`
+	Object             string             `json:"object"`
+	Output             []outputMessage    `json:"output"`
+	ParallelToolCalls  bool               `json:"parallel_tool_calls"`
+	Temperature        pyFloat            `json:"temperature"`
+	ToolChoice         string             `json:"tool_choice"`
+	Tools              emptyList          `json:"tools"`
+	TopP               pyFloat            `json:"top_p"`
+	Background         bool               `json:"background"`
+	MaxOutputTokens    int                `json:"max_output_tokens"`
+	MaxToolCalls       null               `json:"max_tool_calls"`
+	PreviousResponseID null               `json:"previous_response_id"`
+	Prompt             null               `json:"prompt"`
+	Reasoning          null               `json:"reasoning"`
+	ServiceTier        string             `json:"service_tier"`
+	Status             string             `json:"status"`
+	Text               null               `json:"text"`
+	TopLogprobs        null               `json:"top_logprobs"`
+	Truncation         string             `json:"truncation"`
+	Usage              *responseUsage     `json:"usage"`
+	User               null               `json:"user"`
+	InputMessages      null               `json:"input_messages"`
+	OutputMessages     null               `json:"output_messages"`
+}
+
+type incompleteDetails struct {
+	Reason string `json:"reason"`
 }
 
 type outputMessage struct {
@@ -258,6 +262,16 @@ func errorType(status int) string {
 // writeError answers with vLLM's error shape; param "" is null.
 func writeError(w http.ResponseWriter, status int, message, param string) {
 	e := errorBody{Error: errorInfo{Message: message, Type: errorType(status), Code: status}}
+	if param != "" {
+		e.Error.Param = &param
+	}
+	writeBody(w, status, contentTypeJSON, marshal(e), defaultWriteChunkSize)
+}
+
+// writeTypedError answers with vLLM's error shape and an explicit type, as
+// vLLM's create_error_response(err_type=…) does; param "" is null.
+func writeTypedError(w http.ResponseWriter, status int, errType, message, param string) {
+	e := errorBody{Error: errorInfo{Message: message, Type: errType, Code: status}}
 	if param != "" {
 		e.Error.Param = &param
 	}

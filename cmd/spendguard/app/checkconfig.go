@@ -48,6 +48,7 @@ func checkConfig(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, "  max_request_usd: none")
 	}
 	fmt.Fprintf(stdout, "  reservation_ttl: %v\n", p.ReservationTTL())
+	fmt.Fprintf(stdout, "  background_ttl: %v (a background response with no result by then is charged its reservation)\n", p.BackgroundTTL())
 	return nil
 }
 

@@ -232,10 +232,15 @@ func Start(opts ServeOptions) (_ *Instance, err error) {
 		return nil, err
 	}
 	rep := reporting{metrics: in.Metrics, fan: in.Exporters, extra: opts.Reporter}
-	in.Processor = processor.New(cfg.Snapshot, processor.Options{
+	popts := processor.Options{
 		Log: log, Budgets: in.Budgets, Observer: in.Metrics,
 		Reporter: rep, Gather: rep.gather(),
-	})
+	}
+	if p, ok := in.Store.(budget.Parker); ok { // background responses wait in the shared store
+		popts.Parking = p
+	}
+	in.Processor = processor.New(cfg.Snapshot, popts)
+	in.startSweeper()
 	in.startTokenizer()
 
 	if in.grpcLis, err = net.Listen("tcp", opts.GRPCAddr); err != nil {
