@@ -8,8 +8,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/spendguard/spendguard/test/fakevllm"
 	spendguardv1 "github.com/spendguard/spendguard/proto/spendguard/v1"
+	"github.com/spendguard/spendguard/test/fakevllm"
 )
 
 // TestAbortedStreamIsCountedByTokenize: with pricing.tokenizer pointing
