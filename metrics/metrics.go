@@ -62,6 +62,7 @@ type Metrics struct {
 	drift      *driftMetrics
 	hot        hotSeries    // messages and store series, resolved once
 	reports    *reportCache // requests, spend and tokens series by dimension values
+	sources    *usageSources
 }
 
 // New returns Metrics whose per-request and per-scope series are labelled
@@ -111,13 +112,14 @@ func New(labelDimensions []string) (*Metrics, error) {
 		Help: "Unix time of the last successful configuration load.",
 	})
 	m.panics = newPanicCounter()
+	m.sources = newUsageSources()
 	m.hot = newHotSeries(m.messages, m.store)
 	m.reports = newReportCache(reportCacheSets)
 	m.exporters = &exporterCollector{}
 	m.drift = newDriftMetrics(m.reg)
 	m.reg.MustRegister(m.gauges.collectors()...)
 	m.reg.MustRegister(m.requests, m.spend, m.unmetered, m.tokens,
-		m.inFlight, m.panics, m.messages, m.store, m.reloads, m.lastReload, m.exporters,
+		m.inFlight, m.panics, m.sources.vec, m.messages, m.store, m.reloads, m.lastReload, m.exporters,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, r := range []string{"success", "failure"} {
 		m.reloads.WithLabelValues(r)

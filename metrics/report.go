@@ -15,7 +15,8 @@ const modelDimension = "model"
 // report's scope value ("" when the request had none); "model" is the
 // requested model, like the dimension. The series of a combination of
 // dimension values are cached (reportCache): counting a combination again
-// takes no lookup and no allocation.
+// takes no lookup and no allocation. Its usage source is counted in
+// spendguard_usage_source_total.
 func (m *Metrics) ObserveReport(r *spendguardv1.CostReport) {
 	if m == nil || r == nil {
 		return
@@ -23,6 +24,7 @@ func (m *Metrics) ObserveReport(r *spendguardv1.CostReport) {
 	c := countsOf(r)
 	var buf [8]string // dimension values, without allocating for up to 8
 	m.seriesFor(m.scopeValues(r, buf[:0]), &c).add(&c)
+	m.sources.observe(r.GetUsageSource())
 }
 
 // countsOf returns what r adds to the metrics.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spendguard/spendguard/internal/money"
 	"github.com/spendguard/spendguard/internal/strictyaml"
+	"github.com/spendguard/spendguard/pricing/tokencount"
 )
 
 // DefaultMaxOutputTokens is the output allowance assumed for a request that
@@ -26,6 +27,9 @@ type Config struct {
 	// DefaultMaxOutputTokens is the output allowance reserved for a request
 	// that sets no max_tokens. 0 or absent means DefaultMaxOutputTokens (1024).
 	DefaultMaxOutputTokens int `yaml:"default_max_output_tokens"`
+	// Tokenizer is the model server's /tokenize, which counts the tokens
+	// of requests the upstream reported no usage for (off without a url).
+	Tokenizer tokencount.Config `yaml:"tokenizer"`
 	// FreePaths are the paths, besides the built-in ones, that a POST may
 	// reach without being metered: exact paths, or prefixes written as a
 	// path ending in "/*". Any other POST to a path that is not priced is

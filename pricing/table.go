@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/spendguard/spendguard/internal/money"
+	"github.com/spendguard/spendguard/pricing/tokencount"
 )
 
 // Table is a compiled, immutable price table. It is safe for concurrent use;
@@ -17,6 +18,7 @@ type Table struct {
 	def       Price
 	hasDef    bool
 	maxOutput int64
+	tokenizer tokencount.Settings
 	router    *Router
 	audioMax  int64
 }
@@ -49,6 +51,9 @@ type Price struct {
 // never be used); a missing input or output price; a price that is not a
 // non-negative decimal with at most 9 decimals; a cached_input above input
 // (worst-case estimates assume cache hits never cost more than misses, see
+// Request.WorstCase); a negative default_max_output_tokens; a section
+// with neither models nor a default, which could price nothing; and every
+// problem of pricing.tokenizer (tokencount.Config.Compile).
 // Request.WorstCase); a negative default_max_output_tokens; and a section
 // with neither models nor a default, which could price nothing; a negative
 // audio.max_seconds; and the routing mistakes listed on compileRouter.
@@ -99,6 +104,11 @@ func (c Config) Compile() (*Table, error) {
 		errs = append(errs, rerrs...)
 		t.def, t.hasDef = p, true
 	}
+	tok, err := c.Tokenizer.Compile()
+	if err != nil {
+		errs = append(errs, err)
+	}
+	t.tokenizer = tok
 	if c.DefaultMaxOutputTokens < 0 {
 		errs = append(errs, fmt.Errorf("pricing.default_max_output_tokens: %d: must not be negative", c.DefaultMaxOutputTokens))
 	}
@@ -255,3 +265,8 @@ func trimUSD(n money.Nano) string {
 	s := strings.TrimRight(n.Fixed(9), "0")
 	return strings.TrimSuffix(s, ".")
 }
+
+// Tokenizer is the validated pricing.tokenizer section: where and how to
+// count tokens with the model server's /tokenize. Its zero value (no url)
+// means counting is off.
+func (t *Table) Tokenizer() tokencount.Settings { return t.tokenizer }

@@ -273,7 +273,7 @@ func (st *stream) lookupEnd(ctx context.Context) {
 	var how func(*parkedRequest) outcome
 	switch {
 	case found && (status == statusCompleted || status == statusIncomplete || status == statusFailed || status == statusCancelled):
-		how = func(*parkedRequest) outcome { return outcome{usage: u} }
+		how = func(*parkedRequest) outcome { return reported(u) }
 	case status == statusCompleted || status == statusIncomplete:
 		how = func(r *parkedRequest) outcome { return outcome{usage: r.WorstCase, estimated: true} }
 	case status == statusFailed:

@@ -130,6 +130,7 @@ func TestBackgroundResponseSettledByLaterGet(t *testing.T) {
 	assert.Equal(t, int64(12), rep.GetPromptTokens())
 	assert.Equal(t, int64(100), rep.GetCompletionTokens())
 	assert.False(t, rep.GetEstimated())
+	assert.Equal(t, spendguardv1.UsageSource_USAGE_SOURCE_REPORTED, rep.GetUsageSource(), "the later answer's usage")
 	assert.Equal(t, spendguardv1.Decision_DECISION_ALLOWED, rep.GetDecision())
 	assert.Equal(t, map[string]string{"tenant": "acme"}, rep.GetScope())
 	assert.Equal(t, "Hunyuan", rep.GetResponseModel())

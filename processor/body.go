@@ -49,6 +49,7 @@ func (st *stream) onRequestBody(ctx context.Context, b *extprocv3.HttpBody) *ext
 	}
 	out := st.rewrite(body, true)
 	st.keepForwarded(body, out)
+	st.keepForCount(body)
 	st.parsed.Forget() // the rest of the stream needs no part of the body
 	if out == nil {
 		return answerRequestBody

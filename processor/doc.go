@@ -44,8 +44,9 @@
 // A stream that ends early (client abort, upstream reset, Envoy cancelling
 // the gRPC stream, an out-of-order message) is settled when Process
 // returns: nothing is charged if no response message had arrived,
-// otherwise the usage seen or an estimate, marked estimated. Every
-// reservation is settled exactly once. A panic in one stream's work is
+// otherwise the usage seen, or the usage the model server's /tokenize
+// counted when a tokenizer is set (SetTokenizer; count.go), or an
+// estimate, marked estimated. Every reservation is settled exactly once. A panic in one stream's work is
 // recovered there (recover.go): the stream is settled the same way, the
 // panic logged and counted, and the stream ended with Internal.
 //

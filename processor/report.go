@@ -20,6 +20,7 @@ type outcome struct {
 	cost      pricing.Breakdown
 	estimated bool
 	aborted   bool
+	source    spendguardv1.UsageSource // where usage came from (count.go: sourceOf)
 }
 
 // Reporter receives one sink.Event per request the processor answered or
@@ -112,7 +113,7 @@ func (st *stream) event(o outcome, decision spendguardv1.Decision, reason, budge
 	rep.PromptTokens, rep.CachedPromptTokens = o.usage.Prompt, o.usage.CachedPrompt
 	rep.CompletionTokens, rep.ReasoningTokens = o.usage.Completion, st.reasoning
 	rep.CostNanoUsd, rep.InputCostNanoUsd, rep.OutputCostNanoUsd = int64(o.cost.Total), int64(o.cost.Input), int64(o.cost.Output)
-	rep.Estimated = o.estimated
+	rep.Estimated, rep.UsageSource = o.estimated, o.sourceOf()
 	rep.Decision, rep.RejectReason, rep.Budget = decision, reason, budgetName
 	rep.UpstreamStatus = int32(st.status)
 	rep.Stream = st.req != nil && st.req.Stream

@@ -117,6 +117,7 @@ func (st *stream) startScan(chunk []byte) bool {
 	if st.sse {
 		st.sseScan = sseScanners.Get().(*usage.SSEScanner)
 		st.sseScan.Reset(sseKind(st.endpoint), st.dropUsage)
+		st.startCapture()
 		return true
 	}
 	st.scanner = jsonScanners.Get().(*usage.JSONScanner)
@@ -159,10 +160,13 @@ func (st *stream) complete(ctx context.Context) {
 		if err != nil {
 			st.log.Warn("response usage unreadable; charging the estimate", zap.String("request_id", st.requestID), zap.Error(err))
 		}
+		if st.deferCount() { // counted in finish, after the stream (count.go)
+			return
+		}
 		st.settle(ctx, outcome{usage: st.estimate(), estimated: true})
 		return
 	}
-	st.settle(ctx, outcome{usage: u})
+	st.settle(ctx, outcome{usage: u, source: spendguardv1.UsageSource_USAGE_SOURCE_REPORTED})
 }
 
 // sseKind is the kind of stream an endpoint answers with when it streams:
@@ -249,23 +253,26 @@ func generates(e pricing.Endpoint) bool {
 
 // finish runs when the stream ends, however it ends, and settles a
 // reservation that is still open: nothing is charged when the upstream had
-// not answered (no response message at all), else the usage seen or the
-// estimate.
+// not answered (no response message at all), else the usage seen, or the
+// usage the tokenizer counted (waiting at most its timeout; count.go), or
+// the estimate. A response complete() left to be counted is not aborted.
 func (st *stream) finish() {
 	if st.reservation == nil || st.settled {
 		return
 	}
+	o := outcome{aborted: !st.count.pending}
+	if st.responded() {
+		if u, found, err := st.usage(); found && err == nil {
+			o.usage, o.source = u, spendguardv1.UsageSource_USAGE_SOURCE_REPORTED
+		} else if c, ok := st.countedOutcome(); ok {
+			o.usage, o.estimated, o.source = c.usage, c.estimated, c.source
+		} else {
+			o.usage, o.estimated = st.estimate(), true
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), st.srv.opts.SettleTimeout)
 	defer cancel()
-	if !st.responded() {
-		st.settle(ctx, outcome{aborted: true})
-		return
-	}
-	if u, found, err := st.usage(); found && err == nil {
-		st.settle(ctx, outcome{usage: u, aborted: true})
-		return
-	}
-	st.settle(ctx, outcome{usage: st.estimate(), estimated: true, aborted: true})
+	st.settle(ctx, o)
 }
 
 // settle commits the outcome's cost, releases the reservation and reports,

@@ -143,7 +143,11 @@ func (c *countingBudgets) Admit(ctx context.Context, claim budget.Claim, d budge
 // process up), no reservation outlives its stream, a stream reserves at
 // most once, and a request that was admitted and whose upstream began to
 // answer with a status that is not an error is charged more than 0.
-func FuzzStreamSequences(f *testing.F) {
+func FuzzStreamSequences(f *testing.F) { fuzzStreamSequences(f, nil) }
+
+// fuzzStreamSequences is FuzzStreamSequences on a server that setup, when
+// given, prepares (FuzzStreamSequencesCounted gives it a tokenizer).
+func fuzzStreamSequences(f *testing.F, setup func(*processor.Server)) {
 	for _, s := range fuzzSeeds {
 		f.Add(s)
 	}
@@ -153,6 +157,9 @@ func FuzzStreamSequences(f *testing.F) {
 	engine := budget.NewEngine(store, time.Now)
 	budgets := &countingBudgets{Budgets: engine}
 	srv := processor.New(cfg.Snapshot, processor.Options{Budgets: budgets, Parking: store})
+	if setup != nil {
+		setup(srv)
+	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(f, err)
 	gs := grpc.NewServer(grpc.ForceServerCodecV2(processor.Codec()))

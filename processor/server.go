@@ -92,7 +92,8 @@ type Server struct {
 	opts   Options
 	active atomic.Int64
 
-	panics atomic.Int64 // streams ended by a recovered panic
+	panics atomic.Int64                 // streams ended by a recovered panic
+	tok    atomic.Pointer[tokenizerRef] // SetTokenizer (count.go)
 }
 
 // New returns a Server answering with snap until Swap replaces it.

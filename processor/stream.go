@@ -97,6 +97,8 @@ type stream struct {
 	lookupDone bool
 
 	wire wire // how the answers reach Envoy (wire.go)
+
+	count counting // counting missing usage with the tokenizer (count.go)
 }
 
 var (

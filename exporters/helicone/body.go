@@ -114,10 +114,11 @@ func responseJSON(ev *sink.Event, status int) json.RawMessage {
 		"object": objectName(r.GetEndpoint()),
 		"model":  model,
 		"spendguard": map[string]any{
-			"synthetic": true,
-			"estimated": r.GetEstimated(),
-			"aborted":   r.GetAborted(),
-			"cost_usd":  sink.USDExact(r.GetCostNanoUsd()),
+			"synthetic":    true,
+			"estimated":    r.GetEstimated(),
+			"usage_source": sink.UsageSourceName(r.GetUsageSource()),
+			"aborted":      r.GetAborted(),
+			"cost_usd":     sink.USDExact(r.GetCostNanoUsd()),
 		},
 	}
 	if status >= 400 && r.GetCostNanoUsd() == 0 {
@@ -158,10 +159,11 @@ func objectName(endpoint string) string {
 // meta is the providerRequest.meta map of Helicone headers.
 func meta(r *spendguardv1.CostReport, userDim string) map[string]string {
 	m := map[string]string{
-		"Helicone-Property-Spendguard-Request-Id": r.GetRequestId(),
-		"Helicone-Property-Spendguard-Decision":   sink.DecisionName(r.GetDecision()),
-		"Helicone-Property-Spendguard-Cost-Usd":   money.Nano(r.GetCostNanoUsd()).USD(),
-		"Helicone-Property-Spendguard-Estimated":  fmt.Sprint(r.GetEstimated()),
+		"Helicone-Property-Spendguard-Request-Id":   r.GetRequestId(),
+		"Helicone-Property-Spendguard-Decision":     sink.DecisionName(r.GetDecision()),
+		"Helicone-Property-Spendguard-Cost-Usd":     money.Nano(r.GetCostNanoUsd()).USD(),
+		"Helicone-Property-Spendguard-Estimated":    fmt.Sprint(r.GetEstimated()),
+		"Helicone-Property-Spendguard-Usage-Source": sink.UsageSourceName(r.GetUsageSource()),
 	}
 	if b := r.GetBudget(); b != "" {
 		m["Helicone-Property-Spendguard-Budget"] = b

@@ -42,16 +42,17 @@ func TestExportSendsTheDocumentedJSON(t *testing.T) {
 	assert.Equal(t, "meta-llama/Llama-3.1-70B-Instruct", l.ProviderRequest.JSON["model"])
 	assert.Equal(t, float64(100), l.ProviderRequest.JSON["max_tokens"], "the request JSON as forwarded")
 	assert.Equal(t, map[string]string{
-		"Helicone-User-Id":                        "u-0",
-		"Helicone-Request-Id":                     "6f1c2a3b-4d5e-4f60-8a9b-0c1d2e3f4a5b",
-		"Helicone-Property-Tenant":                "acme",
-		"Helicone-Property-Team":                  "search",
-		"Helicone-Property-Use-Case":              "rag",
-		"Helicone-Property-Spendguard-Request-Id": "6f1c2a3b-4d5e-4f60-8a9b-0c1d2e3f4a5b",
-		"Helicone-Property-Spendguard-Decision":   "allowed",
-		"Helicone-Property-Spendguard-Budget":     "tenant-monthly",
-		"Helicone-Property-Spendguard-Cost-Usd":   "0.000620",
-		"Helicone-Property-Spendguard-Estimated":  "false",
+		"Helicone-User-Id":                          "u-0",
+		"Helicone-Request-Id":                       "6f1c2a3b-4d5e-4f60-8a9b-0c1d2e3f4a5b",
+		"Helicone-Property-Tenant":                  "acme",
+		"Helicone-Property-Team":                    "search",
+		"Helicone-Property-Use-Case":                "rag",
+		"Helicone-Property-Spendguard-Request-Id":   "6f1c2a3b-4d5e-4f60-8a9b-0c1d2e3f4a5b",
+		"Helicone-Property-Spendguard-Decision":     "allowed",
+		"Helicone-Property-Spendguard-Budget":       "tenant-monthly",
+		"Helicone-Property-Spendguard-Cost-Usd":     "0.000620",
+		"Helicone-Property-Spendguard-Estimated":    "false",
+		"Helicone-Property-Spendguard-Usage-Source": "reported",
 	}, l.ProviderRequest.Meta)
 
 	assert.Equal(t, 200, l.ProviderResponse.Status)

@@ -37,7 +37,7 @@ func TestOneLinePerRequest(t *testing.T) {
 		"response_model": "meta-llama/Llama-3.1-70B-Instruct",
 		"prompt_tokens":  1000.0, "cached_prompt_tokens": 200.0, "completion_tokens": 100.0, "reasoning_tokens": 10.0,
 		"cost_usd": 0.00062, "cost_nano_usd": 620000.0, "input_cost_nano_usd": 540000.0, "output_cost_nano_usd": 80000.0,
-		"estimated": false, "stream": false, "aborted": false, "upstream_status": 200.0,
+		"estimated": false, "usage_source": "reported", "stream": false, "aborted": false, "upstream_status": 200.0,
 		"duration_seconds": 1.5, "upstream_time_to_first_byte_seconds": 0.25, "processor_time_seconds": 0.00012,
 	}, lines[0])
 	assert.Equal(t, "req-0002", lines[2]["request_id"])

@@ -97,6 +97,7 @@ func (e *Exporter) attributes(r *spendguardv1.CostReport) []attribute.KeyValue {
 		attribute.Int64("spendguard.output_cost_nano_usd", r.GetOutputCostNanoUsd()),
 		attribute.Int64("spendguard.reasoning_tokens", r.GetReasoningTokens()),
 		attribute.Bool("spendguard.estimated", r.GetEstimated()),
+		attribute.String("spendguard.usage_source", sink.UsageSourceName(r.GetUsageSource())),
 		attribute.Bool("spendguard.stream", r.GetStream()),
 		attribute.Bool("spendguard.aborted", r.GetAborted()),
 	)

@@ -84,6 +84,7 @@ func TestExportSendsOneSpanPerReportWithLangfuseAndGenAIAttributes(t *testing.T)
 		"spendguard.budget":                    "tenant-monthly",
 		"spendguard.cost_nano_usd":             int64(620_000),
 		"spendguard.estimated":                 false,
+		"spendguard.usage_source":              "reported",
 		"http.response.status_code":            int64(200),
 	} {
 		assert.Equal(t, want, a[k], k)

@@ -30,6 +30,22 @@ func DecisionName(d spendguardv1.Decision) string {
 	}
 }
 
+// UsageSourceName is the lower-case word for s used in metrics labels
+// and exported attributes: reported, counted, estimated, or none (no
+// usage: rejected, or ended before the upstream answered).
+func UsageSourceName(s spendguardv1.UsageSource) string {
+	switch s {
+	case spendguardv1.UsageSource_USAGE_SOURCE_REPORTED:
+		return "reported"
+	case spendguardv1.UsageSource_USAGE_SOURCE_COUNTED:
+		return "counted"
+	case spendguardv1.UsageSource_USAGE_SOURCE_ESTIMATED:
+		return "estimated"
+	default:
+		return "none"
+	}
+}
+
 // Record is the JSON form of a CostReport written by the JSON log
 // exporter: snake_case keys, times in RFC 3339 (UTC), durations in
 // seconds, money both exactly (integer nano-USD) and as USD with 6
@@ -54,6 +70,7 @@ type Record struct {
 	InputCostNanoUSD   int64             `json:"input_cost_nano_usd"`
 	OutputCostNanoUSD  int64             `json:"output_cost_nano_usd"`
 	Estimated          bool              `json:"estimated"`
+	UsageSource        string            `json:"usage_source"`
 	Stream             bool              `json:"stream"`
 	Aborted            bool              `json:"aborted"`
 	UpstreamStatus     int32             `json:"upstream_status"`
@@ -89,6 +106,7 @@ func NewRecord(r *spendguardv1.CostReport) Record {
 		InputCostNanoUSD:   r.GetInputCostNanoUsd(),
 		OutputCostNanoUSD:  r.GetOutputCostNanoUsd(),
 		Estimated:          r.GetEstimated(),
+		UsageSource:        UsageSourceName(r.GetUsageSource()),
 		Stream:             r.GetStream(),
 		Aborted:            r.GetAborted(),
 		UpstreamStatus:     r.GetUpstreamStatus(),

@@ -102,6 +102,7 @@ func (in *Instance) CurrentConfig() *config.Compiled { return in.current.Load() 
 func (in *Instance) install(c *config.Compiled) {
 	in.Processor.Swap(c.Snapshot)
 	in.current.Store(c)
+	in.setTokenizer(c.Snapshot.Pricing.Tokenizer())
 }
 
 // startSettings are the settings of the start-only sections that the app

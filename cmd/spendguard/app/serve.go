@@ -133,6 +133,7 @@ type Instance struct {
 
 	reloader   *config.Reloader // nil when hot reload is off
 	budgetsAPI *admin.API
+	tok        tokenizer // pricing.tokenizer's client (tokenizer.go)
 }
 
 // GRPCAddr is the bound ext_proc address.
@@ -240,6 +241,7 @@ func Start(opts ServeOptions) (_ *Instance, err error) {
 	}
 	in.Processor = processor.New(cfg.Snapshot, popts)
 	in.startSweeper()
+	in.startTokenizer()
 
 	if in.grpcLis, err = net.Listen("tcp", opts.GRPCAddr); err != nil {
 		return nil, fmt.Errorf("grpc listener: %w", err)

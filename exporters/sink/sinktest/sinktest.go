@@ -43,6 +43,7 @@ func Report(i int) *spendguardv1.CostReport {
 		InputCostNanoUsd:        input,
 		OutputCostNanoUsd:       output,
 		Decision:                spendguardv1.Decision_DECISION_ALLOWED,
+		UsageSource:             spendguardv1.UsageSource_USAGE_SOURCE_REPORTED,
 		Budget:                  "tenant-monthly",
 		UpstreamStatus:          200,
 		Stream:                  i%2 == 1,

@@ -96,6 +96,66 @@ func (Decision) EnumDescriptor() ([]byte, []int) {
 	return file_spendguard_v1_cost_report_proto_rawDescGZIP(), []int{0}
 }
 
+// UsageSource says where a report's token counts come from.
+type UsageSource int32
+
+const (
+	// No usage: the request was never forwarded (rejected), or the upstream
+	// had not answered when it ended (nothing charged).
+	UsageSource_USAGE_SOURCE_UNSPECIFIED UsageSource = 0
+	// The upstream's own usage (its usage object, event or header).
+	UsageSource_USAGE_SOURCE_REPORTED UsageSource = 1
+	// Counted by the model server's /tokenize (pricing.tokenizer): the
+	// prompt and the delivered text were both counted exactly.
+	UsageSource_USAGE_SOURCE_COUNTED UsageSource = 2
+	// spendguard's estimate, for all or part of the counts (estimated is
+	// then true).
+	UsageSource_USAGE_SOURCE_ESTIMATED UsageSource = 3
+)
+
+// Enum value maps for UsageSource.
+var (
+	UsageSource_name = map[int32]string{
+		0: "USAGE_SOURCE_UNSPECIFIED",
+		1: "USAGE_SOURCE_REPORTED",
+		2: "USAGE_SOURCE_COUNTED",
+		3: "USAGE_SOURCE_ESTIMATED",
+	}
+	UsageSource_value = map[string]int32{
+		"USAGE_SOURCE_UNSPECIFIED": 0,
+		"USAGE_SOURCE_REPORTED":    1,
+		"USAGE_SOURCE_COUNTED":     2,
+		"USAGE_SOURCE_ESTIMATED":   3,
+	}
+)
+
+func (x UsageSource) Enum() *UsageSource {
+	p := new(UsageSource)
+	*p = x
+	return p
+}
+
+func (x UsageSource) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (UsageSource) Descriptor() protoreflect.EnumDescriptor {
+	return file_spendguard_v1_cost_report_proto_enumTypes[1].Descriptor()
+}
+
+func (UsageSource) Type() protoreflect.EnumType {
+	return &file_spendguard_v1_cost_report_proto_enumTypes[1]
+}
+
+func (x UsageSource) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use UsageSource.Descriptor instead.
+func (UsageSource) EnumDescriptor() ([]byte, []int) {
+	return file_spendguard_v1_cost_report_proto_rawDescGZIP(), []int{1}
+}
+
 // CostReport describes one request on a cost path (POST /v1/chat/completions,
 // /v1/completions, /v1/embeddings, /v1/responses) once it has ended: answered,
 // rejected or aborted. Exactly one report is produced per such request.
@@ -150,8 +210,9 @@ type CostReport struct {
 	// Cost of completion_tokens, rounded up to whole nano-USD.
 	OutputCostNanoUsd int64 `protobuf:"varint,15,opt,name=output_cost_nano_usd,json=outputCostNanoUsd,proto3" json:"output_cost_nano_usd,omitempty"`
 	// True when the token counts are spendguard's estimate rather than the
-	// upstream's reported usage (e.g. a stream that ended before its usage
-	// event). False means the counts are what the upstream reported.
+	// upstream's reported usage or a /tokenize count (e.g. a stream that
+	// ended before its usage event, with no tokenizer configured). False
+	// means the counts are reported or counted (usage_source says which).
 	Estimated bool `protobuf:"varint,16,opt,name=estimated,proto3" json:"estimated,omitempty"`
 	// What spendguard did with the request.
 	Decision Decision `protobuf:"varint,17,opt,name=decision,proto3,enum=spendguard.v1.Decision" json:"decision,omitempty"`
@@ -182,6 +243,9 @@ type CostReport struct {
 	// each message to sending its answer, summed): the latency spendguard
 	// itself added.
 	ProcessorTime *durationpb.Duration `protobuf:"bytes,25,opt,name=processor_time,json=processorTime,proto3" json:"processor_time,omitempty"`
+	// Where the token counts come from: reported by the upstream, counted
+	// with its /tokenize, or estimated (then estimated is true as well).
+	UsageSource   UsageSource `protobuf:"varint,26,opt,name=usage_source,json=usageSource,proto3,enum=spendguard.v1.UsageSource" json:"usage_source,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -391,11 +455,18 @@ func (x *CostReport) GetProcessorTime() *durationpb.Duration {
 	return nil
 }
 
+func (x *CostReport) GetUsageSource() UsageSource {
+	if x != nil {
+		return x.UsageSource
+	}
+	return UsageSource_USAGE_SOURCE_UNSPECIFIED
+}
+
 var File_spendguard_v1_cost_report_proto protoreflect.FileDescriptor
 
 const file_spendguard_v1_cost_report_proto_rawDesc = "" +
 	"\n" +
-	"\x1fspendguard/v1/cost_report.proto\x12\rspendguard.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x92\t\n" +
+	"\x1fspendguard/v1/cost_report.proto\x12\rspendguard.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd1\t\n" +
 	"\n" +
 	"CostReport\x12\x1d\n" +
 	"\n" +
@@ -425,7 +496,8 @@ const file_spendguard_v1_cost_report_proto_rawDesc = "" +
 	"\aaborted\x18\x16 \x01(\bR\aaborted\x125\n" +
 	"\bduration\x18\x17 \x01(\v2\x19.google.protobuf.DurationR\bduration\x12W\n" +
 	"\x1bupstream_time_to_first_byte\x18\x18 \x01(\v2\x19.google.protobuf.DurationR\x17upstreamTimeToFirstByte\x12@\n" +
-	"\x0eprocessor_time\x18\x19 \x01(\v2\x19.google.protobuf.DurationR\rprocessorTime\x1a8\n" +
+	"\x0eprocessor_time\x18\x19 \x01(\v2\x19.google.protobuf.DurationR\rprocessorTime\x12=\n" +
+	"\fusage_source\x18\x1a \x01(\x0e2\x1a.spendguard.v1.UsageSourceR\vusageSource\x1a8\n" +
 	"\n" +
 	"ScopeEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
@@ -435,7 +507,12 @@ const file_spendguard_v1_cost_report_proto_rawDesc = "" +
 	"\x10DECISION_ALLOWED\x10\x01\x12\x17\n" +
 	"\x13DECISION_DOWNGRADED\x10\x02\x12\x15\n" +
 	"\x11DECISION_REJECTED\x10\x03\x12\x16\n" +
-	"\x12DECISION_UNMETERED\x10\x04BCZAgithub.com/spendguard/spendguard/proto/spendguard/v1;spendguardv1b\x06proto3"
+	"\x12DECISION_UNMETERED\x10\x04*|\n" +
+	"\vUsageSource\x12\x1c\n" +
+	"\x18USAGE_SOURCE_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15USAGE_SOURCE_REPORTED\x10\x01\x12\x18\n" +
+	"\x14USAGE_SOURCE_COUNTED\x10\x02\x12\x1a\n" +
+	"\x16USAGE_SOURCE_ESTIMATED\x10\x03BCZAgithub.com/spendguard/spendguard/proto/spendguard/v1;spendguardv1b\x06proto3"
 
 var (
 	file_spendguard_v1_cost_report_proto_rawDescOnce sync.Once
@@ -449,28 +526,30 @@ func file_spendguard_v1_cost_report_proto_rawDescGZIP() []byte {
 	return file_spendguard_v1_cost_report_proto_rawDescData
 }
 
-var file_spendguard_v1_cost_report_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_spendguard_v1_cost_report_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_spendguard_v1_cost_report_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
 var file_spendguard_v1_cost_report_proto_goTypes = []any{
 	(Decision)(0),                 // 0: spendguard.v1.Decision
-	(*CostReport)(nil),            // 1: spendguard.v1.CostReport
-	nil,                           // 2: spendguard.v1.CostReport.ScopeEntry
-	(*timestamppb.Timestamp)(nil), // 3: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 4: google.protobuf.Duration
+	(UsageSource)(0),              // 1: spendguard.v1.UsageSource
+	(*CostReport)(nil),            // 2: spendguard.v1.CostReport
+	nil,                           // 3: spendguard.v1.CostReport.ScopeEntry
+	(*timestamppb.Timestamp)(nil), // 4: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 5: google.protobuf.Duration
 }
 var file_spendguard_v1_cost_report_proto_depIdxs = []int32{
-	3, // 0: spendguard.v1.CostReport.start_time:type_name -> google.protobuf.Timestamp
-	3, // 1: spendguard.v1.CostReport.end_time:type_name -> google.protobuf.Timestamp
-	2, // 2: spendguard.v1.CostReport.scope:type_name -> spendguard.v1.CostReport.ScopeEntry
+	4, // 0: spendguard.v1.CostReport.start_time:type_name -> google.protobuf.Timestamp
+	4, // 1: spendguard.v1.CostReport.end_time:type_name -> google.protobuf.Timestamp
+	3, // 2: spendguard.v1.CostReport.scope:type_name -> spendguard.v1.CostReport.ScopeEntry
 	0, // 3: spendguard.v1.CostReport.decision:type_name -> spendguard.v1.Decision
-	4, // 4: spendguard.v1.CostReport.duration:type_name -> google.protobuf.Duration
-	4, // 5: spendguard.v1.CostReport.upstream_time_to_first_byte:type_name -> google.protobuf.Duration
-	4, // 6: spendguard.v1.CostReport.processor_time:type_name -> google.protobuf.Duration
-	7, // [7:7] is the sub-list for method output_type
-	7, // [7:7] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	5, // 4: spendguard.v1.CostReport.duration:type_name -> google.protobuf.Duration
+	5, // 5: spendguard.v1.CostReport.upstream_time_to_first_byte:type_name -> google.protobuf.Duration
+	5, // 6: spendguard.v1.CostReport.processor_time:type_name -> google.protobuf.Duration
+	1, // 7: spendguard.v1.CostReport.usage_source:type_name -> spendguard.v1.UsageSource
+	8, // [8:8] is the sub-list for method output_type
+	8, // [8:8] is the sub-list for method input_type
+	8, // [8:8] is the sub-list for extension type_name
+	8, // [8:8] is the sub-list for extension extendee
+	0, // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_spendguard_v1_cost_report_proto_init() }
@@ -483,7 +562,7 @@ func file_spendguard_v1_cost_report_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_spendguard_v1_cost_report_proto_rawDesc), len(file_spendguard_v1_cost_report_proto_rawDesc)),
-			NumEnums:      1,
+			NumEnums:      2,
 			NumMessages:   2,
 			NumExtensions: 0,
 			NumServices:   0,

@@ -43,6 +43,7 @@ func sample() *CostReport {
 		Duration:                durationpb.New(2500 * time.Millisecond),
 		UpstreamTimeToFirstByte: durationpb.New(180 * time.Millisecond),
 		ProcessorTime:           durationpb.New(3 * time.Millisecond),
+		UsageSource:             UsageSource_USAGE_SOURCE_ESTIMATED,
 	}
 }
 
