@@ -118,7 +118,7 @@ func (st *stream) startCapture() {
 // usage to finish(), to be counted there: a tokenizer is configured and
 // some part of the usage can be counted.
 func (st *stream) deferCount() bool {
-	if st.count.tok == nil || (st.count.body == nil && st.count.limit == 0 && generates(st.endpoint)) {
+	if st.count.tok == nil || (st.count.body == nil && st.count.limit == 0 && st.endpoint.Generates()) {
 		return false
 	}
 	st.count.pending = true
@@ -206,7 +206,7 @@ func (st *stream) promptCount(ctx context.Context, tok Tokenizer) *tokencount.Co
 // counted (a JSON body, or a capture that reached its limit) and stays
 // estimated.
 func (st *stream) completionCount(ctx context.Context, tok Tokenizer) (c *tokencount.Count, exact bool) {
-	if !generates(st.endpoint) || st.worstCase.Completion == 0 {
+	if !st.endpoint.Generates() || st.worstCase.Completion == 0 {
 		return nil, true
 	}
 	tc, ok := any(st.sseScan).(textCapturer)

@@ -234,21 +234,19 @@ func (st *stream) estimate() pricing.Usage {
 		}
 	}
 	switch {
-	case !generates(st.endpoint):
+	case !st.endpoint.Generates():
 		u.Completion = 0
 	case st.req.MaxOutputTokens > 0:
 		u.Completion = min(u.Completion, st.worstCase.Completion)
 	}
-	return u
-}
-
-// generates reports whether an endpoint's answer is generated tokens.
-func generates(e pricing.Endpoint) bool {
-	switch e {
-	case pricing.Embeddings, pricing.Rerank, pricing.Score, pricing.Pooling, pricing.Classify:
-		return false
+	if st.endpoint.Multipart() {
+		// The audio was sent whole, whatever was transcribed of it: its
+		// length (from its header, else pricing.audio.max_seconds) is
+		// charged at per_second, so a stream without usage cannot skip
+		// the price of the audio.
+		u.Seconds = st.worstCase.Seconds
 	}
-	return true
+	return u
 }
 
 // finish runs when the stream ends, however it ends, and settles a

@@ -30,7 +30,7 @@ func TestSSEKindPerEndpoint(t *testing.T) {
 	}
 	for e := pricing.ChatCompletions; e <= pricing.LastEndpoint; e++ {
 		_, streams := want[e]
-		assert.Equal(t, streams, generates(e), "%v: generates tokens exactly when it streams them", e)
+		assert.Equal(t, streams, e.Generates(), "%v: generates tokens exactly when it streams them", e)
 	}
 }
 

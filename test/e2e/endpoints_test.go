@@ -281,3 +281,18 @@ func TestPathsAroundTheBudget(t *testing.T) {
 		assert.Positive(t, rep.GetCostNanoUsd(), tc.name)
 	}
 }
+
+// TestAudioStreamWithoutUsagePaysItsSeconds: a transcription streamed
+// without stream_include_usage carries no usage; it is still charged its
+// audio's length at per_second (read from the WAV header), not only the
+// text it streamed.
+func TestAudioStreamWithoutUsagePaysItsSeconds(t *testing.T) {
+	s := newStack(t, endpointsConfig, fakevllm.Config{})
+	form, formType := audioForm(t, wavFile(12), "model", "fake-model", "stream", "true")
+	resp := s.send(http.MethodPost, "/v1/audio/transcriptions", formType, form)
+	require.Equal(t, http.StatusOK, resp.status, "%s", resp.body)
+	require.NotContains(t, string(resp.body), `"usage"`)
+	rep := s.reportN(1)
+	assert.True(t, rep.GetEstimated())
+	assert.GreaterOrEqual(t, rep.GetCostNanoUsd(), int64(12*perSecondNano), "12 s of audio at per_second")
+}
