@@ -60,7 +60,7 @@ func TestFromAnthropic(t *testing.T) {
 				{"role":"tool","tool_call_id":"call_2","content":""}]`,
 			tools: `[{"type":"function","function":{"name":"calc","description":"Calculator","parameters":{"type":"object"}}},{"type":"function","function":{"name":"t2","description":null,"parameters":{},"defer_loading":true}}]`},
 		{name: "assistant tool result and empty assistant",
-			body: `{"model":"m","max_tokens":9,"messages":[{"role":"user","content":"q"},{"role":"assistant","content":[{"type":"tool_result","tool_use_id":"x","content":"done"},{"type":"text","text":"ok"}]},{"role":"assistant","content":[{"type":"text","text":""}]}]}`,
+			body:     `{"model":"m","max_tokens":9,"messages":[{"role":"user","content":"q"},{"role":"assistant","content":[{"type":"tool_result","tool_use_id":"x","content":"done"},{"type":"text","text":"ok"}]},{"role":"assistant","content":[{"type":"text","text":""}]}]}`,
 			messages: `[{"role":"user","content":"q"},{"role":"assistant","content":[{"type":"text","text":"Tool result: done"},{"type":"text","text":"ok"}]},{"role":"assistant"}]`},
 	}
 	for _, tt := range tests {
@@ -101,7 +101,7 @@ func TestFromResponses(t *testing.T) {
 	yes, no := true, false
 	tests := []struct {
 		name, body, messages, kwargs string
-		continueFinal              bool
+		continueFinal                bool
 	}{
 		{name: "instructions and a string input",
 			body:     `{"model":"m","instructions":"Be brief.","input":"Hi"}`,
