@@ -413,3 +413,20 @@ func TestUncountableResponsesPromptKeepsTheEstimate(t *testing.T) {
 		assert.NotContains(t, g, "messages", "no prompt count was asked for")
 	}
 }
+
+// TestAbortedMultiPromptCompletionsChargesEveryPrompt: under
+// continuous_usage_stats each choice's chunk carries its own prompt's
+// prompt_tokens (vLLM numbers choices prompt*n + i); a stream aborted
+// before the final usage chunk is charged the sum over its prompts.
+func TestAbortedMultiPromptCompletionsChargesEveryPrompt(t *testing.T) {
+	h := countHarness(t, "", "")
+	body := `{"model":"Hunyuan","prompt":["one two","three four five"],"n":2,"max_tokens":10,"stream":true,"stream_options":{"include_usage":true,"continuous_usage_stats":true}}`
+	chunk := func(index, prompt, completion int) string {
+		return fmt.Sprintf(`data: {"id":"cmpl-1","object":"text_completion","created":1,"model":"Hunyuan","choices":[{"index":%d,"text":"x","logprobs":null,"finish_reason":null,"stop_reason":null}],"usage":{"prompt_tokens":%d,"total_tokens":%d,"completion_tokens":%d}}`,
+			index, prompt, prompt+completion, completion) + "\n\n"
+	}
+	rep := abortedStream(h, "/v1/completions", body, chunk(0, 5, 1), chunk(2, 7, 1), chunk(3, 7, 1), chunk(1, 5, 1), chunk(0, 5, 2))
+	assert.Equal(t, int64(12), rep.GetPromptTokens(), "both prompts, not the last chunk's")
+	assert.Equal(t, int64(2+1+1+1), rep.GetCompletionTokens(), "every choice's last count")
+	assert.Equal(t, countedCost(t, h, pricing.Usage{Prompt: 12, Completion: 5}), int64(h.spend("acme").Committed))
+}
