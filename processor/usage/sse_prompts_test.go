@@ -103,3 +103,35 @@ func TestSSEPerPromptResetForgets(t *testing.T) {
 	u, _, _ = s.Result()
 	assert.Equal(t, pricing.Usage{Prompt: 7, Completion: 2}, u)
 }
+
+// FuzzSSEPerPrompt: with several prompts, any stream split anywhere
+// reports what it reports whole, and never a prompt larger than the sum
+// of every event's prompt_tokens.
+func FuzzSSEPerPrompt(f *testing.F) {
+	f.Add([]byte(cmplChunk(0, "a", 5, 1)+cmplChunk(2, "b", 7, 1)+cmplChunk(1, "c", 5, 1)+cmplChunk(3, "d", 7, 2)), uint8(2), uint64(1))
+	f.Add([]byte(cmplChunk(0, "a", 5, 1)+cmplChunk(4095, "b", 9, 1)), uint8(1), uint64(2))
+	f.Add([]byte(cmplChunk(0, "a", 5, 1)+`data: {"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":1}}`+"\n\n"), uint8(3), uint64(3))
+	f.Fuzz(func(t *testing.T, body []byte, n uint8, seed uint64) {
+		run := func(next func(int) int) sseOutcome {
+			s := NewSSEScanner(SSEChat, false)
+			s.SetChoicesPerPrompt(int(n))
+			for rest := body; len(rest) > 0; {
+				k := max(min(next(len(rest)), len(rest)), 1)
+				s.Write(rest[:k])
+				rest = rest[k:]
+			}
+			s.Finish()
+			u, found, err := s.Result()
+			o := sseOutcome{Usage: u, Found: found}
+			if err != nil {
+				o.Err = err.Error()
+			}
+			return o
+		}
+		want := run(whole)
+		require.Equal(t, want, run(bytewise))
+		require.Equal(t, want, run(randomSplits(seed)))
+		require.GreaterOrEqual(t, want.Usage.Prompt, int64(0))
+		require.LessOrEqual(t, want.Usage.CachedPrompt, want.Usage.Prompt)
+	})
+}
