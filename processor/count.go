@@ -38,6 +38,10 @@ type Tokenizer interface {
 	// Prompts counts the prompts in field of a completions or
 	// embeddings request body.
 	Prompts(ctx context.Context, model, field string, body []byte) *tokencount.Count
+	// ChatMessages counts a prompt already converted to the chat shape
+	// (a Responses or Anthropic Messages request, tokencount.FromResponses
+	// and tokencount.FromAnthropic).
+	ChatMessages(ctx context.Context, model string, in tokencount.ChatInput) *tokencount.Count
 	// Text counts delivered text (copied before Text returns).
 	Text(ctx context.Context, model string, text []byte) *tokencount.Count
 	// Settings are the tokenizer's settings (its timeout bounds the wait).
@@ -90,7 +94,7 @@ func (st *stream) keepForCount(body []byte) {
 	}
 	st.count.tok = ref.t
 	switch st.endpoint {
-	case pricing.ChatCompletions, pricing.Completions, pricing.Embeddings:
+	case pricing.ChatCompletions, pricing.Completions, pricing.Embeddings, pricing.Responses, pricing.Messages:
 		st.count.body = body
 	}
 }
@@ -143,18 +147,18 @@ func (st *stream) countedOutcome() (o outcome, ok bool) {
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), tok.Settings().Timeout)
 	defer cancel()
-	prompt := st.promptCount(ctx, tok)
-	completion, completionExact := st.completionCount(ctx, tok)
-
 	u := st.estimate()
-	promptOK, completionOK := false, completionExact && completion == nil
+	var prompt *tokencount.Count
+	promptOK := false
+	if p, ok := st.reportedPrompt(); ok { // reported (Anthropic message_start): exact, no call
+		u.Prompt, u.CachedPrompt, promptOK = p.Prompt, p.CachedPrompt, true
+	} else {
+		prompt = st.promptCount(ctx, tok)
+	}
+	completion, completionExact := st.completionCount(ctx, tok)
+	completionOK := completionExact && completion == nil
 	if completionOK {
 		u.Completion = 0
-	}
-	if st.sseScan != nil {
-		if p, ok := st.sseScan.PromptOnly(); ok { // reported (Anthropic message_start): exact
-			u.Prompt, u.CachedPrompt, promptOK, prompt = p.Prompt, p.CachedPrompt, true, nil
-		}
 	}
 	if prompt != nil {
 		n, err := prompt.Wait(ctx)
@@ -183,12 +187,25 @@ func (st *stream) countedOutcome() (o outcome, ok bool) {
 	return o, true
 }
 
+// reportedPrompt is the prompt an SSE stream reported before it was cut
+// (an Anthropic stream's message_start).
+func (st *stream) reportedPrompt() (pricing.Usage, bool) {
+	if st.sseScan == nil {
+		return pricing.Usage{}, false
+	}
+	return st.sseScan.PromptOnly()
+}
+
 // promptCount submits the count of the request's prompt, nil when it
-// cannot be counted.
+// cannot be counted. A Responses or Anthropic Messages request is first
+// converted to the chat messages vLLM renders for it; one whose
+// rendering the body cannot tell (tokencount.ErrUncountable) keeps its
+// estimate.
 func (st *stream) promptCount(ctx context.Context, tok Tokenizer) *tokencount.Count {
 	if st.count.body == nil {
 		return nil
 	}
+	var convert func([]byte) (tokencount.ChatInput, error)
 	switch st.endpoint {
 	case pricing.ChatCompletions:
 		return tok.ChatPrompt(ctx, st.servedModel, st.count.body)
@@ -196,8 +213,19 @@ func (st *stream) promptCount(ctx context.Context, tok Tokenizer) *tokencount.Co
 		return tok.Prompts(ctx, st.servedModel, "prompt", st.count.body)
 	case pricing.Embeddings:
 		return tok.Prompts(ctx, st.servedModel, "input", st.count.body)
+	case pricing.Responses:
+		convert = tokencount.FromResponses
+	case pricing.Messages:
+		convert = tokencount.FromAnthropic
+	default:
+		return nil
 	}
-	return nil
+	in, err := convert(st.count.body)
+	if err != nil {
+		st.counted("prompt", err)
+		return nil
+	}
+	return tok.ChatMessages(ctx, st.servedModel, in)
 }
 
 // completionCount submits the count of the delivered completion. exact

@@ -263,6 +263,9 @@ func (p panickyTokenizer) ChatPrompt(context.Context, string, []byte) *tokencoun
 func (p panickyTokenizer) Prompts(context.Context, string, string, []byte) *tokencount.Count {
 	panic("tokenizer bug")
 }
+func (p panickyTokenizer) ChatMessages(context.Context, string, tokencount.ChatInput) *tokencount.Count {
+	panic("tokenizer bug")
+}
 func (p panickyTokenizer) Text(context.Context, string, []byte) *tokencount.Count {
 	panic("tokenizer bug")
 }

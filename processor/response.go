@@ -117,6 +117,10 @@ func (st *stream) startScan(chunk []byte) bool {
 	if st.sse {
 		st.sseScan = sseScanners.Get().(*usage.SSEScanner)
 		st.sseScan.Reset(sseKind(st.endpoint), st.dropUsage)
+		if st.endpoint == pricing.Completions && st.req != nil {
+			// Continuous usage gives each choice its own prompt's count.
+			st.sseScan.SetChoicesPerPrompt(int(min(max(st.req.N, 1), maxChoicesPerPrompt)))
+		}
 		st.startCapture()
 		return true
 	}
@@ -296,3 +300,7 @@ func (st *stream) settle(ctx context.Context, o outcome) {
 	}
 	st.report(o, decision, "", st.reservation.RemainingBudget)
 }
+
+// maxChoicesPerPrompt bounds the choices per prompt handed to the SSE
+// scanner: it keeps the counts of choice indexes up to 4095 only.
+const maxChoicesPerPrompt = 4096

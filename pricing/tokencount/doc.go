@@ -13,6 +13,13 @@
 // fails (and the caller estimates) when the server is unreachable,
 // answers other than 2xx, or answers a count that cannot be right.
 //
+// Prompts of APIs vLLM serves through its chat template (the Responses
+// API, the Anthropic Messages API) are first converted to the chat
+// messages vLLM renders for them (FromResponses, FromAnthropic) and then
+// counted with ChatMessages; where the body alone cannot say what vLLM
+// renders (media, state vLLM keeps, options read by server flags) the
+// conversion fails with ErrUncountable and the caller keeps its estimate.
+//
 // The `pricing.tokenizer:` section configures it (Config, validated into
 // Settings). It is off unless a URL is set: spendguard sits in front of
 // the model server but is never told its address.

@@ -142,7 +142,12 @@
 //     usage is the last choice event's, with the completion replaced by
 //     the sum over choices of each one's last count (saturating). So a
 //     stream aborted before its usage-only event is charged the tokens
-//     of every choice; with n=1 the sum is the last count.
+//     of every choice; with n=1 the sum is the last count. With several
+//     prompts (SetChoicesPerPrompt(n): a completions request whose prompt
+//     is a list; vLLM numbers choice i of prompt p as p*n + i and gives
+//     each choice's event its own prompt's prompt_tokens), the prompt is
+//     likewise the sum over the prompts seen of each one's last
+//     prompt_tokens, not the last event's.
 //   - SSEAnthropic: the type of an event is its event field, else the
 //     first "type" in its data. message_start's message.usage is kept
 //     apart: on its own it is no usage (Result reports none) but

@@ -91,6 +91,12 @@ type SSEScanner struct {
 	// request's own usage came.
 	running []int64
 	final   bool
+	// Per-prompt counts (SSEChat with several prompts, sse_kinds.go):
+	// perPrompt is the number of choices of one prompt (0: every choice
+	// shares one prompt); prompts[p] is prompt p's prompt_tokens, -1 when
+	// no event of its choices came.
+	perPrompt int
+	prompts   []int64
 
 	// SSEAnthropic: message_start's usage object, raw and decoded.
 	startRaw   []byte
@@ -121,9 +127,12 @@ func (s *SSEScanner) Reset(kind SSEKind, dropUsageEvent bool) {
 		return b[:0]
 	}
 	data, hold, out, modelRaw := keep(s.data), keep(s.hold), keep(s.out), s.modelRaw[:0]
-	running, startRaw, text := s.running[:0], s.startRaw[:0], keep(s.text)
+	running, prompts, startRaw, text := s.running[:0], s.prompts[:0], s.startRaw[:0], keep(s.text)
 	if cap(running) > 64 {
 		running = nil
+	}
+	if cap(prompts) > 64 {
+		prompts = nil
 	}
 	if cap(startRaw) > 4<<10 {
 		startRaw = nil
@@ -139,7 +148,7 @@ func (s *SSEScanner) Reset(kind SSEKind, dropUsageEvent bool) {
 	s.kind, s.drop, s.limit = kind, dropUsageEvent && kind == SSEChat, MaxSSEEventBytes
 	s.lf, s.blockStart = -1, -1
 	s.data, s.hold, s.out, s.modelRaw = data, hold, out, modelRaw
-	s.running, s.startRaw, s.text = running, startRaw, text
+	s.running, s.prompts, s.startRaw, s.text = running, prompts, startRaw, text
 }
 
 // Write consumes the next chunk of the body and returns what to forward to

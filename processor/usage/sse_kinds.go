@@ -47,15 +47,34 @@ func (s *SSEScanner) chatUsage(data []byte, u pricing.Usage, d Details) {
 		s.running = append(s.running, -1)
 	}
 	s.running[idx] = u.Completion
+	if s.perPrompt > 0 {
+		p := idx / s.perPrompt
+		for len(s.prompts) <= p {
+			s.prompts = append(s.prompts, -1)
+		}
+		s.prompts[p] = u.Prompt
+	}
 	if s.final {
 		return // the request's usage already came: a choice's count does not replace it
 	}
 	s.occ, s.usage, s.details, s.usageErr = occFound, u, d, nil
 }
 
+// SetChoicesPerPrompt tells a SSEChat scanner that the stream answers
+// several prompts with n choices each (a completions request with a list
+// of prompts): vLLM numbers choice i of prompt p as p*n + i, and under
+// continuous_usage_stats a choice's event carries its own prompt's
+// prompt_tokens. Until the request's usage comes, the prompt is then the
+// sum over the prompts whose choices sent an event of each one's last
+// prompt_tokens. n <= 0, the default (Reset restores it), means one
+// prompt for every choice (chat): the last event's prompt. Call it after
+// Reset and before the first Write.
+func (s *SSEScanner) SetChoicesPerPrompt(n int) { s.perPrompt = max(n, 0) }
+
 // runningUsage is the usage of a stream whose last usage came from
-// per-choice events: the last event's prompt, the sum of each choice's
-// last running count (saturating).
+// per-choice events: the last event's prompt (with several prompts, the
+// sum of each prompt's last one), the sum of each choice's last running
+// count (saturating).
 func (s *SSEScanner) runningUsage() pricing.Usage {
 	u := s.usage
 	if s.final || len(s.running) == 0 {
@@ -66,6 +85,15 @@ func (s *SSEScanner) runningUsage() pricing.Usage {
 		if c > 0 {
 			u.Completion = satAdd(u.Completion, c)
 		}
+	}
+	if len(s.prompts) > 0 {
+		u.Prompt = 0
+		for _, p := range s.prompts {
+			if p > 0 {
+				u.Prompt = satAdd(u.Prompt, p)
+			}
+		}
+		u.CachedPrompt = min(u.CachedPrompt, u.Prompt)
 	}
 	return u
 }
