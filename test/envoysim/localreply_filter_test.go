@@ -230,3 +230,35 @@ func TestMapperReadsMutatedRequestHeaders(t *testing.T) {
 		})
 	}
 }
+
+// FuzzHeaderMatcher checks the matchers on arbitrary request paths
+// against independent definitions: the shipped /v1/messages regex, a
+// case-insensitive prefix and invert_match, and that nothing panics.
+func FuzzHeaderMatcher(f *testing.F) {
+	for _, s := range []string{"/v1/messages", "/v1/messages?beta=true", "/v1/messages/count_tokens", "/v1/messagesx", "/V1/MESSAGES", "", "/v1/messages\n", "/v1/messages?\x00"} {
+		f.Add(s, "/V1/m")
+	}
+	shipped, err := compileFilter(headerF(strMatch(":path", regexSM("/v1/messages([/?].*)?"))))
+	require.NoError(f, err)
+	f.Fuzz(func(t *testing.T, path, prefix string) {
+		req := headerList{{":path", path}}
+		want := path == "/v1/messages" || strings.HasPrefix(path, "/v1/messages/") || strings.HasPrefix(path, "/v1/messages?")
+		if want && strings.Contains(path, "\n") {
+			want = false // RE2's . does not match a newline
+		}
+		assert.Equal(t, want, shipped(413, req), "%q", path)
+
+		sm := prefixSM(prefix)
+		sm.IgnoreCase = true
+		hm := strMatch(":path", sm)
+		fold, err := compileFilter(headerF(hm))
+		require.NoError(t, err)
+		wantFold := strings.HasPrefix(asciiLower(path), asciiLower(prefix))
+		assert.Equal(t, wantFold, fold(0, req))
+		hm.InvertMatch = true
+		inv, err := compileFilter(headerF(hm))
+		require.NoError(t, err)
+		assert.Equal(t, !wantFold, inv(0, req), "inverted")
+		assert.False(t, inv(0, headerList{{"x-other", path}}), "a missing header never matches")
+	})
+}
