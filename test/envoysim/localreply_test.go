@@ -188,7 +188,13 @@ func TestLargeAnswerReachesUpstream(t *testing.T) {
 			return answer(m, cr)
 		}
 		return cont(m)
-	}), nil, func(c *Config) { c.BufferLimit = 8 << 20 })
+	}), nil, func(c *Config) {
+		c.BufferLimit = 8 << 20
+		// Sending 5 MiB each way under -race while the whole suite runs
+		// on two CPUs took longer than the harness's 2s: this test is
+		// about size, not time.
+		c.MessageTimeout = 20 * time.Second
+	})
 	resp, _ := h.do(t, http.MethodPost, "/v1/chat/completions", string(big))
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Len(t, h.up.requests(), 1)
