@@ -8,7 +8,8 @@
 // in Any fields) and then checks by hand the rules Envoy enforces only at load
 // time, plus the ext_proc settings spendguard depends on. Its tests also keep
 // every shipped bootstrap's request buffer limit within spendguard's gRPC
-// message limit, and its 413 in OpenAI's error shape (limits_test.go).
+// message limit, and its 413 in the error shape of the request's API:
+// Anthropic's on /v1/messages, OpenAI's elsewhere (limits_test.go).
 // BootstrapYAML embeds envoy.yaml for the Envoy stand-in (test/envoysim) of
 // the demo and the tests. The package has no runtime role: nothing in the
 // sidecar imports it.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -100,43 +101,84 @@ func TestGRPCLimitCoversEnvoyBuffer(t *testing.T) {
 	}
 }
 
-// TestOverLimitBodyGetsOpenAIError checks that every shipped bootstrap
-// turns Envoy's own 413 for a body over the buffer limit into OpenAI's
-// JSON error shape, names that limit in the message, and rewrites no other
-// status (spendguard's own replies keep their bodies).
-func TestOverLimitBodyGetsOpenAIError(t *testing.T) {
+// TestOverLimitBodyGetsEachAPIsError checks that every shipped bootstrap
+// turns Envoy's own 413 for a body over the buffer limit into the JSON
+// error shape of the request's API, naming that limit in the message:
+// Anthropic's on /v1/messages (first mapper: status 413 and :path, which
+// Envoy reads from the request headers), OpenAI's everywhere else (second
+// mapper: status 413 only). No other status is rewritten, so spendguard's
+// own replies keep their bodies. The envoysim and e2e tests run the same
+// mappers on real requests.
+func TestOverLimitBodyGetsEachAPIsError(t *testing.T) {
 	for _, path := range shippedBootstraps {
 		t.Run(path, func(t *testing.T) {
 			for _, m := range meteredListeners(t, path) {
 				lrc := m.hcm.GetLocalReplyConfig()
 				require.NotNil(t, lrc, "listener %q has no local_reply_config", m.listener.GetName())
 				assert.Nil(t, lrc.GetBodyFormat(), "a config-wide body_format would rewrite spendguard's own replies too")
-				require.Len(t, lrc.GetMappers(), 1)
-				mp := lrc.GetMappers()[0]
-				cmp := mp.GetFilter().GetStatusCodeFilter().GetComparison()
-				require.NotNil(t, cmp, "the mapper must filter on the status code")
-				assert.Equal(t, accesslogv3.ComparisonFilter_EQ, cmp.GetOp())
-				assert.EqualValues(t, 413, cmp.GetValue().GetDefaultValue())
-				assert.Nil(t, mp.GetStatusCode(), "the status stays 413")
+				require.Len(t, lrc.GetMappers(), 2)
+				limit := strconv.Itoa(envoytest.RequestBufferLimit(m.listener, m.hcm)) + " bytes"
 
-				f := mp.GetBodyFormatOverride()
-				require.NotNil(t, f.GetJsonFormat(), "the 413 body must be JSON")
-				assert.Equal(t, "application/json", f.GetContentType())
-				raw, err := json.Marshal(f.GetJsonFormat().AsMap())
-				require.NoError(t, err)
-				var body struct {
-					Error struct {
-						Message, Type, Code string
-					}
+				anth := lrc.GetMappers()[0]
+				conds := anth.GetFilter().GetAndFilter().GetFilters()
+				require.Len(t, conds, 2, "the Anthropic mapper is status AND path")
+				assert413(t, conds[0])
+				hm := conds[1].GetHeaderFilter().GetHeader()
+				require.NotNil(t, hm, "the second condition must be a header_filter")
+				assert.Equal(t, ":path", hm.GetName())
+				assert.False(t, hm.GetInvertMatch())
+				re := hm.GetStringMatch().GetSafeRegex().GetRegex()
+				require.NotEmpty(t, re, ":path must be matched by string_match.safe_regex")
+				full := regexp.MustCompile(`^(?:` + re + `)$`) // Envoy's safe_regex matches the whole value
+				for _, p := range []string{"/v1/messages", "/v1/messages?beta=true", "/v1/messages/count_tokens"} {
+					assert.True(t, full.MatchString(p), "%s must get Anthropic's shape", p)
 				}
-				require.NoError(t, json.Unmarshal(raw, &body))
-				assert.Equal(t, "invalid_request_error", body.Error.Type)
-				assert.Equal(t, "request_too_large", body.Error.Code)
-				assert.Contains(t, body.Error.Message, strconv.Itoa(envoytest.RequestBufferLimit(m.listener, m.hcm))+" bytes",
-					"the message must name the listener's buffer limit")
+				for _, p := range []string{"/v1/chat/completions", "/v1/messagesx", "/v2/v1/messages", "/v1/responses?x=/v1/messages", ""} {
+					assert.False(t, full.MatchString(p), "%q must keep OpenAI's shape", p)
+				}
+				assert.Nil(t, anth.GetStatusCode(), "the status stays 413")
+				var a struct {
+					Type  string
+					Error struct{ Type, Message string }
+				}
+				jsonBody(t, anth, &a)
+				assert.Equal(t, "error", a.Type)
+				assert.Equal(t, "request_too_large", a.Error.Type, "Anthropic's documented type for a 413")
+				assert.Contains(t, a.Error.Message, limit, "the message must name the listener's buffer limit")
+
+				oai := lrc.GetMappers()[1]
+				assert413(t, oai.GetFilter())
+				assert.Nil(t, oai.GetStatusCode(), "the status stays 413")
+				var o struct {
+					Error struct{ Message, Type, Code string }
+				}
+				jsonBody(t, oai, &o)
+				assert.Equal(t, "invalid_request_error", o.Error.Type)
+				assert.Equal(t, "request_too_large", o.Error.Code)
+				assert.Contains(t, o.Error.Message, limit, "the message must name the listener's buffer limit")
 			}
 		})
 	}
+}
+
+// assert413 checks a filter is status_code_filter EQ 413.
+func assert413(t *testing.T, f *accesslogv3.AccessLogFilter) {
+	t.Helper()
+	cmp := f.GetStatusCodeFilter().GetComparison()
+	require.NotNil(t, cmp, "the mapper must filter on the status code")
+	assert.Equal(t, accesslogv3.ComparisonFilter_EQ, cmp.GetOp())
+	assert.EqualValues(t, 413, cmp.GetValue().GetDefaultValue())
+}
+
+// jsonBody decodes a mapper's json_format body into v.
+func jsonBody(t *testing.T, mp *hcmv3.ResponseMapper, v any) {
+	t.Helper()
+	f := mp.GetBodyFormatOverride()
+	require.NotNil(t, f.GetJsonFormat(), "the 413 body must be JSON")
+	assert.Equal(t, "application/json", f.GetContentType())
+	raw, err := json.Marshal(f.GetJsonFormat().AsMap())
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(raw, v))
 }
 
 // TestLocalReplyConfigIsValidated shows that the offline validation reaches

@@ -13,7 +13,8 @@
 // request to a real HTTP upstream with net/http. A BUFFERED request body over
 // the buffer limit gets Envoy's own 413, and every reply envoysim makes
 // itself passes the connection manager's local_reply_config (Config.LocalReply)
-// first. Config.ApplyBootstrapYAML reads the buffer limit, the
+// first, its mappers' filters read, as Envoy's, from the status and the
+// request headers as the filter chain holds them. Config.ApplyBootstrapYAML reads the buffer limit, the
 // local_reply_config and the ext_proc settings from an Envoy bootstrap such
 // as envoy/envoy.yaml. Like Envoy's gRPC client, it accepts answers of any
 // size. The response is streamed back

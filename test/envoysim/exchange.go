@@ -46,6 +46,10 @@ type exchange struct {
 	upMethod        string // method sent upstream (decides whether a response has a body)
 	upCancel        context.CancelFunc
 	resp            *http.Response
+	// reqHeaders are the request headers as the filter chain holds them
+	// (mutations applied), which local_reply_config's header filters
+	// read; nil until they are built.
+	reqHeaders *headerList
 }
 
 func newExchange(p *Proxy, w http.ResponseWriter, r *http.Request) *exchange {
@@ -220,7 +224,7 @@ func (x *exchange) localReply(code int, body []byte, hm *extprocv3.HeaderMutatio
 		return
 	}
 	x.p.stats.local.Add(1)
-	code, body, contentType := x.p.cfg.localReply.rewrite(code, body)
+	code, body, contentType := x.p.cfg.localReply.rewrite(x.requestHeaders(), code, body)
 	h := headerList{{":status", strconv.Itoa(code)}}
 	if hm != nil {
 		ignored, _ := h.applyMutation(hm, mutationRules{localReply: true})
@@ -358,6 +362,15 @@ func (x *exchange) copyRest(src *bodySource, out func([]byte) error) error {
 	}
 }
 
+// requestHeaders is the request's header map as the filter chain holds it
+// now, or nil before it is built.
+func (x *exchange) requestHeaders() headerList {
+	if x.reqHeaders == nil {
+		return nil
+	}
+	return *x.reqHeaders
+}
+
 // contentLength is the length a header map announces, or -1.
 func contentLength(h headerList) int64 {
 	if v, ok := h.get("content-length"); ok {
@@ -372,12 +385,12 @@ func contentLength(h headerList) int64 {
 // unlike the ext_proc filter's own replies, traverses the filter chain: the
 // processor sees its headers and body like an upstream response, after
 // local_reply_config has rewritten them.
-func (p *Proxy) localResponse(code int) *http.Response {
+func (p *Proxy) localResponse(code int, req headerList) *http.Response {
 	text := map[int]string{
 		http.StatusRequestEntityTooLarge: "Payload Too Large",
 		http.StatusServiceUnavailable:    "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
 	}[code]
-	code, body, contentType := p.cfg.localReply.rewrite(code, []byte(text))
+	code, body, contentType := p.cfg.localReply.rewrite(req, code, []byte(text))
 	text = string(body)
 	return &http.Response{
 		StatusCode:    code,

@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 
-	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -22,7 +21,9 @@ import (
 // the config's body_format, formats the body and sets its content type.
 //
 // envoysim reproduces the part of the API spendguard's envoy.yaml can use
-// and New refuses the rest: mapper filters are status_code_filter only;
+// and New refuses the rest: mapper filters are status_code_filter,
+// and_filter, or_filter and header_filter (string matchers, evaluated
+// against the request headers, as Envoy does: see compileFilter);
 // headers_to_add is not supported; formats are text_format or json_format
 // whose only command operators are %LOCAL_REPLY_BODY% and (text only)
 // %RESPONSE_CODE%;
@@ -36,7 +37,7 @@ type localReplyRules struct {
 }
 
 type replyMapper struct {
-	match  func(code int) bool
+	match  replyFilter
 	status int     // 0: keep
 	body   *string // nil: keep
 	format *replyFormat
@@ -76,21 +77,14 @@ func compileLocalReply(c *hcmv3.LocalReplyConfig) (*localReplyRules, error) {
 
 func compileMapper(m *hcmv3.ResponseMapper) (replyMapper, error) {
 	var rm replyMapper
-	sc := m.GetFilter().GetStatusCodeFilter()
-	if sc == nil {
-		return rm, errors.New("filters other than status_code_filter are not supported by envoysim")
+	if m.GetFilter() == nil {
+		return rm, errors.New("filter is required")
 	}
-	want := int(sc.GetComparison().GetValue().GetDefaultValue())
-	switch sc.GetComparison().GetOp() {
-	case accesslogv3.ComparisonFilter_EQ:
-		rm.match = func(code int) bool { return code == want }
-	case accesslogv3.ComparisonFilter_GE:
-		rm.match = func(code int) bool { return code >= want }
-	case accesslogv3.ComparisonFilter_LE:
-		rm.match = func(code int) bool { return code <= want }
-	default:
-		return rm, fmt.Errorf("comparison op %s is not supported by envoysim", sc.GetComparison().GetOp())
+	match, err := compileFilter(m.GetFilter())
+	if err != nil {
+		return rm, fmt.Errorf("filter: %w", err)
 	}
+	rm.match = match
 	if len(m.GetHeadersToAdd()) > 0 {
 		return rm, errors.New("headers_to_add is not supported by envoysim")
 	}
@@ -184,15 +178,17 @@ func checkJSONFormat(v *structpb.Value) error {
 	return errors.New("json_format values must be strings, numbers, lists or objects (Envoy refuses others)")
 }
 
-// rewrite applies the rules to a local reply. contentType is "" when the
-// body was not formatted (the reply keeps its own content type).
-func (r *localReplyRules) rewrite(code int, body []byte) (int, []byte, string) {
+// rewrite applies the rules to a local reply to a request whose headers
+// are req (nil before any were decoded: Envoy then evaluates against an
+// empty map). contentType is "" when the body was not formatted (the
+// reply keeps its own content type).
+func (r *localReplyRules) rewrite(req headerList, code int, body []byte) (int, []byte, string) {
 	if r == nil {
 		return code, body, ""
 	}
 	format := r.format
 	for _, m := range r.mappers {
-		if !m.match(code) {
+		if !m.match(code, req) {
 			continue
 		}
 		if m.status != 0 {

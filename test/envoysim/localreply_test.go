@@ -32,7 +32,7 @@ func TestApplyBootstrapYAML(t *testing.T) {
 	assert.Zero(t, c.StatusOnError, "unset: Envoy's 500")
 	assert.True(t, proto.Equal(SpendguardMode(), c.ProcessingMode))
 	require.NotNil(t, c.LocalReply)
-	assert.Len(t, c.LocalReply.GetMappers(), 1)
+	assert.Len(t, c.LocalReply.GetMappers(), 2)
 	_, err := New(c)
 	require.NoError(t, err, "envoysim reproduces everything envoy.yaml's local_reply_config uses")
 
@@ -143,14 +143,14 @@ func TestLocalReplyRewrite(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			code, body, ct := r.rewrite(tc.code, []byte(tc.body))
+			code, body, ct := r.rewrite(nil, tc.code, []byte(tc.body))
 			assert.Equal(t, tc.wantCode, code)
 			assert.Equal(t, tc.wantBody, string(body))
 			assert.Equal(t, tc.wantType, ct)
 		})
 	}
 	var none *localReplyRules
-	code, body, ct := none.rewrite(413, []byte("Payload Too Large"))
+	code, body, ct := none.rewrite(nil, 413, []byte("Payload Too Large"))
 	assert.Equal(t, 413, code)
 	assert.Equal(t, "Payload Too Large", string(body))
 	assert.Empty(t, ct, "no config: the reply keeps its content type")
@@ -188,7 +188,13 @@ func TestLargeAnswerReachesUpstream(t *testing.T) {
 			return answer(m, cr)
 		}
 		return cont(m)
-	}), nil, func(c *Config) { c.BufferLimit = 8 << 20 })
+	}), nil, func(c *Config) {
+		c.BufferLimit = 8 << 20
+		// Sending 5 MiB each way under -race while the whole suite runs
+		// on two CPUs took longer than the harness's 2s: this test is
+		// about size, not time.
+		c.MessageTimeout = 20 * time.Second
+	})
 	resp, _ := h.do(t, http.MethodPost, "/v1/chat/completions", string(big))
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Len(t, h.up.requests(), 1)

@@ -30,6 +30,7 @@ type upstreamCall struct {
 // answered locally (or went away).
 func (x *exchange) requestPhase() *upstreamCall {
 	h := requestHeaders(x.r)
+	x.reqHeaders = &h
 	hasBody := x.r.Body != nil && x.r.Body != http.NoBody && x.r.ContentLength != 0
 	replacement, replaced, ok := x.requestHeadersPhase(&h, hasBody)
 	if !ok {
@@ -121,6 +122,7 @@ func (x *exchange) requestHeadersAnswer(h *headerList, ans *extprocv3.Processing
 // applies the answer's header and body mutations before the upstream sees
 // anything. A body over BufferLimit gets Envoy's 413.
 func (x *exchange) bufferedRequest(h headerList) *upstreamCall {
+	x.reqHeaders = &h // the body phase may mutate them
 	body, eof, err := x.collect(x.reqSrc, x.p.cfg.BufferLimit)
 	if err != nil {
 		x.clientGone()
@@ -129,7 +131,7 @@ func (x *exchange) bufferedRequest(h headerList) *upstreamCall {
 	if !eof || len(body) > x.p.cfg.BufferLimit {
 		x.reqSrc.close()
 		x.p.stats.local.Add(1)
-		return &upstreamCall{start: time.Now(), local: x.p.localResponse(http.StatusRequestEntityTooLarge)}
+		return &upstreamCall{start: time.Now(), local: x.p.localResponse(http.StatusRequestEntityTooLarge, h)}
 	}
 	ans, err := x.call(true, bodyMsg(true, body, true))
 	if err != nil {
@@ -158,6 +160,7 @@ func (x *exchange) bufferedRequest(h headerList) *upstreamCall {
 // streamedRequest forwards the headers at once and pipes each body chunk to
 // the upstream as its answer arrives.
 func (x *exchange) streamedRequest(h headerList) *upstreamCall {
+	x.reqHeaders = &h // the body phase may mutate them
 	pr, pw := io.Pipe()
 	call := x.startUpstream(h, pr, contentLength(h))
 	err := x.streamBody(true, x.reqSrc, func(b []byte) error {
@@ -185,6 +188,7 @@ func (x *exchange) streamedRequest(h headerList) *upstreamCall {
 // partialRequest holds the headers until the first BufferLimit bytes (or the
 // whole body, if shorter) have been answered; the rest passes unprocessed.
 func (x *exchange) partialRequest(h headerList) *upstreamCall {
+	x.reqHeaders = &h // the body phase may mutate them
 	head, eof, ok := x.partialBody(true, x.reqSrc)
 	if !ok {
 		return nil
@@ -263,7 +267,7 @@ func (x *exchange) awaitUpstream(call *upstreamCall) (resp *http.Response, local
 		x.p.cfg.Logf("envoysim: upstream: %v", call.err)
 		x.p.stats.upstreamFail.Add(1)
 		x.p.stats.local.Add(1)
-		return x.p.localResponse(http.StatusServiceUnavailable), true
+		return x.p.localResponse(http.StatusServiceUnavailable, x.requestHeaders()), true
 	}
 	return call.resp, false
 }
