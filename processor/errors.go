@@ -97,8 +97,10 @@ type anthropicFields struct {
 // Anthropic SDKs surface next to the status.
 func anthropicType(status int) string {
 	switch status {
-	case 400, 413:
+	case 400:
 		return "invalid_request_error"
+	case 413:
+		return "request_too_large" // as Envoy's own 413 on /v1/messages (envoy.yaml)
 	case 401:
 		return "authentication_error"
 	case 402:
