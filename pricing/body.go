@@ -67,7 +67,7 @@ func ParseBody(b *Body, e Endpoint, body []byte) error {
 func (b *Body) Field(name string) string {
 	var raw []byte
 	if k := fieldNamed(name); k != noField {
-		raw = b.fields[k]
+		raw = b.fields.get(k)
 	} else {
 		raw = b.otherValue(name)
 	}

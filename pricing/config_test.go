@@ -17,7 +17,7 @@ type configFile struct {
 	Pricing Config `yaml:"pricing"`
 }
 
-func decode(t *testing.T, src string) Config {
+func decode(t testing.TB, src string) Config {
 	t.Helper()
 	dec := yaml.NewDecoder(strings.NewReader(src))
 	dec.KnownFields(true)
@@ -26,7 +26,7 @@ func decode(t *testing.T, src string) Config {
 	return f.Pricing
 }
 
-func compile(t *testing.T, src string) *Table {
+func compile(t testing.TB, src string) *Table {
 	t.Helper()
 	tab, err := decode(t, src).Compile()
 	require.NoError(t, err)

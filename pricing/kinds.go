@@ -45,7 +45,7 @@ func textSlot(k field) int {
 // present reports whether the body has field k with a value other than
 // null.
 func (s *scan) present(k field) bool {
-	v := s.fields[k]
+	v := s.fields.get(k)
 	return v != nil && !isNull(v)
 }
 
@@ -62,7 +62,7 @@ var scorePairs = [...][2]field{{fQueries, fDocuments}, {fQueries, fItems}, {fDat
 // way, so the body's first match is what spendguard reserves for.
 func (s *scan) invocation() (Endpoint, error) {
 	switch {
-	case first(s.fields[fMessages]) == '[':
+	case first(s.fields.get(fMessages)) == '[':
 		return ChatCompletions, nil
 	case s.present(fPrompt) || s.present(fPromptEmbeds):
 		return Completions, nil
@@ -89,7 +89,7 @@ func (r *Request) readMessages(s *scan, c *tally) error {
 	if !s.present(fMaxTokens) {
 		return invalid("max_tokens", "missing: the Messages API requires it")
 	}
-	if err := countField(&r.MaxOutputTokens, "max_tokens", f[fMaxTokens], 1); err != nil {
+	if err := countField(&r.MaxOutputTokens, "max_tokens", f.get(fMaxTokens), 1); err != nil {
 		return err
 	}
 	if !s.present(fMessages) {
@@ -118,7 +118,7 @@ func (r *Request) readGenerate(s *scan, c *tally) error {
 	if err := c.add(&s.prompt); err != nil {
 		return err
 	}
-	raw := f[fSamplingParams]
+	raw := f.get(fSamplingParams)
 	if raw == nil || isNull(raw) {
 		return nil
 	}

@@ -6,7 +6,7 @@ package pricing
 // does not read, such as the Responses API's "background".
 func (b *Body) Raw(name string) []byte {
 	if k := fieldNamed(name); k != noField {
-		return b.fields[k]
+		return b.fields.get(k)
 	}
 	return b.otherValue(name)
 }

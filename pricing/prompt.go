@@ -332,7 +332,7 @@ func (s *scan) tokenIDs(field string, j, i, depth int, t *tally) int {
 // rawFields adds the JSON length of each of these fields that is present.
 func (t *tally) rawFields(f *fields, names ...field) {
 	for _, n := range names {
-		if v := f[n]; v != nil && !isNull(v) {
+		if v := f.get(n); v != nil && !isNull(v) {
 			t.bytes += int64(len(trim(v)))
 		}
 	}

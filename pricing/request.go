@@ -108,6 +108,9 @@ func parse(r *Request, out *Body, e Endpoint, body []byte) error {
 	if e < ChatCompletions || e > Invocations || e.Multipart() {
 		return fmt.Errorf("%w: %v has no JSON request to parse", ErrInvalidRequest, e)
 	}
+	if uint64(len(body)) > maxBodyLen {
+		return fmt.Errorf("%w: a body of %d bytes is longer than spendguard reads (%d)", ErrInvalidRequest, len(body), uint64(maxBodyLen))
+	}
 	s := scan{out: out}
 	if !s.body(e, body) {
 		return notAnObject(body)
@@ -124,7 +127,7 @@ func parse(r *Request, out *Body, e Endpoint, body []byte) error {
 		s.e = e
 	}
 	*r = Request{Endpoint: e, N: 1, Prompts: 1}
-	model := f[fModel]
+	model := f.get(fModel)
 	if model == nil {
 		return invalid("model", "missing")
 	}
@@ -135,7 +138,7 @@ func parse(r *Request, out *Body, e Endpoint, body []byte) error {
 	if r.Model == "" {
 		return invalid("model", "must not be empty")
 	}
-	if err := stringField(&r.User, "user", f[fUser]); err != nil {
+	if err := stringField(&r.User, "user", f.get(fUser)); err != nil {
 		return err
 	}
 	switch e {
@@ -144,7 +147,7 @@ func parse(r *Request, out *Body, e Endpoint, body []byte) error {
 			return err
 		}
 	case Messages:
-		if err := boolField(&r.Stream, "stream", f[fStream]); err != nil {
+		if err := boolField(&r.Stream, "stream", f.get(fStream)); err != nil {
 			return err
 		}
 	}
@@ -232,10 +235,10 @@ func (r *Request) WorstCase(defaultMaxOutput int64) Usage {
 // readStream reads stream and stream_options, recording the members of
 // stream_options in out when it is not nil.
 func (r *Request) readStream(f *fields, out *Body) error {
-	if err := boolField(&r.Stream, "stream", f[fStream]); err != nil {
+	if err := boolField(&r.Stream, "stream", f.get(fStream)); err != nil {
 		return err
 	}
-	raw := f[fStreamOptions]
+	raw := f.get(fStreamOptions)
 	if raw == nil || isNull(raw) {
 		return nil
 	}
@@ -254,14 +257,14 @@ func (r *Request) readStream(f *fields, out *Body) error {
 func (r *Request) readChat(s *scan, c *tally) error {
 	f := &s.fields
 	var maxTokens, maxCompletion int64
-	if err := countField(&maxTokens, "max_tokens", f[fMaxTokens], 0); err != nil {
+	if err := countField(&maxTokens, "max_tokens", f.get(fMaxTokens), 0); err != nil {
 		return err
 	}
-	if err := countField(&maxCompletion, "max_completion_tokens", f[fMaxCompletionTokens], 0); err != nil {
+	if err := countField(&maxCompletion, "max_completion_tokens", f.get(fMaxCompletionTokens), 0); err != nil {
 		return err
 	}
 	r.MaxOutputTokens = max(maxTokens, maxCompletion)
-	if err := countField(&r.N, "n", f[fN], 1); err != nil {
+	if err := countField(&r.N, "n", f.get(fN), 1); err != nil {
 		return err
 	}
 	if err := c.add(&s.messages); err != nil {
@@ -273,14 +276,14 @@ func (r *Request) readChat(s *scan, c *tally) error {
 
 func (r *Request) readCompletions(s *scan, c *tally) error {
 	f := &s.fields
-	if err := countField(&r.MaxOutputTokens, "max_tokens", f[fMaxTokens], 0); err != nil {
+	if err := countField(&r.MaxOutputTokens, "max_tokens", f.get(fMaxTokens), 0); err != nil {
 		return err
 	}
-	if err := countField(&r.N, "n", f[fN], 1); err != nil {
+	if err := countField(&r.N, "n", f.get(fN), 1); err != nil {
 		return err
 	}
 	var bestOf int64 = 1
-	if err := countField(&bestOf, "best_of", f[fBestOf], 1); err != nil {
+	if err := countField(&bestOf, "best_of", f.get(fBestOf), 1); err != nil {
 		return err
 	}
 	r.N = max(r.N, bestOf)
@@ -306,11 +309,11 @@ func (r *Request) readEmbeddings(s *scan, c *tally) error {
 
 func (r *Request) readResponses(s *scan, c *tally) error {
 	f := &s.fields
-	if err := countField(&r.MaxOutputTokens, "max_output_tokens", f[fMaxOutputTokens], 0); err != nil {
+	if err := countField(&r.MaxOutputTokens, "max_output_tokens", f.get(fMaxOutputTokens), 0); err != nil {
 		return err
 	}
 	var instructions string
-	if err := stringField(&instructions, "instructions", f[fInstructions]); err != nil {
+	if err := stringField(&instructions, "instructions", f.get(fInstructions)); err != nil {
 		return err
 	}
 	if instructions != "" {
@@ -387,7 +390,7 @@ func (s *scan) body(e Endpoint, body []byte) bool {
 		k := fieldOf(key)
 		end := s.value(k, v, top.depth)
 		if end >= 0 && k != noField {
-			s.fields[k] = body[v:end]
+			s.fields.set(body, k, v, end)
 		}
 		if end >= 0 && s.out != nil {
 			s.out.member(k, key, body, v, end)
