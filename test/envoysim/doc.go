@@ -1,7 +1,7 @@
 // Package envoysim is spendguard's stand-in for Envoy in end-to-end tests: an
 // http.Handler that behaves like Envoy's HTTP connection manager with the
-// ext_proc filter followed by the router, as described in
-// /work/shared/reference/envoy-ext-proc.md.
+// ext_proc filter followed by the router, as Envoy's ext_proc filter
+// documentation and source describe it.
 //
 // Every HTTP request that reaches a Proxy opens one bidirectional
 // envoy.service.ext_proc.v3.ExternalProcessor/Process stream to the processor
