@@ -44,7 +44,9 @@ const (
 	typeServiceUnavail = "service_unavailable"
 	typeForbidden      = "forbidden"
 	// codeUnpricedPath: a POST to a path neither priced nor free.
-	codeUnpricedPath     = "unpriced_path"
+	codeUnpricedPath = "unpriced_path"
+	// codeUnmeteredUpgrade: a WebSocket or other upgrade to a path not freed.
+	codeUnmeteredUpgrade = "unmetered_upgrade"
 	codeInvalidJSON      = "invalid_json"
 	codeModelNotFound    = "model_not_found"
 	codeRequestTooCostly = "max_request_usd_exceeded"
@@ -199,6 +201,21 @@ func unpricedPath(path []byte) *apiError {
 		status: 403, errType: typeForbidden, code: codeUnpricedPath,
 		message: fmt.Sprintf("spendguard does not forward POST %q: the path is not metered. "+
 			"If it costs nothing, list it in pricing.free_paths; if it serves a model, map it to an endpoint kind in pricing.paths", p),
+	}
+}
+
+// unmeteredUpgrade is the 403 for a WebSocket (or other protocol
+// upgrade) to a path the operator did not free: its traffic cannot be
+// metered.
+func unmeteredUpgrade(path []byte) *apiError {
+	p, _, _ := strings.Cut(string(path), "?")
+	if len(p) > maxPathInMessage {
+		p = p[:maxPathInMessage] + "..."
+	}
+	return &apiError{
+		status: 403, errType: typeForbidden, code: codeUnmeteredUpgrade,
+		message: fmt.Sprintf("spendguard does not forward a protocol upgrade (WebSocket) to %q: what it carries cannot be metered. "+
+			"To let it through unmetered, list the path in pricing.free_paths", p),
 	}
 }
 

@@ -106,3 +106,19 @@ func claimGetter(md *corev3.Metadata) func(string) string {
 		return ""
 	}
 }
+
+// isUpgrade reports whether a request asks to leave HTTP for another
+// protocol on its connection: an Upgrade header (WebSocket over HTTP/1.1,
+// as Envoy also presents an HTTP/2 or HTTP/3 extended CONNECT to its
+// filters), or a CONNECT.
+func isUpgrade(m *corev3.HeaderMap, method string) bool {
+	if method == "CONNECT" {
+		return true
+	}
+	for _, h := range m.GetHeaders() {
+		if k := h.GetKey(); k == "upgrade" || k == ":protocol" {
+			return true
+		}
+	}
+	return false
+}

@@ -269,3 +269,53 @@ func TestAudioReservedFromWAVLength(t *testing.T) {
 	assert.EqualValues(t, 400, ir.GetStatus().GetCode())
 	assert.Contains(t, string(ir.GetBody()), "multipart/form-data")
 }
+
+// TestUpgradeIsRefusedUnlessFreed: a WebSocket (vLLM's /v1/realtime
+// transcribes audio over one) is a GET whose traffic spendguard cannot
+// meter; it is refused before the upstream unless the operator freed its
+// path, whatever the path and however the upgrade is asked.
+func TestUpgradeIsRefusedUnlessFreed(t *testing.T) {
+	h := newHarness(t, routingConfig)
+	refused := []*extprocv3.ProcessingRequest{
+		reqHeadersMethod("GET", "/v1/realtime", "upgrade", "websocket", "connection", "Upgrade"),
+		reqHeadersMethod("GET", "/v1/realtime?model=whisper", "upgrade", "WebSocket"),
+		reqHeadersMethod("GET", "/v1/chat/completions", "upgrade", "websocket"),
+		reqHeadersMethod("CONNECT", "/v1/realtime", ":protocol", "websocket"),
+		reqHeadersMethod("POST", "/v1/chat/completions", "upgrade", "h2c", "x-tenant-id", "acme"),
+	}
+	for i, req := range refused {
+		s, cancel := h.open()
+		ir := h.roundTrip(s, req).GetImmediateResponse()
+		cancel()
+		require.NotNil(t, ir, "case %d", i)
+		assert.EqualValues(t, 403, ir.GetStatus().GetCode(), "case %d", i)
+		var body struct {
+			Error struct{ Message, Code string }
+		}
+		require.NoError(t, json.Unmarshal(ir.GetBody(), &body))
+		assert.Equal(t, "unmetered_upgrade", body.Error.Code, "case %d", i)
+		assert.Contains(t, body.Error.Message, "pricing.free_paths", "case %d", i)
+		<-h.reports
+	}
+	// A freed path (routingConfig frees /admin/*) passes untouched.
+	s, cancel := h.open()
+	resp := h.roundTrip(s, reqHeadersMethod("GET", "/admin/ws", "upgrade", "websocket"))
+	cancel()
+	require.Nil(t, resp.GetImmediateResponse())
+	assert.Equal(t, extprocfilterv3.ProcessingMode_NONE, resp.GetModeOverride().GetRequestBodyMode())
+	// A plain GET stays free.
+	s, cancel = h.open()
+	resp = h.roundTrip(s, reqHeadersMethod("GET", "/v1/models"))
+	cancel()
+	require.Nil(t, resp.GetImmediateResponse())
+}
+
+func reqHeadersMethod(method, path string, kv ...string) *extprocv3.ProcessingRequest {
+	req := reqHeaders(path, kv...)
+	for _, h := range req.GetRequestHeaders().GetHeaders().GetHeaders() {
+		if h.GetKey() == ":method" {
+			h.RawValue = []byte(method)
+		}
+	}
+	return req
+}

@@ -137,7 +137,18 @@ func (st *stream) onRequestHeaders(ctx context.Context, h *extprocv3.HttpHeaders
 			return answerRequestHeaders
 		}
 	}
-	route := st.snap.Pricing.Route(string(headerBytes(findHeader(hm, ":method"))), string(path))
+	method := string(headerBytes(findHeader(hm, ":method")))
+	if isUpgrade(hm, method) {
+		// A WebSocket (vLLM's /v1/realtime transcribes audio over one) is
+		// a GET whose traffic ext_proc never sees as a body: it cannot be
+		// metered, so it passes only where the operator freed its path.
+		if st.snap.Pricing.Route("POST", string(path)).Kind != pricing.RouteFree {
+			return st.refuse(unmeteredUpgrade(path), nil)
+		}
+		st.free = true
+		return answerFreePath
+	}
+	route := st.snap.Pricing.Route(method, string(path))
 	switch route.Kind {
 	case pricing.RouteCost:
 	case pricing.RouteRefused:
