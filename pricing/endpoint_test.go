@@ -31,7 +31,8 @@ func TestRouteBuiltins(t *testing.T) {
 		assert.Equal(t, Route{Kind: RouteFree}, r.Route("GET", p), "GET %s", p)
 	}
 	for _, p := range []string{"/v1/models", "/health", "/ping", "/version", "/metrics", "/tokenize",
-		"/detokenize", "/load", "/server_info", "/is_sleeping", "/v1/responses/resp_1/cancel"} {
+		"/detokenize", "/load", "/server_info", "/is_sleeping", "/v1/responses/resp_1/cancel",
+		"/v1/messages/count_tokens", "/v1/chat/completions/render", "/v1/completions/render", "/v1/messages/render"} {
 		assert.Equal(t, Route{Kind: RouteFree}, r.Route("POST", p), p)
 	}
 	for e := ChatCompletions; e <= Invocations; e++ {

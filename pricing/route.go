@@ -73,6 +73,11 @@ var (
 	builtinFree = []string{
 		"/v1/models", "/health", "/ping", "/version", "/metrics",
 		"/tokenize", "/detokenize", "/load", "/server_info", "/is_sleeping",
+		// Tokenizing only: the Anthropic SDKs' count_tokens (Claude Code
+		// calls it) and the render endpoints, which apply the chat
+		// template and return token ids without generating.
+		"/v1/messages/count_tokens", "/v1/chat/completions/render",
+		"/v1/completions/render", "/v1/messages/render",
 	}
 )
 
