@@ -283,3 +283,31 @@ func TestWorstCaseFromParsedBody(t *testing.T) {
 	// 30*0.60e9/1e6 = 18000; 100*0.80e9/1e6 = 80000
 	assert.Equal(t, Breakdown{Input: 18_000, Output: 80_000, Total: 98_000}, p.Cost(wc))
 }
+
+// TestOutputLimitStated: a limit is stated by a member that is present and
+// not null, even 0; of duplicate keys the last counts.
+func TestOutputLimitStated(t *testing.T) {
+	for _, tc := range []struct {
+		e      Endpoint
+		body   string
+		stated bool
+	}{
+		{ChatCompletions, `{"model":"m","messages":[]}`, false},
+		{ChatCompletions, `{"model":"m","messages":[],"max_tokens":null,"max_completion_tokens":null}`, false},
+		{ChatCompletions, `{"model":"m","messages":[],"max_tokens":0}`, true},
+		{ChatCompletions, `{"model":"m","messages":[],"max_completion_tokens":5}`, true},
+		{ChatCompletions, `{"model":"m","messages":[],"max_tokens":5,"max_tokens":null}`, false},
+		{ChatCompletions, `{"model":"m","messages":[],"max_output_tokens":5}`, false},
+		{Completions, `{"model":"m","prompt":"p","max_tokens":5}`, true},
+		{Completions, `{"model":"m","prompt":"p","max_completion_tokens":5}`, false},
+		{Responses, `{"model":"m","input":"p","max_output_tokens":5}`, true},
+		{Responses, `{"model":"m","input":"p","max_tokens":5}`, false},
+		{Messages, `{"model":"m","messages":[],"max_tokens":5}`, true},
+		{Generate, `{"model":"m","token_ids":[1],"sampling_params":{"max_tokens":5}}`, true},
+		{Generate, `{"model":"m","token_ids":[1],"sampling_params":{"n":2}}`, false},
+	} {
+		r, err := ParseRequest(tc.e, []byte(tc.body))
+		require.NoError(t, err, tc.body)
+		assert.Equal(t, tc.stated, r.OutputLimitStated, "%v %s", tc.e, tc.body)
+	}
+}
