@@ -188,7 +188,11 @@ func (st *stream) rewrite(body []byte, reserved bool) []byte {
 	}
 	if reserved {
 		if name, limit := st.limitToWrite(); name != "" {
-			edits[n] = limitEdit(&st.parsed.Layout, name, limit)
+			if st.endpoint == pricing.Generate {
+				edits[n] = samplingLimitEdit(body, &st.parsed.Layout, limit)
+			} else {
+				edits[n] = limitEdit(&st.parsed.Layout, name, limit)
+			}
 			n++
 			st.limitWritten = limit
 		}

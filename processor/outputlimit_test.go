@@ -149,3 +149,27 @@ func TestOutputLimitWithDowngrade(t *testing.T) {
 	assert.Equal(t, `{"model":"Small","max_tokens":9,"messages":[]}`, string(fwd), "only the model changes")
 	assert.NotContains(t, set, "x-spendguard-max-tokens")
 }
+
+// TestOutputLimitGenerate: /inference/v1/generate states its limit in
+// sampling_params.max_tokens, which spendguard adds there (sampling_params
+// absent, null, empty, or with other members), every other byte kept.
+func TestOutputLimitGenerate(t *testing.T) {
+	const ids = `"token_ids":[1,2,3]`
+	for _, tc := range []struct{ body, want string }{
+		{`{"model":"Hunyuan",` + ids + `}`, `{"model":"Hunyuan",` + ids + `,"sampling_params":{"max_tokens":1000}}`},
+		{`{"model":"Hunyuan",` + ids + `,"sampling_params":null}`, `{"model":"Hunyuan",` + ids + `,"sampling_params":{"max_tokens":1000}}`},
+		{`{"model":"Hunyuan","sampling_params":{ },` + ids + `}`, `{"model":"Hunyuan","sampling_params":{ "max_tokens":1000},` + ids + `}`},
+		{`{"model":"Hunyuan","sampling_params":{"n":2,"max_tokens":null} ,` + ids + `}`, `{"model":"Hunyuan","sampling_params":{"n":2,"max_tokens":null,"max_tokens":1000} ,` + ids + `}`},
+		{`{"model":"Hunyuan","sampling_params":{"max_tokens":5},` + ids + `}`, ""},
+	} {
+		h := newHarness(t, limitConfig)
+		fwd, set := limitExchange(t, h, "/inference/v1/generate", tc.body)
+		if tc.want == "" {
+			assert.Nil(t, fwd, "%s: a stated limit is kept", tc.body)
+			assert.NotContains(t, set, "x-spendguard-max-tokens")
+			continue
+		}
+		assert.Equal(t, tc.want, string(fwd))
+		assert.Equal(t, "1000", set["x-spendguard-max-tokens"], tc.body)
+	}
+}

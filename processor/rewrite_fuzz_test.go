@@ -24,6 +24,8 @@ func FuzzBodyRewrites(f *testing.F) {
 		`{"model":"m","max_tokens":null,"max_tokens":3,"max_completion_tokens":null}`,
 		`{"model":"m","max_completion_tokens":5,"max_completion_tokens":null,"n":3}`,
 		"{\"model\":\"m\",\"max\\u005ftokens\":4,\"messages\":[]}\n",
+		`{"model":"m","token_ids":[1],"sampling_params":{"max_tokens":null, "n":2 }}`,
+		`{"model":"m","token_ids":[1],"sampling_params":null}`,
 		`{}`, `[]`, `{"model":`, `null`,
 	} {
 		f.Add([]byte(seed))
@@ -44,6 +46,7 @@ func FuzzBodyRewrites(f *testing.F) {
 			return
 		}
 		checkLimit(t, body)
+		checkSamplingLimit(t, body)
 		plan, err := planUsage(body)
 		if err != nil {
 			return
@@ -126,4 +129,25 @@ func checkLimit(t *testing.T, body []byte) {
 		delete(after, k)
 	}
 	assert.Equal(t, before, after, "every other member kept")
+}
+
+// checkSamplingLimit: a generate body that parses and states no limit,
+// forwarded with sampling_params.max_tokens written, is valid JSON whose
+// limit is the one reserved for it.
+func checkSamplingLimit(t *testing.T, body []byte) {
+	const limit = 1000
+	b := new(pricing.Body)
+	if pricing.ParseBody(b, pricing.Generate, body) != nil || b.Request.OutputLimitStated {
+		return
+	}
+	reserved := b.Request.WorstCase(limit)
+	out := applyEdits(body, []edit{samplingLimitEdit(body, &b.Layout, limit)})
+	var after map[string]any // keys compared exactly, as vLLM does
+	require.NoError(t, json.Unmarshal(out, &after), "%s", out)
+	sp, ok := after["sampling_params"].(map[string]any)
+	require.True(t, ok, "%s", out)
+	assert.Equal(t, float64(limit), sp["max_tokens"], "%s", out)
+	again := new(pricing.Body)
+	require.NoError(t, pricing.ParseBody(again, pricing.Generate, out), "%s", out)
+	assert.Equal(t, reserved, again.Request.WorstCase(1), "the written limit is the reserved one")
 }
