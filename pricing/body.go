@@ -23,6 +23,9 @@ type Layout struct {
 	// only when stream_options is an object on an endpoint that streams
 	// (chat, completions, responses).
 	IncludeUsage Span
+	// SamplingParams is the value of "sampling_params", whatever its type
+	// (read as an object or null on /inference/v1/generate only).
+	SamplingParams Span
 	// StreamOptionsMembers counts the members of that object.
 	StreamOptionsMembers int
 	// Members counts the top-level members, duplicates included.
@@ -84,6 +87,8 @@ func (b *Body) member(k field, key []byte, body []byte, start, end int) {
 		b.Layout.Model = Span{start, end}
 	case fStreamOptions:
 		b.Layout.StreamOptions = Span{start, end}
+	case fSamplingParams:
+		b.Layout.SamplingParams = Span{start, end}
 	case noField:
 		if b.nOther < inlineOther {
 			m := &b.other[b.nOther]

@@ -29,10 +29,11 @@ func refLayout(t *testing.T, e Endpoint, body []byte) (Layout, jsonscan.Object) 
 		return Span{base + m.Offset, base + m.Offset + len(m.Value)}
 	}
 	l := Layout{
-		Model:         span(top, off, "model"),
-		StreamOptions: span(top, off, "stream_options"),
-		Members:       len(top),
-		End:           bytes.LastIndexByte(body, '}'),
+		Model:          span(top, off, "model"),
+		StreamOptions:  span(top, off, "stream_options"),
+		SamplingParams: span(top, off, "sampling_params"),
+		Members:        len(top),
+		End:            bytes.LastIndexByte(body, '}'),
 	}
 	if so := l.StreamOptions; so.Found() && streamsOptions(e) && body[so.Start] == '{' {
 		opts := jsonscan.Members(body[so.Start:so.End], nil)

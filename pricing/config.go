@@ -25,7 +25,9 @@ type Config struct {
 	// model has no price and its requests are refused.
 	Default *Rates `yaml:"default"`
 	// DefaultMaxOutputTokens is the output allowance reserved for a request
-	// that sets no max_tokens. 0 or absent means DefaultMaxOutputTokens (1024).
+	// that sets no max_tokens, and the limit the processor then writes into
+	// its forwarded body (chat, completions, responses). 0 or absent means
+	// DefaultMaxOutputTokens (1024).
 	DefaultMaxOutputTokens int `yaml:"default_max_output_tokens"`
 	// Tokenizer is the model server's /tokenize, which counts the tokens
 	// of requests the upstream reported no usage for (off without a url).

@@ -92,6 +92,7 @@ func (r *Request) readMessages(s *scan, c *tally) error {
 	if err := countField(&r.MaxOutputTokens, "max_tokens", f.get(fMaxTokens), 1); err != nil {
 		return err
 	}
+	r.OutputLimitStated = stated(f.get(fMaxTokens))
 	if !s.present(fMessages) {
 		return invalid("messages", "missing")
 	}
@@ -130,6 +131,7 @@ func (r *Request) readGenerate(s *scan, c *tally) error {
 	if err := countField(&r.MaxOutputTokens, "sampling_params.max_tokens", sp.Get("max_tokens"), 0); err != nil {
 		return err
 	}
+	r.OutputLimitStated = stated(sp.Get("max_tokens"))
 	return countField(&r.N, "sampling_params.n", sp.Get("n"), 1)
 }
 

@@ -39,6 +39,11 @@ type Request struct {
 	// unset: max_tokens or max_completion_tokens, the larger when a chat
 	// request sets both; max_output_tokens for /v1/responses.
 	MaxOutputTokens int64
+	// OutputLimitStated is true when the body states an output limit: a
+	// member that sets MaxOutputTokens is present and not null (even when
+	// it is 0). A request that states none is the one whose forwarded body
+	// gets the limit its reservation covers.
+	OutputLimitStated bool
 	// N is the number of sequences generated per prompt, at least 1: n, or
 	// best_of on /v1/completions when larger (vLLM generates best_of
 	// sequences and returns n).
@@ -264,6 +269,7 @@ func (r *Request) readChat(s *scan, c *tally) error {
 		return err
 	}
 	r.MaxOutputTokens = max(maxTokens, maxCompletion)
+	r.OutputLimitStated = stated(f.get(fMaxTokens)) || stated(f.get(fMaxCompletionTokens))
 	if err := countField(&r.N, "n", f.get(fN), 1); err != nil {
 		return err
 	}
@@ -279,6 +285,7 @@ func (r *Request) readCompletions(s *scan, c *tally) error {
 	if err := countField(&r.MaxOutputTokens, "max_tokens", f.get(fMaxTokens), 0); err != nil {
 		return err
 	}
+	r.OutputLimitStated = stated(f.get(fMaxTokens))
 	if err := countField(&r.N, "n", f.get(fN), 1); err != nil {
 		return err
 	}
@@ -312,6 +319,7 @@ func (r *Request) readResponses(s *scan, c *tally) error {
 	if err := countField(&r.MaxOutputTokens, "max_output_tokens", f.get(fMaxOutputTokens), 0); err != nil {
 		return err
 	}
+	r.OutputLimitStated = stated(f.get(fMaxOutputTokens))
 	var instructions string
 	if err := stringField(&instructions, "instructions", f.get(fInstructions)); err != nil {
 		return err

@@ -48,7 +48,7 @@ func TestParseRequest(t *testing.T) {
 			want: Request{
 				Endpoint: ChatCompletions, Model: "meta-llama/Llama-3.1-70B-Instruct",
 				Stream: true, StreamOptionsPresent: true, IncludeUsage: true,
-				MaxOutputTokens: 50, N: 2, User: "user-42",
+				MaxOutputTokens: 50, OutputLimitStated: true, N: 2, User: "user-42",
 				PromptBytes: n(`"system"`, "You are terse.", `"user"`, `"alice"`, "Describe ", imagePart, "in one wörd."),
 				Messages:    2, Prompts: 1, NonTextParts: 1,
 			},
@@ -61,7 +61,7 @@ func TestParseRequest(t *testing.T) {
 				`{"role":"tool","tool_call_id":"call_1","content":"12°C"}],` +
 				`"stream":false,"stream_options":null}`,
 			want: Request{
-				Endpoint: ChatCompletions, Model: "m", MaxOutputTokens: 700, N: 1,
+				Endpoint: ChatCompletions, Model: "m", MaxOutputTokens: 700, OutputLimitStated: true, N: 1,
 				PromptBytes: n(tools, `"user"`, "Weather in Berlin?", `"assistant"`, toolCalls,
 					`"tool"`, `"call_1"`, "12°C"),
 				Messages: 3, Prompts: 1,
@@ -78,13 +78,13 @@ func TestParseRequest(t *testing.T) {
 		{
 			name: "chat, keys are case-sensitive and the last duplicate wins", endpoint: ChatCompletions,
 			body: `{"model":"cheap","Model":"x","MAX_TOKENS":1,"max_tokens":5,"max_tokens":9000,"model":"expensive"}`,
-			want: Request{Endpoint: ChatCompletions, Model: "expensive", MaxOutputTokens: 9000, N: 1, Prompts: 1},
+			want: Request{Endpoint: ChatCompletions, Model: "expensive", MaxOutputTokens: 9000, OutputLimitStated: true, N: 1, Prompts: 1},
 		},
 		{
 			name: "completions, batch of strings, best_of above n", endpoint: Completions,
 			body: `{"model":"qwen2-7b","prompt":["Once upon","a time"],"max_tokens":16,"n":2,"best_of":3,"echo":true}`,
 			want: Request{
-				Endpoint: Completions, Model: "qwen2-7b", MaxOutputTokens: 16, N: 3,
+				Endpoint: Completions, Model: "qwen2-7b", MaxOutputTokens: 16, OutputLimitStated: true, N: 3,
 				PromptBytes: n("Once upon", "a time"), Prompts: 2,
 			},
 		},
@@ -125,7 +125,7 @@ func TestParseRequest(t *testing.T) {
 			name: "responses, string input", endpoint: Responses,
 			body: `{"model":"m","input":"Tell me a joke.","max_output_tokens":300,"stream":true}`,
 			want: Request{
-				Endpoint: Responses, Model: "m", Stream: true, MaxOutputTokens: 300, N: 1,
+				Endpoint: Responses, Model: "m", Stream: true, MaxOutputTokens: 300, OutputLimitStated: true, N: 1,
 				PromptBytes: n("Tell me a joke."), Messages: 1, Prompts: 1,
 			},
 		},
@@ -219,7 +219,7 @@ func TestWorstCase(t *testing.T) {
 	}{
 		{
 			name: "chat with max_tokens and n",
-			req:  Request{Endpoint: ChatCompletions, PromptBytes: 100, Messages: 3, MaxOutputTokens: 50, N: 2, Prompts: 1},
+			req:  Request{Endpoint: ChatCompletions, PromptBytes: 100, Messages: 3, MaxOutputTokens: 50, OutputLimitStated: true, N: 2, Prompts: 1},
 			// 100 + 4*3 + 8; 50*2
 			want: Usage{Prompt: 120, Completion: 100},
 		},
@@ -231,7 +231,7 @@ func TestWorstCase(t *testing.T) {
 		},
 		{
 			name:       "completions batch: every prompt generates n sequences",
-			req:        Request{Endpoint: Completions, PromptBytes: 15, PromptTokensKnown: 7, MaxOutputTokens: 16, N: 3, Prompts: 2},
+			req:        Request{Endpoint: Completions, PromptBytes: 15, PromptTokensKnown: 7, MaxOutputTokens: 16, OutputLimitStated: true, N: 3, Prompts: 2},
 			defaultMax: 1024,
 			want:       Usage{Prompt: 15 + 7 + 16, Completion: 96},
 		},
@@ -243,7 +243,7 @@ func TestWorstCase(t *testing.T) {
 		},
 		{
 			name:       "responses",
-			req:        Request{Endpoint: Responses, PromptBytes: 15, Messages: 1, MaxOutputTokens: 300, N: 1, Prompts: 1},
+			req:        Request{Endpoint: Responses, PromptBytes: 15, Messages: 1, MaxOutputTokens: 300, OutputLimitStated: true, N: 1, Prompts: 1},
 			defaultMax: 1024,
 			want:       Usage{Prompt: 27, Completion: 300},
 		},
@@ -282,4 +282,32 @@ func TestWorstCaseFromParsedBody(t *testing.T) {
 	p := Price{Input: 600_000_000, CachedInput: 300_000_000, Output: 800_000_000}
 	// 30*0.60e9/1e6 = 18000; 100*0.80e9/1e6 = 80000
 	assert.Equal(t, Breakdown{Input: 18_000, Output: 80_000, Total: 98_000}, p.Cost(wc))
+}
+
+// TestOutputLimitStated: a limit is stated by a member that is present and
+// not null, even 0; of duplicate keys the last counts.
+func TestOutputLimitStated(t *testing.T) {
+	for _, tc := range []struct {
+		e      Endpoint
+		body   string
+		stated bool
+	}{
+		{ChatCompletions, `{"model":"m","messages":[]}`, false},
+		{ChatCompletions, `{"model":"m","messages":[],"max_tokens":null,"max_completion_tokens":null}`, false},
+		{ChatCompletions, `{"model":"m","messages":[],"max_tokens":0}`, true},
+		{ChatCompletions, `{"model":"m","messages":[],"max_completion_tokens":5}`, true},
+		{ChatCompletions, `{"model":"m","messages":[],"max_tokens":5,"max_tokens":null}`, false},
+		{ChatCompletions, `{"model":"m","messages":[],"max_output_tokens":5}`, false},
+		{Completions, `{"model":"m","prompt":"p","max_tokens":5}`, true},
+		{Completions, `{"model":"m","prompt":"p","max_completion_tokens":5}`, false},
+		{Responses, `{"model":"m","input":"p","max_output_tokens":5}`, true},
+		{Responses, `{"model":"m","input":"p","max_tokens":5}`, false},
+		{Messages, `{"model":"m","messages":[],"max_tokens":5}`, true},
+		{Generate, `{"model":"m","token_ids":[1],"sampling_params":{"max_tokens":5}}`, true},
+		{Generate, `{"model":"m","token_ids":[1],"sampling_params":{"n":2}}`, false},
+	} {
+		r, err := ParseRequest(tc.e, []byte(tc.body))
+		require.NoError(t, err, tc.body)
+		assert.Equal(t, tc.stated, r.OutputLimitStated, "%v %s", tc.e, tc.body)
+	}
 }

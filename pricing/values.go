@@ -119,6 +119,9 @@ func first(raw json.RawMessage) byte {
 
 func isNull(raw json.RawMessage) bool { return first(raw) == 'n' }
 
+// stated reports whether a member's value raw is there and not null.
+func stated(raw json.RawMessage) bool { return raw != nil && !isNull(raw) }
+
 func isNumber(raw json.RawMessage) bool {
 	b := first(raw)
 	return b == '-' || (b >= '0' && b <= '9')

@@ -18,7 +18,8 @@ import (
 // takes one decision on its claim (budget.Engine.Admit): reserve, refuse,
 // or serve a soft cap's cheaper model, which the stream prices when the
 // engine asks (Downgrade). The body is then forwarded, rewritten in one
-// copy when the model changed or spendguard adds include_usage.
+// copy when the model changed or spendguard adds include_usage or the
+// output limit the reservation covers.
 
 func (st *stream) onRequestBody(ctx context.Context, b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
 	if st.free {
@@ -156,14 +157,17 @@ func (st *stream) bodyScopes(model string) []budget.Scope {
 }
 
 // rewrite returns the body to forward, nil when it goes as the client sent
-// it: the served model in place of the requested one after a downgrade,
-// and, when withUsage, stream_options.include_usage added to a streaming
-// chat or completions request whose client did not ask for usage (the
-// upstream then reports it, and the usage event is removed from the
-// client's stream: dropUsage). Both edits come from the parse's layout
-// and are made in one copy.
-func (st *stream) rewrite(body []byte, withUsage bool) []byte {
-	var edits [2]edit
+// it: the served model in place of the requested one after a downgrade;
+// and, when reserved (the request holds a reservation), the output limit
+// the reservation covers added to a request that states none
+// (st.limitWritten, announced in a response header), and
+// stream_options.include_usage added to a streaming chat or completions
+// request whose client did not ask for usage (the upstream then reports
+// it, and the usage event is removed from the client's stream:
+// dropUsage). The edits come from the parse's layout and are made in one
+// copy.
+func (st *stream) rewrite(body []byte, reserved bool) []byte {
+	var edits [3]edit
 	n := 0
 	if st.servedModel != st.model {
 		if st.endpoint.Multipart() {
@@ -175,17 +179,46 @@ func (st *stream) rewrite(body []byte, withUsage bool) []byte {
 		n++
 	}
 	streams := st.req.Stream && (st.endpoint == pricing.ChatCompletions || st.endpoint == pricing.Completions)
-	if withUsage && streams {
+	if reserved && streams {
 		if plan, e, err := includeUsage(body, &st.parsed.Layout); err == nil && plan == usageInject {
 			edits[n] = e
 			n++
 			st.dropUsage = true
 		}
 	}
+	if reserved {
+		if name, limit := st.limitToWrite(); name != "" {
+			if st.endpoint == pricing.Generate {
+				edits[n] = samplingLimitEdit(body, &st.parsed.Layout, limit)
+			} else {
+				edits[n] = limitEdit(&st.parsed.Layout, name, limit)
+			}
+			n++
+			st.limitWritten = limit
+		}
+	}
 	if n == 0 {
 		return nil
 	}
 	return applyEdits(body, edits[:n])
+}
+
+// limitToWrite is the member and the per-sequence output limit to add to
+// a request that states no output limit: what its reservation covers
+// (pricing.default_max_output_tokens, see pricing.Request.WorstCase).
+// The name is "" when nothing is written: the client stated a limit, the
+// endpoint has no member spendguard writes (limitMember), or the default
+// is not positive.
+//
+// Streaming requests get it too for now: their reservation does not grow
+// while they stream, so the written limit is what keeps them within it.
+func (st *stream) limitToWrite() (string, int64) {
+	name := limitMember(st.endpoint)
+	limit := st.snap.Pricing.DefaultMaxOutputTokens()
+	if name == "" || st.req.OutputLimitStated || limit <= 0 {
+		return "", 0
+	}
+	return name, limit
 }
 
 // keepForwarded remembers the forwarded request body when a reporter asks

@@ -2,6 +2,7 @@ package processor
 
 import (
 	"context"
+	"strconv"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"go.uber.org/zap"
@@ -38,7 +39,7 @@ func (st *stream) onResponseHeaders(ctx context.Context, h *extprocv3.HttpHeader
 		st.complete(ctx)
 	}
 	res := st.reservation
-	if !res.HasRemaining && st.servedModel == st.model {
+	if !res.HasRemaining && st.servedModel == st.model && st.limitWritten == 0 {
 		return answerResponseHeaders
 	}
 	a := st.wire.headers()
@@ -48,6 +49,9 @@ func (st *stream) onResponseHeaders(ctx context.Context, h *extprocv3.HttpHeader
 	}
 	if st.servedModel != st.model {
 		a.setString(hdrDowngradedFrom, st.model)
+	}
+	if st.limitWritten > 0 {
+		a.set(hdrMaxTokens, func(b []byte) []byte { return strconv.AppendInt(b, st.limitWritten, 10) })
 	}
 	return &a.resp
 }

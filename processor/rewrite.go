@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strconv"
 
 	"github.com/spendguard/spendguard/internal/jsonscan"
 	"github.com/spendguard/spendguard/pricing"
@@ -94,10 +95,73 @@ func includeUsage(body []byte, l *pricing.Layout) (usageInjection, edit, error) 
 	return usageInject, edit{at: so, text: string(applyEdits(obj, inner))}, nil
 }
 
+// limitMember is the member in which a request to e states its output
+// limit, as spendguard writes it when the client stated none; "" when
+// spendguard writes none for e. Chat completions get
+// max_completion_tokens, the name vLLM reads first (it uses max_tokens
+// only when max_completion_tokens is unset) and OpenAI's current one;
+// /inference/v1/generate gets max_tokens inside sampling_params
+// (samplingLimitEdit). Messages requests always state max_tokens (the API
+// requires it) and audio forms are multipart, so spendguard writes none
+// for those.
+func limitMember(e pricing.Endpoint) string {
+	switch e {
+	case pricing.ChatCompletions:
+		return "max_completion_tokens"
+	case pricing.Completions:
+		return "max_tokens"
+	case pricing.Responses:
+		return "max_output_tokens"
+	case pricing.Generate:
+		return "sampling_params.max_tokens"
+	}
+	return ""
+}
+
+// limitEdit adds the top-level member name with the output limit limit
+// at the end of the object laid out as l. Being last, it is the member
+// the upstream reads even when the body has the key already (with a null
+// value: a stated limit is never rewritten).
+func limitEdit(l *pricing.Layout, name string, limit int64) edit {
+	return appendMember(l, name, strconv.FormatInt(limit, 10))
+}
+
+// appendMember adds the top-level member name: value (raw JSON) at the
+// end of the object laid out as l.
+func appendMember(l *pricing.Layout, name, value string) edit {
+	sep := ","
+	if l.Members == 0 {
+		sep = ""
+	}
+	return edit{at: pricing.Span{Start: l.End, End: l.End}, text: sep + strconv.Quote(name) + ":" + value}
+}
+
+// samplingLimitEdit sets sampling_params.max_tokens to limit in a
+// /inference/v1/generate body laid out as l: sampling_params absent
+// (added at the end of the body), null (replaced) or an object (the
+// member added last in it, every other byte kept; last, it is the one
+// read even after a max_tokens that is null).
+func samplingLimitEdit(body []byte, l *pricing.Layout, limit int64) edit {
+	member := `"max_tokens":` + strconv.FormatInt(limit, 10)
+	sp := l.SamplingParams
+	switch {
+	case !sp.Found():
+		return appendMember(l, "sampling_params", "{"+member+"}")
+	case body[sp.Start] != '{':
+		return edit{at: sp, text: "{" + member + "}"}
+	}
+	obj := body[sp.Start:sp.End]
+	if obj[jsonscan.SkipSpace(obj, 1)] != '}' {
+		member = "," + member
+	}
+	return edit{at: pricing.Span{Start: sp.End - 1, End: sp.End - 1}, text: member}
+}
+
 // applyEdits returns a new slice: body with each edit made. The edits'
-// spans are apart; they may come in any order (edits is sorted in place).
+// spans are apart; they may come in any order (edits is sorted in place),
+// and insertions at one offset are made in the order they come in.
 func applyEdits(body []byte, edits []edit) []byte {
-	slices.SortFunc(edits, func(a, b edit) int { return a.at.Start - b.at.Start })
+	slices.SortStableFunc(edits, func(a, b edit) int { return a.at.Start - b.at.Start })
 	size := len(body)
 	for _, e := range edits {
 		size += len(e.text) - (e.at.End - e.at.Start)

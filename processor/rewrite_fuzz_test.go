@@ -6,12 +6,14 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/spendguard/spendguard/pricing"
 )
 
-// FuzzBodyRewrites: for any JSON object, the model rewrite and the usage
-// injection, placed by the parse's layout, yield valid JSON that differs
-// from the input only in the member they change, alone or together, and
-// never panic on anything else.
+// FuzzBodyRewrites: for any JSON object, the model rewrite, the usage
+// injection and the output limit, placed by the parse's layout, yield
+// valid JSON that differs from the input only in the member they change,
+// alone or together, and never panic on anything else.
 func FuzzBodyRewrites(f *testing.F) {
 	for _, seed := range []string{
 		`{"model":"m","stream":true}`,
@@ -19,6 +21,11 @@ func FuzzBodyRewrites(f *testing.F) {
 		`{"model":"a","model":"b","stream_options":{"include_usage":false}}`,
 		` { "stream_options" : { } , "model" : "\u0061" } `,
 		`{"model":"m","stream_options":{"include_usage":null,"continuous_usage_stats":true,"continuous_usage_stats":1}}`,
+		`{"model":"m","max_tokens":null,"max_tokens":3,"max_completion_tokens":null}`,
+		`{"model":"m","max_completion_tokens":5,"max_completion_tokens":null,"n":3}`,
+		"{\"model\":\"m\",\"max\\u005ftokens\":4,\"messages\":[]}\n",
+		`{"model":"m","token_ids":[1],"sampling_params":{"max_tokens":null, "n":2 }}`,
+		`{"model":"m","token_ids":[1],"sampling_params":null}`,
 		`{}`, `[]`, `{"model":`, `null`,
 	} {
 		f.Add([]byte(seed))
@@ -38,6 +45,8 @@ func FuzzBodyRewrites(f *testing.F) {
 		if !valid {
 			return
 		}
+		checkLimit(t, body)
+		checkSamplingLimit(t, body)
 		plan, err := planUsage(body)
 		if err != nil {
 			return
@@ -86,4 +95,59 @@ func FuzzBodyRewrites(f *testing.F) {
 		require.True(t, ok, "%s", out)
 		assert.Equal(t, true, opts["include_usage"])
 	})
+}
+
+// checkLimit: a chat body that parses and states no output limit,
+// forwarded with the limit written (with a model rewrite and the usage
+// injection in the same copy), is valid JSON whose output limit is the
+// one reserved for it: parsed again, its worst case is the reservation's
+// whatever the default, and its other members are the client's.
+func checkLimit(t *testing.T, body []byte) {
+	const limit = 1000
+	b, err := parsed(body)
+	if err != nil || b.Request.OutputLimitStated {
+		return
+	}
+	reserved := b.Request.WorstCase(limit)
+	edits := []edit{modelEdit(&b.Layout, "new/model")}
+	if _, usage, err := includeUsage(body, &b.Layout); err == nil && usage.text != "" {
+		edits = append(edits, usage)
+	}
+	edits = append(edits, limitEdit(&b.Layout, limitMember(pricing.ChatCompletions), limit))
+	out := applyEdits(body, edits)
+	var before, after map[string]any
+	require.NoError(t, json.Unmarshal(body, &before))
+	require.NoError(t, json.Unmarshal(out, &after), "%s", out)
+	assert.Equal(t, float64(limit), after["max_completion_tokens"], "%s", out)
+	again, err := parsed(out)
+	require.NoError(t, err, "%s", out)
+	assert.True(t, again.Request.OutputLimitStated)
+	assert.Equal(t, int64(limit), again.Request.MaxOutputTokens)
+	assert.Equal(t, reserved, again.Request.WorstCase(1), "the written limit is the reserved one")
+	for _, k := range []string{"model", "stream_options", "max_completion_tokens"} {
+		delete(before, k)
+		delete(after, k)
+	}
+	assert.Equal(t, before, after, "every other member kept")
+}
+
+// checkSamplingLimit: a generate body that parses and states no limit,
+// forwarded with sampling_params.max_tokens written, is valid JSON whose
+// limit is the one reserved for it.
+func checkSamplingLimit(t *testing.T, body []byte) {
+	const limit = 1000
+	b := new(pricing.Body)
+	if pricing.ParseBody(b, pricing.Generate, body) != nil || b.Request.OutputLimitStated {
+		return
+	}
+	reserved := b.Request.WorstCase(limit)
+	out := applyEdits(body, []edit{samplingLimitEdit(body, &b.Layout, limit)})
+	var after map[string]any // keys compared exactly, as vLLM does
+	require.NoError(t, json.Unmarshal(out, &after), "%s", out)
+	sp, ok := after["sampling_params"].(map[string]any)
+	require.True(t, ok, "%s", out)
+	assert.Equal(t, float64(limit), sp["max_tokens"], "%s", out)
+	again := new(pricing.Body)
+	require.NoError(t, pricing.ParseBody(again, pricing.Generate, out), "%s", out)
+	assert.Equal(t, reserved, again.Request.WorstCase(1), "the written limit is the reserved one")
 }

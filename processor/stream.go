@@ -23,6 +23,7 @@ const (
 	hdrBudget         = "x-spendguard-budget"
 	hdrScope          = "x-spendguard-scope"
 	hdrDowngradedFrom = "x-spendguard-downgraded-from"
+	hdrMaxTokens      = "x-spendguard-max-tokens"
 )
 
 // stream is the state of one ext_proc stream, that is of one HTTP request.
@@ -57,9 +58,12 @@ type stream struct {
 	servedModel string // model sent upstream (after a downgrade)
 	price       pricing.Price
 	worstCase   pricing.Usage
-	reservation *budget.Reservation
-	settled     bool
-	unmetered   bool // store failed with fail_open: served without budgets
+	// limitWritten is the output limit spendguard wrote into the
+	// forwarded body of a request that stated none, 0 when it wrote none.
+	limitWritten int64
+	reservation  *budget.Reservation
+	settled      bool
+	unmetered    bool // store failed with fail_open: served without budgets
 
 	status       int            // upstream :status; 0 until response headers, or when missing or not a status
 	firstByte    time.Time      // when response headers arrived

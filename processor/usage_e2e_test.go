@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -123,7 +124,7 @@ func TestContinuousUsageN2Aborted(t *testing.T) {
 	for _, chunk := range splits {
 		h := newHarness(t, usageConfig)
 		fwd, client := exchange(t, h, body, stream, chunk, true)
-		assert.Nil(t, fwd, "usage asked: the body goes as sent")
+		assert.Equal(t, withLimit(body, "max_completion_tokens", 10), string(fwd), "usage asked: only the output limit is added")
 		assert.Equal(t, string(stream), string(client))
 		rep := report(t, h)
 		assert.Equal(t, int64(17), rep.GetPromptTokens(), "chunk %d", chunk)
@@ -204,7 +205,7 @@ func TestUsageOffWithContinuousStats(t *testing.T) {
 			fwd, client := exchange(t, h, body, upstream, chunk, false)
 			wantFwd := strings.Replace(strings.Replace(body, `"continuous_usage_stats":true`, `"continuous_usage_stats":false`, 1),
 				`"include_usage":`+map[bool]string{true: "false", false: "null"}[strings.Contains(opts, "false")], `"include_usage":true`, 1)
-			assert.Equal(t, wantFwd, string(fwd), "%s: every other byte kept", opts)
+			assert.Equal(t, withLimit(wantFwd, "max_completion_tokens", 10), string(fwd), "%s: every other byte kept", opts)
 			assert.Equal(t, want, string(client), "%s, chunk %d: the stream vLLM would send the client", opts, chunk)
 			rep := report(t, h)
 			assert.Equal(t, int64(17), rep.GetPromptTokens())
@@ -220,8 +221,9 @@ func TestEmptyStreamOptionsAsksForUsage(t *testing.T) {
 	upstream := streamFixture(t, "vllm-chat-stream-usage.sse")
 	for _, chunk := range splits {
 		h := newHarness(t, usageConfig)
-		fwd, client := exchange(t, h, `{"model":"Hunyuan","stream":true,"stream_options":{},"messages":[]}`, upstream, chunk, false)
-		assert.Nil(t, fwd)
+		body := `{"model":"Hunyuan","stream":true,"stream_options":{},"messages":[]}`
+		fwd, client := exchange(t, h, body, upstream, chunk, false)
+		assert.Equal(t, withLimit(body, "max_completion_tokens", 10), string(fwd), "usage asked: only the output limit is added")
 		assert.Equal(t, string(upstream), string(client))
 		rep := report(t, h)
 		assert.Equal(t, int64(8), rep.GetCompletionTokens())
@@ -264,4 +266,10 @@ func TestEmbeddingsBytesUsageHeader(t *testing.T) {
 	assert.True(t, rep.GetEstimated(), "bytes_only: no usage anywhere")
 	assert.Positive(t, rep.GetPromptTokens())
 	assert.Zero(t, rep.GetCompletionTokens())
+}
+
+// withLimit is body, a JSON object that ends in its closing brace, with
+// the member name: limit added last, as spendguard writes an output limit.
+func withLimit(body, name string, limit int64) string {
+	return body[:len(body)-1] + `,"` + name + `":` + strconv.FormatInt(limit, 10) + "}"
 }

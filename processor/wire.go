@@ -103,9 +103,9 @@ type headersAnswer struct {
 	hr     extprocv3.HeadersResponse
 	common extprocv3.CommonResponse
 	mut    extprocv3.HeaderMutation
-	opts   [3]corev3.HeaderValueOption
-	vals   [3]corev3.HeaderValue
-	ptrs   [3]*corev3.HeaderValueOption
+	opts   [4]corev3.HeaderValueOption
+	vals   [4]corev3.HeaderValue
+	ptrs   [4]*corev3.HeaderValueOption
 	buf    [96]byte // the values, while they fit
 	used   int
 }
