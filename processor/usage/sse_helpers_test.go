@@ -70,6 +70,23 @@ func scanSSE(t testing.TB, body []byte, run sseRun, next func(rest int) int) (o 
 	return o, changedChunks
 }
 
+// feed writes body to s in chunks of the sizes next returns (at least 1
+// byte each), overwriting each chunk with poison once written, since a
+// scanner that kept a chunk would then read changed bytes; then Finish.
+func feed(s *SSEScanner, body []byte, next func(rest int) int, poison byte) {
+	scratch := make([]byte, 0, len(body))
+	for rest := body; len(rest) > 0; {
+		n := max(min(next(len(rest)), len(rest)), 1)
+		scratch = append(scratch[:0], rest[:n]...)
+		s.Write(scratch)
+		for i := range scratch {
+			scratch[i] = poison
+		}
+		rest = rest[n:]
+	}
+	s.Finish()
+}
+
 func whole(rest int) int    { return rest }
 func bytewise(rest int) int { return 1 }
 

@@ -26,17 +26,7 @@ type extraOutcome struct {
 func scanExtra(body []byte, kind SSEKind, limit int, next func(rest int) int) extraOutcome {
 	s := NewSSEScanner(kind, kind == SSEChat)
 	s.SetCaptureText(limit)
-	scratch := make([]byte, 0, len(body))
-	for rest := body; len(rest) > 0; {
-		n := max(min(next(len(rest)), len(rest)), 1)
-		scratch = append(scratch[:0], rest[:n]...)
-		s.Write(scratch)
-		for i := range scratch {
-			scratch[i] = 'x' // a retained chunk would change the text
-		}
-		rest = rest[n:]
-	}
-	s.Finish()
+	feed(s, body, next, 'x')
 	u, ok := s.PromptOnly()
 	return extraOutcome{Prompt: u, PromptOK: ok, Text: string(s.Text())}
 }

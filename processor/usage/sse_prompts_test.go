@@ -24,17 +24,7 @@ func scanPrompts(t *testing.T, body []byte, n int, next func(rest int) int) pric
 	t.Helper()
 	s := NewSSEScanner(SSEChat, false)
 	s.SetChoicesPerPrompt(n)
-	scratch := make([]byte, 0, len(body))
-	for rest := body; len(rest) > 0; {
-		k := max(min(next(len(rest)), len(rest)), 1)
-		scratch = append(scratch[:0], rest[:k]...)
-		s.Write(scratch)
-		for i := range scratch {
-			scratch[i] = '\n' // a retained chunk would change the result
-		}
-		rest = rest[k:]
-	}
-	s.Finish()
+	feed(s, body, next, '\n')
 	u, found, err := s.Result()
 	require.NoError(t, err)
 	require.True(t, found)
