@@ -238,13 +238,11 @@ func TestEveryEndpointChargedExactly(t *testing.T) {
 			}
 			rep := s.reportN(before + 1)
 			assert.False(t, rep.GetEstimated(), "usage reported by vLLM, not estimated")
-			if want.found && (want.prompt != 0 || want.completion != 0 || want.seconds != 0) {
-				assert.Equal(t, want.prompt, rep.GetPromptTokens(), "prompt tokens")
-				assert.Equal(t, want.completion, rep.GetCompletionTokens(), "completion tokens")
-				assert.Equal(t, want.prompt*1000+want.completion*2000+want.seconds*perSecondNano, rep.GetCostNanoUsd(), "cost")
-			} else {
-				assert.Positive(t, rep.GetPromptTokens(), "a prompt is charged")
-			}
+			require.True(t, want.found, "the answer carries usage")
+			require.Positive(t, want.prompt+want.completion+want.seconds, "the answer's usage is not empty")
+			assert.Equal(t, want.prompt, rep.GetPromptTokens(), "prompt tokens")
+			assert.Equal(t, want.completion, rep.GetCompletionTokens(), "completion tokens")
+			assert.Equal(t, want.prompt*1000+want.completion*2000+want.seconds*perSecondNano, rep.GetCostNanoUsd(), "cost")
 		})
 	}
 }
