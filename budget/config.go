@@ -41,6 +41,11 @@ type OnSoft struct {
 type OnHard struct {
 	// AllowModels are still served (and counted) past the hard cap.
 	AllowModels []string `yaml:"allow_models"`
+	// LowerOutputLimit serves a request whose output limit this budget
+	// cannot pay with the limit lowered to what it can pay (announced in
+	// a response header) instead of answering 402. Off by default: a
+	// stated limit is never lowered unless the operator asks for it.
+	LowerOutputLimit bool `yaml:"lower_output_limit"`
 }
 
 // Limits is the configuration's `limits:` section.
@@ -55,6 +60,35 @@ type Limits struct {
 	// background: true) may take before its reservation is charged in
 	// full, marked estimated (DefaultBackgroundTTL when unset).
 	BackgroundTTL Duration `yaml:"background_ttl"`
+	// Streams is how streamed (SSE) responses are reserved: the learned
+	// estimate of their initial reservation, and whether the reservation
+	// grows while they stream and they are cut at the cap.
+	Streams Streams `yaml:"streams"`
+}
+
+// Streams is the `limits.streams:` section.
+type Streams struct {
+	// Grow (default true) reserves a streamed response's learned
+	// estimate first, grows the reservation while it streams and ends the
+	// stream at the cap; it needs Envoy's response_body_mode
+	// FULL_DUPLEX_STREAMED. false reserves and writes the whole output
+	// limit, as for a response that is not streamed.
+	Grow *bool `yaml:"grow"`
+	// Estimate configures the learned estimate of a stream's output.
+	Estimate StreamEstimate `yaml:"estimate"`
+}
+
+// StreamEstimate is `limits.streams.estimate:`: a high quantile of the
+// completion tokens a model has really produced on an endpoint recently.
+type StreamEstimate struct {
+	// Quantile of the recent completions (default 0.95).
+	Quantile float64 `yaml:"quantile"`
+	// Window is how many recent completions per model and endpoint are
+	// kept (default 1000).
+	Window int `yaml:"window"`
+	// MinSamples is how many completions are needed before the estimate
+	// replaces pricing.default_max_output_tokens (default 20).
+	MinSamples int `yaml:"min_samples"`
 }
 
 // DefaultReservationTTL is the reservation TTL when limits.reservation_ttl is unset.
