@@ -20,7 +20,11 @@ type outcome struct {
 	cost      pricing.Breakdown
 	estimated bool
 	aborted   bool
-	source    spendguardv1.UsageSource // where usage came from (count.go: sourceOf)
+	// cut: spendguard ended the streamed response at a budget cap; cutBy
+	// names the budget that had no room.
+	cut    bool
+	cutBy  string
+	source spendguardv1.UsageSource // where usage came from (count.go: sourceOf)
 }
 
 // Reporter receives one sink.Event per request the processor answered or
@@ -117,7 +121,7 @@ func (st *stream) event(o outcome, decision spendguardv1.Decision, reason, budge
 	rep.Decision, rep.RejectReason, rep.Budget = decision, reason, budgetName
 	rep.UpstreamStatus = int32(st.status)
 	rep.Stream = st.req != nil && st.req.Stream
-	rep.Aborted = o.aborted
+	rep.Aborted, rep.Cut = o.aborted, o.cut
 	rep.Duration, rep.ProcessorTime = &r.duration, &r.proc
 	if !st.firstByte.IsZero() {
 		setDuration(&r.ttf, st.firstByte.Sub(st.start))

@@ -118,6 +118,7 @@ func responseJSON(ev *sink.Event, status int) json.RawMessage {
 			"estimated":    r.GetEstimated(),
 			"usage_source": sink.UsageSourceName(r.GetUsageSource()),
 			"aborted":      r.GetAborted(),
+			"cut":          r.GetCut(),
 			"cost_usd":     sink.USDExact(r.GetCostNanoUsd()),
 		},
 	}
@@ -167,6 +168,9 @@ func meta(r *spendguardv1.CostReport, userDim string) map[string]string {
 	}
 	if b := r.GetBudget(); b != "" {
 		m["Helicone-Property-Spendguard-Budget"] = b
+	}
+	if r.GetCut() {
+		m["Helicone-Property-Spendguard-Cut"] = "true"
 	}
 	if isUUID(r.GetRequestId()) {
 		m["Helicone-Request-Id"] = r.GetRequestId()

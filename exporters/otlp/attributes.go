@@ -100,6 +100,7 @@ func (e *Exporter) attributes(r *spendguardv1.CostReport) []attribute.KeyValue {
 		attribute.String("spendguard.usage_source", sink.UsageSourceName(r.GetUsageSource())),
 		attribute.Bool("spendguard.stream", r.GetStream()),
 		attribute.Bool("spendguard.aborted", r.GetAborted()),
+		attribute.Bool("spendguard.cut", r.GetCut()),
 	)
 	if responseModel != "" {
 		attrs = append(attrs, attribute.String(attrResponseModel, responseModel))
@@ -119,6 +120,8 @@ func (e *Exporter) attributes(r *spendguardv1.CostReport) []attribute.KeyValue {
 	switch {
 	case r.GetDecision() == spendguardv1.Decision_DECISION_REJECTED:
 		attrs = append(attrs, attribute.String(attrObsLevel, "WARNING"), attribute.String(attrObsMessage, r.GetRejectReason()))
+	case r.GetCut():
+		attrs = append(attrs, attribute.String(attrObsLevel, "WARNING"), attribute.String(attrObsMessage, cutMessage(r)))
 	case r.GetUpstreamStatus() >= 400 || r.GetAborted():
 		attrs = append(attrs, attribute.String(attrObsLevel, "ERROR"))
 	}
@@ -177,4 +180,12 @@ func mustJSON(v any) string {
 		return "{}"
 	}
 	return string(b)
+}
+
+// cutMessage explains a stream spendguard ended at a budget cap.
+func cutMessage(r *spendguardv1.CostReport) string {
+	if b := r.GetBudget(); b != "" {
+		return "stream ended at the hard cap of budget " + b
+	}
+	return "stream ended at a budget's hard cap"
 }

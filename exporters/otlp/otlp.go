@@ -131,6 +131,8 @@ func status(r *spendguardv1.CostReport) (codes.Code, string) {
 		return codes.Error, r.GetRejectReason()
 	case r.GetUpstreamStatus() >= 400:
 		return codes.Error, fmt.Sprintf("upstream answered %d", r.GetUpstreamStatus())
+	case r.GetCut():
+		return codes.Error, cutMessage(r)
 	case r.GetAborted():
 		return codes.Error, "request ended before the response was complete"
 	}

@@ -128,7 +128,7 @@ var ledgerColumns = []string{
 	"estimated", "decision", "reject_reason", "budget",
 	"upstream_status", "stream", "aborted",
 	"duration_seconds", "upstream_ttfb_seconds", "processor_seconds",
-	"usage_source",
+	"usage_source", "cut",
 }
 
 var insertFromStage = "INSERT INTO spendguard_ledger (" + strings.Join(ledgerColumns, ", ") + ") SELECT " +
@@ -196,7 +196,7 @@ func rowOf(r *spendguardv1.CostReport) []any {
 		r.GetEstimated(), sink.DecisionName(r.GetDecision()), clean(r.GetRejectReason()), clean(r.GetBudget()),
 		r.GetUpstreamStatus(), r.GetStream(), r.GetAborted(),
 		seconds(r.GetDuration()), ttfb, seconds(r.GetProcessorTime()),
-		sink.UsageSourceName(r.GetUsageSource()),
+		sink.UsageSourceName(r.GetUsageSource()), r.GetCut(),
 	}
 }
 

@@ -245,7 +245,13 @@ type CostReport struct {
 	ProcessorTime *durationpb.Duration `protobuf:"bytes,25,opt,name=processor_time,json=processorTime,proto3" json:"processor_time,omitempty"`
 	// Where the token counts come from: reported by the upstream, counted
 	// with its /tokenize, or estimated (then estimated is true as well).
-	UsageSource   UsageSource `protobuf:"varint,26,opt,name=usage_source,json=usageSource,proto3,enum=spendguard.v1.UsageSource" json:"usage_source,omitempty"`
+	UsageSource UsageSource `protobuf:"varint,26,opt,name=usage_source,json=usageSource,proto3,enum=spendguard.v1.UsageSource" json:"usage_source,omitempty"`
+	// True when spendguard ended the streamed response itself because a
+	// budget could not pay for more of it: the client received a final error
+	// event in the endpoint's streaming shape and a clean end, and the
+	// upstream request was reset. The usage is what was delivered before the
+	// cut; budget names the budget that had no room.
+	Cut           bool `protobuf:"varint,27,opt,name=cut,proto3" json:"cut,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -462,11 +468,18 @@ func (x *CostReport) GetUsageSource() UsageSource {
 	return UsageSource_USAGE_SOURCE_UNSPECIFIED
 }
 
+func (x *CostReport) GetCut() bool {
+	if x != nil {
+		return x.Cut
+	}
+	return false
+}
+
 var File_spendguard_v1_cost_report_proto protoreflect.FileDescriptor
 
 const file_spendguard_v1_cost_report_proto_rawDesc = "" +
 	"\n" +
-	"\x1fspendguard/v1/cost_report.proto\x12\rspendguard.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd1\t\n" +
+	"\x1fspendguard/v1/cost_report.proto\x12\rspendguard.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe3\t\n" +
 	"\n" +
 	"CostReport\x12\x1d\n" +
 	"\n" +
@@ -497,7 +510,8 @@ const file_spendguard_v1_cost_report_proto_rawDesc = "" +
 	"\bduration\x18\x17 \x01(\v2\x19.google.protobuf.DurationR\bduration\x12W\n" +
 	"\x1bupstream_time_to_first_byte\x18\x18 \x01(\v2\x19.google.protobuf.DurationR\x17upstreamTimeToFirstByte\x12@\n" +
 	"\x0eprocessor_time\x18\x19 \x01(\v2\x19.google.protobuf.DurationR\rprocessorTime\x12=\n" +
-	"\fusage_source\x18\x1a \x01(\x0e2\x1a.spendguard.v1.UsageSourceR\vusageSource\x1a8\n" +
+	"\fusage_source\x18\x1a \x01(\x0e2\x1a.spendguard.v1.UsageSourceR\vusageSource\x12\x10\n" +
+	"\x03cut\x18\x1b \x01(\bR\x03cut\x1a8\n" +
 	"\n" +
 	"ScopeEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +

@@ -44,6 +44,7 @@ func sample() *CostReport {
 		UpstreamTimeToFirstByte: durationpb.New(180 * time.Millisecond),
 		ProcessorTime:           durationpb.New(3 * time.Millisecond),
 		UsageSource:             UsageSource_USAGE_SOURCE_ESTIMATED,
+		Cut:                     true,
 	}
 }
 
