@@ -174,8 +174,12 @@ func newPlan(p params, model string, prompts []int, maxTokens *int, choices int)
 	switch {
 	case p.completion != derive:
 		pl.perChoice = p.completion
+	case maxTokens != nil && p.stopAfter > 0:
+		pl.perChoice = min(*maxTokens, p.stopAfter)
 	case maxTokens != nil:
 		pl.perChoice = *maxTokens
+	case p.stopAfter > 0:
+		pl.perChoice = p.stopAfter
 	default:
 		pl.perChoice = defaultCompletionTokens
 	}

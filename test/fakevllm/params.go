@@ -1,10 +1,12 @@
 package fakevllm
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"time"
 )
 
@@ -32,6 +34,9 @@ type params struct {
 	responses          *responseStore
 	path               string // the request's path
 	contentType        string // the request's Content-Type, for multipart bodies
+	stopAfter          int    // >0: tokens per choice before the model stops by itself
+	ctx                context.Context
+	disconnects        *atomic.Int64 // the server's count of streams cut by their client
 }
 
 func resolve(cfg Config, h http.Header) (params, error) {
@@ -47,6 +52,7 @@ func resolve(cfg Config, h http.Header) (params, error) {
 		forceUsage:       cfg.ForceIncludeUsage,
 		backgroundDelay:  max(cfg.BackgroundDelay, 0),
 		backgroundStatus: "queued",
+		stopAfter:        max(cfg.StopAfterTokens, 0),
 	}
 	ints := []struct {
 		name     string
@@ -60,6 +66,7 @@ func resolve(cfg Config, h http.Header) (params, error) {
 		{HeaderEmbeddingDims, 1, 1 << 20, &p.dims},
 		{HeaderAbortAfterEvents, 1, 1 << 30, &p.abortAfter},
 		{HeaderErrorAfterEvents, 1, 1 << 30, &p.errorAfter},
+		{HeaderStopAfterTokens, 1, 1 << 30, &p.stopAfter},
 	}
 	for _, f := range ints {
 		if err := headerInt(h, f.name, f.min, f.max, f.dst); err != nil {

@@ -124,6 +124,12 @@
 //	                          responses an "error" event; messages an Anthropic
 //	                          "error" event; never any usage
 //	x-fake-event-delay-ms     pause between SSE events (a slow generation)
+//	x-fake-stop-after-tokens  the tokens per choice the model generates before it
+//	                          stops by itself (Config.StopAfterTokens)
+//
+// A stream whose client goes away before its end (the connection closed,
+// as when a proxy resets the upstream request) stops generating, as vLLM
+// aborts such a request; Server.Disconnects counts those streams.
 //
 // GET /metrics answers in vLLM's Prometheus format with its
 // vllm:prompt_tokens_total and vllm:generation_tokens_total counters of the
@@ -158,6 +164,7 @@ const (
 	HeaderEmbeddingDims    = "x-fake-embedding-dims"
 	HeaderModel            = "x-fake-model"
 	HeaderAbortAfterEvents = "x-fake-abort-after-events"
+	HeaderStopAfterTokens  = "x-fake-stop-after-tokens"
 	HeaderErrorAfterEvents = "x-fake-error-after-events"
 	HeaderEventDelayMS     = "x-fake-event-delay-ms"
 
@@ -211,6 +218,14 @@ type Config struct {
 	// with "background": true) stays queued before GET /v1/responses/{id}
 	// finds it completed; 0 completes it at once.
 	BackgroundDelay time.Duration
+	// StopAfterTokens is how many tokens per choice the model generates
+	// before it stops by itself (its end-of-sequence token): a request
+	// without an output limit gets that many, one with a limit the smaller
+	// of the two (finish_reason "length" when the limit is what stopped
+	// it). 0 means 16 tokens for a request without a limit and its limit
+	// otherwise. A real vLLM without max_tokens runs to the end of the
+	// context; this is how a test plays an answer of a given length.
+	StopAfterTokens int
 }
 
 // Recorded is one request as the server received it.
@@ -237,7 +252,13 @@ type Server struct {
 	httpSrv  *http.Server
 	tokens   tokenCounts   // served tokens by model, for GET /metrics
 	store    responseStore // background responses by id
+
+	disconnects atomic.Int64 // streams whose client went away before their end
 }
+
+// Disconnects counts the streams whose client went away before the end of
+// the stream (their generation stopped there), since New.
+func (s *Server) Disconnects() int { return int(s.disconnects.Load()) }
 
 // New returns a server answering with cfg.
 func New(cfg Config) *Server {
@@ -360,6 +381,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.tokens, p.responses, p.path = &s.tokens, &s.store, r.URL.Path
+	p.ctx, p.disconnects = r.Context(), &s.disconnects
 	if !wait(r.Context(), p.latency) {
 		return
 	}

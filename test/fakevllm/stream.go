@@ -6,7 +6,9 @@ package fakevllm
 // them all ("usage":null), final usage chunks exclude None.
 
 import (
+	"context"
 	"net/http"
+	"sync/atomic"
 	"time"
 )
 
@@ -19,6 +21,17 @@ type sseWriter struct {
 	abortAfter int
 	errorAfter int
 	delay      time.Duration
+
+	ctx         context.Context // the request's: done when the client went away
+	disconnects *atomic.Int64
+}
+
+// hangup is the request context's Done channel (nil without one).
+func (s *sseWriter) hangup() <-chan struct{} {
+	if s.ctx == nil {
+		return nil
+	}
+	return s.ctx.Done()
 }
 
 // midStreamError is the event vLLM sends when generation fails in a 200
@@ -29,7 +42,20 @@ func newSSEWriter(w http.ResponseWriter, p params) *sseWriter {
 	w.Header().Set("Content-Type", contentTypeSSE)
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(p.okStatus())
-	return &sseWriter{w: w, rc: http.NewResponseController(w), abortAfter: p.abortAfter, errorAfter: p.errorAfter, delay: p.eventDelay}
+	return &sseWriter{w: w, rc: http.NewResponseController(w), abortAfter: p.abortAfter, errorAfter: p.errorAfter, delay: p.eventDelay,
+		ctx: p.ctx, disconnects: p.disconnects}
+}
+
+// gone notes that the client went away: generation stops (every later
+// write is skipped) and the server counts one disconnect.
+func (s *sseWriter) gone() {
+	if s.broken {
+		return
+	}
+	s.broken = true
+	if s.disconnects != nil {
+		s.disconnects.Add(1)
+	}
 }
 
 // counted notes one event; past x-fake-abort-after-events the connection
@@ -66,10 +92,23 @@ func (s *sseWriter) raw(b []byte) {
 		return
 	}
 	if s.delay > 0 && s.events > 0 {
-		time.Sleep(s.delay)
+		t := time.NewTimer(s.delay)
+		select {
+		case <-t.C:
+		case <-s.hangup():
+		}
+		t.Stop()
+	}
+	if s.hangup() != nil {
+		select {
+		case <-s.hangup():
+			s.gone()
+			return
+		default:
+		}
 	}
 	if _, err := s.w.Write(b); err != nil {
-		s.broken = true
+		s.gone()
 		return
 	}
 	_ = s.rc.Flush()
