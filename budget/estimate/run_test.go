@@ -53,3 +53,42 @@ func TestRunSharesInTheBackground(t *testing.T) {
 		<-done
 	})
 }
+
+// Everything at once, for the race detector: observations and estimates
+// of several pairs while the windows are flushed, loaded, refreshed and
+// resized.
+func TestConcurrentUse(t *testing.T) {
+	ctx := context.Background()
+	store := memstore.New()
+	e := newEstimator(t, estimate.Config{Quantile: 0.9, Window: 50, MinSamples: 5}, estimate.Options{Samples: store})
+	done := make(chan struct{})
+	for w := range 4 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := range 2000 {
+				model := []string{"a", "b", "c"}[i%3]
+				e.Observe(model, "chat_completions", int64(i*w))
+				e.Estimate(model, "chat_completions")
+			}
+		}()
+	}
+	go func() {
+		defer func() { done <- struct{}{} }()
+		for i := range 50 {
+			assert.NoError(t, e.Flush(ctx))
+			assert.NoError(t, e.Load(ctx))
+			e.Refresh()
+			e.Snapshot()
+			assert.NoError(t, e.SetConfig(estimate.Config{Quantile: 0.9, Window: 20 + i%40, MinSamples: 5}))
+		}
+	}()
+	for range 5 {
+		<-done
+	}
+	require.NoError(t, e.Flush(ctx))
+	_, series := e.Snapshot()
+	require.Len(t, series, 3)
+	for _, s := range series {
+		assert.LessOrEqual(t, s.Samples, e.Config().Window)
+	}
+}
