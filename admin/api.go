@@ -4,6 +4,8 @@
 //   - GET /v1/budgets[?DIM=VALUE...] and GET /v1/budgets/{name}: the state
 //     of every budget scope in its current period (budget.Engine.List),
 //     as JSON with USD amounts as numbers with exactly 6 decimals;
+//   - GET /v1/estimates: the learned output estimates of streamed
+//     responses per model and endpoint (Options.Estimates);
 //   - GET / : the dashboard, plain HTML, CSS and JavaScript embedded in
 //     the binary, which reads /v1/budgets;
 //   - RequireToken: the bearer-token check of /v1/* and of the paths the
@@ -46,6 +48,9 @@ type Options struct {
 	Log     *zap.Logger
 	// Timeout bounds one listing (default 10s).
 	Timeout time.Duration
+	// Estimates, when set, serves GET /v1/estimates: the learned output
+	// estimates of streamed responses (estimates.go).
+	Estimates EstimateSource
 	// ShowErrors puts the store's error (which may name its address) in
 	// a 503's message. Set it only when the API is behind a token;
 	// otherwise the message says only that the store could not be read,
@@ -75,10 +80,14 @@ func New(opts Options) *API {
 	return &API{opts: opts}
 }
 
-// Register adds the budget endpoints and the dashboard to mux.
+// Register adds the budget endpoints, GET /v1/estimates (with
+// Options.Estimates) and the dashboard to mux.
 func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/budgets", a.budgets)
 	mux.HandleFunc("GET /v1/budgets/{name}", a.budgets)
+	if a.opts.Estimates != nil {
+		mux.HandleFunc("GET /v1/estimates", a.estimates)
+	}
 	registerDashboard(mux)
 }
 

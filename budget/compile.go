@@ -9,6 +9,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/spendguard/spendguard/budget/estimate"
 	"github.com/spendguard/spendguard/internal/money"
 	"github.com/spendguard/spendguard/internal/strictyaml"
 )
@@ -81,6 +82,7 @@ type Policies struct {
 	hasMax     bool
 	ttl        time.Duration
 	bgTTL      time.Duration      // limits.background_ttl; 0: DefaultBackgroundTTL
+	estimate   estimate.Config    // limits.streams.estimate; zero: estimate.DefaultConfig
 	byPrefix   map[string]*Budget // keyPrefix → budget, for ParseCounterKey
 	keys       []string           // Dimensions: every match key, sorted
 	scopes     *scopeCache        // Applicable's recent results
@@ -119,6 +121,17 @@ func (p *Policies) BackgroundTTL() time.Duration {
 		return DefaultBackgroundTTL
 	}
 	return p.bgTTL
+}
+
+// StreamEstimate is limits.streams.estimate with its defaults: the
+// quantile, window and minimum samples of the learned estimate of a
+// streamed response's output (estimate.DefaultConfig for a nil Policies).
+// It always passes estimate.Config.Validate.
+func (p *Policies) StreamEstimate() estimate.Config {
+	if p == nil || p.estimate == (estimate.Config{}) {
+		return estimate.DefaultConfig()
+	}
+	return p.estimate
 }
 
 // Dimensions returns every match key used by some budget, sorted, so a
@@ -202,6 +215,9 @@ func Compile(budgets []Config, limits Limits) (*Policies, error) {
 		}
 		p.bgTTL = d.Value
 	}
+	p.estimate = compileEstimate(limits.Streams.Estimate, func(line int, format string, args ...any) {
+		fail(line, "", format, args...)
+	})
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -334,4 +350,46 @@ func periodKey(b *Budget) string {
 		return fmt.Sprintf("rolling%ds", int64(b.rolling.span/time.Second))
 	}
 	return b.period.String()
+}
+
+// compileEstimate validates limits.streams.estimate: a key left out (or a
+// zero in a Limits built in code) takes its default; a key written must
+// be in range: quantile in (0, 1], window 1..estimate.MaxWindow,
+// min_samples 1..window.
+func compileEstimate(se StreamEstimate, fail func(line int, format string, args ...any)) estimate.Config {
+	const at = "limits.streams.estimate."
+	for _, u := range se.keys.Unknown {
+		fail(u.Line, "%s%s: unknown key%s", at, u.Path, u.Hint())
+	}
+	set := func(key string, zero bool) bool { return se.keys.Lines[key] != 0 || !zero }
+	line := func(key string) int { return se.keys.Line(key) }
+	c := estimate.DefaultConfig()
+	if set("quantile", se.Quantile == 0) {
+		if !(se.Quantile > 0 && se.Quantile <= 1) {
+			fail(line("quantile"), "%squantile must be above 0 and at most 1 (0.95 is the 95th percentile), not %v", at, se.Quantile)
+		}
+		c.Quantile = se.Quantile
+	}
+	windowOK := true
+	if set("window", se.Window == 0) {
+		if se.Window < 1 || se.Window > estimate.MaxWindow {
+			fail(line("window"), "%swindow must be 1..%d completions, not %d", at, estimate.MaxWindow, se.Window)
+			windowOK = false
+		}
+		c.Window = se.Window
+	}
+	if set("min_samples", se.MinSamples == 0) {
+		c.MinSamples = se.MinSamples
+	}
+	switch {
+	case c.MinSamples < 1:
+		fail(line("min_samples"), "%smin_samples must be at least 1, not %d", at, c.MinSamples)
+	case windowOK && c.MinSamples > c.Window:
+		l := line("min_samples")
+		if l == 0 {
+			l = line("window")
+		}
+		fail(l, "%smin_samples (%d) must be at most window (%d): the window never holds more", at, c.MinSamples, c.Window)
+	}
+	return c
 }

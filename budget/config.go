@@ -89,6 +89,22 @@ type StreamEstimate struct {
 	// MinSamples is how many completions are needed before the estimate
 	// replaces pricing.default_max_output_tokens (default 20).
 	MinSamples int `yaml:"min_samples"`
+
+	keys strictyaml.Keys // unknown keys (reported by Compile) and every key's line
+}
+
+// UnmarshalYAML decodes limits.streams.estimate and remembers its keys:
+// their lines for Compile's errors, whether a key was written at all (an
+// explicit 0 is an error, an absent key the default), and the unknown
+// ones, which Compile reports (the file's own check does not look inside
+// a type with its own unmarshaler).
+func (s *StreamEstimate) UnmarshalYAML(n *yaml.Node) error {
+	type plain StreamEstimate
+	if err := n.Decode((*plain)(s)); err != nil {
+		return err
+	}
+	s.keys = strictyaml.Check(n, reflect.TypeFor[plain](), "")
+	return nil
 }
 
 // DefaultReservationTTL is the reservation TTL when limits.reservation_ttl is unset.

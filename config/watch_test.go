@@ -137,7 +137,7 @@ func TestBrokenUpdateKeepsTheConfigurationInForce(t *testing.T) {
 		assert.Equal(t, 0, rig.appliedCount())
 		st := rig.r.Status()
 		assert.Equal(t, int64(1), st.Failures)
-		assert.Equal(t, "line 13: limits.max_request: unknown key; did you mean \"max_request_usd\"? (allowed: max_request_usd, reservation_ttl, background_ttl)", st.LastError)
+		assert.Equal(t, "line 13: limits.max_request: unknown key; did you mean \"max_request_usd\"? (allowed: max_request_usd, reservation_ttl, background_ttl, streams)", st.LastError)
 		assert.False(t, st.LastErrorAt.IsZero())
 
 		// The same broken content is judged once, not at every poll.

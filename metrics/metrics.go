@@ -13,6 +13,8 @@
 //     operation latency, reservations in flight, configuration reloads;
 //   - from the exporter fan-out (SetExporterStats, wired by the app):
 //     queue depth and capacity, deliveries, retries and drops per exporter;
+//   - from the learned output estimate (SetOutputEstimates, wired by the
+//     app): each model and endpoint's estimate and samples;
 //   - the Go runtime and process collectors.
 //
 // Names follow Prometheus conventions: one "spendguard_" prefix, snake_case,
@@ -59,6 +61,7 @@ type Metrics struct {
 	reloads    *prometheus.CounterVec
 	lastReload prometheus.Gauge
 	exporters  *exporterCollector
+	estimates  *estimateCollector // learned output estimates (estimates.go)
 	drift      *driftMetrics
 	hot        hotSeries    // messages and store series, resolved once
 	reports    *reportCache // requests, spend and tokens series by dimension values
@@ -116,10 +119,11 @@ func New(labelDimensions []string) (*Metrics, error) {
 	m.hot = newHotSeries(m.messages, m.store)
 	m.reports = newReportCache(reportCacheSets)
 	m.exporters = &exporterCollector{}
+	m.estimates = &estimateCollector{}
 	m.drift = newDriftMetrics(m.reg)
 	m.reg.MustRegister(m.gauges.collectors()...)
 	m.reg.MustRegister(m.requests, m.spend, m.unmetered, m.tokens,
-		m.inFlight, m.panics, m.sources.vec, m.messages, m.store, m.reloads, m.lastReload, m.exporters,
+		m.inFlight, m.panics, m.sources.vec, m.messages, m.store, m.reloads, m.lastReload, m.exporters, m.estimates,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, r := range []string{"success", "failure"} {
 		m.reloads.WithLabelValues(r)

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/spendguard/spendguard/budget"
+	"github.com/spendguard/spendguard/budget/estimate"
 	"github.com/spendguard/spendguard/budget/memstore"
 	"github.com/spendguard/spendguard/exporters/sink"
 	"github.com/spendguard/spendguard/exporters/sink/sinktest"
@@ -83,6 +84,9 @@ func traffic(t *testing.T, m *metrics.Metrics) {
 	m.ObserveReload(errors.New("bad yaml"))
 	m.SetExporterStats(func() []metrics.ExporterStats {
 		return []metrics.ExporterStats{{Exporter: "otlp", QueueDepth: 2, QueueCapacity: 10000, Sent: 5, Retries: 1, DroppedFull: 3}}
+	})
+	m.SetOutputEstimates(func() []estimate.Series {
+		return []estimate.Series{{Model: "meta-llama/Llama-3.1-8B-Instruct", Endpoint: "chat_completions", Samples: 40, Tokens: 812, Active: true}}
 	})
 }
 

@@ -79,7 +79,11 @@ type Options struct {
 	// is read (background.go); nil settles them at once, charging the
 	// queued answer its worst case.
 	Parking Parking
-	Now     func() time.Time
+	// Estimates, optional, is the learned output estimate of each model
+	// and endpoint, for the initial reservation of streamed responses
+	// (estimates.go); nil means there is none.
+	Estimates OutputEstimates
+	Now       func() time.Time
 	// SettleTimeout bounds the store calls made after a stream has ended
 	// (its own context is gone by then). Default 2s.
 	SettleTimeout time.Duration

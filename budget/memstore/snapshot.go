@@ -21,7 +21,8 @@ import (
 
 // A snapshot file is one header line with the SHA-256 of the body, then the
 // body: JSON with every counter's committed amount and period end, and
-// every live reservation, and the parked records. Reserved amounts are rebuilt from the
+// every live reservation, the parked records and the learned output
+// estimates' samples. Reserved amounts are rebuilt from the
 // reservations when the file is read, so they always agree.
 const snapshotMagic = "spendguard-memory-snapshot v1 sha256:"
 
@@ -32,6 +33,10 @@ type snapshotBody struct {
 	// Parked are the budget.Parker records (background responses waiting
 	// for their result); absent when there are none.
 	Parked []snapshotParked `json:"parked,omitempty"`
+	// Samples are the estimate.Samples lists (learned output estimates)
+	// by key; absent when there are none, and in files written before
+	// they existed.
+	Samples map[string][]int64 `json:"samples,omitempty"`
 }
 
 type snapshotParked struct {
@@ -128,6 +133,7 @@ func (m *Store) export(now time.Time) snapshotBody {
 		b.Parked = append(b.Parked, snapshotParked{Key: k, Record: r.record, Deadline: r.deadline.UTC()})
 	}
 	m.parking.mu.Unlock()
+	b.Samples = m.exportSamples()
 	sort.Slice(b.Parked, func(i, j int) bool { return b.Parked[i].Key < b.Parked[j].Key })
 	sort.Slice(b.Counters, func(i, j int) bool { return b.Counters[i].Key < b.Counters[j].Key })
 	sort.Slice(b.Reservations, func(i, j int) bool { return b.Reservations[i].ID < b.Reservations[j].ID })
@@ -209,6 +215,9 @@ func parseSnapshot(data []byte) (*Store, error) {
 			m.parking.records = map[string]parkedRecord{}
 		}
 		m.parking.records[p.Key] = parkedRecord{record: p.Record, deadline: p.Deadline}
+	}
+	if err := m.importSamples(b.Samples); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

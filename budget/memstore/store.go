@@ -44,6 +44,7 @@ type Store struct {
 	free []*memReservation // released reservations, for reuse
 
 	parking parking // budget.Parker (park.go)
+	samples samples // estimate.Samples (samples.go)
 }
 
 // Grace is how long the memory store keeps a counter after its

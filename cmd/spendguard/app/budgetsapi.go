@@ -26,9 +26,10 @@ func (in *Instance) newBudgetsAPI() *admin.API {
 			slices.Sort(dims)
 			return snap.Budgets, slices.Compact(dims)
 		},
-		Engine: in.Budgets,
-		Lister: lister,
-		Log:    in.Log,
+		Engine:    in.Budgets,
+		Estimates: in.Estimates, // GET /v1/estimates
+		Lister:    lister,
+		Log:       in.Log,
 		// Errors name the store's address: only for the token's holders.
 		ShowErrors: in.atStart.adminToken != "",
 	})

@@ -6,6 +6,7 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/spendguard/spendguard/budget"
@@ -49,6 +50,9 @@ func checkConfig(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "  reservation_ttl: %v\n", p.ReservationTTL())
 	fmt.Fprintf(stdout, "  background_ttl: %v (a background response with no result by then is charged its reservation)\n", p.BackgroundTTL())
+	est := p.StreamEstimate()
+	fmt.Fprintf(stdout, "  streams.estimate: p%s of the last %d completions per model and endpoint, once %d are known\n",
+		strconv.FormatFloat(est.Quantile*100, 'g', 6, 64), est.Window, est.MinSamples)
 	return nil
 }
 

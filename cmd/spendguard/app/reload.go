@@ -100,6 +100,7 @@ func (in *Instance) CurrentConfig() *config.Compiled { return in.current.Load() 
 // install puts c in force: streams that start afterwards use its
 // snapshot, and CurrentConfig returns it.
 func (in *Instance) install(c *config.Compiled) {
+	in.setEstimateConfig(c)
 	in.Processor.Swap(c.Snapshot)
 	in.current.Store(c)
 	in.setTokenizer(c.Snapshot.Pricing.Tokenizer())

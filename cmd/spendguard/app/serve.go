@@ -22,6 +22,7 @@ import (
 
 	"github.com/spendguard/spendguard/admin"
 	"github.com/spendguard/spendguard/budget"
+	"github.com/spendguard/spendguard/budget/estimate"
 	"github.com/spendguard/spendguard/budget/stores"
 	"github.com/spendguard/spendguard/config"
 	"github.com/spendguard/spendguard/exporters"
@@ -114,6 +115,9 @@ type Instance struct {
 	Ledger    *postgres.Ledger // exporters.postgres, or nil; one of Exporters, closed by its Shutdown
 	Budgets   *budget.Engine
 	Store     stores.Store // closed (memory: last snapshot written) by Shutdown
+	// Estimates is the learned output estimate of streamed responses,
+	// synced through Store (estimates.go).
+	Estimates *estimate.Estimator
 
 	// current is the configuration in force (CurrentConfig); atStart
 	// holds what Start read from the sections a reload does not apply.
@@ -208,6 +212,9 @@ func Start(opts ServeOptions) (_ *Instance, err error) {
 	if in.Metrics, err = metrics.New(cfg.File.Metrics.LabelDimensions); err != nil {
 		return nil, err
 	}
+	if err := in.startEstimates(cfg); err != nil {
+		return nil, err
+	}
 	// Calls to a networked store are timed; the memory store's are
 	// in-process map updates that timing would cost more than they do.
 	var store budget.Store = in.Store
@@ -234,7 +241,7 @@ func Start(opts ServeOptions) (_ *Instance, err error) {
 	rep := reporting{metrics: in.Metrics, fan: in.Exporters, extra: opts.Reporter}
 	popts := processor.Options{
 		Log: log, Budgets: in.Budgets, Observer: in.Metrics,
-		Reporter: rep, Gather: rep.gather(),
+		Reporter: rep, Gather: rep.gather(), Estimates: outputEstimates{in.Estimates},
 	}
 	if p, ok := in.Store.(budget.Parker); ok { // background responses wait in the shared store
 		popts.Parking = p
@@ -281,7 +288,8 @@ func Start(opts ServeOptions) (_ *Instance, err error) {
 // streams and lets in-flight ones finish within the shutdown timeout
 // (then cancels them, which settles their reservations); the exporters
 // flush within their timeout; the engine gives up its settle retries;
-// the budget store is closed (the memory store writes its snapshot);
+// the learned output estimates are saved to the store; the budget store
+// is closed (the memory store writes its snapshot);
 // the admin server stops last. A second call does nothing.
 func (in *Instance) Shutdown() error {
 	err := in.stack.unwind()
