@@ -83,6 +83,7 @@ type Policies struct {
 	ttl        time.Duration
 	bgTTL      time.Duration      // limits.background_ttl; 0: DefaultBackgroundTTL
 	estimate   estimate.Config    // limits.streams.estimate; zero: estimate.DefaultConfig
+	noGrow     bool               // limits.streams.grow: false
 	byPrefix   map[string]*Budget // keyPrefix → budget, for ParseCounterKey
 	keys       []string           // Dimensions: every match key, sorted
 	scopes     *scopeCache        // Applicable's recent results
@@ -133,6 +134,11 @@ func (p *Policies) StreamEstimate() estimate.Config {
 	}
 	return p.estimate
 }
+
+// StreamsGrow is limits.streams.grow (default true): a streamed response
+// is reserved for its learned estimate, its reservation grows while it
+// streams, and it is ended at the cap (true for a nil Policies).
+func (p *Policies) StreamsGrow() bool { return p == nil || !p.noGrow }
 
 // Dimensions returns every match key used by some budget, sorted, so a
 // caller can check them against the dimensions it knows how to resolve.
@@ -215,6 +221,7 @@ func Compile(budgets []Config, limits Limits) (*Policies, error) {
 		}
 		p.bgTTL = d.Value
 	}
+	p.noGrow = limits.Streams.Grow != nil && !*limits.Streams.Grow
 	p.estimate = compileEstimate(limits.Streams.Estimate, func(line int, format string, args ...any) {
 		fail(line, "", format, args...)
 	})

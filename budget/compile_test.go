@@ -322,3 +322,22 @@ func TestDecodeRejectsNonScalars(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "line 2: a USD amount must be a number, not a sequence")
 }
+
+func TestStreamsGrow(t *testing.T) {
+	no, yes := false, true
+	for _, tc := range []struct {
+		grow *bool
+		want bool
+	}{{nil, true}, {&yes, true}, {&no, false}} {
+		p, err := Compile(nil, Limits{Streams: Streams{Grow: tc.grow}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := p.StreamsGrow(); got != tc.want {
+			t.Errorf("grow %v: StreamsGrow() = %v, want %v", tc.grow, got, tc.want)
+		}
+	}
+	if !(*Policies)(nil).StreamsGrow() {
+		t.Error("a nil Policies grows streams (the default)")
+	}
+}

@@ -50,6 +50,11 @@ func checkConfig(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "  reservation_ttl: %v\n", p.ReservationTTL())
 	fmt.Fprintf(stdout, "  background_ttl: %v (a background response with no result by then is charged its reservation)\n", p.BackgroundTTL())
+	if p.StreamsGrow() {
+		fmt.Fprintln(stdout, "  streams.grow: true (a stream reserves its learned estimate, grows while it streams, and is ended at the cap when Envoy sends its body FULL_DUPLEX_STREAMED)")
+	} else {
+		fmt.Fprintln(stdout, "  streams.grow: false (a stream reserves its whole output limit, written into its body when it states none)")
+	}
 	est := p.StreamEstimate()
 	fmt.Fprintf(stdout, "  streams.estimate: p%s of the last %d completions per model and endpoint, once %d are known\n",
 		strconv.FormatFloat(est.Quantile*100, 'g', 6, 64), est.Window, est.MinSamples)
