@@ -42,9 +42,11 @@ const maxEventType = 64
 // data and held-back bytes, plus what one Write returns. See the package
 // documentation for exactly what it reports.
 type SSEScanner struct {
-	kind  SSEKind
-	drop  bool // remove the usage-only event (SSEChat only)
-	limit int  // MaxSSEEventBytes; tests lower it
+	kind    SSEKind
+	drop    bool      // remove the usage-only event (SSEChat only)
+	strip   StripMode // hide each choice chunk's usage (SSEChat only, sse_strip.go)
+	holding bool      // drop or strip: events are held back whole
+	limit   int       // MaxSSEEventBytes; tests lower it
 
 	// Line framing.
 	line    lineState
@@ -62,6 +64,15 @@ type SSEScanner struct {
 	typ      [maxEventType]byte
 	typLen   int
 	js       JSONScanner
+	// dataLines counts the block's data lines; dataOff is where the first
+	// one's value starts in the block, -1 when unknown (sse_strip.go).
+	dataLines int
+	dataOff   int
+	// edits: what strip changes in the event just dispatched, offsets in
+	// its data (sse_strip.go).
+	edits []stripEdit
+	// tail is the output of Finish when it strips the last event.
+	tail []byte
 
 	// Output when dropping; p, emitFrom, blockStart and changed are only
 	// meaningful during Write.
@@ -126,7 +137,11 @@ func (s *SSEScanner) Reset(kind SSEKind, dropUsageEvent bool) {
 		}
 		return b[:0]
 	}
-	data, hold, out, modelRaw := keep(s.data), keep(s.hold), keep(s.out), s.modelRaw[:0]
+	data, hold, out, modelRaw, tail := keep(s.data), keep(s.hold), keep(s.out), s.modelRaw[:0], keep(s.tail)
+	edits := s.edits[:0]
+	if cap(edits) > 64 {
+		edits = nil
+	}
 	running, prompts, startRaw, text := s.running[:0], s.prompts[:0], s.startRaw[:0], keep(s.text)
 	if cap(running) > 64 {
 		running = nil
@@ -146,8 +161,9 @@ func (s *SSEScanner) Reset(kind SSEKind, dropUsageEvent bool) {
 	s.js.buf, s.js.model.raw = jsBuf, jsModel
 	s.js.Reset()
 	s.kind, s.drop, s.limit = kind, dropUsageEvent && kind == SSEChat, MaxSSEEventBytes
-	s.lf, s.blockStart = -1, -1
-	s.data, s.hold, s.out, s.modelRaw = data, hold, out, modelRaw
+	s.holding = s.drop
+	s.lf, s.blockStart, s.dataOff = -1, -1, -1
+	s.data, s.hold, s.out, s.modelRaw, s.tail, s.edits = data, hold, out, modelRaw, tail, edits
 	s.running, s.prompts, s.startRaw, s.text = running, prompts, startRaw, text
 }
 
@@ -170,7 +186,7 @@ func (s *SSEScanner) Write(chunk []byte) (out []byte, changed bool) {
 	s.p, s.emitFrom, s.changed, s.lf = chunk, 0, false, -1
 	s.out = s.out[:0]
 	s.scan(chunk)
-	if s.drop {
+	if s.holding {
 		s.endChunk()
 	} else if s.inBlock {
 		s.blockLen += len(chunk) - max(s.blockStart, 0)
@@ -202,7 +218,11 @@ func (s *SSEScanner) Finish() (out []byte) {
 		s.dispatch()
 	}
 	out = s.hold
-	s.hold = s.hold[:0]
+	if len(s.edits) > 0 && !s.passing && len(out) <= s.limit {
+		s.tail = s.appendEdited(s.tail[:0], out, nil)
+		out = s.tail
+	}
+	s.hold, s.edits = s.hold[:0], s.edits[:0]
 	return out
 }
 
@@ -251,7 +271,7 @@ func (s *SSEScanner) blankLine(i int) {
 	start := max(s.blockStart, 0)
 	total := s.blockLen + i + 1 - start
 	switch {
-	case !s.drop:
+	case !s.holding:
 	case usageOnly && total <= s.limit:
 		if s.blockStart >= 0 {
 			s.emit(s.blockStart)
@@ -259,6 +279,13 @@ func (s *SSEScanner) blankLine(i int) {
 		s.hold = s.hold[:0]
 		s.emitFrom, s.changed = i+1, true
 		s.dropLF = s.skipLF
+	case len(s.edits) > 0 && total <= s.limit:
+		if s.blockStart >= 0 {
+			s.emit(s.blockStart)
+		}
+		s.out = s.appendEdited(s.out, s.hold, s.p[start:i+1])
+		s.hold = s.hold[:0]
+		s.emitFrom, s.changed = i+1, true
 	case s.blockStart < 0 && len(s.hold) > 0:
 		// The block began in an earlier chunk: its held bytes go first.
 		s.out = append(s.out, s.hold...)
@@ -266,6 +293,7 @@ func (s *SSEScanner) blankLine(i int) {
 		s.changed = true
 	}
 	s.inBlock, s.passing, s.blockLen, s.blockStart = false, false, 0, -1
+	s.edits = s.edits[:0]
 }
 
 // endChunk holds back the open block at the end of a chunk, or forwards it

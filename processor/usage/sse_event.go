@@ -59,6 +59,9 @@ func (s *SSEScanner) dispatch() (usageOnly bool) {
 	}
 	if !big {
 		s.findModel(data, typ)
+		if s.strip != StripNone {
+			s.planStrip(data)
+		}
 	}
 	if s.kind == SSEAnthropic {
 		if !big {
