@@ -121,6 +121,7 @@ var (
 func newStream(srv *Server, cfg *loaded) *stream {
 	st := streams.Get().(*stream)
 	st.srv, st.snap, st.modelKeyed, st.log, st.start = srv, cfg.snap, cfg.modelKeyed, srv.opts.Log, srv.opts.Now()
+	st.runningUsage = srv.runningUsage.Load()
 	return st
 }
 

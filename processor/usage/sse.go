@@ -35,7 +35,8 @@ const maxEventType = 64
 
 // SSEScanner reads a text/event-stream response body fed to it in chunks
 // split at any byte: it finds the usage, counts content events and can
-// remove the usage-only event from what the client receives. It is not safe for concurrent use. The
+// remove the usage-only event, and hide each chunk's continuous usage,
+// from what the client receives. It is not safe for concurrent use. The
 // zero value is ready for a SSEChat stream without dropping; NewSSEScanner
 // and Reset choose. It takes about 1.5 KiB plus buffers that grow to the
 // largest event seen, at most about MaxSSEEventBytes each for the event's
@@ -169,13 +170,15 @@ func (s *SSEScanner) Reset(kind SSEKind, dropUsageEvent bool) {
 
 // Write consumes the next chunk of the body and returns what to forward to
 // the client in its place. When nothing changes it returns chunk itself and
-// changed=false: always without dropUsageEvent, and with it whenever the
-// chunk ends on an event boundary and holds no usage-only event and no
-// bytes were held back before. Otherwise changed is true and out (possibly
-// empty) is owned by the scanner, read-only and valid until the next call:
-// the bytes of an incomplete last event are held back and forwarded by a
-// later call, so that the usage-only event can be removed whole. Write never
-// retains chunk. After Finish, chunks are forwarded unread.
+// changed=false: always without dropUsageEvent and SetStripChunkUsage, and
+// with them whenever the chunk ends on an event boundary, holds no event
+// to remove or rewrite and no bytes were held back before. Otherwise
+// changed is true and out (possibly empty) is owned by the scanner,
+// read-only and valid until the next call: the bytes of an incomplete last
+// event are held back and forwarded by a later call, so that the usage-only
+// event can be removed, and a chunk's usage hidden, whole. Write never
+// retains chunk. After Finish, chunks are forwarded unread. Result reports
+// the usage found up to the end of the last event complete so far.
 func (s *SSEScanner) Write(chunk []byte) (out []byte, changed bool) {
 	if s.finished {
 		return chunk, false
