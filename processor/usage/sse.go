@@ -1,6 +1,9 @@
 package usage
 
-import "github.com/spendguard/spendguard/pricing"
+import (
+	"github.com/spendguard/spendguard/internal/jsonscan"
+	"github.com/spendguard/spendguard/pricing"
+)
 
 // SSEKind says which API a stream comes from, and so where its events carry
 // usage.
@@ -74,6 +77,11 @@ type SSEScanner struct {
 	edits []stripEdit
 	// tail is the output of Finish when it strips the last event.
 	tail []byte
+	// top: the top-level members of the event being dispatched, parsed
+	// once for the checks that need them (topMembers, sse_strip.go);
+	// valid only during dispatch.
+	top                  jsonscan.Object
+	topParsed, topObject bool
 
 	// Output when dropping; p, emitFrom, blockStart and changed are only
 	// meaningful during Write.
@@ -139,9 +147,12 @@ func (s *SSEScanner) Reset(kind SSEKind, dropUsageEvent bool) {
 		return b[:0]
 	}
 	data, hold, out, modelRaw, tail := keep(s.data), keep(s.hold), keep(s.out), s.modelRaw[:0], keep(s.tail)
-	edits := s.edits[:0]
+	edits, top := s.edits[:0], s.top[:0]
 	if cap(edits) > 64 {
 		edits = nil
+	}
+	if cap(top) > 64 {
+		top = nil
 	}
 	running, prompts, startRaw, text := s.running[:0], s.prompts[:0], s.startRaw[:0], keep(s.text)
 	if cap(running) > 64 {
@@ -164,7 +175,7 @@ func (s *SSEScanner) Reset(kind SSEKind, dropUsageEvent bool) {
 	s.kind, s.drop, s.limit = kind, dropUsageEvent && kind == SSEChat, MaxSSEEventBytes
 	s.holding = s.drop
 	s.lf, s.blockStart, s.dataOff = -1, -1, -1
-	s.data, s.hold, s.out, s.modelRaw, s.tail, s.edits = data, hold, out, modelRaw, tail, edits
+	s.data, s.hold, s.out, s.modelRaw, s.tail, s.edits, s.top = data, hold, out, modelRaw, tail, edits, top
 	s.running, s.prompts, s.startRaw, s.text = running, prompts, startRaw, text
 }
 

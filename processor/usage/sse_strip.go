@@ -64,9 +64,8 @@ func (s *SSEScanner) planStrip(data []byte) {
 	if s.dataLines != 1 || s.dataOff < 0 || !bytes.Contains(data, keyUsage) && !bytes.Contains(data, unicodeEsc) {
 		return
 	}
-	var buf [16]jsonscan.Member
-	top, valid, object := jsonscan.ValidMembers(data, buf[:0])
-	if !valid || !object || !nonEmptyArray(top.Get("choices")) {
+	top, object := s.topMembers(data)
+	if !object || !nonEmptyArray(top.Get("choices")) {
 		return
 	}
 	// Offsets in data of a member's key (its opening quote) and of the
@@ -100,6 +99,17 @@ func (s *SSEScanner) planStrip(data []byte) {
 			s.edits = append(s.edits, stripEdit{from: valueEnd(top[j-1]), to: valueEnd(top[j])})
 		}
 	}
+}
+
+// topMembers returns the top-level members of data, the data of the
+// event being dispatched, and whether it is a valid JSON object; it
+// parses data once per event.
+func (s *SSEScanner) topMembers(data []byte) (jsonscan.Object, bool) {
+	if !s.topParsed {
+		top, valid, object := jsonscan.ValidMembers(data, s.top[:0])
+		s.top, s.topObject, s.topParsed = top, valid && object, true
+	}
+	return s.top, s.topObject
 }
 
 // nonEmptyArray reports whether v is a JSON array with an element.
