@@ -343,3 +343,23 @@ func (e refEvent) strippable(mode StripMode) (string, bool) {
 	}
 	return data, len(keys) > 0
 }
+
+// FuzzSSEStrip is checkStrip alone over small streams, so that the fuzzer
+// explores the shapes of one or two events quickly (FuzzSSEScanner runs
+// it too, over whole recorded streams).
+func FuzzSSEStrip(f *testing.F) {
+	const u = `{"prompt_tokens":3,"total_tokens":4,"completion_tokens":1}`
+	for i, seed := range []string{
+		`data: {"id":"a","choices":[{"index":0}],"usage":` + u + "}\n\n",
+		`data: {"usage":` + u + `,"choices":[{"index":0}]}` + "\r\n\r\n" + `data: {"choices":[],"usage":` + u + "}\r\n\r\n",
+		"data:{ \"choices\" : [ {} ] , \"usage\" : " + u + " , \"us\\u0061ge\" : 1 }\n: c\nid: 1\n\n",
+		`data: {"choices":[{}],"usage":null,"usage":` + u + "}",
+		"data: {\"choices\":[{}],\ndata: \"usage\":" + u + "}\n\n",
+	} {
+		f.Add([]byte(seed), uint64(i), uint8(0))
+		f.Add([]byte(seed), uint64(i+1), uint8(40))
+	}
+	f.Fuzz(func(t *testing.T, body []byte, seed uint64, small uint8) {
+		checkStrip(t, body, seed, int(small))
+	})
+}
