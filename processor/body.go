@@ -164,7 +164,9 @@ func (st *stream) bodyScopes(model string) []budget.Scope {
 // stream_options.include_usage added to a streaming chat or completions
 // request whose client did not ask for usage (the upstream then reports
 // it, and the usage event is removed from the client's stream:
-// dropUsage). The edits come from the parse's layout and are made in one
+// dropUsage); with runningUsage, continuous_usage_stats too, the usage
+// then hidden from each chunk of a client that did not ask for it
+// (stripUsage). The edits come from the parse's layout and are made in one
 // copy.
 func (st *stream) rewrite(body []byte, reserved bool) []byte {
 	var edits [3]edit
@@ -180,10 +182,10 @@ func (st *stream) rewrite(body []byte, reserved bool) []byte {
 	}
 	streams := st.req.Stream && (st.endpoint == pricing.ChatCompletions || st.endpoint == pricing.Completions)
 	if reserved && streams {
-		if plan, e, err := includeUsage(body, &st.parsed.Layout); err == nil && plan == usageInject {
+		if plan, e, err := includeUsage(body, &st.parsed.Layout, st.runningUsage); err == nil && plan.rewrites() {
 			edits[n] = e
 			n++
-			st.dropUsage = true
+			st.dropUsage, st.stripUsage = plan.dropUsageEvent, plan.stripChunkUsage
 		}
 	}
 	if reserved {

@@ -121,6 +121,9 @@ func (st *stream) startScan(chunk []byte) bool {
 	if st.sse {
 		st.sseScan = sseScanners.Get().(*usage.SSEScanner)
 		st.sseScan.Reset(sseKind(st.endpoint), st.dropUsage)
+		if st.stripUsage {
+			st.sseScan.SetStripChunkUsage(stripMode(st.endpoint))
+		}
 		if st.endpoint == pricing.Completions && st.req != nil {
 			// Continuous usage gives each choice its own prompt's count.
 			st.sseScan.SetChoicesPerPrompt(int(min(max(st.req.N, 1), maxChoicesPerPrompt)))
@@ -189,6 +192,16 @@ func sseKind(e pricing.Endpoint) usage.SSEKind {
 		return usage.SSEAnthropic
 	}
 	return usage.SSEChat
+}
+
+// stripMode is how a client that did not ask for continuous usage sees
+// the chunks of e without it, as vLLM sends them: completions chunks
+// carry "usage":null, chat chunks no usage member.
+func stripMode(e pricing.Endpoint) usage.StripMode {
+	if e == pricing.Completions {
+		return usage.StripNull
+	}
+	return usage.StripDelete
 }
 
 // usage is the usage the upstream reported so far: in the metadata

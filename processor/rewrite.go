@@ -28,72 +28,110 @@ func modelEdit(l *pricing.Layout, model string) edit {
 	return edit{at: l.Model, text: string(quoted)}
 }
 
-// usageInjection says what the request body needs for spendguard to see the
-// usage of a streamed response.
-type usageInjection int
+// usagePlan says what the client of a streaming chat or completions
+// request would not receive of the usage that spendguard asks vLLM for,
+// and so must be hidden from its stream. The zero plan: the client asked
+// for all of it, the body and the stream stay untouched.
+type usagePlan struct {
+	// dropUsageEvent: the client did not ask for usage (include_usage off):
+	// the final usage-only event (choices []) is removed from its stream.
+	dropUsageEvent bool
+	// stripChunkUsage: the client did not ask for continuous usage
+	// (continuous_usage_stats off, or usage off): the per-chunk usage is
+	// hidden from every chunk that carries choices.
+	stripChunkUsage bool
+}
 
-const (
-	// usageAsked: the client asked for usage itself (include_usage true, or
-	// vLLM's default when a stream_options object is present without
-	// include_usage: stream_options {} turns usage on). The body and the
-	// stream stay untouched: the client gets the usage events vLLM sends.
-	usageAsked usageInjection = iota
-	// usageInject: spendguard sets include_usage (and turns
-	// continuous_usage_stats off) and removes the usage event from the
-	// client's stream.
-	usageInject
-)
+// rewrites reports whether the body needs the plan's edit.
+func (p usagePlan) rewrites() bool { return p.dropUsageEvent || p.stripChunkUsage }
 
 // includeUsage decides whether a streaming chat or completions request
-// laid out as l needs stream_options.include_usage, and the edit that sets
-// it: stream_options absent (add it at the end of the object) or null
-// (replace it); an object whose include_usage is false or null (vLLM
-// reads null as no usage) is rewritten with include_usage true and every
+// laid out as l needs stream_options rewritten for spendguard to see its
+// usage, returns the edit that does it and what the client's stream must
+// then lose. vLLM reads usage as on when stream_options is an object whose
+// include_usage is absent (the default is true) or is neither false nor
+// null, and continuous usage (a running count on every chunk) as on when
+// usage is on and continuous_usage_stats is neither absent, false nor
+// null; of duplicate keys the last counts.
+//
+// With continuous false, spendguard needs the final usage event only:
+// stream_options absent (added at the end of the object) or null
+// (replaced) gets {"include_usage":true}; an object whose include_usage is
+// false or null is rewritten with include_usage true and every
 // continuous_usage_stats member that is not false or null set to false,
 // each other byte kept. That last rule keeps the client's stream as vLLM
 // would have sent it: vLLM puts continuous usage on every chunk only when
 // include_usage is on, so a client that turned usage off but asked for
 // continuous_usage_stats gets no usage on any chunk, and the one usage
-// event spendguard asked for is removed. An object without include_usage,
-// or with include_usage true, needs nothing (usageAsked, an empty edit).
-func includeUsage(body []byte, l *pricing.Layout) (usageInjection, edit, error) {
+// event spendguard asked for is removed. An object with usage on needs
+// nothing (the zero plan, an empty edit).
+//
+// With continuous true (the stream's reservation grows while it
+// streams), spendguard needs both: stream_options absent or null gets
+// {"include_usage":true,"continuous_usage_stats":true}; in an object, an
+// include_usage that is false or null becomes true, and the last
+// continuous_usage_stats becomes true when it is false or null, or is
+// added at the end of the object when there is none, each other byte
+// kept. A client that asked for both gets the zero plan.
+//
+// A stream_options that is neither an object nor null is an error (vLLM
+// refuses the request).
+func includeUsage(body []byte, l *pricing.Layout, continuous bool) (usagePlan, edit, error) {
+	want := `{"include_usage":true}`
+	if continuous {
+		want = `{"include_usage":true,"continuous_usage_stats":true}`
+	}
+	all := usagePlan{dropUsageEvent: true, stripChunkUsage: continuous}
 	so := l.StreamOptions
 	if !so.Found() {
-		sep := ","
-		if l.Members == 0 {
-			sep = ""
-		}
-		at := pricing.Span{Start: l.End, End: l.End}
-		return usageInject, edit{at: at, text: sep + `"stream_options":{"include_usage":true}`}, nil
+		return all, appendMember(l, "stream_options", want), nil
 	}
-	switch raw := body[so.Start:so.End]; {
-	case string(raw) == "null":
-		return usageInject, edit{at: so, text: `{"include_usage":true}`}, nil
-	case raw[0] != '{':
-		return 0, edit{}, errors.New("stream_options is not an object")
+	obj := body[so.Start:so.End]
+	switch {
+	case string(obj) == "null":
+		return all, edit{at: so, text: want}, nil
+	case obj[0] != '{':
+		return usagePlan{}, edit{}, errors.New("stream_options is not an object")
 	}
 	in := l.IncludeUsage
-	if !in.Found() {
-		return usageAsked, edit{}, nil
+	usageOn := !in.Found() || !isOff(body[in.Start:in.End])
+	if usageOn && !continuous {
+		return usagePlan{}, edit{}, nil
 	}
-	switch string(body[in.Start:in.End]) {
-	case "false", "null":
-	default:
-		return usageAsked, edit{}, nil
-	}
-	inner := []edit{{at: pricing.Span{Start: in.Start - so.Start, End: in.End - so.Start}, text: "true"}}
-	obj := body[so.Start:so.End]
 	var buf [4]jsonscan.Member
-	for _, m := range jsonscan.Members(obj, buf[:0]) {
-		if !jsonscan.KeyIs(m.Key, "continuous_usage_stats") {
-			continue
-		}
-		if v := string(m.Value); v != "false" && v != "null" {
-			inner = append(inner, edit{at: pricing.Span{Start: m.Offset, End: m.Offset + len(m.Value)}, text: "false"})
-		}
+	members := jsonscan.Members(obj, buf[:0])
+	var inner []edit
+	if !usageOn {
+		inner = append(inner, edit{at: pricing.Span{Start: in.Start - so.Start, End: in.End - so.Start}, text: "true"})
 	}
-	return usageInject, edit{at: so, text: string(applyEdits(obj, inner))}, nil
+	if !continuous {
+		for _, m := range members {
+			if jsonscan.KeyIs(m.Key, "continuous_usage_stats") && !isOff(m.Value) {
+				inner = append(inner, edit{at: pricing.Span{Start: m.Offset, End: m.Offset + len(m.Value)}, text: "false"})
+			}
+		}
+		return usagePlan{dropUsageEvent: true}, edit{at: so, text: string(applyEdits(obj, inner))}, nil
+	}
+	cont, found := members.Lookup("continuous_usage_stats")
+	switch {
+	case usageOn && found && !isOff(cont.Value):
+		return usagePlan{}, edit{}, nil
+	case !found:
+		member := `"continuous_usage_stats":true`
+		if len(members) > 0 {
+			member = "," + member
+		}
+		end := len(obj) - 1 // the closing brace
+		inner = append(inner, edit{at: pricing.Span{Start: end, End: end}, text: member})
+	case isOff(cont.Value):
+		inner = append(inner, edit{at: pricing.Span{Start: cont.Offset, End: cont.Offset + len(cont.Value)}, text: "true"})
+	}
+	return usagePlan{dropUsageEvent: !usageOn, stripChunkUsage: true}, edit{at: so, text: string(applyEdits(obj, inner))}, nil
 }
+
+// isOff reports whether a stream_options flag's raw value reads as off:
+// false or null.
+func isOff(raw []byte) bool { return string(raw) == "false" || string(raw) == "null" }
 
 // limitMember is the member in which a request to e states its output
 // limit, as spendguard writes it when the client stated none; "" when

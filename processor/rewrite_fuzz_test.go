@@ -21,6 +21,8 @@ func FuzzBodyRewrites(f *testing.F) {
 		`{"model":"a","model":"b","stream_options":{"include_usage":false}}`,
 		` { "stream_options" : { } , "model" : "\u0061" } `,
 		`{"model":"m","stream_options":{"include_usage":null,"continuous_usage_stats":true,"continuous_usage_stats":1}}`,
+		`{"model":"m","stream_options":{"continuous_usage_stats":false,"x":{"continuous_usage_stats":null}}}`,
+		`{"model":"m","stream_options":{"include_usage":true,"include_usage":false,"continuous\u005fusage_stats":null}}`,
 		`{"model":"m","max_tokens":null,"max_tokens":3,"max_completion_tokens":null}`,
 		`{"model":"m","max_completion_tokens":5,"max_completion_tokens":null,"n":3}`,
 		"{\"model\":\"m\",\"max\\u005ftokens\":4,\"messages\":[]}\n",
@@ -47,15 +49,17 @@ func FuzzBodyRewrites(f *testing.F) {
 		}
 		checkLimit(t, body)
 		checkSamplingLimit(t, body)
-		plan, err := planUsage(body)
+		checkContinuousUsage(t, body)
+		plan, err := planUsage(body, false)
 		if err != nil {
 			return
 		}
-		out, err = injectIncludeUsage(body)
+		assert.False(t, plan.stripChunkUsage, "no continuous usage asked: nothing to strip")
+		out, err = injectIncludeUsage(body, false)
 		if err != nil {
 			return
 		}
-		if plan == usageAsked {
+		if !plan.rewrites() {
 			require.Equal(t, string(body), string(out), "usage asked: the body is kept")
 			return
 		}
@@ -85,7 +89,7 @@ func FuzzBodyRewrites(f *testing.F) {
 		// Both edits in one copy, as for a downgraded streaming request.
 		b, err := parsed(body)
 		require.NoError(t, err)
-		_, usage, err := includeUsage(body, &b.Layout)
+		_, usage, err := includeUsage(body, &b.Layout, false)
 		require.NoError(t, err)
 		out = applyEdits(body, []edit{usage, modelEdit(&b.Layout, "new/model")})
 		after = nil
@@ -110,7 +114,7 @@ func checkLimit(t *testing.T, body []byte) {
 	}
 	reserved := b.Request.WorstCase(limit)
 	edits := []edit{modelEdit(&b.Layout, "new/model")}
-	if _, usage, err := includeUsage(body, &b.Layout); err == nil && usage.text != "" {
+	if _, usage, err := includeUsage(body, &b.Layout, false); err == nil && usage.text != "" {
 		edits = append(edits, usage)
 	}
 	edits = append(edits, limitEdit(&b.Layout, limitMember(pricing.ChatCompletions), limit))
@@ -150,4 +154,63 @@ func checkSamplingLimit(t *testing.T, body []byte) {
 	again := new(pricing.Body)
 	require.NoError(t, pricing.ParseBody(again, pricing.Generate, out), "%s", out)
 	assert.Equal(t, reserved, again.Request.WorstCase(1), "the written limit is the reserved one")
+}
+
+// vllmReadsUsage is how vLLM reads the stream_options of a JSON object
+// body: usage on when stream_options is an object whose include_usage is
+// absent or neither false nor null, continuous usage on when usage is and
+// continuous_usage_stats is present and neither false nor null (the last
+// of duplicate keys counting, as in a decoded map).
+func vllmReadsUsage(t *testing.T, body []byte) (usage, continuous bool) {
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(body, &m), "%s", body)
+	opts, ok := m["stream_options"].(map[string]any)
+	if !ok {
+		return false, false
+	}
+	on := func(v any) bool { return v != nil && v != false }
+	in, found := opts["include_usage"]
+	usage = !found || on(in)
+	c, found := opts["continuous_usage_stats"]
+	return usage, usage && found && on(c)
+}
+
+// checkContinuousUsage: with continuous, a body whose stream_options is
+// absent, null or an object is forwarded as valid JSON that vLLM reads as
+// asking for usage and continuous usage, with every other member (of the
+// body and of stream_options) the client's; the plan says exactly what
+// the client did not ask for, and a client that asked for both keeps its
+// body byte for byte.
+func checkContinuousUsage(t *testing.T, body []byte) {
+	plan, err := planUsage(body, true)
+	_, errOff := planUsage(body, false)
+	assert.Equal(t, errOff == nil, err == nil, "the same bodies are refused either way")
+	if err != nil {
+		return
+	}
+	out, err := injectIncludeUsage(body, true)
+	require.NoError(t, err)
+	usage, continuous := vllmReadsUsage(t, body)
+	assert.Equal(t, !usage, plan.dropUsageEvent, "%s", body)
+	assert.Equal(t, !continuous, plan.stripChunkUsage, "%s", body)
+	if !plan.rewrites() {
+		require.Equal(t, string(body), string(out), "both asked: the body is kept")
+		return
+	}
+	usage, continuous = vllmReadsUsage(t, out)
+	assert.True(t, usage && continuous, "%s", out)
+	var before, after map[string]any
+	require.NoError(t, json.Unmarshal(body, &before))
+	require.NoError(t, json.Unmarshal(out, &after), "%s", out)
+	if o, ok := before["stream_options"].(map[string]any); ok {
+		opts := after["stream_options"].(map[string]any)
+		for _, k := range []string{"include_usage", "continuous_usage_stats"} {
+			delete(o, k)
+			delete(opts, k)
+		}
+		assert.Equal(t, o, opts, "the other members of stream_options kept")
+	}
+	delete(before, "stream_options")
+	delete(after, "stream_options")
+	assert.Equal(t, before, after, "every other member kept")
 }

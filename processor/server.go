@@ -98,6 +98,9 @@ type Server struct {
 
 	panics atomic.Int64                 // streams ended by a recovered panic
 	tok    atomic.Pointer[tokenizerRef] // SetTokenizer (count.go)
+	// runningUsage turns stream.runningUsage on for every stream; only
+	// tests set it (export_test.go) until the lead decides it per stream.
+	runningUsage atomic.Bool
 }
 
 // New returns a Server answering with snap until Swap replaces it.

@@ -80,6 +80,13 @@ type stream struct {
 	responseDone bool
 	respUsage    responseUsage // usage read from the response headers, a body not scanned (response.go)
 
+	// runningUsage: set when the stream's reservation grows while it
+	// streams (issue 19); the lead sets it. The forwarded body then asks
+	// vLLM for continuous usage (a running count on every chunk), and
+	// stripUsage says the client did not ask for it: the SSE scanner
+	// hides each chunk's usage.
+	runningUsage, stripUsage bool
+
 	// seen: the messages had so far; protocol: the first message's
 	// body modes (nil when Envoy sent none); violation: why the stream
 	// is refused with InvalidArgument.
@@ -114,6 +121,7 @@ var (
 func newStream(srv *Server, cfg *loaded) *stream {
 	st := streams.Get().(*stream)
 	st.srv, st.snap, st.modelKeyed, st.log, st.start = srv, cfg.snap, cfg.modelKeyed, srv.opts.Log, srv.opts.Now()
+	st.runningUsage = srv.runningUsage.Load()
 	return st
 }
 

@@ -59,9 +59,15 @@ func cost(prompt, completion int64) money.Nano { return money.Nano(prompt*1000 +
 // unchanged) and the bytes the client receives.
 func exchange(t *testing.T, h *harness, body string, stream []byte, chunk int, abort bool, respHdrs ...string) (forwarded, client []byte) {
 	t.Helper()
+	return exchangeAt(t, h, "/v1/chat/completions", body, stream, chunk, abort, respHdrs...)
+}
+
+// exchangeAt is exchange on the endpoint at path.
+func exchangeAt(t *testing.T, h *harness, path, body string, stream []byte, chunk int, abort bool, respHdrs ...string) (forwarded, client []byte) {
+	t.Helper()
 	s, cancel := h.open()
 	defer cancel()
-	require.NotNil(t, h.roundTrip(s, reqHeaders("/v1/chat/completions", "x-tenant-id", "acme")).GetRequestHeaders())
+	require.NotNil(t, h.roundTrip(s, reqHeaders(path, "x-tenant-id", "acme")).GetRequestHeaders())
 	resp := h.roundTrip(s, reqBody(body))
 	require.NotNil(t, resp.GetRequestBody(), "%v", resp)
 	if m := resp.GetRequestBody().GetResponse().GetBodyMutation(); m != nil {

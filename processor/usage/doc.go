@@ -179,6 +179,30 @@
 // never dropped; an unterminated event at Finish is forwarded unchanged.
 // Dropping changes nothing that the scanner reports.
 //
+// Hiding each chunk's usage (SetStripChunkUsage, SSEChat only): when
+// spendguard asks vLLM for continuous_usage_stats to follow a stream's
+// running count, a client that did not ask for it must not see it. Every
+// event whose top-level choices is a non-empty array loses its top-level
+// usage: StripDelete (chat) removes the member with the separator before
+// it (or, for members before the first other one, with the separators up
+// to it), so the chunk is what vLLM's chat dump writes without continuous
+// usage, no usage key; StripNull (completions) writes null in place of
+// each usage value that is not null, as vLLM's completions dump writes
+// "usage":null. Duplicate and escaped usage keys are all hidden; nested
+// usage keys are not touched. The usage is read from the event first, so
+// Result (the running usage, above) is the same with or without hiding.
+// The usage-only event (choices empty) is left to dropUsageEvent. Like
+// dropping, hiding holds each event back until its blank line, so an
+// event is forwarded whole, rewritten or not, and the output is the same
+// for any split of the input (inside the usage object, inside a number,
+// between the '\r' and '\n' of a line end). Only an event of one data
+// line (vLLM's shape) whose data is a valid JSON object is rewritten, the
+// rest of its block (comments, id and retry fields, line ends) kept byte
+// for byte; an event longer than MaxSSEEventBytes (counting its blank
+// line) is forwarded as it came, usage included, and so is any other
+// event. An unterminated last event is rewritten by Finish. Once the
+// buffers have grown, hiding allocates nothing.
+//
 // The other findings:
 //
 //   - Model: the model the upstream names, the top-level "model" string of

@@ -1,6 +1,9 @@
 package usage
 
-import "github.com/spendguard/spendguard/pricing"
+import (
+	"github.com/spendguard/spendguard/internal/jsonscan"
+	"github.com/spendguard/spendguard/pricing"
+)
 
 // SSEKind says which API a stream comes from, and so where its events carry
 // usage.
@@ -35,16 +38,19 @@ const maxEventType = 64
 
 // SSEScanner reads a text/event-stream response body fed to it in chunks
 // split at any byte: it finds the usage, counts content events and can
-// remove the usage-only event from what the client receives. It is not safe for concurrent use. The
+// remove the usage-only event, and hide each chunk's continuous usage,
+// from what the client receives. It is not safe for concurrent use. The
 // zero value is ready for a SSEChat stream without dropping; NewSSEScanner
 // and Reset choose. It takes about 1.5 KiB plus buffers that grow to the
 // largest event seen, at most about MaxSSEEventBytes each for the event's
 // data and held-back bytes, plus what one Write returns. See the package
 // documentation for exactly what it reports.
 type SSEScanner struct {
-	kind  SSEKind
-	drop  bool // remove the usage-only event (SSEChat only)
-	limit int  // MaxSSEEventBytes; tests lower it
+	kind    SSEKind
+	drop    bool      // remove the usage-only event (SSEChat only)
+	strip   StripMode // hide each choice chunk's usage (SSEChat only, sse_strip.go)
+	holding bool      // drop or strip: events are held back whole
+	limit   int       // MaxSSEEventBytes; tests lower it
 
 	// Line framing.
 	line    lineState
@@ -62,6 +68,20 @@ type SSEScanner struct {
 	typ      [maxEventType]byte
 	typLen   int
 	js       JSONScanner
+	// dataLines counts the block's data lines; dataOff is where the first
+	// one's value starts in the block, -1 when unknown (sse_strip.go).
+	dataLines int
+	dataOff   int
+	// edits: what strip changes in the event just dispatched, offsets in
+	// its data (sse_strip.go).
+	edits []stripEdit
+	// tail is the output of Finish when it strips the last event.
+	tail []byte
+	// top: the top-level members of the event being dispatched, parsed
+	// once for the checks that need them (topMembers, sse_strip.go);
+	// valid only during dispatch.
+	top                  jsonscan.Object
+	topParsed, topObject bool
 
 	// Output when dropping; p, emitFrom, blockStart and changed are only
 	// meaningful during Write.
@@ -126,7 +146,14 @@ func (s *SSEScanner) Reset(kind SSEKind, dropUsageEvent bool) {
 		}
 		return b[:0]
 	}
-	data, hold, out, modelRaw := keep(s.data), keep(s.hold), keep(s.out), s.modelRaw[:0]
+	data, hold, out, modelRaw, tail := keep(s.data), keep(s.hold), keep(s.out), s.modelRaw[:0], keep(s.tail)
+	edits, top := s.edits[:0], s.top[:0]
+	if cap(edits) > 64 {
+		edits = nil
+	}
+	if cap(top) > 64 {
+		top = nil
+	}
 	running, prompts, startRaw, text := s.running[:0], s.prompts[:0], s.startRaw[:0], keep(s.text)
 	if cap(running) > 64 {
 		running = nil
@@ -146,20 +173,23 @@ func (s *SSEScanner) Reset(kind SSEKind, dropUsageEvent bool) {
 	s.js.buf, s.js.model.raw = jsBuf, jsModel
 	s.js.Reset()
 	s.kind, s.drop, s.limit = kind, dropUsageEvent && kind == SSEChat, MaxSSEEventBytes
-	s.lf, s.blockStart = -1, -1
-	s.data, s.hold, s.out, s.modelRaw = data, hold, out, modelRaw
+	s.holding = s.drop
+	s.lf, s.blockStart, s.dataOff = -1, -1, -1
+	s.data, s.hold, s.out, s.modelRaw, s.tail, s.edits, s.top = data, hold, out, modelRaw, tail, edits, top
 	s.running, s.prompts, s.startRaw, s.text = running, prompts, startRaw, text
 }
 
 // Write consumes the next chunk of the body and returns what to forward to
 // the client in its place. When nothing changes it returns chunk itself and
-// changed=false: always without dropUsageEvent, and with it whenever the
-// chunk ends on an event boundary and holds no usage-only event and no
-// bytes were held back before. Otherwise changed is true and out (possibly
-// empty) is owned by the scanner, read-only and valid until the next call:
-// the bytes of an incomplete last event are held back and forwarded by a
-// later call, so that the usage-only event can be removed whole. Write never
-// retains chunk. After Finish, chunks are forwarded unread.
+// changed=false: always without dropUsageEvent and SetStripChunkUsage, and
+// with them whenever the chunk ends on an event boundary, holds no event
+// to remove or rewrite and no bytes were held back before. Otherwise
+// changed is true and out (possibly empty) is owned by the scanner,
+// read-only and valid until the next call: the bytes of an incomplete last
+// event are held back and forwarded by a later call, so that the usage-only
+// event can be removed, and a chunk's usage hidden, whole. Write never
+// retains chunk. After Finish, chunks are forwarded unread. Result reports
+// the usage found up to the end of the last event complete so far.
 func (s *SSEScanner) Write(chunk []byte) (out []byte, changed bool) {
 	if s.finished {
 		return chunk, false
@@ -170,7 +200,7 @@ func (s *SSEScanner) Write(chunk []byte) (out []byte, changed bool) {
 	s.p, s.emitFrom, s.changed, s.lf = chunk, 0, false, -1
 	s.out = s.out[:0]
 	s.scan(chunk)
-	if s.drop {
+	if s.holding {
 		s.endChunk()
 	} else if s.inBlock {
 		s.blockLen += len(chunk) - max(s.blockStart, 0)
@@ -202,7 +232,11 @@ func (s *SSEScanner) Finish() (out []byte) {
 		s.dispatch()
 	}
 	out = s.hold
-	s.hold = s.hold[:0]
+	if len(s.edits) > 0 && !s.passing && len(out) <= s.limit {
+		s.tail = s.appendEdited(s.tail[:0], out, nil)
+		out = s.tail
+	}
+	s.hold, s.edits = s.hold[:0], s.edits[:0]
 	return out
 }
 
@@ -251,7 +285,7 @@ func (s *SSEScanner) blankLine(i int) {
 	start := max(s.blockStart, 0)
 	total := s.blockLen + i + 1 - start
 	switch {
-	case !s.drop:
+	case !s.holding:
 	case usageOnly && total <= s.limit:
 		if s.blockStart >= 0 {
 			s.emit(s.blockStart)
@@ -259,6 +293,13 @@ func (s *SSEScanner) blankLine(i int) {
 		s.hold = s.hold[:0]
 		s.emitFrom, s.changed = i+1, true
 		s.dropLF = s.skipLF
+	case len(s.edits) > 0 && total <= s.limit:
+		if s.blockStart >= 0 {
+			s.emit(s.blockStart)
+		}
+		s.out = s.appendEdited(s.out, s.hold, s.p[start:i+1])
+		s.hold = s.hold[:0]
+		s.emitFrom, s.changed = i+1, true
 	case s.blockStart < 0 && len(s.hold) > 0:
 		// The block began in an earlier chunk: its held bytes go first.
 		s.out = append(s.out, s.hold...)
@@ -266,6 +307,7 @@ func (s *SSEScanner) blankLine(i int) {
 		s.changed = true
 	}
 	s.inBlock, s.passing, s.blockLen, s.blockStart = false, false, 0, -1
+	s.edits = s.edits[:0]
 }
 
 // endChunk holds back the open block at the end of a chunk, or forwards it

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-
-	"github.com/spendguard/spendguard/internal/jsonscan"
 )
 
 // What SSEScanner looks for in an event's data. Every check starts with
@@ -37,7 +35,7 @@ func (s *SSEScanner) usagePath() []string {
 // whether it is the usage-only event of a chat stream.
 func (s *SSEScanner) dispatch() (usageOnly bool) {
 	data, big, typ := s.data, s.big, s.typ[:s.typLen]
-	s.data, s.big, s.typLen = s.data[:0], false, 0
+	s.data, s.big, s.typLen, s.topParsed = s.data[:0], false, 0, false
 	if len(data) == 0 {
 		return false // no data line: not an event
 	}
@@ -59,6 +57,9 @@ func (s *SSEScanner) dispatch() (usageOnly bool) {
 	}
 	if !big {
 		s.findModel(data, typ)
+		if s.strip != StripNone {
+			s.planStrip(data)
+		}
 	}
 	if s.kind == SSEAnthropic {
 		if !big {
@@ -86,7 +87,7 @@ func (s *SSEScanner) dispatch() (usageOnly bool) {
 		s.occ, s.usage, s.details, s.usageErr = occFound, u, s.js.Details(), nil
 		s.final = true
 	}
-	return s.drop && !big && isUsageOnly(data)
+	return s.drop && !big && s.isUsageOnly(data)
 }
 
 // mayHaveUsage reports whether data may hold a non-null usage member: a
@@ -197,10 +198,9 @@ func hasNonEmptyString(data, quotedKey []byte) bool {
 // isUsageOnly reports whether data is a chat event with a non-null
 // top-level usage and an empty top-level choices array: the event vLLM and
 // OpenAI send when include_usage is set.
-func isUsageOnly(data []byte) bool {
-	var buf [16]jsonscan.Member
-	top, valid, object := jsonscan.ValidMembers(data, buf[:0])
-	if !valid || !object {
+func (s *SSEScanner) isUsageOnly(data []byte) bool {
+	top, object := s.topMembers(data)
+	if !object {
 		return false
 	}
 	usage := top.Get("usage")

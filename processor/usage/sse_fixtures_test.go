@@ -54,6 +54,7 @@ var handMadeStreams = []streamCase{
 	{file: "vllm-chat-stream-truncated.sse", content: 4, model: "Qwen/Qwen3-8B"},
 	{file: "vllm-chat-stream-tool-calls.sse", found: true, usage: pricing.Usage{Prompt: 230, Completion: 19}, content: 5, dropped: 1, model: "Qwen/Qwen3-8B"},
 	{file: "vllm-completion-stream-usage.sse", found: true, usage: pricing.Usage{Prompt: 6, Completion: 8}, content: 8, dropped: 1, model: "Qwen/Qwen3-8B"},
+	{file: "vllm-completion-stream-continuous-n2.sse", found: true, usage: pricing.Usage{Prompt: 10, Completion: 8}, content: 8, dropped: 1, model: "Qwen/Qwen3-8B"},
 	{file: "vllm-responses-stream.sse", kind: SSEResponses, found: true, usage: pricing.Usage{Prompt: 15, Completion: 4}, content: 4, model: "Qwen/Qwen3-8B"},
 	{file: "vllm-chat-stream-continuous-n2.sse", found: true, usage: pricing.Usage{Prompt: 17, Completion: 7}, content: 7, dropped: 1, model: "Qwen/Qwen3-8B"},
 	{file: "vllm-chat-stream-continuous-n2-aborted.sse", found: true, usage: pricing.Usage{Prompt: 17, Completion: 7}, content: 7, model: "Qwen/Qwen3-8B",

@@ -16,6 +16,7 @@ import (
 //     is the input;
 //   - with dropUsageEvent the findings are the same and the output is the
 //     input with some bytes removed (whole events, see the tests).
+//   - with each chunk's usage hidden (SSEChat), see checkStrip.
 //
 // small lowers the event limit (to 1..256 bytes) so that held-back events
 // outgrow it. kind picks SSEChat, SSEResponses or SSEAnthropic. The text
@@ -33,6 +34,13 @@ func FuzzSSEScanner(f *testing.F) {
 			}
 			f.Add(body, uint64(i), uint8(1), uint8(200))
 		}
+	}
+	for i, body := range []string{
+		"data: {\"usage\":{\"completion_tokens\":1},\"choices\":[{\"index\":0}]}\r\n\r\n",
+		"data:{ \"choices\" : [ {} ] , \"usage\" : {\"prompt_tokens\":2} , \"us\\u0061ge\" : 1 }\n: c\n\n",
+		"data: {\"choices\":[{}],\"usage\":{\"completion_tokens\":2}}",
+	} {
+		f.Add([]byte(body), uint64(i), uint8(SSEChat), uint8(0))
 	}
 	for i, c := range append(sseCases(), responsesCases()...) {
 		f.Add([]byte(c.body), uint64(i), uint8(c.kind), uint8(i))
@@ -62,6 +70,10 @@ func FuzzSSEScanner(f *testing.F) {
 		require.True(t, isSubsequence(dropped.Out, string(body)), "the output only removes bytes")
 		dropped.Out = want.Out
 		require.Equal(t, want, dropped, "dropping changes what is found")
+
+		if kind == SSEChat {
+			checkStrip(t, body, seed, limit)
+		}
 
 		textLimit := int(seed % 512)
 		extra := scanExtra(body, kind, textLimit, whole)

@@ -25,6 +25,7 @@ type sseOutcome struct {
 type sseRun struct {
 	kind  SSEKind
 	drop  bool
+	strip StripMode
 	limit int // 0: MaxSSEEventBytes
 }
 
@@ -36,6 +37,7 @@ type sseRun struct {
 func scanSSE(t testing.TB, body []byte, run sseRun, next func(rest int) int) (o sseOutcome, changedChunks int) {
 	t.Helper()
 	s := NewSSEScanner(run.kind, run.drop)
+	s.SetStripChunkUsage(run.strip)
 	if run.limit > 0 {
 		s.limit = run.limit
 	}

@@ -38,7 +38,7 @@ var (
 // choices empty or absent) carries the request's usage: it wins over the
 // per-choice counts, and the last one wins.
 func (s *SSEScanner) chatUsage(data []byte, u pricing.Usage, d Details) {
-	idx, ok := choiceIndex(data)
+	idx, ok := s.choiceIndex(data)
 	if !ok {
 		s.occ, s.usage, s.details, s.usageErr, s.final = occFound, u, d, nil, true
 		return
@@ -101,10 +101,9 @@ func (s *SSEScanner) runningUsage() pricing.Usage {
 // choiceIndex returns the "index" of the first element of the top-level
 // choices array of data when that array is not empty and the index is an
 // integer from 0 to maxChoiceIndex.
-func choiceIndex(data []byte) (int, bool) {
-	var buf [16]jsonscan.Member
-	top, valid, object := jsonscan.ValidMembers(data, buf[:0])
-	if !valid || !object {
+func (s *SSEScanner) choiceIndex(data []byte) (int, bool) {
+	top, object := s.topMembers(data)
+	if !object {
 		return 0, false
 	}
 	choices := top.Get("choices")
@@ -115,7 +114,8 @@ func choiceIndex(data []byte) (int, bool) {
 	if choices[i] != '{' {
 		return 0, false
 	}
-	raw := jsonscan.Members(choices[i:], top[:0]).Get("index")
+	var buf [16]jsonscan.Member
+	raw := jsonscan.Members(choices[i:], buf[:0]).Get("index")
 	n, ok, err := (field{"", "index"}).count(raw)
 	if err != nil || !ok || n > maxChoiceIndex {
 		return 0, false

@@ -56,6 +56,7 @@ func (s *SSEScanner) scan(p []byte) {
 			}
 			if !s.inBlock {
 				s.inBlock, s.blockLen, s.blockStart = true, 0, i
+				s.dataLines, s.dataOff = 0, -1
 			}
 			if c == ':' {
 				s.line = lineSkip
@@ -89,6 +90,9 @@ func (s *SSEScanner) scan(p []byte) {
 			s.line = lineValue
 			if c == ' ' {
 				i++
+			}
+			if s.field == fieldData && s.dataLines == 0 {
+				s.dataOff = s.blockLen + i - max(s.blockStart, 0)
 			}
 		case lineValue, lineSkip:
 			e := s.eol(p, i)
@@ -149,6 +153,7 @@ func (s *SSEScanner) endLine(c byte) {
 	}
 	if s.field == fieldData && s.line != lineSkip {
 		s.appendData(newline)
+		s.dataLines++
 	}
 	s.line, s.field = lineStart, fieldOther
 	s.skipLF = c == '\r'

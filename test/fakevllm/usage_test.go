@@ -1,6 +1,7 @@
 package fakevllm
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -131,4 +132,48 @@ func TestMidStreamErrorHasNoUsage(t *testing.T) {
 		assert.Equal(t, "[DONE]", data[len(data)-1])
 		assert.NotContains(t, rec.Body.String(), `"choices":[],"usage"`)
 	}
+}
+
+// With several prompts and n>1, vLLM numbers choice i of prompt p as
+// p*n + i; under continuous_usage_stats each chunk carries its own
+// prompt's prompt_tokens and its own choice's running count, and the
+// final chunk the sums (each prompt counted once, not n times).
+func TestContinuousUsageSeveralPromptsN2(t *testing.T) {
+	s := New(Config{ServedModelName: "m"})
+	text := sseData(t, post(t, s, "/v1/completions",
+		`{"prompt":["1234","12345678"],"n":2,"max_tokens":2,"stream":true,"stream_options":{"include_usage":true,"continuous_usage_stats":true}}`).Body.String())
+	type chunk struct {
+		Choices []struct {
+			Index int `json:"index"`
+		} `json:"choices"`
+		Usage *struct {
+			Prompt     int `json:"prompt_tokens"`
+			Completion int `json:"completion_tokens"`
+			Total      int `json:"total_tokens"`
+		} `json:"usage"`
+	}
+	sent := map[int]int{}
+	var final *chunk
+	for _, data := range text {
+		if data == "[DONE]" {
+			continue
+		}
+		var c chunk
+		require.NoError(t, json.Unmarshal([]byte(data), &c), data)
+		require.NotNil(t, c.Usage, "every chunk carries usage: %s", data)
+		if len(c.Choices) == 0 {
+			final = &c
+			continue
+		}
+		require.Len(t, c.Choices, 1)
+		i := c.Choices[0].Index
+		sent[i]++
+		assert.Equal(t, []int{1, 2}[i/2], c.Usage.Prompt, "choice %d: its own prompt's tokens", i)
+		assert.Equal(t, sent[i], c.Usage.Completion, "choice %d: its own running count", i)
+		assert.Equal(t, c.Usage.Prompt+c.Usage.Completion, c.Usage.Total)
+	}
+	assert.Equal(t, map[int]int{0: 2, 1: 2, 2: 2, 3: 2}, sent)
+	require.NotNil(t, final)
+	assert.Equal(t, 3, final.Usage.Prompt, "each prompt once")
+	assert.Equal(t, 8, final.Usage.Completion)
 }
