@@ -199,8 +199,8 @@ func (st *stream) responded() bool { return st.seen&seenResponse != 0 }
 // unsupportedModes refuses a cost-path request whose body modes, from the
 // first message's protocol_config, leave spendguard unable to price it
 // (request body not BUFFERED) or to meter its response (response body not
-// STREAMED or BUFFERED). Without protocol_config spendguard's own modes are
-// assumed.
+// FULL_DUPLEX_STREAMED, STREAMED or BUFFERED). Without protocol_config
+// spendguard's own modes are assumed.
 func (st *stream) unsupportedModes() *apiError {
 	pc := st.protocol
 	if pc == nil {
@@ -210,9 +210,9 @@ func (st *stream) unsupportedModes() *apiError {
 		return unsupportedMode("request_body_mode is " + m.String() + "; spendguard needs BUFFERED to price a request from its whole body")
 	}
 	switch m := pc.GetResponseBodyMode(); m {
-	case extprocfilterv3.ProcessingMode_STREAMED, extprocfilterv3.ProcessingMode_BUFFERED:
+	case extprocfilterv3.ProcessingMode_FULL_DUPLEX_STREAMED, extprocfilterv3.ProcessingMode_STREAMED, extprocfilterv3.ProcessingMode_BUFFERED:
 	default:
-		return unsupportedMode("response_body_mode is " + m.String() + "; spendguard needs STREAMED (or BUFFERED) to meter the response's usage")
+		return unsupportedMode("response_body_mode is " + m.String() + "; spendguard needs FULL_DUPLEX_STREAMED (or STREAMED, BUFFERED) to meter the response's usage")
 	}
 	return nil
 }

@@ -46,10 +46,12 @@ budgets:
 // pick the message, the rest are its parameter p):
 //
 //	opCostHeaders   request headers on a cost path; p&1: end_of_stream,
-//	                p>>1&7: protocol_config (fuzzModes)
+//	                p>>1&15: protocol_config (fuzzModes)
 //	opFreeHeaders   request headers on a free path; p&1: POST
 //	                /v1/responses/{id}/cancel, whose answer is watched for
-//	                a parked background response (none is parked here)
+//	                a parked background response (none is parked here);
+//	                p&2: protocol_config with a FULL_DUPLEX_STREAMED
+//	                response body
 //	opRequestBody   the request body; p&1: not JSON, p&2: "stream": true,
 //	                p&4: no end_of_stream
 //	opRespHeaders   response headers; p&7: :status (fuzzStatuses),
@@ -76,7 +78,7 @@ const (
 var (
 	fuzzStatuses = [8]string{"200", "", "abc", "500", "101", "404", "2000", "204"}
 	fuzzTypes    = [4]string{"application/json", "text/event-stream", "", "text/plain"}
-	fuzzModes    = [8]*extprocv3.ProtocolConfiguration{
+	fuzzModes    = [16]*extprocv3.ProtocolConfiguration{
 		nil,
 		{RequestBodyMode: extprocfilterv3.ProcessingMode_BUFFERED, ResponseBodyMode: extprocfilterv3.ProcessingMode_STREAMED},
 		{RequestBodyMode: extprocfilterv3.ProcessingMode_NONE, ResponseBodyMode: extprocfilterv3.ProcessingMode_STREAMED},
@@ -85,7 +87,11 @@ var (
 		{RequestBodyMode: extprocfilterv3.ProcessingMode_BUFFERED, ResponseBodyMode: extprocfilterv3.ProcessingMode_BUFFERED},
 		{RequestBodyMode: extprocfilterv3.ProcessingMode_BUFFERED, ResponseBodyMode: extprocfilterv3.ProcessingMode_BUFFERED_PARTIAL},
 		{RequestBodyMode: extprocfilterv3.ProcessingMode_FULL_DUPLEX_STREAMED, ResponseBodyMode: extprocfilterv3.ProcessingMode_FULL_DUPLEX_STREAMED},
+		fuzzDuplex, fuzzDuplex, fuzzDuplex, fuzzDuplex, fuzzDuplex, fuzzDuplex, fuzzDuplex, fuzzDuplex,
 	}
+	// fuzzDuplex is spendguard's modes: every response chunk must be
+	// answered with a streamed_response.
+	fuzzDuplex = &extprocv3.ProtocolConfiguration{RequestBodyMode: extprocfilterv3.ProcessingMode_BUFFERED, ResponseBodyMode: extprocfilterv3.ProcessingMode_FULL_DUPLEX_STREAMED}
 )
 
 // op builds one operation byte.
@@ -122,6 +128,11 @@ var fuzzSeeds = [][]byte{
 	// a free path with everything after it, and request_header_mode SKIP
 	{0, op(opFreeHeaders, 0), op(opRequestBody, 0), op(opRespHeaders, 0), op(opRespBody, 1), 255, op(opRespTrailers, 0)},
 	{0, op(opRequestBody, 0), op(opRespHeaders, 0), op(opRespBody, 1), 255},
+	// FULL_DUPLEX_STREAMED: JSON, SSE with trailers, a free path, a watched cancel
+	{0, op(opCostHeaders, 16), op(opRequestBody, 0), op(opRespHeaders, 0), op(opRespBody, 0), 3, op(opRespBody, 1), 255},
+	{1, op(opCostHeaders, 18), op(opRequestBody, 2), op(opRespHeaders, 8), op(opRespBody, 0), 1, op(opRespBody, 0), 255, op(opRespTrailers, 0)},
+	{0, op(opFreeHeaders, 2), op(opRespHeaders, 0), op(opRespBody, 0), 9, op(opRespBody, 1), 255},
+	{1, op(opFreeHeaders, 3), op(opRespHeaders, 8), op(opRespBody, 0), 40, op(opRespBody, 1), 255},
 }
 
 // countingBudgets counts the reservations a stream asks for.
@@ -212,6 +223,7 @@ func playFuzz(t *testing.T, client extprocv3.ExternalProcessorClient, tenant str
 		sent   int  // response body bytes sent
 		failed bool // the first response headers had a failure status
 		headed bool
+		duplex bool // the last protocol_config sent asks for a FULL_DUPLEX_STREAMED response body
 	)
 	for i := 0; i < len(ops); i++ {
 		kind, p := ops[i]&7, ops[i]>>3
@@ -220,11 +232,14 @@ func playFuzz(t *testing.T, client extprocv3.ExternalProcessorClient, tenant str
 		case opCostHeaders:
 			req = reqHeaders("/v1/chat/completions", "x-tenant-id", tenant)
 			req.GetRequestHeaders().EndOfStream = p&1 != 0
-			req.ProtocolConfig = fuzzModes[p>>1&7]
+			req.ProtocolConfig = fuzzModes[p>>1&15]
 		case opFreeHeaders:
 			req = reqHeaders("/v1/models")
 			if p&1 != 0 {
 				req = reqHeaders("/v1/responses/resp_1/cancel")
+			}
+			if p&2 != 0 {
+				req.ProtocolConfig = fuzzDuplex
 			}
 		case opRequestBody:
 			b := `{"model":"Hunyuan","max_tokens":100,"messages":[{"role":"user","content":"hi"}]`
@@ -263,6 +278,9 @@ func playFuzz(t *testing.T, client extprocv3.ExternalProcessorClient, tenant str
 		default:
 			req = &extprocv3.ProcessingRequest{}
 		}
+		if pc := req.GetProtocolConfig(); pc != nil {
+			duplex = pc.GetResponseBodyMode() == extprocfilterv3.ProcessingMode_FULL_DUPLEX_STREAMED
+		}
 		if s.Send(req) != nil {
 			break
 		}
@@ -272,6 +290,13 @@ func playFuzz(t *testing.T, client extprocv3.ExternalProcessorClient, tenant str
 		}
 		if resp.GetImmediateResponse() != nil {
 			break
+		}
+		if rb := resp.GetResponseBody(); rb != nil && duplex {
+			// Envoy injects only streamed_response bodies: anything else
+			// would leave the client without the chunk (or fail the stream).
+			sr := rb.GetResponse().GetBodyMutation().GetStreamedResponse()
+			require.NotNil(t, sr, "a FULL_DUPLEX_STREAMED chunk answered without streamed_response")
+			require.Equal(t, req.GetResponseBody().GetEndOfStream(), sr.GetEndOfStream(), "end_of_stream not carried")
 		}
 		switch {
 		case kind == opCostHeaders && resp.GetRequestHeaders() != nil:

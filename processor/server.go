@@ -179,10 +179,14 @@ func (s *Server) serve(stream extprocv3.ExternalProcessor_ProcessServer, st *str
 			return err
 		}
 		began := mono.Now()
+		st.observeProtocol(req)
 		resp := st.handle(ctx, req)
 		if resp == nil {
 			st.log.Warn("ext_proc message out of order; ending the stream", zap.String("request_id", st.requestID), zap.String("why", st.violation))
 			return status.Error(codes.InvalidArgument, "spendguard: unexpected ext_proc message: "+st.violation)
+		}
+		if st.duplex {
+			resp = st.duplexAnswer(req, resp) // duplex.go
 		}
 		_, done := resp.Response.(*extprocv3.ProcessingResponse_ImmediateResponse)
 		err = st.wire.send(stream, resp)

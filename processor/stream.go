@@ -93,6 +93,9 @@ type stream struct {
 	seen      seen
 	protocol  *extprocv3.ProtocolConfiguration
 	violation string
+	// duplex: the response body is FULL_DUPLEX_STREAMED (protocol_config):
+	// every response chunk is answered with a streamed_response (duplex.go).
+	duplex bool
 	// sseKnown: the response's content-type said whether it is SSE; without
 	// response headers the body's first bytes decide (sniffSSE).
 	sseKnown bool

@@ -22,7 +22,8 @@ import (
 //     marshaller (codec.go);
 //   - the answer that replaces a response chunk is made once and reused,
 //     by the stream's later chunks and by the streams after it
-//     (wire.chunkAnswer);
+//     (wire.chunkAnswer), and so is the streamed_response answer of a
+//     FULL_DUPLEX_STREAMED response (wire.streamed, duplex.go);
 //   - headers and body messages are decoded with fewer allocations
 //     (decode.go);
 //   - the stream's goroutine gets its stack while it is still shallow
@@ -37,15 +38,38 @@ type wire struct {
 	// use, it outlives the stream (reuse): a pooled stream brings it along.
 	chunk     *extprocv3.ProcessingResponse
 	chunkBody *extprocv3.BodyMutation_Body
+	// dup answers a FULL_DUPLEX_STREAMED chunk with dupBody; made on first
+	// use and reused like chunk.
+	dup     *extprocv3.ProcessingResponse
+	dupBody *extprocv3.StreamedBodyResponse
 }
 
 // reuse returns the wire for the pooled stream's next request: the chunk
-// answer, without the last body it carried, and nothing lent.
+// answers, without the last body they carried, and nothing lent.
 func (w *wire) reuse() wire {
 	if w.chunkBody != nil {
 		w.chunkBody.Body = nil
 	}
-	return wire{chunk: w.chunk, chunkBody: w.chunkBody}
+	if w.dupBody != nil {
+		w.dupBody.Body = nil
+	}
+	return wire{chunk: w.chunk, chunkBody: w.chunkBody, dup: w.dup, dupBody: w.dupBody}
+}
+
+// streamed returns a response_body answer whose streamed_response carries
+// body (possibly empty) and end_of_stream eos. Like chunkAnswer it is the
+// same answer each time: send it before asking for the next.
+func (w *wire) streamed(body []byte, eos bool) *extprocv3.ProcessingResponse {
+	if w.dup == nil {
+		w.dupBody = &extprocv3.StreamedBodyResponse{}
+		w.dup = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{
+			ResponseBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{
+				BodyMutation: &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_StreamedResponse{StreamedResponse: w.dupBody}},
+			}},
+		}}
+	}
+	w.dupBody.Body, w.dupBody.EndOfStream = body, eos
+	return w.dup
 }
 
 // chunkAnswer returns an answer that replaces a response chunk with out

@@ -3,6 +3,7 @@ package envoysim
 import (
 	"context"
 	"io"
+	"net/http"
 	"sync"
 )
 
@@ -13,11 +14,13 @@ const readSize = 32 << 10
 // readSize it bounds the memory one body can hold before back-pressure.
 const sourceDepth = 8
 
-// chunk is one data callback: data, end of stream, or a read error.
+// chunk is one data callback: data, end of stream, or a read error. The
+// chunk with eof carries the body's trailers, if any.
 type chunk struct {
-	data []byte
-	eof  bool
-	err  error
+	data     []byte
+	eof      bool
+	err      error
+	trailers headerList
 }
 
 // bodySource reads an HTTP body on its own goroutine and delivers it as data
@@ -30,14 +33,31 @@ type bodySource struct {
 	// exact is true when the callbacks come from a ResponseChunker and must
 	// never be coalesced.
 	exact bool
+	// trailer, when set, returns the trailers known once the body has been
+	// read to its end (an upstream response's Trailer).
+	trailer func() http.Header
 }
 
 // startBody starts reading r. With split set, the whole body is read first
 // and split's pieces become the callbacks (see Config.ResponseChunker).
 func startBody(r io.Reader, split func([]byte) [][]byte) *bodySource {
-	s := &bodySource{ch: make(chan chunk, sourceDepth), stop: make(chan struct{}), exact: split != nil}
+	return startBodyTrailers(r, split, nil)
+}
+
+// startBodyTrailers is startBody for a body followed by trailers: the eof
+// chunk carries what trailer returns then.
+func startBodyTrailers(r io.Reader, split func([]byte) [][]byte, trailer func() http.Header) *bodySource {
+	s := &bodySource{ch: make(chan chunk, sourceDepth), stop: make(chan struct{}), exact: split != nil, trailer: trailer}
 	go s.run(r, split)
 	return s
+}
+
+// trailers returns the body's trailers once it has ended.
+func (s *bodySource) trailers() headerList {
+	if s.trailer == nil {
+		return nil
+	}
+	return regularHeaders(s.trailer())
 }
 
 func (s *bodySource) emit(c chunk) bool {
@@ -58,11 +78,15 @@ func (s *bodySource) run(r io.Reader, split func([]byte) [][]byte) {
 		}
 		pieces := split(all)
 		if len(pieces) == 0 {
-			s.emit(chunk{eof: true})
+			s.emit(chunk{eof: true, trailers: s.trailers()})
 			return
 		}
 		for i, p := range pieces {
-			if !s.emit(chunk{data: p, eof: i == len(pieces)-1}) {
+			c := chunk{data: p}
+			if i == len(pieces)-1 {
+				c.eof, c.trailers = true, s.trailers()
+			}
+			if !s.emit(c) {
 				return
 			}
 		}
@@ -73,7 +97,7 @@ func (s *bodySource) run(r io.Reader, split func([]byte) [][]byte) {
 		n, err := r.Read(buf)
 		switch {
 		case err == io.EOF:
-			s.emit(chunk{data: buf[:n], eof: true})
+			s.emit(chunk{data: buf[:n], eof: true, trailers: s.trailers()})
 			return
 		case err != nil:
 			if n > 0 && !s.emit(chunk{data: buf[:n]}) {

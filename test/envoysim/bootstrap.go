@@ -16,7 +16,8 @@ import (
 // (such as envoy/envoy.yaml) on c, from its first listener: BufferLimit
 // (per_connection_buffer_limit_bytes, Envoy's 1 MiB when unset),
 // LocalReply (the connection manager's local_reply_config) and, from its
-// ext_proc filter, ProcessingMode, AllowModeOverride, MessageTimeout,
+// ext_proc filter, ProcessingMode (response_body_mode FULL_DUPLEX_STREAMED
+// with response_trailer_mode SEND included), AllowModeOverride, MessageTimeout,
 // FailureModeAllow and StatusOnError. ProcessorAddr, Upstream and the
 // test-only fields are left as they are. It fails on a bootstrap whose
 // listener needs what envoysim does not model: no ext_proc filter, or a

@@ -23,7 +23,9 @@ type Config struct {
 	// mode (see SpendguardMode).
 	ProcessingMode *extprocfilterv3.ProcessingMode
 	// AllowModeOverride honours mode_override in headers answers.
-	// DefaultConfig sets it to true, as spendguard's envoy.yaml does.
+	// DefaultConfig sets it to true, as spendguard's envoy.yaml does. As in
+	// Envoy, it has no effect when a configured body mode is
+	// FULL_DUPLEX_STREAMED: every mode_override is then ignored.
 	AllowModeOverride bool
 	// MessageTimeout bounds the wait for each answer; 0 means 200ms (Envoy's default).
 	MessageTimeout time.Duration
@@ -103,19 +105,25 @@ type modes struct {
 	respHeaders bool
 	reqBody     extprocfilterv3.ProcessingMode_BodySendMode
 	respBody    extprocfilterv3.ProcessingMode_BodySendMode
+	// respTrailers is response_trailer_mode SEND (only with a
+	// FULL_DUPLEX_STREAMED response body).
+	respTrailers bool
 }
 
 // modesOf applies Envoy's defaults: headers are sent unless SKIP.
 func modesOf(m *extprocfilterv3.ProcessingMode) modes {
 	return modes{
-		reqHeaders:  m.GetRequestHeaderMode() != extprocfilterv3.ProcessingMode_SKIP,
-		respHeaders: m.GetResponseHeaderMode() != extprocfilterv3.ProcessingMode_SKIP,
-		reqBody:     m.GetRequestBodyMode(),
-		respBody:    m.GetResponseBodyMode(),
+		reqHeaders:   m.GetRequestHeaderMode() != extprocfilterv3.ProcessingMode_SKIP,
+		respHeaders:  m.GetResponseHeaderMode() != extprocfilterv3.ProcessingMode_SKIP,
+		reqBody:      m.GetRequestBodyMode(),
+		respBody:     m.GetResponseBodyMode(),
+		respTrailers: m.GetResponseTrailerMode() == extprocfilterv3.ProcessingMode_SEND,
 	}
 }
 
-// supportedBodyMode reports whether envoysim reproduces a body mode.
+// supportedBodyMode reports whether envoysim reproduces a body mode in both
+// directions and as a mode_override (FULL_DUPLEX_STREAMED is reproduced only
+// as the configured response body mode).
 func supportedBodyMode(m extprocfilterv3.ProcessingMode_BodySendMode) bool {
 	switch m {
 	case extprocfilterv3.ProcessingMode_NONE, extprocfilterv3.ProcessingMode_STREAMED,
@@ -131,6 +139,9 @@ type settings struct {
 	upstream   *url.URL
 	mode       modes
 	localReply *localReplyRules
+	// overrides is whether mode_override is honoured: AllowModeOverride,
+	// and no configured body mode is FULL_DUPLEX_STREAMED.
+	overrides bool
 }
 
 // resolve validates c and applies defaults; it reports every problem at once.
@@ -153,16 +164,26 @@ func (c Config) resolve() (settings, error) {
 	if pm == nil {
 		pm = SpendguardMode()
 	}
-	for _, b := range []extprocfilterv3.ProcessingMode_BodySendMode{pm.GetRequestBodyMode(), pm.GetResponseBodyMode()} {
-		if !supportedBodyMode(b) {
-			errs = append(errs, fmt.Errorf("envoysim: body mode %s is not supported by envoysim", b))
-		}
+	if b := pm.GetRequestBodyMode(); !supportedBodyMode(b) {
+		errs = append(errs, fmt.Errorf("envoysim: request body mode %s is not supported by envoysim", b))
 	}
-	if pm.GetRequestTrailerMode() == extprocfilterv3.ProcessingMode_SEND ||
-		pm.GetResponseTrailerMode() == extprocfilterv3.ProcessingMode_SEND {
-		errs = append(errs, errors.New("envoysim: trailer mode SEND is not supported by envoysim"))
+	duplex := pm.GetResponseBodyMode() == extprocfilterv3.ProcessingMode_FULL_DUPLEX_STREAMED
+	if b := pm.GetResponseBodyMode(); !duplex && !supportedBodyMode(b) {
+		errs = append(errs, fmt.Errorf("envoysim: response body mode %s is not supported by envoysim", b))
+	}
+	if pm.GetRequestTrailerMode() == extprocfilterv3.ProcessingMode_SEND {
+		errs = append(errs, errors.New("envoysim: request trailer mode SEND is not supported by envoysim"))
+	}
+	respTrailers := pm.GetResponseTrailerMode() == extprocfilterv3.ProcessingMode_SEND
+	switch {
+	case duplex && !respTrailers:
+		// Envoy refuses this configuration when it loads it.
+		errs = append(errs, errors.New("envoysim: response_body_mode FULL_DUPLEX_STREAMED needs response_trailer_mode SEND"))
+	case respTrailers && !duplex:
+		errs = append(errs, errors.New("envoysim: response trailer mode SEND is supported only with response_body_mode FULL_DUPLEX_STREAMED"))
 	}
 	s.mode = modesOf(pm)
+	s.overrides = c.AllowModeOverride && !duplex
 	if s.localReply, err = compileLocalReply(c.LocalReply); err != nil {
 		errs = append(errs, err)
 	}

@@ -41,6 +41,9 @@ type exchange struct {
 	wroteHeader bool // response headers have gone to the client
 	reset       bool // the client connection must be aborted
 	aborted     bool // client went away (counted once)
+	// failClosed turns FailureModeAllow off: Envoy ignores it once body
+	// data of a FULL_DUPLEX_STREAMED direction has been seen.
+	failClosed bool
 
 	reqSrc, respSrc *bodySource
 	upMethod        string // method sent upstream (decides whether a response has a body)
@@ -190,7 +193,7 @@ func (x *exchange) fail(err error) bool {
 	case failGRPC:
 		x.p.stats.grpcErrors.Add(1)
 	}
-	if x.p.cfg.FailureModeAllow {
+	if x.p.cfg.FailureModeAllow && !x.failClosed {
 		x.p.stats.failOpen.Add(1)
 		return true
 	}

@@ -153,6 +153,8 @@ func kindOf(m *extprocv3.ProcessingRequest) string {
 		return "response_headers"
 	case *extprocv3.ProcessingRequest_ResponseBody:
 		return "response_body"
+	case *extprocv3.ProcessingRequest_ResponseTrailers:
+		return "response_trailers"
 	}
 	return "other"
 }

@@ -31,9 +31,17 @@ func TestNewValidatesConfig(t *testing.T) {
 		{"defaults are valid", DefaultConfig("127.0.0.1:1", "http://127.0.0.1:2"), ""},
 		{"missing processor", DefaultConfig("", "http://127.0.0.1:2"), "ProcessorAddr"},
 		{"bad upstream", DefaultConfig("127.0.0.1:1", "127.0.0.1:2"), "Upstream"},
-		{"full duplex", Config{ProcessorAddr: "a:1", Upstream: "http://b", ProcessingMode: mode(func(m *extprocfilterv3.ProcessingMode) {
+		{"full duplex without response trailers SEND", Config{ProcessorAddr: "a:1", Upstream: "http://b", ProcessingMode: mode(func(m *extprocfilterv3.ProcessingMode) {
 			m.ResponseBodyMode = extprocfilterv3.ProcessingMode_FULL_DUPLEX_STREAMED
+			m.ResponseTrailerMode = extprocfilterv3.ProcessingMode_SKIP
+		})}, "needs response_trailer_mode SEND"},
+		{"full duplex request body", Config{ProcessorAddr: "a:1", Upstream: "http://b", ProcessingMode: mode(func(m *extprocfilterv3.ProcessingMode) {
+			m.RequestBodyMode = extprocfilterv3.ProcessingMode_FULL_DUPLEX_STREAMED
 		})}, "not supported by envoysim"},
+		{"response trailers without full duplex", Config{ProcessorAddr: "a:1", Upstream: "http://b", ProcessingMode: mode(func(m *extprocfilterv3.ProcessingMode) {
+			m.ResponseBodyMode = extprocfilterv3.ProcessingMode_STREAMED
+			m.ResponseTrailerMode = extprocfilterv3.ProcessingMode_SEND
+		})}, "only with response_body_mode FULL_DUPLEX_STREAMED"},
 		{"trailers", Config{ProcessorAddr: "a:1", Upstream: "http://b", ProcessingMode: mode(func(m *extprocfilterv3.ProcessingMode) {
 			m.RequestTrailerMode = extprocfilterv3.ProcessingMode_SEND
 		})}, "trailer mode SEND"},

@@ -95,7 +95,7 @@ func (x *exchange) requestHeadersAnswer(h *headerList, ans *extprocv3.Processing
 		x.immediate(a.ImmediateResponse)
 		return nil, false, false
 	case *extprocv3.ProcessingResponse_RequestHeaders:
-		if ans.GetModeOverride() != nil && x.p.cfg.AllowModeOverride {
+		if ans.GetModeOverride() != nil && x.p.cfg.overrides {
 			x.p.applyOverride(&x.md, ans.GetModeOverride())
 		}
 		cr := a.RequestHeaders.GetResponse()

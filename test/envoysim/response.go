@@ -20,7 +20,11 @@ func (x *exchange) responsePhase(resp *http.Response, local bool, start time.Tim
 	}
 	hasBody := responseHasBody(x.upMethod, resp)
 	if hasBody {
-		x.respSrc = startBody(resp.Body, x.p.cfg.ResponseChunker)
+		x.respSrc = startBodyTrailers(resp.Body, x.p.cfg.ResponseChunker, func() http.Header { return resp.Trailer })
+	}
+	if !x.done && x.md.respBody == extprocfilterv3.ProcessingMode_FULL_DUPLEX_STREAMED {
+		x.duplexResponse(h, hasBody)
+		return
 	}
 	replacement, replaced, ok := x.responseHeadersPhase(&h, hasBody)
 	if !ok {
@@ -100,7 +104,7 @@ func (x *exchange) responseHeadersAnswer(h *headerList) (body []byte, replaced, 
 			x.immediate(a.ImmediateResponse)
 			return nil, false, false
 		case *extprocv3.ProcessingResponse_ResponseHeaders:
-			if ans.GetModeOverride() != nil && x.p.cfg.AllowModeOverride {
+			if ans.GetModeOverride() != nil && x.p.cfg.overrides {
 				x.p.applyOverride(&x.md, ans.GetModeOverride())
 			}
 			cr := a.ResponseHeaders.GetResponse()
@@ -119,7 +123,7 @@ func (x *exchange) responseHeadersAnswer(h *headerList) (body []byte, replaced, 
 			}
 			return nil, false, true
 		case nil:
-			if ans.GetModeOverride() != nil && x.p.cfg.AllowModeOverride {
+			if ans.GetModeOverride() != nil && x.p.cfg.overrides {
 				x.p.applyOverride(&x.md, ans.GetModeOverride())
 				continue
 			}

@@ -41,13 +41,17 @@ type Stats struct {
 	// ResetResponses counts responses cut off after their headers had been
 	// sent to the client (the client sees a truncated body).
 	ResetResponses int64
+	// EndedEarly counts FULL_DUPLEX_STREAMED responses the processor ended
+	// (streamed_response end_of_stream) before the upstream's body ended;
+	// their upstream request was cancelled.
+	EndedEarly int64
 }
 
 // counters holds the live values behind Stats.
 type counters struct {
 	requests, streams, sent, received, immediate, local, spurious, timeouts,
 	grpcErrors, closedByProc, failOpen, rejected, upstream, upstreamFail,
-	clientAborts, resets atomic.Int64
+	clientAborts, resets, endedEarly atomic.Int64
 }
 
 func (c *counters) snapshot() Stats {
@@ -68,5 +72,6 @@ func (c *counters) snapshot() Stats {
 		UpstreamFailures:         c.upstreamFail.Load(),
 		ClientAborts:             c.clientAborts.Load(),
 		ResetResponses:           c.resets.Load(),
+		EndedEarly:               c.endedEarly.Load(),
 	}
 }

@@ -289,6 +289,13 @@ func headersMsg(request bool, h headerList, endOfStream bool) *extprocv3.Process
 	return &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseHeaders{ResponseHeaders: hh}}
 }
 
+// trailersMsg is the response_trailers message (only responses send trailers).
+func trailersMsg(t headerList) *extprocv3.ProcessingRequest {
+	return &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseTrailers{
+		ResponseTrailers: &extprocv3.HttpTrailers{Trailers: t.proto()},
+	}}
+}
+
 func bodyMsg(request bool, data []byte, endOfStream bool) *extprocv3.ProcessingRequest {
 	hb := &extprocv3.HttpBody{Body: data, EndOfStream: endOfStream}
 	if request {
@@ -318,5 +325,6 @@ func (p *Proxy) applyOverride(md *modes, o *extprocfilterv3.ProcessingMode) {
 func shouldRemoveContentLength(body extprocfilterv3.ProcessingMode_BodySendMode, sendHeaders bool) bool {
 	return body == extprocfilterv3.ProcessingMode_STREAMED ||
 		body == extprocfilterv3.ProcessingMode_BUFFERED_PARTIAL ||
+		body == extprocfilterv3.ProcessingMode_FULL_DUPLEX_STREAMED ||
 		(body == extprocfilterv3.ProcessingMode_BUFFERED && !sendHeaders)
 }
