@@ -126,6 +126,10 @@ type SSEScanner struct {
 	// Delivered text (capture.go): kept up to textLimit bytes, off at 0.
 	textLimit int
 	text      []byte
+
+	// SSEResponses: the response's id (sse_hold.go).
+	respID    [maxResponseID]byte
+	respIDLen int
 }
 
 // NewSSEScanner returns a scanner for one stream of the given kind. With

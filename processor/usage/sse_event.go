@@ -56,6 +56,9 @@ func (s *SSEScanner) dispatch() (usageOnly bool) {
 		}
 	}
 	if !big {
+		if s.kind == SSEResponses {
+			s.noteResponseID(data)
+		}
 		s.findModel(data, typ)
 		if s.strip != StripNone {
 			s.planStrip(data)
