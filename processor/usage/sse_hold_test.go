@@ -26,7 +26,9 @@ func TestSSEHoldPartial(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		norm := func(b []byte) string { return strings.ReplaceAll(strings.ReplaceAll(string(b), "\r\n", "\n"), "\r", "\n") }
+		norm := func(b []byte) string {
+			return strings.ReplaceAll(strings.ReplaceAll(string(b), "\r\n", "\n"), "\r", "\n")
+		}
 		whole := strings.Count(norm(body), "\n\n")
 		for seed := range uint64(20) {
 			rng := rand.New(rand.NewPCG(seed, 1))
