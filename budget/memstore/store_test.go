@@ -22,6 +22,10 @@ func BenchmarkMemoryStore(b *testing.B) {
 	storetest.Bench(b, func(*testing.B) budget.Store { return memstore.New() })
 }
 
+func BenchmarkExtend(b *testing.B) {
+	storetest.BenchExtend(b, func(*testing.B) budget.Store { return memstore.New() })
+}
+
 func TestMemoryStorePrunesEndedPeriods(t *testing.T) {
 	ctx, s := context.Background(), memstore.New()
 	t0 := storetest.T0

@@ -41,6 +41,13 @@ func BenchmarkRedisStore(b *testing.B) {
 	})
 }
 
+func BenchmarkExtend(b *testing.B) {
+	storetest.BenchExtend(b, func(b *testing.B) budget.Store {
+		s, _, _ := newStore(b)
+		return s
+	})
+}
+
 var t0 = storetest.T0
 
 func item(key string, limit money.Nano, expires time.Time) budget.Item {
