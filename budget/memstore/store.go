@@ -193,15 +193,17 @@ func (m *Store) Extend(ctx context.Context, id string, want money.Nano, items []
 	if fresh {
 		r = m.newReservation(len(items))
 		r.counters = r.counters[:len(items)]
-	} else {
-		m.reattach(r, items)
 	}
 	granted := want
 	out := budget.Outcome{Blocked: -1, Counters: make([]budget.Counter, len(items))}
 	for i, it := range items {
 		var c *memCounter
 		out.Counters[i], c = m.sum(it)
-		if fresh {
+		if fresh || r.counters[i].dropped {
+			// The key's counter now (nil: none yet). A dropped one (its
+			// period over, and Grace, while r was renewed) took r's hold
+			// with it; r is released from the key's counter then, as
+			// release does.
 			r.counters[i] = c
 		}
 		if room := it.Room(out.Counters[i].Used()); room < granted {
@@ -242,21 +244,6 @@ func sameKeys(keys []string, items []budget.Item) bool {
 		}
 	}
 	return true
-}
-
-// reattach puts the amount of live reservation r back on the counter of
-// every key whose counter was dropped while r held it (a reservation
-// renewed by Extend past its period's end and Grace): the key's counter,
-// made again, holds r's amount as r's release will take it off.
-func (m *Store) reattach(r *memReservation, items []budget.Item) {
-	for i, c := range r.counters {
-		if !c.dropped {
-			continue
-		}
-		c = m.counter(items[i])
-		c.Reserved = money.Add(c.Reserved, r.amount)
-		r.counters[i] = c
-	}
 }
 
 // Usage implements budget.Store.
