@@ -136,8 +136,8 @@ func (it Item) Blocks(used, amount money.Nano) bool {
 // used (committed plus reserved): how much more it can take. It is
 // Limit-used (exact: used < Limit there) for an enforced item, 0 once used
 // has reached Limit, and the largest amount (2^63-1, no bound) for an item
-// that is not enforced. Reserving amount more is refused (Blocks) exactly
-// when amount > Room(used).
+// that is not enforced. Blocks(used, amount) is amount > Room(used), or
+// any amount at all once an enforced item's used has reached Limit.
 func (it Item) Room(used money.Nano) money.Nano {
 	switch {
 	case !it.Enforce:
