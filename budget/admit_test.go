@@ -27,6 +27,11 @@ func (c *countingStore) Settle(ctx context.Context, id string, actual money.Nano
 	return c.Store.Settle(ctx, id, actual, items, now)
 }
 
+func (c *countingStore) Extend(ctx context.Context, id string, want money.Nano, items []Item, ttl time.Duration, now time.Time) (money.Nano, Outcome, error) {
+	c.calls++
+	return c.Store.Extend(ctx, id, want, items, ttl, now)
+}
+
 func (c *countingStore) Usage(ctx context.Context, items []Item, now time.Time) ([]Counter, error) {
 	c.calls++
 	return c.Store.Usage(ctx, items, now)

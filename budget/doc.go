@@ -106,6 +106,15 @@
 // The Engine settles a Reservation at most once (ErrSettled), but allows a
 // retry after a store error.
 //
+// Extend grows a reservation while its response streams, in one Store
+// call: by the amount asked when every budget with a hard cap has that
+// much room, else by the least room left (0: some budget is full, and the
+// caller cuts the stream). The grant is held on every counter under the
+// reservation's id, so Settle releases it with the rest; each Extend also
+// renews the TTL, so a long stream does not lapse. Settle may race with
+// Extend: it waits for an Extend in flight, so that it releases its grant
+// too.
+//
 // # Rejections
 //
 // Rejection.Message has the exact form of the 402 answer. Its "spent" is
@@ -115,8 +124,10 @@
 //
 // # Stores
 //
-// Store is the consumer-side contract (see its doc); storetest.Run is its
-// conformance suite and storetest.Bench its benchmark. Both stores live
+// Store is the consumer-side contract (see its doc): Reserve (all or
+// nothing), Extend (as much as every budget has room for), Settle and
+// Usage, each one atomic step; storetest.Run is its conformance suite and
+// storetest.Bench and BenchExtend its benchmarks. Both stores live
 // in packages of their own beside this one, as any other would: package
 // memstore is exact for one replica and bounded in memory, and its
 // snapshot file keeps it across restarts (a corrupt file is an error,

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -52,6 +53,8 @@ type Reservation struct {
 	HasRemaining    bool
 
 	settled atomic.Bool
+	// mu orders Extend's store call before Settle's (see Engine.Extend).
+	mu sync.Mutex
 }
 
 // inlineItems is how many items a Reservation holds without a second
@@ -244,9 +247,20 @@ func (e *Engine) reserve(ctx context.Context, c Claim) (*Reservation, *Rejection
 		rej := rejection(scopes[out.Blocked], out.Counters[out.Blocked], amount, now)
 		return nil, rej, out.Counters, nil
 	}
+	res.setRemaining(out.Counters)
 	for i, c := range out.Counters {
-		b := scopes[i].Budget
 		out.Counters[i].Reserved = max(c.Reserved-amount, 0) // as before this reservation
+	}
+	return res, nil, out.Counters, nil
+}
+
+// setRemaining sets Remaining, RemainingBudget and HasRemaining from the
+// counters of res's scopes (counters[i] that of Scopes[i]) as they are
+// with res reserved.
+func (res *Reservation) setRemaining(counters []Counter) {
+	res.Remaining, res.RemainingBudget, res.HasRemaining = 0, "", false
+	for i, c := range counters {
+		b := res.Scopes[i].Budget
 		if !b.hasHard {
 			continue
 		}
@@ -255,7 +269,6 @@ func (e *Engine) reserve(ctx context.Context, c Claim) (*Reservation, *Rejection
 			res.Remaining, res.RemainingBudget, res.HasRemaining = rem, b.name, true
 		}
 	}
-	return res, nil, out.Counters, nil
 }
 
 // Settle commits actual (>= 0; 0 releases, as for an upstream error) on
@@ -265,7 +278,9 @@ func (e *Engine) reserve(ctx context.Context, c Claim) (*Reservation, *Rejection
 // spend is committed even if the reservation has expired meanwhile. A
 // second Settle of the same reservation returns ErrSettled; after a store
 // error Settle may be tried again (a networked store may then count twice
-// if the failed call had in fact been applied).
+// if the failed call had in fact been applied). Settle may run while
+// another goroutine extends res: it waits for that Extend's store call,
+// and releases what it granted too.
 func (e *Engine) Settle(ctx context.Context, res *Reservation, actual money.Nano) error {
 	if res == nil {
 		return nil
@@ -279,6 +294,10 @@ func (e *Engine) Settle(ctx context.Context, res *Reservation, actual money.Nano
 	if len(res.Items) == 0 {
 		return nil
 	}
+	// An Extend whose store call is under way finishes first, so that
+	// this Settle releases its grant too; a later one sees res settled.
+	res.mu.Lock()
+	defer res.mu.Unlock()
 	now := e.now()
 	if err := e.store.Settle(ctx, res.ID, actual, res.Items, now); err != nil {
 		if e.retry != nil && e.retry.later(res.ID, actual, res.Items, now, err) {

@@ -46,6 +46,9 @@ func (failStore) Reserve(context.Context, string, money.Nano, []Item, time.Durat
 }
 func (failStore) Settle(context.Context, string, money.Nano, []Item, time.Time) error { return errDown }
 func (failStore) Usage(context.Context, []Item, time.Time) ([]Counter, error)         { return nil, errDown }
+func (failStore) Extend(context.Context, string, money.Nano, []Item, time.Duration, time.Time) (money.Nano, Outcome, error) {
+	return 0, Outcome{}, errDown
+}
 
 type fixture struct {
 	p     *Policies

@@ -3,6 +3,7 @@ package budget
 import (
 	"context"
 	"errors"
+	"math"
 	"time"
 
 	"github.com/spendguard/spendguard/internal/money"
@@ -20,7 +21,8 @@ import (
 // anything, and may drop a counter some time after its Item.Expires.
 //
 // A reservation is live from Reserve until it is settled or until its TTL
-// has passed (now >= reserve time + ttl): from then on it no longer counts
+// has passed (now >= reserve time + ttl, or last Extend time + ttl, since
+// Extend renews it): from then on it no longer counts
 // in Reserved, so the reservations of a crashed replica stop blocking
 // traffic by themselves.
 //
@@ -55,6 +57,24 @@ type Store interface {
 	// each reservation exactly once.
 	Settle(ctx context.Context, id string, actual money.Nano, items []Item, now time.Time) error
 
+	// Extend grows reservation id by up to want, on every item at once, and
+	// sets its expiry to now+ttl (so a long response does not outlive it).
+	// The room of item i is Limit-used (0 once used >= Limit) when it is
+	// enforced, unbounded otherwise, used being committed+reserved summed
+	// over its Key and Window as in Reserve; granted is the smaller of want
+	// and the least room (0 <= granted <= want, exactly: no sum is
+	// saturated). granted is added to the amount of id and to the reserved
+	// amount of the Key of every item, so a later Settle releases the
+	// reservation with its extensions. When id is not live (settled,
+	// expired or unknown) it is created afresh holding granted alone: what
+	// it held before no longer counts. Outcome.Counters is the state of
+	// every item after the call and Outcome.Blocked the index of the first
+	// item whose room is granted when that is below want (-1 when want was
+	// granted in full). The items are the ones given to Reserve for id (a
+	// store may refuse others with ErrInvalidArgument), with distinct Keys;
+	// want must be >= 0 (0 only renews the expiry) and ttl > 0.
+	Extend(ctx context.Context, id string, want money.Nano, items []Item, ttl time.Duration, now time.Time) (granted money.Nano, out Outcome, err error)
+
 	// Usage returns, for every item, committed and reserved summed over its
 	// Key and Window (zero for counters that do not exist).
 	Usage(ctx context.Context, items []Item, now time.Time) ([]Counter, error)
@@ -87,15 +107,18 @@ type Counter struct {
 // Used is committed plus reserved: what counts against a cap.
 func (c Counter) Used() money.Nano { return money.Add(c.Committed, c.Reserved) }
 
-// Outcome is the result of Store.Reserve.
+// Outcome is the result of Store.Reserve and Store.Extend.
 type Outcome struct {
-	// Blocked is the index of the first item that blocked, or -1.
+	// Blocked is the index of the first item that blocked (for Extend:
+	// that cut the grant below what was asked), or -1.
 	Blocked int
-	// Counters is the state of every item (see Store.Reserve).
+	// Counters is the state of every item (see Store.Reserve and
+	// Store.Extend).
 	Counters []Counter
 }
 
-// OK reports whether the amount was reserved.
+// OK reports whether the amount was reserved (for Extend: granted in
+// full).
 func (o Outcome) OK() bool { return o.Blocked < 0 }
 
 // Blocks is the rule of Store.Reserve for one item whose Key and Window
@@ -109,10 +132,28 @@ func (it Item) Blocks(used, amount money.Nano) bool {
 	return it.Enforce && (used >= it.Limit || amount > it.Limit-used)
 }
 
+// Room is the rule of Store.Extend for one item whose Key and Window hold
+// used (committed plus reserved): how much more it can take. It is
+// Limit-used (exact: used < Limit there) for an enforced item, 0 once used
+// has reached Limit, and the largest amount (2^63-1, no bound) for an item
+// that is not enforced. Blocks(used, amount) is amount > Room(used), or
+// any amount at all once an enforced item's used has reached Limit.
+func (it Item) Room(used money.Nano) money.Nano {
+	switch {
+	case !it.Enforce:
+		return math.MaxInt64
+	case used >= it.Limit:
+		return 0
+	default:
+		return it.Limit - max(used, 0) // a counter is never negative; guard anyway
+	}
+}
+
 // Errors of Store calls.
 var (
 	// ErrDuplicateReservation: Reserve with the id of a live reservation.
 	ErrDuplicateReservation = errors.New("budget: reservation id is already in use")
-	// ErrInvalidArgument: a negative amount or a non-positive ttl.
+	// ErrInvalidArgument: a negative amount, a non-positive ttl, an empty
+	// reservation id.
 	ErrInvalidArgument = errors.New("budget: invalid store argument")
 )

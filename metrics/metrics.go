@@ -208,7 +208,7 @@ func (m *Metrics) ObserveMessage(phase string, d time.Duration) {
 }
 
 // ObserveStore records one budget store call. op is the Store method in
-// lower case (reserve, settle, usage); err decides result="ok"|"error".
+// lower case (reserve, settle, usage, extend); err decides result="ok"|"error".
 // The series of those operations are resolved once; another op costs a
 // lookup per call.
 func (m *Metrics) ObserveStore(op string, d time.Duration, err error) {

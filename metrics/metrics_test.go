@@ -74,6 +74,9 @@ func traffic(t *testing.T, m *metrics.Metrics) {
 	_, err := store.Reserve(context.Background(), "r1", money.PerUSD/10, items, time.Minute, time.Now())
 	require.NoError(t, err)
 	m.AddReservationsInFlight(1)
+	granted, _, err := store.Extend(context.Background(), "r1", money.PerUSD/10, items, time.Minute, time.Now())
+	require.NoError(t, err)
+	require.Equal(t, money.PerUSD/10, granted)
 	_, err = store.Usage(context.Background(), items, time.Now())
 	require.NoError(t, err)
 	require.NoError(t, store.Settle(context.Background(), "r1", money.PerUSD/20, items, time.Now()))
@@ -138,6 +141,7 @@ func TestScrapeAfterTrafficPassesPromtoolCheckMetrics(t *testing.T) {
 		{"spendguard_extproc_message_duration_seconds_count", map[string]string{"phase": "request_body"}, "1"},
 		{"spendguard_store_operation_duration_seconds_count", map[string]string{"operation": "reserve", "result": "ok"}, "1"},
 		{"spendguard_store_operation_duration_seconds_count", map[string]string{"operation": "settle", "result": "ok"}, "1"},
+		{"spendguard_store_operation_duration_seconds_count", map[string]string{"operation": "extend", "result": "ok"}, "1"},
 		{"spendguard_store_operation_duration_seconds_count", map[string]string{"operation": "usage", "result": "error"}, "1"},
 		{"spendguard_config_reloads_total", map[string]string{"result": "success"}, "1"},
 		{"spendguard_config_reloads_total", map[string]string{"result": "failure"}, "1"},

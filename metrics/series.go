@@ -59,11 +59,12 @@ const (
 	opReserve = iota
 	opSettle
 	opUsage
+	opExtend
 	numOps
 )
 
 // opNames are the operation labels, by op index.
-var opNames = [numOps]string{opReserve: "reserve", opSettle: "settle", opUsage: "usage"}
+var opNames = [numOps]string{opReserve: "reserve", opSettle: "settle", opUsage: "usage", opExtend: "extend"}
 
 // opIndex returns the index of a known store operation, or -1.
 func opIndex(op string) int { return slices.Index(opNames[:], op) }

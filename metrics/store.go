@@ -10,8 +10,8 @@ import (
 )
 
 // InstrumentStore returns s with every call timed into
-// spendguard_store_operation_duration_seconds (operation reserve, settle
-// or usage). It adds no behaviour: errors and results pass through. A
+// spendguard_store_operation_duration_seconds (operation reserve, settle,
+// usage or extend). It adds no behaviour: errors and results pass through. A
 // method added to budget.Store later passes through untimed. With a nil
 // *Metrics it returns s itself.
 func (m *Metrics) InstrumentStore(s budget.Store) budget.Store {
@@ -57,4 +57,11 @@ func (t timedStore) Usage(ctx context.Context, items []budget.Item, now time.Tim
 	out, err := t.Store.Usage(ctx, items, now)
 	t.m.observeStore(opUsage, mono.Now()-start, err)
 	return out, err
+}
+
+func (t timedStore) Extend(ctx context.Context, id string, want money.Nano, items []budget.Item, ttl time.Duration, now time.Time) (money.Nano, budget.Outcome, error) {
+	start := mono.Now()
+	granted, out, err := t.Store.Extend(ctx, id, want, items, ttl, now)
+	t.m.observeStore(opExtend, mono.Now()-start, err)
+	return granted, out, err
 }

@@ -114,6 +114,32 @@ func (m *modelStore) reserve(id string, amount money.Nano, items []budget.Item, 
 	return out
 }
 
+func (m *modelStore) extend(id string, want money.Nano, items []budget.Item, ttl time.Duration, now time.Time) (money.Nano, budget.Outcome) {
+	m.sweep(now)
+	out := budget.Outcome{Blocked: -1, Counters: m.usage(items, now)}
+	granted := want
+	for i, it := range items {
+		if room := max(it.Limit-out.Counters[i].Used(), 0); it.Enforce && room < granted {
+			granted, out.Blocked = room, i
+		}
+	}
+	r := m.live[id]
+	if r == nil {
+		r = &modelReservation{}
+		for _, it := range items {
+			r.keys = append(r.keys, it.Key)
+		}
+		m.live[id] = r
+	}
+	r.amount += granted
+	r.expires = now.Add(ttl)
+	for i, it := range items {
+		m.counter(it).Reserved += granted
+		out.Counters[i].Reserved += granted
+	}
+	return granted, out
+}
+
 func (m *modelStore) settle(id string, actual money.Nano, items []budget.Item, now time.Time) {
 	m.sweep(now)
 	if m.live[id] != nil {
@@ -127,7 +153,8 @@ func (m *modelStore) settle(id string, actual money.Nano, items []budget.Item, n
 }
 
 // TestMemoryStoreMatchesModel runs random calls on the memory store and on
-// modelStore and requires the same results: rolling windows whose slices
+// modelStore and requires the same results (extensions included, of live,
+// expired and unknown reservations): rolling windows whose slices
 // are reused, copied or overwritten between calls, reservations that
 // outlive their counters (a TTL of hours), late settles that recreate a
 // dropped counter, and reservations on such a recreated counter.
@@ -218,7 +245,7 @@ func matchModel(t *testing.T, seed uint64) {
 		if rng.IntN(5) == 0 { // items of an earlier time: a stale or slow caller
 			at = times[rng.IntN(len(times))]
 		}
-		switch op := rng.IntN(10); {
+		switch op := rng.IntN(12); {
 		case op < 4:
 			seq++
 			id := "r" + strconv.Itoa(seq)
@@ -244,6 +271,23 @@ func matchModel(t *testing.T, seed uint64) {
 			}
 			require.NoError(t, s.Settle(ctx, p.id, actual, p.items, now))
 			m.settle(p.id, actual, p.items, now)
+		case op < 9:
+			// grow a reservation (live, expired or refused) or
+			// one never reserved
+			p := past{"unknown" + strconv.Itoa(step), itemsAt(at)}
+			if len(reserved) > 0 && rng.IntN(8) > 0 {
+				p = reserved[rng.IntN(len(reserved))]
+			} else {
+				reserved = append(reserved, p)
+			}
+			seq++
+			want := money.Nano(rng.IntN(100))
+			ttl := time.Duration(1+rng.IntN(3*3600))*time.Second + time.Duration(seq)
+			granted, got, err := s.Extend(ctx, p.id, want, p.items, ttl, now)
+			require.NoError(t, err)
+			wantGranted, wantOut := m.extend(p.id, want, p.items, ttl, now)
+			require.Equal(t, wantOut, got, "step %d: extend %s", step, p.id)
+			require.Equal(t, wantGranted, granted, "step %d: extend %s", step, p.id)
 		default:
 			items := itemsAt(at)
 			if rng.IntN(10) == 0 && len(items) > 0 && len(items[0].Window) > 0 {

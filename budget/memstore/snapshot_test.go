@@ -67,6 +67,31 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	assert.Equal(t, string(a), string(b))
 }
 
+// TestSnapshotKeepsExtensions: a reservation's extensions and renewed
+// expiry are in the snapshot, so that after a restart it still expires
+// late and its Settle still releases all of it.
+func TestSnapshotKeepsExtensions(t *testing.T) {
+	s, items := snapshotFixture(t)
+	ctx, t0 := context.Background(), storetest.T0
+	renewed := t0.Add(9 * time.Minute)
+	granted, _, err := s.Extend(ctx, "live1", 5, items, 10*time.Minute, renewed)
+	require.NoError(t, err)
+	require.Equal(t, money.Nano(5), granted)
+	path := filepath.Join(t.TempDir(), "state.json")
+	require.NoError(t, s.WriteSnapshot(path, renewed))
+
+	loaded, err := memstore.Load(path)
+	require.NoError(t, err)
+	later := t0.Add(15 * time.Minute) // live2 has expired, live1 not
+	got, err := loaded.Usage(ctx, items, later)
+	require.NoError(t, err)
+	assert.Equal(t, budget.Counter{Committed: 1_234_567_891, Reserved: 12}, got[0])
+	require.NoError(t, loaded.Settle(ctx, "live1", 0, items, later))
+	got, err = loaded.Usage(ctx, items, later)
+	require.NoError(t, err)
+	assert.Equal(t, budget.Counter{Committed: 1_234_567_891}, got[0], "the extension is released with the reservation")
+}
+
 func TestSnapshotMissingFileIsEmpty(t *testing.T) {
 	s, err := memstore.Load(filepath.Join(t.TempDir(), "none.json"))
 	require.NoError(t, err)

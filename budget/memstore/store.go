@@ -172,6 +172,81 @@ func (m *Store) Settle(ctx context.Context, id string, actual money.Nano, items 
 	return nil
 }
 
+// Extend implements budget.Store. A live reservation must be extended
+// with the items it was reserved with (the same Keys in the same order):
+// others are refused with budget.ErrInvalidArgument, since the store
+// keeps one amount per reservation.
+func (m *Store) Extend(ctx context.Context, id string, want money.Nano, items []budget.Item, ttl time.Duration, now time.Time) (money.Nano, budget.Outcome, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, budget.Outcome{}, err
+	}
+	if id == "" || want < 0 || ttl <= 0 {
+		return 0, budget.Outcome{}, fmt.Errorf("%w: extend id %q, want %v, ttl %v", budget.ErrInvalidArgument, id, want, ttl)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.sweep(now)
+	r := m.live[id]
+	if r != nil && !sameKeys(r.keys, items) {
+		return 0, budget.Outcome{}, fmt.Errorf("%w: extend %q with other budgets than it was reserved on", budget.ErrInvalidArgument, id)
+	}
+	fresh := r == nil
+	if fresh {
+		r = m.newReservation(len(items))
+		r.counters = r.counters[:len(items)]
+	}
+	granted := want
+	out := budget.Outcome{Blocked: -1, Counters: make([]budget.Counter, len(items))}
+	for i, it := range items {
+		var c *memCounter
+		out.Counters[i], c = m.sum(it)
+		if fresh || r.counters[i].dropped {
+			// The key's counter now (nil: none yet). A dropped one (its
+			// period over, and Grace, while r was renewed) took r's hold
+			// with it; r is released from the key's counter then, as
+			// release does.
+			r.counters[i] = c
+		}
+		if room := it.Room(out.Counters[i].Used()); room < granted {
+			granted, out.Blocked = room, i
+		}
+	}
+	for i, it := range items {
+		c := r.counters[i]
+		if c == nil {
+			c = m.counter(it)
+			r.counters[i] = c
+		}
+		c.Reserved = money.Add(c.Reserved, granted)
+		out.Counters[i].Reserved = money.Add(out.Counters[i].Reserved, granted)
+		if fresh {
+			r.keys = append(r.keys, it.Key)
+		}
+	}
+	r.amount, r.expires = money.Add(r.amount, granted), now.Add(ttl)
+	if fresh {
+		r.id = id
+		m.live[id] = r
+		heap.Push(&m.queue, r)
+	} else {
+		heap.Fix(&m.queue, r.index)
+	}
+	return granted, out, nil
+}
+
+// sameKeys reports whether items are, in order, on the counter keys keys.
+func sameKeys(keys []string, items []budget.Item) bool {
+	if len(keys) != len(items) {
+		return false
+	}
+	for i, it := range items {
+		if keys[i] != it.Key {
+			return false
+		}
+	}
+	return true
+}
+
 // Usage implements budget.Store.
 func (m *Store) Usage(ctx context.Context, items []budget.Item, now time.Time) ([]budget.Counter, error) {
 	if err := ctx.Err(); err != nil {

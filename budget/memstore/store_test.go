@@ -22,6 +22,10 @@ func BenchmarkMemoryStore(b *testing.B) {
 	storetest.Bench(b, func(*testing.B) budget.Store { return memstore.New() })
 }
 
+func BenchmarkExtend(b *testing.B) {
+	storetest.BenchExtend(b, func(*testing.B) budget.Store { return memstore.New() })
+}
+
 func TestMemoryStorePrunesEndedPeriods(t *testing.T) {
 	ctx, s := context.Background(), memstore.New()
 	t0 := storetest.T0
@@ -148,4 +152,24 @@ func BenchmarkMemoryStoreRolling(b *testing.B) {
 
 func TestMemoryStoreParkerConformance(t *testing.T) {
 	storetest.RunParker(t, func(*testing.T) budget.Parker { return memstore.New() })
+}
+
+// TestMemoryStoreExtendRefusesOtherItems: the store keeps one amount per
+// reservation, so a live one grows only on the budgets it was reserved on.
+func TestMemoryStoreExtendRefusesOtherItems(t *testing.T) {
+	ctx, s, t0 := context.Background(), memstore.New(), storetest.T0
+	a := budget.Item{Key: "a", Limit: 100, Enforce: true}
+	b := budget.Item{Key: "b", Limit: 100, Enforce: true}
+	_, err := s.Reserve(ctx, "r1", 10, []budget.Item{a, b}, time.Minute, t0)
+	require.NoError(t, err)
+	for _, items := range [][]budget.Item{{a}, {b, a}, {a, b, {Key: "c"}}} {
+		_, _, err := s.Extend(ctx, "r1", 1, items, time.Hour, t0)
+		assert.ErrorIs(t, err, budget.ErrInvalidArgument)
+	}
+	got, err := s.Usage(ctx, []budget.Item{a, b}, t0.Add(time.Minute-time.Nanosecond))
+	require.NoError(t, err)
+	assert.Equal(t, []budget.Counter{{Reserved: 10}, {Reserved: 10}}, got, "unchanged, and not renewed")
+	got, err = s.Usage(ctx, []budget.Item{a, b}, t0.Add(time.Minute))
+	require.NoError(t, err)
+	assert.Equal(t, []budget.Counter{{}, {}}, got)
 }

@@ -5,4 +5,5 @@ var (
 	ReserveScript = reserveScript
 	SettleScript  = settleScript
 	UsageScript   = usageScript
+	ExtendScript  = extendScript
 )

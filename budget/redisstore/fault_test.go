@@ -30,6 +30,26 @@ func dump(t *testing.T, c *redis.Client, prefix string) map[string]string {
 	return out
 }
 
+// corruptions put a stored value that Redis cannot take on the counter
+// named key.
+var corruptions = []struct {
+	name    string
+	corrupt func(t *testing.T, c *redis.Client, s *redisstore.Store, key string)
+}{
+	{"CommittedNotAnAmount", func(t *testing.T, c *redis.Client, s *redisstore.Store, key string) {
+		require.NoError(t, c.HSet(context.Background(), s.CounterKey(key), "c", "12abc").Err())
+	}},
+	{"CommittedBeyondInt64", func(t *testing.T, c *redis.Client, s *redisstore.Store, key string) {
+		require.NoError(t, c.HSet(context.Background(), s.CounterKey(key), "c", "9223372036854775808").Err())
+	}},
+	{"ReservationAmountNotAnAmount", func(t *testing.T, c *redis.Client, s *redisstore.Store, key string) {
+		require.NoError(t, c.HSet(context.Background(), s.CounterKey(key), "i:r1", "1.5").Err())
+	}},
+	{"ReservationSetWrongType", func(t *testing.T, c *redis.Client, s *redisstore.Store, key string) {
+		require.NoError(t, c.Set(context.Background(), s.ReservationsKey(key), "x", 0).Err())
+	}},
+}
+
 // TestFailedSettleChangesNothing: a settle over three budgets, one of
 // which Redis cannot take (a stored value that is not an amount, a key of
 // the wrong type), fails without changing any counter, without releasing
@@ -38,24 +58,7 @@ func dump(t *testing.T, c *redis.Client, prefix string) map[string]string {
 // scripts computed everything first, the first budget was charged, the
 // marker set, and the retry found the marker and dropped the spend.
 func TestFailedSettleChangesNothing(t *testing.T) {
-	tests := []struct {
-		name    string
-		corrupt func(t *testing.T, c *redis.Client, s *redisstore.Store, key string)
-	}{
-		{"CommittedNotAnAmount", func(t *testing.T, c *redis.Client, s *redisstore.Store, key string) {
-			require.NoError(t, c.HSet(context.Background(), s.CounterKey(key), "c", "12abc").Err())
-		}},
-		{"CommittedBeyondInt64", func(t *testing.T, c *redis.Client, s *redisstore.Store, key string) {
-			require.NoError(t, c.HSet(context.Background(), s.CounterKey(key), "c", "9223372036854775808").Err())
-		}},
-		{"ReservationAmountNotAnAmount", func(t *testing.T, c *redis.Client, s *redisstore.Store, key string) {
-			require.NoError(t, c.HSet(context.Background(), s.CounterKey(key), "i:r1", "1.5").Err())
-		}},
-		{"ReservationSetWrongType", func(t *testing.T, c *redis.Client, s *redisstore.Store, key string) {
-			require.NoError(t, c.Set(context.Background(), s.ReservationsKey(key), "x", 0).Err())
-		}},
-	}
-	for _, tt := range tests {
+	for _, tt := range corruptions {
 		t.Run(tt.name, func(t *testing.T) {
 			s, c, prefix := newStore(t)
 			ctx := context.Background()
@@ -102,6 +105,34 @@ func TestFailedSettleChangesNothing(t *testing.T) {
 	}
 }
 
+// TestFailedExtendChangesNothing: an Extend over three budgets, one of
+// which Redis cannot take, fails without growing or renewing anything
+// and without releasing the expired reservation it would sweep.
+func TestFailedExtendChangesNothing(t *testing.T) {
+	for _, tt := range corruptions {
+		t.Run(tt.name, func(t *testing.T) {
+			s, c, prefix := newStore(t)
+			ctx := context.Background()
+			items := []budget.Item{
+				item("a", 10*money.PerUSD, t0.Add(time.Hour)),
+				item("b", 10*money.PerUSD, t0.Add(time.Hour)),
+				item("c", math.MaxInt64, time.Time{}),
+			}
+			_, err := s.Reserve(ctx, "r1", 5*money.PerUSD, items, time.Minute, t0)
+			require.NoError(t, err)
+			_, err = s.Reserve(ctx, "old", money.PerUSD, items[:1], time.Second, t0)
+			require.NoError(t, err)
+			tt.corrupt(t, c, s, "b")
+			before := dump(t, c, prefix)
+
+			granted, _, err := s.Extend(ctx, "r1", money.PerUSD, items, time.Hour, t0.Add(2*time.Second))
+			require.Error(t, err)
+			assert.Zero(t, granted)
+			assert.Equal(t, before, dump(t, c, prefix), "nothing written")
+		})
+	}
+}
+
 // TestScriptsRefuseBadArguments: each script checks its arguments before
 // its first write. Called with arguments Store never sends, it answers an
 // error and changes nothing, not even the release of an expired
@@ -124,6 +155,9 @@ func TestScriptsRefuseBadArguments(t *testing.T) {
 	reserve := func(amount, limit, enforce string) call {
 		return call{redisstore.ReserveScript, []string{ck, zk}, []any{later, "r1", amount, later, 1, enforce, limit, 0, 0}}
 	}
+	extend := func(want, limit, expiry string) call {
+		return call{redisstore.ExtendScript, []string{ck, zk}, []any{later, "r1", want, expiry, 1, 1, limit, 0, 0}}
+	}
 	settle := func(actual, markTTL, keyTTL string) call {
 		return call{redisstore.SettleScript, []string{ck, zk, mk}, []any{later, "r1", actual, markTTL, keyTTL}}
 	}
@@ -142,6 +176,13 @@ func TestScriptsRefuseBadArguments(t *testing.T) {
 		{"ReserveKeysMismatch", call{redisstore.ReserveScript, []string{ck}, []any{later, "r1", "1", later, 1, 1, 100, 0, 0}}},
 		{"ReserveEmptyID", call{redisstore.ReserveScript, []string{ck, zk}, []any{later, "", "1", later, 1, 1, 100, 0, 0}}},
 		{"ReserveNowNegative", call{redisstore.ReserveScript, []string{ck, zk}, []any{"-5", "r1", "1", later, 1, 1, 100, 0, 0}}},
+		{"ExtendNegative", extend("-1", "100", later)},
+		{"ExtendFraction", extend("0.5", "100", later)},
+		{"ExtendBeyondInt64", extend("9223372036854775808", "100", later)},
+		{"ExtendLimitNotAnAmount", extend("1", "-100", later)},
+		{"ExtendExpiryNotANumber", extend("1", "100", "later")},
+		{"ExtendKeysMismatch", call{redisstore.ExtendScript, []string{ck}, []any{later, "r1", "1", later, 1, 1, 100, 0, 0}}},
+		{"ExtendEmptyID", call{redisstore.ExtendScript, []string{ck, zk}, []any{later, "", "1", later, 1, 1, 100, 0, 0}}},
 		{"SettleNegative", settle("-1000000000", "900000", "0")},
 		{"SettleFraction", settle("0.5", "900000", "0")},
 		{"SettleBeyondInt64", settle("99999999999999999999", "900000", "0")},

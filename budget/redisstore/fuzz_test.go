@@ -17,8 +17,8 @@ import (
 	"github.com/spendguard/spendguard/test/redistest"
 )
 
-// FuzzAgreesWithMemory runs one random sequence of reserves, settles and
-// clock steps, with amounts concentrated near the int64 limit, the 2^53
+// FuzzAgreesWithMemory runs one random sequence of reserves, extends,
+// settles and clock steps, with amounts concentrated near the int64 limit, the 2^53
 // limit of Lua doubles and zero, on the memory store and on Redis; after
 // every step both must give the same outcome, the same error (or none)
 // and the same counters. Each step is 9 bytes: an operation byte and a
@@ -31,6 +31,8 @@ func FuzzAgreesWithMemory(f *testing.F) {
 	f.Add(append(step(0x00, math.MaxInt64), step(0x01, 5)...))
 	f.Add(append(append(step(0x20, 10), step(0x21, 3)...), step(0x41, 1<<62)...))
 	f.Add(append(append(step(0x60, 0), step(0x03, 0)...), step(0x82, 1)...))
+	// reserve, extend it (near the cap, then by 2^63-1), extend one never reserved
+	f.Add(append(append(append(step(0x40, 7), step(0x43, 3<<1|1)...), step(0x03, 1<<62|3)...), step(0x0b, 1)...))
 	var run int
 	f.Fuzz(func(t *testing.T, data []byte) {
 		run++
@@ -100,11 +102,39 @@ func agree(t *testing.T, stores []budget.Store, data []byte) {
 			}
 		case 2: // the clock moves
 			now = now.Add(time.Duration(raw % uint64(2*time.Minute)))
-		case 3: // a negative amount: refused by every store
-			for _, s := range stores {
-				_, err := s.Reserve(ctx, "neg", -amount-1, chosen, time.Minute, now)
-				require.ErrorIs(t, err, budget.ErrInvalidArgument)
-				require.ErrorIs(t, s.Settle(ctx, "neg", -amount-1, chosen, now), budget.ErrInvalidArgument)
+		case 3:
+			if raw&1 == 0 { // a negative amount: refused by every store
+				for _, s := range stores {
+					_, err := s.Reserve(ctx, "neg", -amount-1, chosen, time.Minute, now)
+					require.ErrorIs(t, err, budget.ErrInvalidArgument)
+					require.ErrorIs(t, s.Settle(ctx, "neg", -amount-1, chosen, now), budget.ErrInvalidArgument)
+					_, _, err = s.Extend(ctx, "neg", -amount-1, chosen, time.Minute, now)
+					require.ErrorIs(t, err, budget.ErrInvalidArgument)
+				}
+				break
+			}
+			// extend a reservation (live, expired or refused) with the
+			// items of its Reserve, or one never reserved
+			id := fmt.Sprint("x", n)
+			if len(ids) > 0 && raw&2 != 0 {
+				id = ids[int(raw>>2%uint64(len(ids)))]
+				chosen = reserved[id]
+			} else {
+				ids = append(ids, id)
+				reserved[id] = chosen
+			}
+			var first budget.Outcome
+			var firstGranted money.Nano
+			var firstErr error
+			for i, s := range stores {
+				granted, out, err := s.Extend(ctx, id, amount, chosen, time.Minute, now)
+				if i == 0 {
+					firstGranted, first, firstErr = granted, out, err
+					continue
+				}
+				require.Equal(t, firstErr == nil, err == nil, "step %d extend %d: errors %v, %v", n, amount, firstErr, err)
+				require.Equal(t, firstGranted, granted, "step %d extend %d", n, amount)
+				require.Equal(t, first, out, "step %d extend %d", n, amount)
 			}
 		}
 		var first []budget.Counter

@@ -210,6 +210,29 @@ local function window(k, nwin, now, reg)
   end
   return ch, cl, rh, rl
 end
+-- items checks the arguments of Reserve and Extend from ARGV[5] on (the
+-- item count n, then per item: enforce, limit, key TTL in ms, window
+-- length) against KEYS and id, sets FIELD, and returns n and, by item:
+-- enforce ('1' or '0'), the limit as (hi, lo) in two tables, the key TTL,
+-- the window length and the index in KEYS of the item's own C.
+local function items(id)
+  local n = int(ARGV[5], 'item count')
+  if #ARGV ~= 5 + 4 * n then fail('arguments do not match the items') end
+  if id == '' then fail('empty reservation id') end
+  FIELD = 'i:' .. id
+  local enforce, lh, ll, ttl, nwin, first = {}, {}, {}, {}, {}, {}
+  local a, k = 6, 1
+  for i = 1, n do
+    enforce[i], ttl[i] = ARGV[a], int(ARGV[a + 2], 'key ttl')
+    if enforce[i] ~= '0' and enforce[i] ~= '1' then fail('enforce is not 0 or 1') end
+    lh[i], ll[i] = pair(ARGV[a + 1], 'limit')
+    nwin[i] = int(ARGV[a + 3], 'window length')
+    first[i] = k
+    a, k = a + 4, k + 2 * (nwin[i] + 1)
+  end
+  if k - 1 ~= #KEYS then fail('keys do not match the items') end
+  return n, enforce, lh, ll, ttl, nwin, first
+end
 `
 
 // reserveScript: KEYS are, per item, C and Z of its Key then C and Z of
@@ -222,21 +245,8 @@ var reserveScript = redis.NewScript(prelude + `
 local now, id = dec(int(ARGV[1], 'now')), ARGV[2]
 local ah, al = pair(ARGV[3], 'amount')
 local expiry = dec(int(ARGV[4], 'expiry'))
-local n = int(ARGV[5], 'item count')
-if #ARGV ~= 5 + 4 * n then fail('arguments do not match the items') end
-if id == '' then fail('empty reservation id') end
-FIELD = 'i:' .. id
-local enforce, lh, ll, ttl, nwin, first, at = {}, {}, {}, {}, {}, {}, {}
-local a, k = 6, 1
-for i = 1, n do
-  enforce[i], ttl[i] = ARGV[a], int(ARGV[a + 2], 'key ttl')
-  if enforce[i] ~= '0' and enforce[i] ~= '1' then fail('enforce is not 0 or 1') end
-  lh[i], ll[i] = pair(ARGV[a + 1], 'limit')
-  nwin[i] = int(ARGV[a + 3], 'window length')
-  first[i] = k
-  a, k = a + 4, k + 2 * (nwin[i] + 1)
-end
-if k - 1 ~= #KEYS then fail('keys do not match the items') end
+local n, enforce, lh, ll, ttl, nwin, first = items(id)
+local at = {}
 
 local out = {-1}
 local blocked, dup = -1, false
@@ -274,6 +284,63 @@ for i = 1, n do
   RD[j], SETV[j] = true, ARGV[3]
   out[4 * i], out[4 * i + 1] = add(out[4 * i], out[4 * i + 1], ah, al)
 end
+
+saveAll(now)
+for i = 1, n do
+  local j = at[i]
+  redis.call('ZADD', Z[j], expiry, id)
+  keep(C[j], ttl[i])
+  keep(Z[j], ttl[i])
+end
+return out
+`)
+
+// extendScript: KEYS and ARGV as for reserveScript, the amount being the
+// amount wanted and the expiry the reservation's new one. Reply: {blocked,
+// granted hi, granted lo} followed by committed and reserved pairs per
+// item, after the call; blocked is -1 when the amount wanted was granted
+// in full, else the 0-based index of the first item whose room is what
+// was granted. Where id is live its field grows by the grant; elsewhere
+// (an expired reservation, released by read, or none) it is set to the
+// grant.
+var extendScript = redis.NewScript(prelude + `
+local now, id = dec(int(ARGV[1], 'now')), ARGV[2]
+local gh, gl = pair(ARGV[3], 'amount')
+local expiry = dec(int(ARGV[4], 'expiry'))
+local n, enforce, lh, ll, ttl, nwin, first = items(id)
+local at, own = {}, {}
+
+local out = {-1, 0, 0}
+for i = 1, n do
+  local ch, cl, rh, rl = window(first[i], nwin[i], now, true)
+  local j = BY[KEYS[first[i]]]
+  at[i] = j
+  if live(j) then
+    own[i] = {stored(OWN[j], C[j])}
+  else
+    own[i] = {0, 0}
+  end
+  if enforce[i] == '1' then
+    local uh, ul = add(ch, cl, rh, rl)
+    local fh, fl = 0, 0
+    if less(uh, ul, lh[i], ll[i]) then fh, fl = sub(lh[i], ll[i], uh, ul) end
+    if less(fh, fl, gh, gl) then
+      gh, gl = fh, fl
+      out[1] = i - 1
+    end
+  end
+  out[#out + 1] = ch
+  out[#out + 1] = cl
+  out[#out + 1] = rh
+  out[#out + 1] = rl
+end
+for i = 1, n do
+  local j = at[i]
+  RH[j], RL[j] = add(RH[j], RL[j], gh, gl)
+  RD[j], SETV[j] = true, str(add(own[i][1], own[i][2], gh, gl))
+  out[4 * i + 2], out[4 * i + 3] = add(out[4 * i + 2], out[4 * i + 3], gh, gl)
+end
+out[2], out[3] = gh, gl
 
 saveAll(now)
 for i = 1, n do

@@ -105,17 +105,7 @@ func (s *Store) Reserve(ctx context.Context, id string, amount money.Nano, items
 	if id == "" || amount < 0 || ttl <= 0 {
 		return budget.Outcome{}, fmt.Errorf("%w: reserve id %q, amount %v, ttl %v", budget.ErrInvalidArgument, id, amount, ttl)
 	}
-	keys := s.readKeys(items)
-	args := make([]any, 0, 5+4*len(items))
-	args = append(args, micros(now), id, int64(amount), micros(now.Add(ttl)), len(items))
-	for _, it := range items {
-		enforce := 0
-		if it.Enforce {
-			enforce = 1
-		}
-		args = append(args, enforce, int64(max(it.Limit, 0)), keyTTL(it, now, ttl), len(it.Window))
-	}
-	reply, err := s.run(ctx, reserveScript, keys, args).Int64Slice()
+	reply, err := s.run(ctx, reserveScript, s.readKeys(items), itemArgs(id, amount, items, ttl, now)).Int64Slice()
 	if err != nil {
 		return budget.Outcome{}, fmt.Errorf("redis reserve: %w", err)
 	}
@@ -130,6 +120,58 @@ func (s *Store) Reserve(ctx context.Context, id string, amount money.Nano, items
 		return budget.Outcome{}, fmt.Errorf("redis reserve: %w", err)
 	}
 	return budget.Outcome{Blocked: int(reply[0]), Counters: counters}, nil
+}
+
+// Extend implements budget.Store. Redis keeps the amount of a
+// reservation per counter, so a reservation is extended on whatever items
+// it is given; with the items of its Reserve, as the contract asks, it
+// grows on all of them alike.
+func (s *Store) Extend(ctx context.Context, id string, want money.Nano, items []budget.Item, ttl time.Duration, now time.Time) (money.Nano, budget.Outcome, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, budget.Outcome{}, err
+	}
+	if id == "" || want < 0 || ttl <= 0 {
+		return 0, budget.Outcome{}, fmt.Errorf("%w: extend id %q, want %v, ttl %v", budget.ErrInvalidArgument, id, want, ttl)
+	}
+	if len(items) == 0 {
+		return want, budget.Outcome{Blocked: -1, Counters: []budget.Counter{}}, nil
+	}
+	reply, err := s.run(ctx, extendScript, s.readKeys(items), itemArgs(id, want, items, ttl, now)).Int64Slice()
+	if err != nil {
+		return 0, budget.Outcome{}, fmt.Errorf("redis extend: %w", err)
+	}
+	if len(reply) < 3 {
+		return 0, budget.Outcome{}, errors.New("redis extend: short reply")
+	}
+	granted, err := nano(reply[1], reply[2])
+	if err == nil && granted > want {
+		err = fmt.Errorf("granted %v of %v", granted, want)
+	}
+	if err != nil {
+		return 0, budget.Outcome{}, fmt.Errorf("redis extend: %w", err)
+	}
+	counters, err := counters(reply[3:], len(items))
+	if err == nil && (reply[0] < -1 || reply[0] >= int64(len(items))) {
+		err = fmt.Errorf("blocked index %d of %d items", reply[0], len(items))
+	}
+	if err != nil {
+		return 0, budget.Outcome{}, fmt.Errorf("redis extend: %w", err)
+	}
+	return granted, budget.Outcome{Blocked: int(reply[0]), Counters: counters}, nil
+}
+
+// itemArgs are the ARGV of reserveScript and extendScript.
+func itemArgs(id string, amount money.Nano, items []budget.Item, ttl time.Duration, now time.Time) []any {
+	args := make([]any, 0, 5+4*len(items))
+	args = append(args, micros(now), id, int64(amount), micros(now.Add(ttl)), len(items))
+	for _, it := range items {
+		enforce := 0
+		if it.Enforce {
+			enforce = 1
+		}
+		args = append(args, enforce, int64(max(it.Limit, 0)), keyTTL(it, now, ttl), len(it.Window))
+	}
+	return args
 }
 
 // SettleMarkerTTL is how long a settled reservation id is remembered: a

@@ -41,6 +41,13 @@ func BenchmarkRedisStore(b *testing.B) {
 	})
 }
 
+func BenchmarkExtend(b *testing.B) {
+	storetest.BenchExtend(b, func(b *testing.B) budget.Store {
+		s, _, _ := newStore(b)
+		return s
+	})
+}
+
 var t0 = storetest.T0
 
 func item(key string, limit money.Nano, expires time.Time) budget.Item {
@@ -84,6 +91,45 @@ func TestKeyLayout(t *testing.T) {
 	n, err := c.Exists(ctx, s.ReservationsKey(day.Key)).Result()
 	require.NoError(t, err)
 	assert.Zero(t, n, "the reservation set is gone with its last member")
+}
+
+// TestExtendKeyLayout pins what Extend writes: the reservation's field
+// grows on every counter, its score in the set is the renewed expiry, and
+// an expired reservation's field starts again from the grant.
+func TestExtendKeyLayout(t *testing.T) {
+	s, c, _ := newStore(t)
+	ctx := context.Background()
+	day := item("tenant-daily|day|tenant=acme@1796083200", math.MaxInt64, t0.Add(6*time.Hour))
+	total := item("all|total|@total", math.MaxInt64, time.Time{})
+	items := []budget.Item{day, total}
+	_, err := s.Reserve(ctx, "r1", 5, items, time.Minute, t0)
+	require.NoError(t, err)
+	_, err = s.Reserve(ctx, "other", 2, items, time.Hour, t0)
+	require.NoError(t, err)
+	renewed := t0.Add(50 * time.Second)
+	granted, _, err := s.Extend(ctx, "r1", 1<<53+1, items, 2*time.Minute, renewed)
+	require.NoError(t, err)
+	require.Equal(t, money.Nano(1<<53+1), granted)
+
+	for _, it := range items {
+		h, err := c.HGetAll(ctx, s.CounterKey(it.Key)).Result()
+		require.NoError(t, err)
+		assert.Equal(t, map[string]string{"r": "9007199254741000", "i:r1": "9007199254740998", "i:other": "2"}, h, it.Key)
+		score, err := c.ZScore(ctx, s.ReservationsKey(it.Key), "r1").Result()
+		require.NoError(t, err)
+		assert.Equal(t, float64(renewed.Add(2*time.Minute).UnixMicro()), score)
+	}
+	ttl, err := c.PTTL(ctx, s.CounterKey(total.Key)).Result()
+	require.NoError(t, err)
+	assert.Equal(t, time.Duration(-1), ttl, "a total counter still never expires")
+
+	expired := renewed.Add(2 * time.Minute)
+	granted, _, err = s.Extend(ctx, "r1", 4, items, time.Minute, expired)
+	require.NoError(t, err)
+	require.Equal(t, money.Nano(4), granted)
+	h, err := c.HGetAll(ctx, s.CounterKey(day.Key)).Result()
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{"r": "6", "i:r1": "4", "i:other": "2"}, h)
 }
 
 // TestAmountsBeyondDoublePrecision: counters near the int64 limit are

@@ -70,3 +70,42 @@ func reserveSettle(b *testing.B, ctx context.Context, s budget.Store, id string,
 		b.Fatal(err)
 	}
 }
+
+// BenchExtend benchmarks Store.Extend as a streamed response calls it:
+// one live reservation on the three budgets of a request, grown again and
+// again by a small amount (serially, and one stream per goroutine in
+// parallel, all on the shared fleet counter). Run it with -benchmem.
+func BenchExtend(b *testing.B, newStore func(b *testing.B) budget.Store) {
+	b.Run("Extend", func(b *testing.B) {
+		s, ctx := newStore(b), context.Background()
+		items := requestItems(b.Name(), 0)
+		b.ReportAllocs()
+		extendLoop(b, ctx, s, "stream", items, b.Loop)
+	})
+	b.Run("ExtendParallel", func(b *testing.B) {
+		s, ctx := newStore(b), context.Background()
+		var worker atomic.Int64
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			w := worker.Add(1)
+			extendLoop(b, ctx, s, "stream"+strconv.FormatInt(w, 10), requestItems(b.Name(), w), pb.Next)
+		})
+	})
+}
+
+// extendLoop reserves id, extends it while next says so, and settles it.
+func extendLoop(b *testing.B, ctx context.Context, s budget.Store, id string, items []budget.Item, next func() bool) {
+	out, err := s.Reserve(ctx, id, money.PerUSD, items, 10*time.Minute, T0)
+	if err != nil || !out.OK() {
+		b.Fatalf("reserve %s: %v %+v", id, err, out)
+	}
+	for next() {
+		granted, _, err := s.Extend(ctx, id, money.PerUSD/1000, items, 10*time.Minute, T0)
+		if err != nil || granted != money.PerUSD/1000 {
+			b.Fatalf("extend %s: granted %v, %v", id, granted, err)
+		}
+	}
+	if err := s.Settle(ctx, id, money.PerUSD, items, T0); err != nil {
+		b.Fatal(err)
+	}
+}

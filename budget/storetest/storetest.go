@@ -54,6 +54,7 @@ func Run(t *testing.T, newStore func(t *testing.T) budget.Store) {
 		{"ConcurrentNeverOvershoots", testConcurrentNeverOvershoots},
 	}
 	tests = append(tests, absurdTests...)
+	tests = append(tests, extendTests...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.fn(t, newStore(t), keys(t.Name()+"/"))
