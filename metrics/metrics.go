@@ -56,6 +56,7 @@ type Metrics struct {
 	gauges     *budgetGauges // per-scope budget gauges, a cache (budgetgauges.go)
 	inFlight   prometheus.Gauge
 	panics     prometheus.Counter
+	cuts       *prometheus.CounterVec
 	messages   *prometheus.HistogramVec
 	store      *prometheus.HistogramVec
 	reloads    *prometheus.CounterVec
@@ -115,6 +116,7 @@ func New(labelDimensions []string) (*Metrics, error) {
 		Help: "Unix time of the last successful configuration load.",
 	})
 	m.panics = newPanicCounter()
+	m.cuts = newCutCounter()
 	m.sources = newUsageSources()
 	m.hot = newHotSeries(m.messages, m.store)
 	m.reports = newReportCache(reportCacheSets)
@@ -123,7 +125,7 @@ func New(labelDimensions []string) (*Metrics, error) {
 	m.drift = newDriftMetrics(m.reg)
 	m.reg.MustRegister(m.gauges.collectors()...)
 	m.reg.MustRegister(m.requests, m.spend, m.unmetered, m.tokens,
-		m.inFlight, m.panics, m.sources.vec, m.messages, m.store, m.reloads, m.lastReload, m.exporters, m.estimates,
+		m.inFlight, m.panics, m.cuts, m.sources.vec, m.messages, m.store, m.reloads, m.lastReload, m.exporters, m.estimates,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, r := range []string{"success", "failure"} {
 		m.reloads.WithLabelValues(r)

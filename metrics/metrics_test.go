@@ -341,3 +341,16 @@ func TestMessageAndStoreSeriesAppearWhenObserved(t *testing.T) {
 	assert.Equal(t, "1", sample(text, store, map[string]string{"operation": "compact", "result": "ok"}))
 	assert.Equal(t, 4, strings.Count(text, msg+"{")+strings.Count(text, store+"{"), "no series for what was not observed:\n%s", text)
 }
+
+func TestStreamsCutCounter(t *testing.T) {
+	m, err := metrics.New([]string{"tenant"})
+	require.NoError(t, err)
+	m.ObserveStreamCut("acme-daily")
+	m.ObserveStreamCut("acme-daily")
+	m.ObserveStreamCut("limits.max_request_usd")
+	out := scrapeNoNet(t, m)
+	assert.Contains(t, out, `spendguard_streams_cut_total{budget="acme-daily"} 2`)
+	assert.Contains(t, out, `spendguard_streams_cut_total{budget="limits.max_request_usd"} 1`)
+	var none *metrics.Metrics
+	none.ObserveStreamCut("x") // a nil Metrics counts nothing and does not panic
+}

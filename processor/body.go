@@ -30,6 +30,7 @@ func (st *stream) onRequestBody(ctx context.Context, b *extprocv3.HttpBody) *ext
 		return st.refuse(e, nil)
 	}
 	if st.unmetered {
+		st.grow = nil
 		return st.serveUnmetered(nil)
 	}
 	adm, err := st.srv.opts.Budgets.Admit(ctx, st.claim(st.model, st.price, st.scopes), st)
@@ -38,6 +39,7 @@ func (st *stream) onRequestBody(ctx context.Context, b *extprocv3.HttpBody) *ext
 	}
 	switch {
 	case err != nil && st.unmeteredOnError(err):
+		st.grow = nil
 		return st.serveUnmetered(st.rewrite(body, false))
 	case err != nil:
 		return st.refuse(st.storeFailed(err), nil)
@@ -45,6 +47,7 @@ func (st *stream) onRequestBody(ctx context.Context, b *extprocv3.HttpBody) *ext
 		return st.refuse(st.rejected(adm.Rejection), adm.Rejection)
 	}
 	st.reservation = adm.Reservation
+	st.admittedGrowth()
 	if o := st.srv.opts.Observer; o != nil {
 		o.AddReservationsInFlight(1)
 	}
@@ -103,6 +106,9 @@ func (st *stream) readBody(body []byte) *apiError {
 		return st.tooCostly(cost)
 	}
 	st.scopes = st.bodyScopes(req.Model)
+	if st.growable() {
+		st.startGrowth()
+	}
 	return nil
 }
 
@@ -111,7 +117,7 @@ func (st *stream) readBody(body []byte) *apiError {
 func (st *stream) claim(model string, price pricing.Price, scopes []budget.Scope) budget.Claim {
 	return budget.Claim{
 		ID: st.reservationID(), Scopes: scopes, Model: model,
-		Amount: price.Cost(st.worstCase).Total, TTL: st.reservationTTL(),
+		Amount: price.Cost(st.claimed()).Total, TTL: st.reservationTTL(),
 	}
 }
 
@@ -209,15 +215,15 @@ func (st *stream) rewrite(body []byte, reserved bool) []byte {
 // a request that states no output limit: what its reservation covers
 // (pricing.default_max_output_tokens, see pricing.Request.WorstCase).
 // The name is "" when nothing is written: the client stated a limit, the
-// endpoint has no member spendguard writes (limitMember), or the default
-// is not positive.
-//
-// Streaming requests get it too for now: their reservation does not grow
-// while they stream, so the written limit is what keeps them within it.
+// endpoint has no member spendguard writes (limitMember), the default is
+// not positive, or the request is a stream whose reservation grows (its
+// cut at the cap keeps it within its budgets: grow.go). A stream that
+// does not grow (limits.streams.grow off, or Envoy not sending its body
+// full duplex) gets the limit like any other request.
 func (st *stream) limitToWrite() (string, int64) {
 	name := limitMember(st.endpoint)
 	limit := st.snap.Pricing.DefaultMaxOutputTokens()
-	if name == "" || st.req.OutputLimitStated || limit <= 0 {
+	if name == "" || st.req.OutputLimitStated || limit <= 0 || st.grow != nil {
 		return "", 0
 	}
 	return name, limit

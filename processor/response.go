@@ -91,11 +91,19 @@ func (st *stream) onResponseBody(ctx context.Context, b *extprocv3.HttpBody) *ex
 		return answerResponseBody
 	}
 	out, changed := st.sseScan.Write(chunk)
-	if b.GetEndOfStream() {
+	end := b.GetEndOfStream()
+	if end {
 		if tail := st.sseScan.Finish(); len(tail) > 0 {
 			out = append(out[:len(out):len(out)], tail...)
 			changed = true
 		}
+	}
+	if st.grow != nil {
+		if cut := st.checkGrowth(ctx); cut != nil {
+			return cut
+		}
+	}
+	if end {
 		st.complete(ctx)
 	}
 	if !changed {
@@ -123,6 +131,11 @@ func (st *stream) startScan(chunk []byte) bool {
 		st.sseScan.Reset(sseKind(st.endpoint), st.dropUsage)
 		if st.stripUsage {
 			st.sseScan.SetStripChunkUsage(stripMode(st.endpoint))
+		}
+		if st.grow != nil {
+			// A cut adds its event after what was delivered: only whole
+			// events are.
+			st.sseScan.SetHoldPartial()
 		}
 		if st.endpoint == pricing.Completions && st.req != nil {
 			// Continuous usage gives each choice its own prompt's count.
@@ -301,6 +314,9 @@ func (st *stream) settle(ctx context.Context, o outcome) {
 		return
 	}
 	st.settled = true
+	// An extension in flight writes the reservation's amount and
+	// remaining: its result is taken first (Settle would wait for it too).
+	st.grow.await()
 	if o := st.srv.opts.Observer; o != nil && !st.unmetered {
 		o.AddReservationsInFlight(-1)
 	}
@@ -315,7 +331,28 @@ func (st *stream) settle(ctx context.Context, o outcome) {
 	if st.unmetered {
 		decision = spendguardv1.Decision_DECISION_UNMETERED
 	}
-	st.report(o, decision, "", st.reservation.RemainingBudget)
+	name := st.reservation.RemainingBudget
+	if o.cut {
+		name = o.cutBy
+	}
+	st.observeOutput(o)
+	st.report(o, decision, "", name)
+}
+
+// observeOutput gives the learned output estimate (OutputEstimates) the
+// completion per sequence of a response that completed with the usage the
+// upstream reported, on an endpoint that generates; a cut, aborted,
+// counted or estimated one would teach it something else than what the
+// model produces.
+func (st *stream) observeOutput(o outcome) {
+	est := st.srv.opts.Estimates
+	if est == nil || o.cut || o.aborted || o.estimated || st.unmetered || st.req == nil ||
+		o.source != spendguardv1.UsageSource_USAGE_SOURCE_REPORTED || !st.endpoint.Generates() ||
+		st.status >= 400 || st.endpoint.Multipart() {
+		return
+	}
+	seqs := int64(max(st.req.N, 1)) * int64(max(st.req.Prompts, 1))
+	est.Observe(st.servedModel, st.endpoint.String(), o.usage.Completion/seqs)
 }
 
 // maxChoicesPerPrompt bounds the choices per prompt handed to the SSE

@@ -53,6 +53,7 @@ type Budgets interface {
 	Exhausted(ctx context.Context, scopes []budget.Scope, model string) (*budget.Rejection, error)
 	Admit(ctx context.Context, c budget.Claim, d budget.Downgrader) (budget.Admission, error)
 	Settle(ctx context.Context, res *budget.Reservation, actual money.Nano) error
+	Extend(ctx context.Context, res *budget.Reservation, want money.Nano, ttl time.Duration) (money.Nano, error)
 	Status(ctx context.Context, scopes []budget.Scope) ([]budget.State, error)
 }
 

@@ -61,6 +61,9 @@ type stream struct {
 	// limitWritten is the output limit spendguard wrote into the
 	// forwarded body of a request that stated none, 0 when it wrote none.
 	limitWritten int64
+	// grow is the growth of a stream whose reservation grows (grow.go),
+	// nil for every other request.
+	grow *growth
 	reservation  *budget.Reservation
 	settled      bool
 	unmetered    bool // store failed with fail_open: served without budgets
