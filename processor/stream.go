@@ -63,10 +63,10 @@ type stream struct {
 	limitWritten int64
 	// grow is the growth of a stream whose reservation grows (grow.go),
 	// nil for every other request.
-	grow *growth
-	reservation  *budget.Reservation
-	settled      bool
-	unmetered    bool // store failed with fail_open: served without budgets
+	grow        *growth
+	reservation *budget.Reservation
+	settled     bool
+	unmetered   bool // store failed with fail_open: served without budgets
 
 	status       int            // upstream :status; 0 until response headers, or when missing or not a status
 	firstByte    time.Time      // when response headers arrived
