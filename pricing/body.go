@@ -26,6 +26,16 @@ type Layout struct {
 	// SamplingParams is the value of "sampling_params", whatever its type
 	// (read as an object or null on /inference/v1/generate only).
 	SamplingParams Span
+	// MaxTokens, MaxCompletionTokens and MaxOutputTokens are the values
+	// of those top-level members, whatever their type; SamplingMaxTokens
+	// that of sampling_params.max_tokens, found only on
+	// /inference/v1/generate when sampling_params is an object. They are
+	// where an output limit the client stated is (see
+	// Request.OutputLimitStated).
+	MaxTokens           Span
+	MaxCompletionTokens Span
+	MaxOutputTokens     Span
+	SamplingMaxTokens   Span
 	// StreamOptionsMembers counts the members of that object.
 	StreamOptionsMembers int
 	// Members counts the top-level members, duplicates included.
@@ -89,6 +99,12 @@ func (b *Body) member(k field, key []byte, body []byte, start, end int) {
 		b.Layout.StreamOptions = Span{start, end}
 	case fSamplingParams:
 		b.Layout.SamplingParams = Span{start, end}
+	case fMaxTokens:
+		b.Layout.MaxTokens = Span{start, end}
+	case fMaxCompletionTokens:
+		b.Layout.MaxCompletionTokens = Span{start, end}
+	case fMaxOutputTokens:
+		b.Layout.MaxOutputTokens = Span{start, end}
 	case noField:
 		if b.nOther < inlineOther {
 			m := &b.other[b.nOther]
@@ -110,6 +126,15 @@ func (b *Body) streamOptions(opts jsonscan.Object) {
 	if m, ok := opts.Lookup("include_usage"); ok {
 		start := b.Layout.StreamOptions.Start + m.Offset
 		b.Layout.IncludeUsage = Span{start, start + len(m.Value)}
+	}
+}
+
+// samplingParams records where max_tokens is in the sampling_params
+// object sp (read from the value at Layout.SamplingParams).
+func (b *Body) samplingParams(sp jsonscan.Object) {
+	if m, ok := sp.Lookup("max_tokens"); ok {
+		start := b.Layout.SamplingParams.Start + m.Offset
+		b.Layout.SamplingMaxTokens = Span{start, start + len(m.Value)}
 	}
 }
 
