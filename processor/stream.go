@@ -61,9 +61,13 @@ type stream struct {
 	// limitWritten is the output limit spendguard wrote into the
 	// forwarded body of a request that stated none, 0 when it wrote none.
 	limitWritten int64
-	reservation  *budget.Reservation
-	settled      bool
-	unmetered    bool // store failed with fail_open: served without budgets
+	// loweredFrom is the output limit the request asked when a lowerable
+	// refusal let it be served with a lower one, req.MaxOutputTokens
+	// (lower.go); 0 when not lowered.
+	loweredFrom int64
+	reservation *budget.Reservation
+	settled     bool
+	unmetered   bool // store failed with fail_open: served without budgets
 
 	status       int            // upstream :status; 0 until response headers, or when missing or not a status
 	firstByte    time.Time      // when response headers arrived
