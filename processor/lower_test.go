@@ -201,6 +201,28 @@ func TestOutputLimitLoweredBesideARefusingBudget(t *testing.T) {
 	assert.Equal(t, "5000", set["x-spendguard-max-tokens-lowered-from"])
 }
 
+// TestOutputLimitLoweredAfterDowngrade: past the soft cap the cheaper
+// model is tried first; when the hard cap refuses it too, its limit is
+// lowered to what the budget pays at the cheaper model's price, both
+// rewrites in one copy.
+func TestOutputLimitLoweredAfterDowngrade(t *testing.T) {
+	cfg := strings.Replace(lowerConfig, `      output: 1000
+`, `      output: 1000
+    - match: Small
+      input: 1
+      output: 500
+`, 1)
+	cfg = strings.Replace(cfg, "    hard_usd: 1\n", "    soft_usd: 0\n    hard_usd: 1\n    on_soft: {downgrade: {Hunyuan: Small}}\n", 1)
+	h := newHarness(t, cfg)
+	body := `{"model":"Hunyuan","max_tokens":5000,` + lowerPrompt + `}`
+	fwd, set, refused := lowerExchange(t, h, "/v1/chat/completions", body, 1999)
+	require.Nil(t, refused)
+	assert.Equal(t, `{"model":"Small","max_tokens":1999,`+lowerPrompt+`}`, string(fwd))
+	assert.Equal(t, "Hunyuan", set["x-spendguard-downgraded-from"])
+	assert.Equal(t, "1999", set["x-spendguard-max-tokens"])
+	assert.Equal(t, "5000", set["x-spendguard-max-tokens-lowered-from"])
+}
+
 // TestOutputLimitNotLowered: the 402 stands for a budget without the
 // option, for two budgets that both block where only one has it, when
 // not even one output token fits, for a stated limit of 1, and for kinds
