@@ -34,13 +34,13 @@ func refLayout(t *testing.T, e Endpoint, body []byte) (Layout, jsonscan.Object) 
 		SamplingParams: span(top, off, "sampling_params"),
 		Members:        len(top),
 		End:            bytes.LastIndexByte(body, '}'),
-
-		MaxTokens:           span(top, off, "max_tokens"),
-		MaxCompletionTokens: span(top, off, "max_completion_tokens"),
-		MaxOutputTokens:     span(top, off, "max_output_tokens"),
 	}
+	setLimit := func(m LimitMember, s Span) { l.setLimit(m, s.Start, s.End) }
+	setLimit(LimitMaxTokens, span(top, off, "max_tokens"))
+	setLimit(LimitMaxCompletionTokens, span(top, off, "max_completion_tokens"))
+	setLimit(LimitMaxOutputTokens, span(top, off, "max_output_tokens"))
 	if sp := l.SamplingParams; sp.Found() && e == Generate && body[sp.Start] == '{' {
-		l.SamplingMaxTokens = span(jsonscan.Members(body[sp.Start:sp.End], nil), sp.Start, "max_tokens")
+		setLimit(LimitSamplingMaxTokens, span(jsonscan.Members(body[sp.Start:sp.End], nil), sp.Start, "max_tokens"))
 	}
 	if so := l.StreamOptions; so.Found() && streamsOptions(e) && body[so.Start] == '{' {
 		opts := jsonscan.Members(body[so.Start:so.End], nil)

@@ -112,20 +112,20 @@ func fittingLimit(req *pricing.Request, price pricing.Price, defaultMaxOutput in
 // max_output_tokens for responses, sampling_params.max_tokens for
 // /inference/v1/generate. Members that are absent are left out.
 func statedLimitSpans(l *pricing.Layout, e pricing.Endpoint) []pricing.Span {
-	var spans []pricing.Span
+	var members []pricing.LimitMember
 	switch e {
 	case pricing.ChatCompletions:
-		spans = []pricing.Span{l.MaxTokens, l.MaxCompletionTokens}
+		members = []pricing.LimitMember{pricing.LimitMaxTokens, pricing.LimitMaxCompletionTokens}
 	case pricing.Completions, pricing.Messages:
-		spans = []pricing.Span{l.MaxTokens}
+		members = []pricing.LimitMember{pricing.LimitMaxTokens}
 	case pricing.Responses:
-		spans = []pricing.Span{l.MaxOutputTokens}
+		members = []pricing.LimitMember{pricing.LimitMaxOutputTokens}
 	case pricing.Generate:
-		spans = []pricing.Span{l.SamplingMaxTokens}
+		members = []pricing.LimitMember{pricing.LimitSamplingMaxTokens}
 	}
-	found := spans[:0]
-	for _, s := range spans {
-		if s.Found() {
+	var found []pricing.Span
+	for _, m := range members {
+		if s := l.OutputLimit(m); s.Found() {
 			found = append(found, s)
 		}
 	}
