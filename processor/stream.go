@@ -59,15 +59,12 @@ type stream struct {
 	price       pricing.Price
 	worstCase   pricing.Usage
 	// limitWritten is the output limit spendguard wrote into the
-	// forwarded body of a request that stated none, 0 when it wrote none.
+	// forwarded body of a request that stated none, or over a stated one
+	// it lowered (loweredFrom); 0 when it wrote none.
 	limitWritten int64
-	// loweredFrom is the output limit the request asked when a lowerable
-	// refusal let it be served with a lower one, req.MaxOutputTokens
-	// (lower.go); 0 when not lowered.
-	loweredFrom int64
-	reservation *budget.Reservation
-	settled     bool
-	unmetered   bool // store failed with fail_open: served without budgets
+	reservation  *budget.Reservation
+	settled      bool
+	unmetered    bool // store failed with fail_open: served without budgets
 
 	status       int            // upstream :status; 0 until response headers, or when missing or not a status
 	firstByte    time.Time      // when response headers arrived
@@ -103,6 +100,11 @@ type stream struct {
 	idStatus   *usage.StatusScanner
 	lookup     string
 	lookupDone bool
+
+	// loweredFrom is the output limit the request asked when a lowerable
+	// refusal let it be served with a lower one, req.MaxOutputTokens
+	// (lower.go); 0 when not lowered.
+	loweredFrom int64
 
 	wire wire // how the answers reach Envoy (wire.go)
 
