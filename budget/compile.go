@@ -30,6 +30,7 @@ type Budget struct {
 	hasHard   bool
 	downgrade map[string]string
 	allow     []string
+	lower     bool // on_hard.lower_output_limit
 	line      int
 	keyPrefix string // name and period part of every counter key
 }
@@ -69,6 +70,11 @@ func (b *Budget) AllowModels() []string { return slices.Clone(b.allow) }
 
 // Allows reports whether model is still served past the hard cap.
 func (b *Budget) Allows(model string) bool { return model != "" && slices.Contains(b.allow, model) }
+
+// LowersOutputLimit reports on_hard.lower_output_limit: a request whose
+// output limit this budget cannot pay may be served with a lower limit
+// instead of being refused (see Rejection.Lowerable).
+func (b *Budget) LowersOutputLimit() bool { return b.lower }
 
 // Line is the budget's line in the configuration file (0 if unknown).
 func (b *Budget) Line() int { return b.line }
@@ -297,6 +303,12 @@ func compileBudget(c Config, fail func(line int, format string, args ...any)) *B
 				b.allow = append(b.allow, m)
 			}
 		}
+	}
+	if c.OnHard.LowerOutputLimit {
+		if !c.HardUSD.Set {
+			fail(c.keyLine("on_hard.lower_output_limit"), "on_hard.lower_output_limit needs hard_usd")
+		}
+		b.lower = true
 	}
 	b.keyPrefix = escape(b.name) + "|" + periodKey(b) + "|"
 	return b

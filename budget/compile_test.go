@@ -234,6 +234,13 @@ budgets:
     period: day
     soft_usd: 1
     on_hard: {allow_models: [x]}`, []string{`line 6: budget "a": on_hard.allow_models needs hard_usd`}},
+		{"lower_output_limit without hard", `
+budgets:
+  - name: a
+    period: day
+    soft_usd: 1
+    on_hard:
+      lower_output_limit: true`, []string{`line 7: budget "a": on_hard.lower_output_limit needs hard_usd`}},
 		{"unknown fields", `
 budgets:
   - name: a
@@ -314,6 +321,31 @@ budgets:
     on_soft: {downgrade: {meta-llama/Llama-3.1-70B-Instruct: meta-llama/Llama-3.1-8B-Instruct}}
 `)
 	assert.NoError(t, err, "model is a match key like any other; soft-only budgets are allowed")
+}
+
+// TestCompileLowerOutputLimit: on_hard.lower_output_limit is off unless
+// the budget turns it on, and is kept on the compiled budget.
+func TestCompileLowerOutputLimit(t *testing.T) {
+	p, err := compileYAML(t, `
+budgets:
+  - name: lowers
+    period: day
+    hard_usd: 1
+    on_hard: {lower_output_limit: true}
+  - name: refuses
+    period: day
+    hard_usd: 1
+  - name: says-no
+    period: day
+    hard_usd: 1
+    on_hard: {lower_output_limit: false}
+`)
+	require.NoError(t, err)
+	bs := p.Budgets()
+	require.Len(t, bs, 3)
+	assert.True(t, bs[0].LowersOutputLimit())
+	assert.False(t, bs[1].LowersOutputLimit())
+	assert.False(t, bs[2].LowersOutputLimit())
 }
 
 func TestDecodeRejectsNonScalars(t *testing.T) {

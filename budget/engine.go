@@ -245,6 +245,7 @@ func (e *Engine) reserve(ctx context.Context, c Claim) (*Reservation, *Rejection
 	}
 	if !out.OK() {
 		rej := rejection(scopes[out.Blocked], out.Counters[out.Blocked], amount, now)
+		lowerable(rej, scopes, res.Items, out.Counters, amount)
 		return nil, rej, out.Counters, nil
 	}
 	res.setRemaining(out.Counters)
@@ -268,6 +269,35 @@ func (res *Reservation) setRemaining(counters []Counter) {
 		if !res.HasRemaining || rem < res.Remaining {
 			res.Remaining, res.RemainingBudget, res.HasRemaining = rem, b.name, true
 		}
+	}
+}
+
+// lowerable sets rej.Lowerable and rej.Room for a claim of amount on
+// items (of scopes) that the store refused with counters (as they were
+// before the claim): lowerable when every enforced item that blocks
+// amount belongs to a budget with on_hard.lower_output_limit, and the
+// room the least of Limit minus used over the enforced items.
+func lowerable(rej *Rejection, scopes []Scope, items []Item, counters []Counter, amount money.Nano) {
+	room, ok := money.Nano(-1), true
+	for i, it := range items {
+		if !it.Enforce {
+			continue
+		}
+		used := counters[i].Used()
+		if it.Blocks(used, amount) && !scopes[i].Budget.lower {
+			ok = false
+			break
+		}
+		r := money.Nano(0)
+		if used < it.Limit {
+			r = it.Limit - used
+		}
+		if room < 0 || r < room {
+			room = r
+		}
+	}
+	if ok && room >= 0 {
+		rej.Lowerable, rej.Room = true, room
 	}
 }
 

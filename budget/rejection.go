@@ -18,6 +18,17 @@ type Rejection struct {
 	Hard       money.Nano
 	PeriodWord string    // "this month", "in total", ...
 	ResetsAt   time.Time // in the budget's time zone; zero for total
+
+	// Lowerable is set on a refusal of Admit (or Reserve) whose every
+	// blocking budget has on_hard.lower_output_limit: the request may be
+	// claimed again for at most Room, with its output limit lowered to
+	// fit. Room is the largest amount every enforced budget of the claim
+	// could still hold when it was refused (the least hard cap minus
+	// committed and reserved, at least 0); it is 0 when Lowerable is
+	// false. A request refused at the request headers (Exhausted) is never
+	// lowerable.
+	Lowerable bool
+	Room      money.Nano
 }
 
 // Message is the 402 error message, for example

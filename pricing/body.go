@@ -26,12 +26,49 @@ type Layout struct {
 	// SamplingParams is the value of "sampling_params", whatever its type
 	// (read as an object or null on /inference/v1/generate only).
 	SamplingParams Span
+	// limits are the values of the members that state an output limit
+	// (OutputLimit), as offsets of 4 bytes: the Layout lives in every
+	// request in flight.
+	limits [nLimitMembers]fieldSpan
 	// StreamOptionsMembers counts the members of that object.
 	StreamOptionsMembers int
 	// Members counts the top-level members, duplicates included.
 	Members int
 	// End is the offset of the top-level object's closing brace.
 	End int
+}
+
+// LimitMember is a member in which a request states its output limit.
+type LimitMember int
+
+// The members that state an output limit.
+const (
+	// LimitMaxTokens is the top-level max_tokens.
+	LimitMaxTokens LimitMember = iota
+	// LimitMaxCompletionTokens is the top-level max_completion_tokens.
+	LimitMaxCompletionTokens
+	// LimitMaxOutputTokens is the top-level max_output_tokens.
+	LimitMaxOutputTokens
+	// LimitSamplingMaxTokens is sampling_params.max_tokens, found only on
+	// /inference/v1/generate when sampling_params is an object.
+	LimitSamplingMaxTokens
+	nLimitMembers
+)
+
+// OutputLimit is the value of member m, whatever its type (the last of
+// duplicate keys); the zero Span when the body does not have it. Where a
+// stated output limit is (see Request.OutputLimitStated).
+func (l *Layout) OutputLimit(m LimitMember) Span {
+	if m < 0 || m >= nLimitMembers {
+		return Span{}
+	}
+	s := l.limits[m]
+	return Span{int(s.start), int(s.end)}
+}
+
+// setLimit records body[start:end] as the value of member m.
+func (l *Layout) setLimit(m LimitMember, start, end int) {
+	l.limits[m] = fieldSpan{uint32(start), uint32(end)}
 }
 
 // inlineOther is how many top-level members that ParseRequest does not
@@ -89,6 +126,12 @@ func (b *Body) member(k field, key []byte, body []byte, start, end int) {
 		b.Layout.StreamOptions = Span{start, end}
 	case fSamplingParams:
 		b.Layout.SamplingParams = Span{start, end}
+	case fMaxTokens:
+		b.Layout.setLimit(LimitMaxTokens, start, end)
+	case fMaxCompletionTokens:
+		b.Layout.setLimit(LimitMaxCompletionTokens, start, end)
+	case fMaxOutputTokens:
+		b.Layout.setLimit(LimitMaxOutputTokens, start, end)
 	case noField:
 		if b.nOther < inlineOther {
 			m := &b.other[b.nOther]
@@ -110,6 +153,15 @@ func (b *Body) streamOptions(opts jsonscan.Object) {
 	if m, ok := opts.Lookup("include_usage"); ok {
 		start := b.Layout.StreamOptions.Start + m.Offset
 		b.Layout.IncludeUsage = Span{start, start + len(m.Value)}
+	}
+}
+
+// samplingParams records where max_tokens is in the sampling_params
+// object sp (read from the value at Layout.SamplingParams).
+func (b *Body) samplingParams(sp jsonscan.Object) {
+	if m, ok := sp.Lookup("max_tokens"); ok {
+		start := b.Layout.SamplingParams.Start + m.Offset
+		b.Layout.setLimit(LimitSamplingMaxTokens, start, start+len(m.Value))
 	}
 }
 

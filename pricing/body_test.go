@@ -35,6 +35,13 @@ func refLayout(t *testing.T, e Endpoint, body []byte) (Layout, jsonscan.Object) 
 		Members:        len(top),
 		End:            bytes.LastIndexByte(body, '}'),
 	}
+	setLimit := func(m LimitMember, s Span) { l.setLimit(m, s.Start, s.End) }
+	setLimit(LimitMaxTokens, span(top, off, "max_tokens"))
+	setLimit(LimitMaxCompletionTokens, span(top, off, "max_completion_tokens"))
+	setLimit(LimitMaxOutputTokens, span(top, off, "max_output_tokens"))
+	if sp := l.SamplingParams; sp.Found() && e == Generate && body[sp.Start] == '{' {
+		setLimit(LimitSamplingMaxTokens, span(jsonscan.Members(body[sp.Start:sp.End], nil), sp.Start, "max_tokens"))
+	}
 	if so := l.StreamOptions; so.Found() && streamsOptions(e) && body[so.Start] == '{' {
 		opts := jsonscan.Members(body[so.Start:so.End], nil)
 		l.StreamOptionsMembers = len(opts)
@@ -100,6 +107,9 @@ var bodies = []string{
 	`{"model":"m","stream_options":{ }}`,
 	`{"model":"m","stream_options":{"include_usage":false,"continuous_usage_stats":true,"include_usage":null}}`,
 	`{"stream_options":{"include_usage":true},"stream_options":{"a":1},"model":"m"}`,
+	`{"model":"m","max_tokens":5,"max_completion_tokens":null,"max_tokens" : 7 ,"max_output_tokens":9}`,
+	`{"model":"m","token_ids":[1],"sampling_params":{"n":2,"max_tokens":3,"max_tokens":null}}`,
+	`{"model":"m","token_ids":[1],"sampling_params":{ "max_tokens" : 12 },"max_tokens":4}`,
 	`{"model":"m","a":"1","b":"2","c":"3","d":"4","e":"5","f":"6","g":"7","h":"8","i":"9","a":"10","tenant":"acme"}`,
 }
 

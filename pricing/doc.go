@@ -24,5 +24,5 @@
 // besides the Request, the same pass records every top-level field
 // (Body.Field, for identity's body_field sources) and where the members a
 // rewrite changes are (Layout: the model, stream_options, include_usage,
-// the closing brace).
+// the members that state an output limit, the closing brace).
 package pricing

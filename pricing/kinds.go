@@ -132,6 +132,9 @@ func (r *Request) readGenerate(s *scan, c *tally) error {
 		return err
 	}
 	r.OutputLimitStated = stated(sp.Get("max_tokens"))
+	if s.out != nil {
+		s.out.samplingParams(sp)
+	}
 	return countField(&r.N, "sampling_params.n", sp.Get("n"), 1)
 }
 

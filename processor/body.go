@@ -37,6 +37,9 @@ func (st *stream) onRequestBody(ctx context.Context, b *extprocv3.HttpBody) *ext
 	if adm.Downgrade != "" {
 		st.servedModel, st.price, st.scopes = adm.Downgrade, st.alt.price, st.alt.scopes
 	}
+	if err == nil && adm.Rejection != nil {
+		adm, err = st.lowerLimit(ctx, adm)
+	}
 	switch {
 	case err != nil && st.unmeteredOnError(err):
 		st.grow = nil
@@ -172,10 +175,11 @@ func (st *stream) bodyScopes(model string) []budget.Scope {
 // it, and the usage event is removed from the client's stream:
 // dropUsage); with runningUsage, continuous_usage_stats too, the usage
 // then hidden from each chunk of a client that did not ask for it
-// (stripUsage). The edits come from the parse's layout and are made in one
-// copy.
+// (stripUsage). A request whose limit was lowered to what its budget can
+// pay (lower.go) gets the lowered limit, over the stated one or added as
+// above. The edits come from the parse's layout and are made in one copy.
 func (st *stream) rewrite(body []byte, reserved bool) []byte {
-	var edits [3]edit
+	var edits [4]edit
 	n := 0
 	if st.servedModel != st.model {
 		if st.endpoint.Multipart() {
@@ -205,6 +209,10 @@ func (st *stream) rewrite(body []byte, reserved bool) []byte {
 			st.limitWritten = limit
 		}
 	}
+	if reserved && st.loweredFrom > 0 && st.req.OutputLimitStated {
+		n += copy(edits[n:], lowerEdits(body, &st.parsed.Layout, st.endpoint, st.req.MaxOutputTokens))
+		st.limitWritten = st.req.MaxOutputTokens
+	}
 	if n == 0 {
 		return nil
 	}
@@ -225,6 +233,9 @@ func (st *stream) limitToWrite() (string, int64) {
 	limit := st.snap.Pricing.DefaultMaxOutputTokens()
 	if name == "" || st.req.OutputLimitStated || limit <= 0 || st.grow != nil {
 		return "", 0
+	}
+	if st.loweredFrom > 0 { // lowered to what the budget can pay (lower.go)
+		limit = st.req.MaxOutputTokens
 	}
 	return name, limit
 }

@@ -53,6 +53,9 @@ func (st *stream) onResponseHeaders(ctx context.Context, h *extprocv3.HttpHeader
 	if st.limitWritten > 0 {
 		a.set(hdrMaxTokens, func(b []byte) []byte { return strconv.AppendInt(b, st.limitWritten, 10) })
 	}
+	if st.loweredFrom > 0 {
+		a.set(hdrLoweredFrom, func(b []byte) []byte { return strconv.AppendInt(b, st.loweredFrom, 10) })
+	}
 	return &a.resp
 }
 

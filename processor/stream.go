@@ -59,7 +59,8 @@ type stream struct {
 	price       pricing.Price
 	worstCase   pricing.Usage
 	// limitWritten is the output limit spendguard wrote into the
-	// forwarded body of a request that stated none, 0 when it wrote none.
+	// forwarded body of a request that stated none, or over a stated one
+	// it lowered (loweredFrom); 0 when it wrote none.
 	limitWritten int64
 	// grow is the growth of a stream whose reservation grows (grow.go),
 	// nil for every other request.
@@ -112,6 +113,11 @@ type stream struct {
 	idStatus   *usage.StatusScanner
 	lookup     string
 	lookupDone bool
+
+	// loweredFrom is the output limit the request asked when a lowerable
+	// refusal let it be served with a lower one, req.MaxOutputTokens
+	// (lower.go); 0 when not lowered.
+	loweredFrom int64
 
 	wire wire // how the answers reach Envoy (wire.go)
 

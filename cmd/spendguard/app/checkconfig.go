@@ -138,6 +138,9 @@ func printBudgets(w io.Writer, cfg *config.Compiled) {
 		if models := b.AllowModels(); len(models) > 0 {
 			fmt.Fprintf(w, "      past it:  still serves %s\n", strings.Join(models, ", "))
 		}
+		if b.LowersOutputLimit() {
+			fmt.Fprintf(w, "      at it:    lowers a request's output limit to what it can pay instead of 402\n")
+		}
 	}
 }
 
