@@ -226,9 +226,9 @@ func RequiredProcessingMode() *extprocv3.ProcessingMode {
 		RequestHeaderMode:   extprocv3.ProcessingMode_SEND,
 		RequestBodyMode:     extprocv3.ProcessingMode_BUFFERED,
 		ResponseHeaderMode:  extprocv3.ProcessingMode_SEND,
-		ResponseBodyMode:    extprocv3.ProcessingMode_STREAMED,
+		ResponseBodyMode:    extprocv3.ProcessingMode_FULL_DUPLEX_STREAMED,
 		RequestTrailerMode:  extprocv3.ProcessingMode_SKIP,
-		ResponseTrailerMode: extprocv3.ProcessingMode_SKIP,
+		ResponseTrailerMode: extprocv3.ProcessingMode_SEND,
 	}
 }
 

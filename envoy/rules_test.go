@@ -173,7 +173,7 @@ func TestRules(t *testing.T) {
 				withExtProc(t, b, func(ep *extprocv3.ExternalProcessor) {
 					ep.ProcessingMode = &extprocv3.ProcessingMode{
 						RequestHeaderMode: extprocv3.ProcessingMode_SKIP, ResponseHeaderMode: extprocv3.ProcessingMode_SKIP,
-						RequestTrailerMode: extprocv3.ProcessingMode_SEND, ResponseTrailerMode: extprocv3.ProcessingMode_SEND,
+						RequestTrailerMode: extprocv3.ProcessingMode_SEND, ResponseTrailerMode: extprocv3.ProcessingMode_SKIP,
 					}
 				})
 			},
@@ -184,8 +184,9 @@ func TestRules(t *testing.T) {
 			mutate: func(t *testing.T, b *bootstrapv3.Bootstrap) {
 				withExtProc(t, b, func(ep *extprocv3.ExternalProcessor) {
 					ep.ProcessingMode = &extprocv3.ProcessingMode{
-						RequestBodyMode:  extprocv3.ProcessingMode_BUFFERED,
-						ResponseBodyMode: extprocv3.ProcessingMode_STREAMED,
+						RequestBodyMode:     extprocv3.ProcessingMode_BUFFERED,
+						ResponseBodyMode:    extprocv3.ProcessingMode_FULL_DUPLEX_STREAMED,
+						ResponseTrailerMode: extprocv3.ProcessingMode_SEND,
 					}
 				})
 			},
@@ -222,7 +223,7 @@ func TestRules(t *testing.T) {
 			name: "FULL_DUPLEX_STREAMED without trailers",
 			mutate: func(t *testing.T, b *bootstrapv3.Bootstrap) {
 				withExtProc(t, b, func(ep *extprocv3.ExternalProcessor) {
-					ep.ProcessingMode.ResponseBodyMode = extprocv3.ProcessingMode_FULL_DUPLEX_STREAMED
+					ep.ProcessingMode.ResponseTrailerMode = extprocv3.ProcessingMode_SKIP
 				})
 			},
 			want: []error{ErrExtProc, ErrSpendguard}, count: 2,
@@ -239,13 +240,13 @@ func TestRules(t *testing.T) {
 			want: []error{ErrSpendguard}, count: 2, // body and trailer modes differ from spendguard's
 		},
 		{
-			name: "allowed override FULL_DUPLEX_STREAMED inheriting trailer SKIP",
+			name: "allowed override FULL_DUPLEX_STREAMED with trailer SKIP",
 			mutate: func(t *testing.T, b *bootstrapv3.Bootstrap) {
 				withExtProc(t, b, func(ep *extprocv3.ExternalProcessor) {
 					ep.AllowedOverrideModes = []*extprocv3.ProcessingMode{
 						{RequestBodyMode: extprocv3.ProcessingMode_BUFFERED, ResponseBodyMode: extprocv3.ProcessingMode_NONE},
-						{ResponseBodyMode: extprocv3.ProcessingMode_FULL_DUPLEX_STREAMED},
-						{ResponseBodyMode: extprocv3.ProcessingMode_FULL_DUPLEX_STREAMED, ResponseTrailerMode: extprocv3.ProcessingMode_SEND},
+						{ResponseBodyMode: extprocv3.ProcessingMode_FULL_DUPLEX_STREAMED, ResponseTrailerMode: extprocv3.ProcessingMode_SKIP},
+						{ResponseBodyMode: extprocv3.ProcessingMode_FULL_DUPLEX_STREAMED}, // inherits the filter's SEND
 					}
 				})
 			},

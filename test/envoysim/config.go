@@ -73,18 +73,29 @@ const (
 	DefaultCloseGrace     = 50 * time.Millisecond
 )
 
-// SpendguardMode returns a fresh copy of spendguard's processing mode: request
-// headers SEND, request body BUFFERED, response headers SEND, response body
-// STREAMED, trailers SKIP.
+// SpendguardMode returns a fresh copy of spendguard's processing mode, as
+// envoy/envoy.yaml sets it: request headers SEND, request body BUFFERED,
+// response headers SEND, response body FULL_DUPLEX_STREAMED, request
+// trailers SKIP, response trailers SEND (which Envoy requires with
+// FULL_DUPLEX_STREAMED).
 func SpendguardMode() *extprocfilterv3.ProcessingMode {
 	return &extprocfilterv3.ProcessingMode{
 		RequestHeaderMode:   extprocfilterv3.ProcessingMode_SEND,
 		RequestBodyMode:     extprocfilterv3.ProcessingMode_BUFFERED,
 		ResponseHeaderMode:  extprocfilterv3.ProcessingMode_SEND,
-		ResponseBodyMode:    extprocfilterv3.ProcessingMode_STREAMED,
+		ResponseBodyMode:    extprocfilterv3.ProcessingMode_FULL_DUPLEX_STREAMED,
 		RequestTrailerMode:  extprocfilterv3.ProcessingMode_SKIP,
-		ResponseTrailerMode: extprocfilterv3.ProcessingMode_SKIP,
+		ResponseTrailerMode: extprocfilterv3.ProcessingMode_SEND,
 	}
+}
+
+// StreamedMode returns a fresh copy of spendguard's former processing mode:
+// SpendguardMode with a STREAMED response body and response trailers SKIP.
+func StreamedMode() *extprocfilterv3.ProcessingMode {
+	m := SpendguardMode()
+	m.ResponseBodyMode = extprocfilterv3.ProcessingMode_STREAMED
+	m.ResponseTrailerMode = extprocfilterv3.ProcessingMode_SKIP
+	return m
 }
 
 // DefaultConfig returns the configuration spendguard's envoy.yaml describes:

@@ -20,16 +20,7 @@ import (
 
 // duplexMode configures a FULL_DUPLEX_STREAMED response body (request
 // body BUFFERED), as spendguard's envoy.yaml does.
-func duplexMode(c *Config) {
-	c.ProcessingMode = &extprocfilterv3.ProcessingMode{
-		RequestHeaderMode:   extprocfilterv3.ProcessingMode_SEND,
-		RequestBodyMode:     extprocfilterv3.ProcessingMode_BUFFERED,
-		ResponseHeaderMode:  extprocfilterv3.ProcessingMode_SEND,
-		ResponseBodyMode:    extprocfilterv3.ProcessingMode_FULL_DUPLEX_STREAMED,
-		RequestTrailerMode:  extprocfilterv3.ProcessingMode_SKIP,
-		ResponseTrailerMode: extprocfilterv3.ProcessingMode_SEND,
-	}
-}
+func duplexMode(c *Config) { c.ProcessingMode = SpendguardMode() }
 
 // streamed is a response_body answer carrying a streamed_response.
 func streamed(body string, eos bool) *extprocv3.ProcessingResponse {

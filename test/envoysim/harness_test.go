@@ -294,6 +294,7 @@ func newHarness(t *testing.T, sc script, reply http.HandlerFunc, tweak func(*Con
 	t.Helper()
 	h := &harness{proc: startProcessor(t, sc), up: startUpstream(t, reply)}
 	cfg := DefaultConfig(h.proc.addr, h.up.URL)
+	cfg.ProcessingMode = StreamedMode()  // the mode most tests were written for; duplex tests set theirs
 	cfg.MessageTimeout = 2 * time.Second // generous: -race on a busy machine
 	cfg.Logf = t.Logf
 	if tweak != nil {

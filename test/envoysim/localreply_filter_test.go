@@ -169,7 +169,7 @@ func anthropicShape(t *testing.T, body string) (string, map[string]any) {
 func TestOverLimitMessagesGetAnthropicShape(t *testing.T) {
 	for _, path := range []string{"/v1/messages", "/v1/messages?beta=true", "/v1/messages/count_tokens"} {
 		t.Run(path, func(t *testing.T) {
-			h := shippedHarness(t, answerAll(cont), 1024)
+			h := shippedHarness(t, answerAll(echo), 1024)
 			resp, body := h.do(t, http.MethodPost, path, strings.Repeat("x", 1025))
 			assert.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode)
 			assert.Equal(t, "application/json", resp.Header.Get("Content-Type"))
@@ -185,7 +185,7 @@ func TestOverLimitMessagesGetAnthropicShape(t *testing.T) {
 	}
 	for _, path := range []string{"/v1/messagesx", "/v1/chat/completions?x=/v1/messages"} {
 		t.Run(path, func(t *testing.T) {
-			h := shippedHarness(t, answerAll(cont), 1024)
+			h := shippedHarness(t, answerAll(echo), 1024)
 			resp, body := h.do(t, http.MethodPost, path, strings.Repeat("x", 1025))
 			assert.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode)
 			assert.Contains(t, body, `"code":"request_too_large"`)

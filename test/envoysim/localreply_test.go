@@ -55,7 +55,7 @@ func shippedHarness(t *testing.T, sc script, limit int) *harness {
 }
 
 func TestOverLimitBodyGetsShippedLocalReply(t *testing.T) {
-	h := shippedHarness(t, answerAll(cont), 1024)
+	h := shippedHarness(t, answerAll(echo), 1024)
 	resp, body := h.do(t, http.MethodPost, "/v1/chat/completions", strings.Repeat("x", 1025))
 	assert.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode)
 	assert.Equal(t, "application/json", resp.Header.Get("Content-Type"))
@@ -78,7 +78,7 @@ func TestOverLimitBodyGetsShippedLocalReply(t *testing.T) {
 }
 
 func TestBodyAtLimitPasses(t *testing.T) {
-	h := shippedHarness(t, answerAll(cont), 1024)
+	h := shippedHarness(t, answerAll(echo), 1024)
 	resp, _ := h.do(t, http.MethodPost, "/v1/chat/completions", strings.Repeat("x", 1024))
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Len(t, h.up.requests(), 1)

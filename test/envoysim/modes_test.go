@@ -21,7 +21,7 @@ func TestRequestHeadersSkipped(t *testing.T) {
 		return cont(m)
 	}), nil, func(c *Config) {
 		c.RouteName = "r"
-		c.ProcessingMode = SpendguardMode()
+		c.ProcessingMode = StreamedMode()
 		c.ProcessingMode.RequestHeaderMode = extprocfilterv3.ProcessingMode_SKIP
 	})
 	resp, _ := h.do(t, http.MethodPost, "/v1/completions", "short")

@@ -73,7 +73,9 @@ func TestStartServesOnAPort(t *testing.T) {
 		return cont(m)
 	}))
 	up := startUpstream(t, nil)
-	p, err := New(DefaultConfig(proc.addr, up.URL))
+	cfg := DefaultConfig(proc.addr, up.URL)
+	cfg.ProcessingMode = StreamedMode()
+	p, err := New(cfg)
 	require.NoError(t, err)
 	srv, err := p.Start("127.0.0.1:0")
 	require.NoError(t, err)
@@ -147,7 +149,7 @@ func TestBufferedPartialResponse(t *testing.T) {
 	}), fixedBody(big, "text/plain"), func(c *Config) {
 		c.BufferLimit = 1000
 		c.ResponseChunker = splitAt(600, 1200)
-		c.ProcessingMode = SpendguardMode()
+		c.ProcessingMode = StreamedMode()
 		c.ProcessingMode.ResponseBodyMode = extprocfilterv3.ProcessingMode_BUFFERED_PARTIAL
 	})
 	resp, got := h.do(t, http.MethodGet, "/", "")

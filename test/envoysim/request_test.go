@@ -91,7 +91,7 @@ func TestNoBodyMeansNoBodyMessage(t *testing.T) {
 	} {
 		t.Run(mode.String(), func(t *testing.T) {
 			h := newHarness(t, answerAll(cont), nil, func(c *Config) {
-				c.ProcessingMode = SpendguardMode()
+				c.ProcessingMode = StreamedMode()
 				c.ProcessingMode.RequestBodyMode = mode
 			})
 			resp, _ := h.do(t, http.MethodGet, "/v1/models", "")
@@ -219,7 +219,7 @@ func TestStreamedRequestBody(t *testing.T) {
 		}
 		return cont(m)
 	}), nil, func(c *Config) {
-		c.ProcessingMode = SpendguardMode()
+		c.ProcessingMode = StreamedMode()
 		c.ProcessingMode.RequestBodyMode = extprocfilterv3.ProcessingMode_STREAMED
 	})
 	resp, _ := h.do(t, http.MethodPost, "/v1/completions", strings.Repeat("abc", 20000))
@@ -253,7 +253,7 @@ func TestBufferedPartialRequest(t *testing.T) {
 		return cont(m)
 	}), nil, func(c *Config) {
 		c.BufferLimit = 10
-		c.ProcessingMode = SpendguardMode()
+		c.ProcessingMode = StreamedMode()
 		c.ProcessingMode.RequestBodyMode = extprocfilterv3.ProcessingMode_BUFFERED_PARTIAL
 	})
 	body := strings.Repeat("0123456789", 10000) // more than one data callback

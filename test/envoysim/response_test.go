@@ -193,7 +193,7 @@ func TestModeOverrideToStreamedKeepsContentLength(t *testing.T) {
 		}
 		return r
 	}), fixedBody(body, "application/json"), func(c *Config) {
-		c.ProcessingMode = SpendguardMode()
+		c.ProcessingMode = StreamedMode()
 		c.ProcessingMode.ResponseBodyMode = extprocfilterv3.ProcessingMode_NONE
 	})
 	resp, got := h.do(t, http.MethodGet, "/", "")
@@ -230,7 +230,7 @@ func TestBufferedResponse(t *testing.T) {
 				return cont(m)
 			}), fixedBody(body, "application/json"), func(c *Config) {
 				c.BufferLimit = tc.limit
-				c.ProcessingMode = SpendguardMode()
+				c.ProcessingMode = StreamedMode()
 				c.ProcessingMode.ResponseBodyMode = extprocfilterv3.ProcessingMode_BUFFERED
 			})
 			resp, got := h.do(t, http.MethodGet, "/", "")
