@@ -57,8 +57,8 @@ func (s *SSEScanner) SetStripChunkUsage(mode StripMode) {
 // planStrip records in s.edits what hiding the usage changes in data
 // (the complete data of the event being dispatched, not big): nothing
 // unless it is one data line holding a JSON object whose choices is a
-// non-empty array and which has a top-level usage member (a non-null one
-// for StripNull).
+// non-empty array and which has a top-level usage member that is not
+// null.
 func (s *SSEScanner) planStrip(data []byte) {
 	s.edits = s.edits[:0]
 	if s.dataLines != 1 || s.dataOff < 0 || !bytes.Contains(data, keyUsage) && !bytes.Contains(data, unicodeEsc) {
@@ -81,7 +81,17 @@ func (s *SSEScanner) planStrip(data []byte) {
 		}
 		return
 	}
-	// StripDelete. The usage members before the first other one go with
+	// StripDelete, only of a usage that is there: an upstream that writes
+	// "usage":null on every chunk (OpenAI does) sent it without being
+	// asked for continuous usage, and the client gets it as sent.
+	present := false
+	for _, m := range top {
+		present = present || jsonscan.KeyIs(m.Key, usageKey) && string(m.Value) != "null"
+	}
+	if !present {
+		return
+	}
+	// The usage members before the first other one go with
 	// the separators up to it; each later one goes with the separator
 	// before it (from the end of the previous member's value).
 	kept := -1

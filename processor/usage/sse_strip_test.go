@@ -337,7 +337,7 @@ func (e refEvent) strippable(mode StripMode) (string, bool) {
 		tok, _ := dec.Token()
 		var raw json.RawMessage
 		dec.Decode(&raw)
-		if tok == "usage" && (mode == StripDelete || string(raw) != "null") {
+		if tok == "usage" && string(raw) != "null" {
 			keys = append(keys, "usage")
 		}
 	}

@@ -86,8 +86,6 @@ func TestUnstatedLimitReachesUpstream(t *testing.T) {
 	for _, tc := range []struct{ path, body, want string }{
 		{"/v1/completions", `{"model":"Hunyuan","prompt":"Once upon a time"}`, `{"model":"Hunyuan","prompt":"Once upon a time","max_tokens":10}`},
 		{"/v1/responses", `{"model":"Hunyuan","input":"Once upon a time"}`, `{"model":"Hunyuan","input":"Once upon a time","max_output_tokens":10}`},
-		{"/v1/chat/completions", `{"model":"Hunyuan","stream":true,"messages":[{"role":"user","content":"hi"}]}`,
-			`{"model":"Hunyuan","stream":true,"messages":[{"role":"user","content":"hi"}],"stream_options":{"include_usage":true},"max_completion_tokens":10}`},
 	} {
 		resp := s.post(tc.path, tc.body, "x-tenant-id", "acme", fakevllm.HeaderCompletionTokens, "1000")
 		require.Equal(t, http.StatusOK, resp.status, "%s: %s", tc.path, resp.body)
@@ -95,4 +93,21 @@ func TestUnstatedLimitReachesUpstream(t *testing.T) {
 		reqs := s.vllm.Requests()
 		assert.Equal(t, tc.want, string(reqs[len(reqs)-1].Body), tc.path)
 	}
+
+	// A stream gets no limit: its reservation grows and it is ended at the
+	// cap (TestStreamCutAtTheCap); vLLM is asked for usage on every chunk.
+	stream := `{"model":"Hunyuan","stream":true,"messages":[{"role":"user","content":"hi"}]}`
+	resp := s.post("/v1/chat/completions", stream, "x-tenant-id", "acme")
+	require.Equal(t, http.StatusOK, resp.status, "%s", resp.body)
+	assert.Empty(t, resp.header.Values("x-spendguard-max-tokens"))
+	reqs := s.vllm.Requests()
+	assert.Equal(t, strings.TrimSuffix(stream, "}")+`,"stream_options":{"include_usage":true,"continuous_usage_stats":true}}`, string(reqs[len(reqs)-1].Body))
+
+	// One that cannot grow (limits.streams.grow: false) gets the limit.
+	s = newStack(t, limitConfig+"limits:\n  streams:\n    grow: false\n", fakevllm.Config{})
+	resp = s.post("/v1/chat/completions", stream, "x-tenant-id", "acme")
+	require.Equal(t, http.StatusOK, resp.status, "%s", resp.body)
+	assert.Equal(t, "10", resp.header.Get("x-spendguard-max-tokens"))
+	reqs = s.vllm.Requests()
+	assert.Equal(t, strings.TrimSuffix(stream, "}")+`,"stream_options":{"include_usage":true},"max_completion_tokens":10}`, string(reqs[len(reqs)-1].Body))
 }

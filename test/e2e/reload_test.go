@@ -85,7 +85,7 @@ func TestConfigMapUpdatesTakeEffectWithoutRestart(t *testing.T) {
 	require.True(t, ok)
 	assert.Equal(t, int64(1), st.Reloads)
 	assert.Equal(t, `line 12: budget "tenant-daily": unknown period "fortnight" (use hour, day, week, month or total)
-line 15: limits.max_reqest_usd: unknown key; did you mean "max_request_usd"? (allowed: max_request_usd, reservation_ttl, background_ttl)`, st.LastError)
+line 15: limits.max_reqest_usd: unknown key; did you mean "max_request_usd"? (allowed: max_request_usd, reservation_ttl, background_ttl, streams)`, st.LastError)
 	assert.Contains(t, s.logs.String(), "configuration change refused; still serving the previous configuration")
 	assert.Equal(t, http.StatusPaymentRequired, s.spendOneDollar().status, "still the 2.00 cap")
 	resp := s.post("/v1/chat/completions", smallChat, "x-tenant-id", "globex",

@@ -114,7 +114,10 @@ func TestStreamFixtures(t *testing.T) {
 					require.NoError(t, json.Unmarshal(sent.Body, &opts))
 					assert.True(t, opts.StreamOptions.IncludeUsage)
 					if !injected {
-						assert.Equal(t, body, string(sent.Body), "a client that asked for usage is forwarded untouched")
+						// Its stream grows: vLLM is asked for usage on every chunk too
+						// (hidden from the client), nothing else changes.
+						grown := strings.Replace(body, `"include_usage":true}`, `"include_usage":true,"continuous_usage_stats":true}`, 1)
+						assert.Equal(t, grown, string(sent.Body), "a client that asked for usage: only continuous usage added")
 					}
 					st := s.counters(map[string]string{"tenant": "acme", "model": tc.model})
 					assert.Equal(t, want, st[0].Committed)
@@ -187,8 +190,21 @@ func TestGeneratedStreams(t *testing.T) {
 }
 
 // TestStreamAborts checks every way a stream can end early: nothing stays
-// reserved, and the charge follows behaviour.md.
+// reserved, and the charge follows behaviour.md. A stream whose
+// reservation grows carries vLLM's running usage on every chunk and is
+// charged it, as reported; one that does not grow (limits.streams.grow:
+// false) is charged one token per content event seen, estimated.
 func TestStreamAborts(t *testing.T) {
+	for _, grow := range []bool{true, false} {
+		t.Run(fmt.Sprintf("grow=%v", grow), func(t *testing.T) { testStreamAborts(t, grow) })
+	}
+}
+
+func testStreamAborts(t *testing.T, grow bool) {
+	streamConfig := streamConfig
+	if !grow {
+		streamConfig += "limits:\n  streams:\n    grow: false\n"
+	}
 	model := "meta-llama/Llama-3.1-8B"
 	body := streamRequest("/v1/chat/completions", model, false)
 	committed := func(s *stack) money.Nano {
@@ -237,8 +253,8 @@ func TestStreamAborts(t *testing.T) {
 		rep := s.reports.all()[0]
 		assert.True(t, rep.GetAborted())
 		assert.Equal(t, int64(committed(s)), rep.GetCostNanoUsd())
-		assert.True(t, rep.GetEstimated())
-		assert.Positive(t, rep.GetCompletionTokens(), "one token per content event seen")
+		assert.Equal(t, !grow, rep.GetEstimated())
+		assert.Positive(t, rep.GetCompletionTokens(), "one token per content event seen, or the running usage")
 		assert.Less(t, rep.GetCompletionTokens(), int64(200))
 		assert.Positive(t, committed(s), "a stream the upstream served is charged")
 	})
@@ -249,7 +265,7 @@ func TestStreamAborts(t *testing.T) {
 		assert.Error(t, resp.err, "the client sees a cut body")
 		require.Eventually(t, func() bool { return settled(s) }, 10*time.Second, 5*time.Millisecond)
 		rep := s.reports.all()[0]
-		assert.True(t, rep.GetEstimated())
+		assert.Equal(t, !grow, rep.GetEstimated())
 		// Six events: the role chunk and five words, one token each.
 		assert.Equal(t, int64(5), rep.GetCompletionTokens())
 		assert.Equal(t, int64(committed(s)), rep.GetCostNanoUsd())
@@ -262,8 +278,8 @@ func TestStreamAborts(t *testing.T) {
 		assert.Contains(t, resp.body, `data: {"error":`)
 		require.Eventually(t, func() bool { return settled(s) }, 10*time.Second, 5*time.Millisecond)
 		rep := s.reports.all()[0]
-		assert.True(t, rep.GetEstimated())
-		assert.Equal(t, int64(4), rep.GetCompletionTokens(), "one token per content event seen")
+		assert.Equal(t, !grow, rep.GetEstimated())
+		assert.Equal(t, int64(4), rep.GetCompletionTokens(), "one token per content event seen, or the running usage")
 	})
 }
 
