@@ -166,7 +166,7 @@ func (st *stream) checkGrowth(ctx context.Context) *extprocv3.ProcessingResponse
 			g.receive(st.extend(ctx, cost-g.reserved+g.step))
 		}
 		if cost > g.reserved {
-			return st.cut(ctx)
+			return st.cut(ctx, u)
 		}
 	}
 	g.delivered, g.estimated, g.events = u, estimated, st.sseScan.Events()
@@ -255,11 +255,14 @@ func (st *stream) logExtension(want, granted money.Nano, err error) {
 	}
 }
 
-// cut ends the stream at the cap: it settles what was delivered, reports
+// cut ends the stream at the cap: it settles what was delivered (the
+// prompt as now, with u, the usage including what is not delivered: the
+// upstream read the prompt whatever was delivered of the answer), reports
 // the request cut, and answers with the final error event and the end of
 // the response.
-func (st *stream) cut(ctx context.Context) *extprocv3.ProcessingResponse {
+func (st *stream) cut(ctx context.Context, u pricing.Usage) *extprocv3.ProcessingResponse {
 	g := st.grow
+	g.delivered.Prompt, g.delivered.CachedPrompt = u.Prompt, u.CachedPrompt
 	by := st.reservation.RemainingBudget
 	if ceiling := st.snap.MaxRequest; ceiling > 0 && g.reserved >= ceiling {
 		by = maxRequestBudget
