@@ -251,7 +251,7 @@ func identityRefused(err error) *apiError {
 func (st *stream) rejected(rej *budget.Rejection) *apiError {
 	e := &apiError{
 		status: 402, errType: typeBudgetExceeded, code: typeBudgetExceeded,
-		message: rej.Message(),
+		message: rej.Message() + st.assumedOutput(rej),
 		headers: [][2]string{{hdrBudget, rej.Budget}, {hdrScope, rej.Scope}},
 	}
 	if secs, ok := rej.RetryAfter(st.srv.opts.Now()); ok {
@@ -259,6 +259,21 @@ func (st *stream) rejected(rej *budget.Rejection) *apiError {
 	}
 	st.log.Debug("request rejected", zap.String("request_id", st.requestID), zap.String("budget", rej.Budget), zap.String("scope", rej.Scope))
 	return e
+}
+
+// assumedOutput explains, for a refusal of a request that states no
+// output limit, the output spendguard assumed for it, which the client
+// cannot otherwise know: "" when the request stated one, was refused
+// before its body was read, or generates nothing.
+func (st *stream) assumedOutput(rej *budget.Rejection) string {
+	if st.req == nil || st.req.OutputLimitStated || !st.endpoint.Generates() || rej.Requested <= 0 {
+		return ""
+	}
+	if g := st.grow; g != nil {
+		return fmt.Sprintf(" (the request states no output limit: %d output tokens per sequence were assumed, the model's learned typical answer or pricing.default_max_output_tokens; its stream would have grown from there)", g.perSeq)
+	}
+	return fmt.Sprintf(" (the request states no output limit: pricing.default_max_output_tokens = %d output tokens per sequence were assumed; state max_tokens to reserve less)",
+		st.snap.Pricing.DefaultMaxOutputTokens())
 }
 
 // tooCostly is the 402 for a request whose worst case passes

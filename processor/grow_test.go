@@ -288,3 +288,22 @@ func TestStreamCutShapes(t *testing.T) {
 		assert.LessOrEqual(t, rep.GetCostNanoUsd(), int64(100_000))
 	})
 }
+
+// TestRefusalSaysWhatWasAssumed: a 402 for a request that states no
+// output limit says how many output tokens were assumed for it.
+func TestRefusalSaysWhatWasAssumed(t *testing.T) {
+	h := newHarness(t, strings.Replace(growConfig, "hard_usd: 0.0001", "hard_usd: 0.00001", 1))
+	s, cancel := h.open()
+	defer cancel()
+	require.NotNil(t, h.roundTrip(s, reqHeaders("/v1/chat/completions", "x-tenant-id", "acme")).GetRequestHeaders())
+	r := h.roundTrip(s, reqBody(`{"model":"Hunyuan","messages":[{"role":"user","content":"Hi"}]}`))
+	require.NotNil(t, r.GetImmediateResponse(), "%v", r)
+	assert.Contains(t, string(r.GetImmediateResponse().GetBody()), "pricing.default_max_output_tokens = 10 output tokens per sequence were assumed")
+
+	s2, cancel2 := h.open()
+	defer cancel2()
+	require.NotNil(t, h.roundTrip(s2, reqHeaders("/v1/chat/completions", "x-tenant-id", "acme")).GetRequestHeaders())
+	r = h.roundTrip(s2, reqBody(`{"model":"Hunyuan","max_tokens":5,"messages":[{"role":"user","content":"Hi"}]}`))
+	require.NotNil(t, r.GetImmediateResponse(), "%v", r)
+	assert.NotContains(t, string(r.GetImmediateResponse().GetBody()), "assumed", "a stated limit needs no explanation")
+}

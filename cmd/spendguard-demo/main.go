@@ -77,6 +77,11 @@ The first request fits; the second one of the same tenant gets 402:
   curl -si %s/v1/chat/completions -H 'x-tenant-id: acme' \
     -d '{"model":"meta-llama/Llama-3.1-70B-Instruct","max_tokens":400,"messages":[{"role":"user","content":"Hello"}]}'
 
+A request without max_tokens is reserved for 1024 output tokens
+(pricing.default_max_output_tokens), more than this cap: its 402 says so.
+A streamed one ("stream": true) reserves its model's typical answer once
+spendguard has seen 20, grows while it streams and is ended at the cap.
+
 Free paths pass untouched:  curl -s %s/v1/models
 Press Ctrl-C to stop.
 `, srv.URL(), sg.GRPCAddr(), sg.AdminAddr(), vllmURL, srv.URL(), srv.URL())
