@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -183,7 +184,7 @@ type worker struct {
 func newWorker(conn *grpc.ClientConn, kind workload.Kind, i, tenants, window int) *worker {
 	return &worker{
 		client: extprocv3.NewExternalProcessorClient(conn),
-		lc:     workload.NewLifecycle(kind, "t"+strconv.Itoa(i%tenants), "u"+strconv.Itoa(i), "loadgen-"+strconv.Itoa(i)),
+		lc:     workload.NewDuplexLifecycle(kind, "t"+strconv.Itoa(i%tenants), "u"+strconv.Itoa(i), "loadgen-"+strconv.Itoa(i)),
 		window: window,
 	}
 }
@@ -252,8 +253,13 @@ func (w *worker) one(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("response chunk %d: %w", answered, err)
 		}
-		if ans.GetResponseBody().GetResponse().GetBodyMutation() != nil {
-			w.mutatedChunks++
+		if m := ans.GetResponseBody().GetResponse().GetBodyMutation(); m != nil {
+			// In FULL_DUPLEX_STREAMED mode every chunk is answered with the
+			// bytes to forward: only other bytes count as a change.
+			sr := m.GetStreamedResponse()
+			if sr == nil || !bytes.Equal(sr.GetBody(), w.lc.ResponseBody[answered].GetResponseBody().GetBody()) {
+				w.mutatedChunks++
+			}
 		}
 		answered++
 	}

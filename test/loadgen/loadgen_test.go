@@ -57,7 +57,9 @@ func TestLifecyclesAgainstSpendguardMemory(t *testing.T) {
 	assert.Zero(t, res.MutatedChunks, "a JSON response passes unchanged")
 
 	res = runCounted(t, sg, workload.SSE, 60, true)
-	assert.EqualValues(t, 60, res.MutatedChunks, "the usage event spendguard asked for is hidden, once per stream")
+	// The shipped mode: each token chunk's continuous usage is hidden, and
+	// the usage event spendguard asked for is removed.
+	assert.EqualValues(t, 60*(workload.TokenEvents+1), res.MutatedChunks, "every chunk's usage hidden, and the usage event")
 }
 
 func TestLifecyclesAgainstSpendguardRedis(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 
+	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -28,6 +29,7 @@ var (
 
 // Process answers every message of the stream until Envoy closes it.
 func (Noop) Process(stream extprocv3.ExternalProcessor_ProcessServer) error {
+	duplex := false
 	for {
 		req, err := stream.Recv()
 		if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled {
@@ -35,6 +37,9 @@ func (Noop) Process(stream extprocv3.ExternalProcessor_ProcessServer) error {
 		}
 		if err != nil {
 			return err
+		}
+		if pc := req.GetProtocolConfig(); pc != nil {
+			duplex = pc.GetResponseBodyMode() == extprocfilterv3.ProcessingMode_FULL_DUPLEX_STREAMED
 		}
 		var resp *extprocv3.ProcessingResponse
 		switch req.GetRequest().(type) {
@@ -46,6 +51,14 @@ func (Noop) Process(stream extprocv3.ExternalProcessor_ProcessServer) error {
 			resp = continueResponseHeaders
 		case *extprocv3.ProcessingRequest_ResponseBody:
 			resp = continueResponseBody
+			if duplex {
+				// FULL_DUPLEX_STREAMED: Envoy forwards only what the
+				// answer carries, so the floor echoes every chunk.
+				b := req.GetResponseBody()
+				resp = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{
+					Response: &extprocv3.CommonResponse{BodyMutation: &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_StreamedResponse{
+						StreamedResponse: &extprocv3.StreamedBodyResponse{Body: b.GetBody(), EndOfStream: b.GetEndOfStream()}}}}}}}
+			}
 		case *extprocv3.ProcessingRequest_RequestTrailers:
 			resp = continueRequestTrailers
 		case *extprocv3.ProcessingRequest_ResponseTrailers:

@@ -59,6 +59,19 @@ type Lifecycle struct {
 // requests: its tenant and user go in the headers, as the identity
 // section reads them.
 func NewLifecycle(kind Kind, tenant, user, requestID string) *Lifecycle {
+	return newLifecycle(kind, tenant, user, requestID, false)
+}
+
+// NewDuplexLifecycle is NewLifecycle in the mode the shipped Envoy
+// bootstraps use: the response body FULL_DUPLEX_STREAMED, so that a
+// stream's reservation grows and it can be ended at a cap. The upstream's
+// SSE chunks then carry vLLM's continuous usage (the running count on
+// every chunk), which spendguard asks for in that mode.
+func NewDuplexLifecycle(kind Kind, tenant, user, requestID string) *Lifecycle {
+	return newLifecycle(kind, tenant, user, requestID, true)
+}
+
+func newLifecycle(kind Kind, tenant, user, requestID string, duplex bool) *Lifecycle {
 	body := requestBody(kind == SSE)
 	lc := &Lifecycle{Kind: kind}
 	lc.RequestHeaders = &extprocv3.ProcessingRequest{
@@ -71,11 +84,14 @@ func NewLifecycle(kind Kind, tenant, user, requestID string) *Lifecycle {
 			ResponseBodyMode: extprocfilterv3.ProcessingMode_STREAMED,
 		},
 	}
+	if duplex {
+		lc.RequestHeaders.ProtocolConfig.ResponseBodyMode = extprocfilterv3.ProcessingMode_FULL_DUPLEX_STREAMED
+	}
 	lc.RequestBody = bodyMsg(true, body, true)
 	var chunks [][]byte
 	if kind == SSE {
 		lc.ResponseHeaders = headersMsg(false, responseHeaders("text/event-stream; charset=utf-8", -1))
-		chunks = sseChunks()
+		chunks = sseChunks(duplex)
 	} else {
 		resp := []byte(jsonResponse)
 		lc.ResponseHeaders = headersMsg(false, responseHeaders("application/json", len(resp)))
@@ -191,13 +207,18 @@ var jsonResponse = `{"id":"chatcmpl-9a60df2b23bb539f","object":"chat.completion"
 // requested: one event per chunk as vLLM flushes them, the usage-only
 // event, [DONE], then the empty chunk that carries end_of_stream when the
 // chunked body ends.
-func sseChunks() [][]byte {
+func sseChunks(continuous bool) [][]byte {
 	const head = `data: {"id":"chatcmpl-9a60df2b23bb539f","object":"chat.completion.chunk","created":1774751760,"model":"` + Model + `",`
 	words := []string{" models", " learn", " from", " text", ",", " and", " the", " report"}
 	chunks := make([][]byte, 0, TokenEvents+3)
 	for i := range TokenEvents {
+		usage := ""
+		if continuous {
+			usage = `,"usage":{"prompt_tokens":` + strconv.Itoa(PromptTokens) + `,"total_tokens":` + strconv.Itoa(PromptTokens+i+1) +
+				`,"completion_tokens":` + strconv.Itoa(i+1) + `}`
+		}
 		chunks = append(chunks, []byte(head+`"choices":[{"index":0,"delta":{"content":"`+words[i%len(words)]+
-			`"},"logprobs":null,"finish_reason":null}]}`+"\n\n"))
+			`"},"logprobs":null,"finish_reason":null}]`+usage+"}\n\n"))
 	}
 	chunks = append(chunks,
 		[]byte(head+`"choices":[],"usage":{"prompt_tokens":`+strconv.Itoa(PromptTokens)+`,"total_tokens":`+
