@@ -4,11 +4,13 @@
 //
 // The phases, for the processing mode spendguard asks of Envoy (request
 // headers SEND, request body BUFFERED, response headers SEND, response body
-// STREAMED, trailers SKIP, allow_mode_override):
+// FULL_DUPLEX_STREAMED with response trailers SEND; STREAMED, the mode
+// before, still works but a stream then cannot be ended at a cap):
 //
 //  1. request headers: free paths are answered with a mode_override that
 //     turns both bodies off, so Envoy sends nothing more and nothing is
-//     charged. On a cost path the identity is resolved (401 when a
+//     charged (in FULL_DUPLEX_STREAMED Envoy ignores it and every chunk
+//     is echoed back: duplex.go). On a cost path the identity is resolved (401 when a
 //     dimension stays empty) and a budget that is already exhausted is
 //     answered with 402 straight away, before the body is read.
 //  2. request body (body.go): the JSON is parsed once (400 when invalid),
@@ -23,7 +25,10 @@
 //     one counts as success. Informative x-spendguard-* headers are added.
 //  4. response body: chunks are scanned for usage without holding the body;
 //     at end of stream (or at the response trailers) the actual cost is
-//     committed and the reservation released. Without response headers
+//     committed and the reservation released. A streamed response in
+//     FULL_DUPLEX_STREAMED mode reserves its learned estimate, grows its
+//     reservation while it streams and is ended at the cap with its API's
+//     error event (grow.go, cutevent.go). Without response headers
 //     (response_header_mode SKIP) the status is unknown and the body's
 //     first bytes tell JSON from SSE.
 //
