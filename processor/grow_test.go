@@ -15,28 +15,11 @@ import (
 	spendguardv1 "github.com/spendguard/spendguard/proto/spendguard/v1"
 )
 
-// growConfig prices Hunyuan at 1 and 2 USD per million tokens (a prompt
-// token costs 1,000 nano-USD, an output token 2,000) and caps the tenant
-// at 100,000 nano-USD: with the 5-token prompt the streams below report,
-// room for 47 output tokens.
-const growConfig = `
-version: 1
-identity:
-  dimensions:
-    tenant:
-      - header: x-tenant-id
-pricing:
-  models:
-    - match: Hunyuan
-      input: 1
-      output: 2
-  default_max_output_tokens: 10
-budgets:
-  - name: tenant-daily
-    match: {tenant: "*"}
-    period: day
-    hard_usd: 0.0001
-`
+// growConfig is usageConfig (Hunyuan at 1 and 2 USD per million tokens: a
+// prompt token costs 1,000 nano-USD, an output token 2,000) with the
+// tenant capped at 100,000 nano-USD: with the 5-token prompt the streams
+// below report, room for 47 output tokens.
+var growConfig = strings.Replace(usageConfig, "hard_usd: 1\n", "hard_usd: 0.0001\n", 1)
 
 const growPrompt = 5
 
