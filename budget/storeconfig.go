@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"reflect"
+	"strings"
 	"time"
 
 	"github.com/spendguard/spendguard/internal/strictyaml"
@@ -198,6 +199,9 @@ func (r *RedisConfig) validate(positive func(string, Duration), fail func(key, f
 		fail("redis.address", "required with backend redis (host:port)")
 	} else if _, port, err := net.SplitHostPort(r.Address); err != nil || port == "" {
 		fail("redis.address", "%q is not host:port", r.Address)
+	}
+	if strings.ContainsAny(r.KeyPrefix, "{}") {
+		fail("redis.key_prefix", "%q holds a brace: spendguard puts each scope's keys in a Redis Cluster hash tag after the prefix, which a brace in the prefix would break", r.KeyPrefix)
 	}
 	if r.DB < 0 {
 		fail("redis.db", "must not be negative (got %d)", r.DB)

@@ -23,7 +23,7 @@ type scanner interface {
 var _ budget.Lister = (*Store)(nil)
 
 // CounterKeys implements budget.Lister with SCAN over the counter hashes
-// (P c:prefix*), one page of ScanCount per round trip, each within the
+// (P c:{prefix*), one page of ScanCount per round trip, each within the
 // call timeout: Redis never blocks on it, and other commands run between
 // pages. It stops at limit keys or when ctx is done. SCAN may return a
 // key twice, and a key created during the scan may be missed; the admin
@@ -33,8 +33,7 @@ func (s *Store) CounterKeys(ctx context.Context, prefix string, limit int) ([]st
 	if !ok {
 		return nil, false, errors.New("redis list: the client cannot SCAN")
 	}
-	head := s.CounterKey("")
-	match := escapeGlob(head+prefix) + "*"
+	match := escapeGlob(s.prefix+"c:{"+prefix) + "*"
 	var keys []string
 	var cursor uint64
 	for {
@@ -49,7 +48,9 @@ func (s *Store) CounterKeys(ctx context.Context, prefix string, limit int) ([]st
 			if len(keys) == limit {
 				return keys, true, nil
 			}
-			keys = append(keys, strings.TrimPrefix(k, head))
+			if ck, ok := s.counterKeyOf("c:", k); ok {
+				keys = append(keys, ck)
+			}
 		}
 		if next == 0 {
 			return keys, false, nil

@@ -27,8 +27,8 @@ func TestCounterKeysPagesThroughSCAN(t *testing.T) {
 	const n = 2500
 	pipe := c.Pipeline()
 	for i := range n {
-		pipe.HSet(ctx, prefix+"c:b|day|tenant=t"+strconv.Itoa(i)+"@1", "c", "1")
-		pipe.ZAdd(ctx, prefix+"z:b|day|tenant=t"+strconv.Itoa(i)+"@1", redis.Z{Score: 1, Member: "r"})
+		pipe.HSet(ctx, prefix+"c:{b|day|tenant=t"+strconv.Itoa(i)+"}@1", "c", "1")
+		pipe.ZAdd(ctx, prefix+"z:{b|day|tenant=t"+strconv.Itoa(i)+"}@1", redis.Z{Score: 1, Member: "r"})
 	}
 	_, err := pipe.Exec(ctx)
 	require.NoError(t, err)

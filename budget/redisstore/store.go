@@ -7,10 +7,14 @@
 // For every counter key K (a budget.Item's Key or Window entry) there are
 // two Redis keys under the prefix P:
 //
-//	P c:K  hash: "c" committed nano-USD, "r" reserved nano-USD,
-//	       "i:<id>" the amount of each live reservation
-//	P z:K  sorted set: live reservation ids, scored by their expiry in
-//	       Unix microseconds
+//	P c:{S}@T  hash: "c" committed nano-USD, "r" reserved nano-USD,
+//	           "i:<id>" the amount of each live reservation
+//	P z:{S}@T  sorted set: live reservation ids, scored by their expiry
+//	           in Unix microseconds
+//
+// where K = S@T is the counter key, S its scope part and T its period
+// start (a total's T is "total"). The braces are a Redis Cluster hash
+// tag: every key of one scope is in one slot.
 //
 // A counter key names its period, so nothing is ever reset: a counter is
 // given a time to live of its Item.Expires (minus now) plus Grace, and
@@ -52,6 +56,7 @@ import (
 	"math"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -93,9 +98,48 @@ func New(client redis.Scripter, opts Options) *Store {
 	return &Store{client: client, prefix: opts.KeyPrefix, timeout: opts.Timeout}
 }
 
-// CounterKey and ReservationsKey are the Redis keys of counter key k.
-func (s *Store) CounterKey(k string) string      { return s.prefix + "c:" + k }
-func (s *Store) ReservationsKey(k string) string { return s.prefix + "z:" + k }
+// CounterKey and ReservationsKey are the Redis keys of counter key k
+// (see Keys in the package documentation): P c:{scope}@start and
+// P z:{scope}@start, the scope part of k in a hash tag.
+func (s *Store) CounterKey(k string) string      { return s.key("c:", k) }
+func (s *Store) ReservationsKey(k string) string { return s.key("z:", k) }
+
+// key is prefix + kind + k with the scope part of k (all of k before its
+// last '@') in braces: Redis Cluster places a key by the text between
+// its first '{' and the next '}', so every key of one scope, in every
+// period and rolling bucket, lands in one hash slot, and a script on one
+// scope never spans slots. The prefix holds no brace (Validate refuses
+// one). A scope part holding '}' ends the tag early, at the same place in
+// every key of that scope, so those still share a slot.
+func (s *Store) key(kind, k string) string {
+	at := strings.LastIndexByte(k, '@')
+	if at < 0 {
+		at = len(k)
+	}
+	var b strings.Builder
+	b.Grow(len(s.prefix) + len(kind) + len(k) + 2)
+	b.WriteString(s.prefix)
+	b.WriteString(kind)
+	b.WriteByte('{')
+	b.WriteString(k[:at])
+	b.WriteByte('}')
+	b.WriteString(k[at:])
+	return b.String()
+}
+
+// counterKeyOf inverts key for kind: the counter key k of a Redis key, and
+// false for a key of another shape.
+func (s *Store) counterKeyOf(kind, redisKey string) (string, bool) {
+	rest, ok := strings.CutPrefix(redisKey, s.prefix+kind+"{")
+	if !ok {
+		return "", false
+	}
+	close := strings.LastIndexByte(rest, '}')
+	if close < 0 {
+		return "", false
+	}
+	return rest[:close] + rest[close+1:], true
+}
 
 // Reserve implements budget.Store.
 func (s *Store) Reserve(ctx context.Context, id string, amount money.Nano, items []budget.Item, ttl time.Duration, now time.Time) (budget.Outcome, error) {

@@ -66,8 +66,8 @@ func TestKeyLayout(t *testing.T) {
 	require.True(t, out.OK())
 
 	assert.ElementsMatch(t, []string{
-		prefix + "c:" + day.Key, prefix + "z:" + day.Key,
-		prefix + "c:" + total.Key, prefix + "z:" + total.Key,
+		prefix + "c:{tenant-daily|day|tenant=acme}@1796083200", prefix + "z:{tenant-daily|day|tenant=acme}@1796083200",
+		prefix + "c:{all|total|}@total", prefix + "z:{all|total|}@total",
 	}, redistest.Keys(t, c, prefix))
 	h, err := c.HGetAll(ctx, s.CounterKey(day.Key)).Result()
 	require.NoError(t, err)

@@ -96,7 +96,7 @@ func TestRedis(t *testing.T) {
 	defer s.Close()
 	require.NoError(t, s.Ping(ctx))
 	require.NoError(t, s.Settle(ctx, "r1", 5, []budget.Item{day}, now))
-	assert.ElementsMatch(t, []string{prefix + "c:" + day.Key, prefix + "d:r1"}, redistest.Keys(t, c, prefix),
+	assert.ElementsMatch(t, []string{prefix + "c:{tenant-daily|day|tenant=acme}@1", prefix + "d:r1"}, redistest.Keys(t, c, prefix),
 		"the counter and the settle marker that makes a retried Settle count once")
 }
 
