@@ -36,7 +36,8 @@ type counter struct {
 	// included in committed, not in othersReserved).
 	viewed         bool
 	committed      money.Nano
-	othersReserved money.Nano
+	othersReserved money.Nano // the reservations of other replicas
+	reported       money.Nano // this counter's reservations as last reported
 	holders        int
 	syncedAt       time.Time
 
@@ -52,17 +53,42 @@ func (c *counter) noteDemand(amount money.Nano) {
 	c.peak = max(c.peak, amount)
 }
 
-// windowUnsent is the spend settled here on the older buckets of c's
-// rolling window that the backend has not counted yet: c's sync must
-// cover it in its lease, since the backend cannot see it.
+// held is what this replica holds on c that the backend has not
+// counted as committed: its reservations and its unsent spend.
+func (c *counter) held() money.Nano {
+	return money.Add(c.reserved, money.Add(c.pending, c.inflight))
+}
+
+// windowUnsent is what this replica holds on the older buckets of c's
+// rolling window beyond its leases there: c's sync must cover it in its
+// lease, since the backend cannot see it (the leases it can).
 func (s *Store) windowUnsent(c *counter) money.Nano {
 	var sum money.Nano
 	for _, w := range c.item.Window {
-		if o, ok := s.counters[w]; ok {
-			sum = money.Add(sum, money.Add(o.pending, o.inflight))
+		if o, ok := s.counters[w]; ok && w != c.key {
+			sum = money.Add(sum, max(o.held()-o.lease, 0))
 		}
 	}
 	return sum
+}
+
+// local sums, over key and window, this replica's unsent spend, its
+// live reservations and the reservations it last reported.
+func (s *Store) local(key string, window []string) (unsent, reserved, reported money.Nano) {
+	add := func(k string) {
+		if o, ok := s.counters[k]; ok {
+			unsent = money.Add(unsent, money.Add(o.pending, o.inflight))
+			reserved = money.Add(reserved, o.reserved)
+			reported = money.Add(reported, o.reported)
+		}
+	}
+	add(key)
+	for _, w := range window {
+		if w != key {
+			add(w)
+		}
+	}
+	return unsent, reserved, reported
 }
 
 // free is what c's lease can still admit at now: the lease less what
@@ -70,10 +96,9 @@ func (s *Store) windowUnsent(c *counter) money.Nano {
 // lease). An expired lease admits nothing.
 func (c *counter) free(s *Store, now time.Time) money.Nano {
 	if !now.Before(c.validTo) {
-		return -money.Add(c.reserved, money.Add(c.pending, c.inflight))
+		return -c.held()
 	}
-	held := money.Add(money.Add(c.reserved, s.windowUnsent(c)), money.Add(c.pending, c.inflight))
-	return c.lease - held
+	return c.lease - money.Add(c.held(), s.windowUnsent(c))
 }
 
 // entries returns the counters of items, creating the missing ones.
@@ -117,17 +142,17 @@ func waitFor(ctx context.Context, ch chan struct{}) error {
 	}
 }
 
-// short returns the indexes of the enforced items whose lease cannot
-// admit amount, and the first of them that a sync for this call already
+// short returns the indexes of the enforced items whose lease has less
+// than need free (and of any item with a sync of unknown outcome), and the first of them that a sync for this call already
 // failed to fill (-1: none; the call is then refused there).
-func (s *Store) short(cs []*counter, items []budget.Item, amount money.Nano, now time.Time, synced []bool) ([]int, int) {
+func (s *Store) short(cs []*counter, items []budget.Item, need money.Nano, now time.Time, synced []bool) ([]int, int) {
 	var short []int
 	blocked := -1
 	for i, c := range cs {
 		if !items[i].Enforce && c.unacked == nil {
 			continue
 		}
-		if items[i].Enforce && c.free(s, now) >= amount && c.unacked == nil {
+		if items[i].Enforce && c.free(s, now) >= need && c.unacked == nil {
 			continue
 		}
 		if !items[i].Enforce {
@@ -145,22 +170,18 @@ func (s *Store) short(cs []*counter, items []budget.Item, amount money.Nano, now
 // view is c's counter as this replica sees it: the backend's totals at
 // the last sync plus what changed here since.
 func (s *Store) view(c *counter) budget.Counter {
-	committed := money.Add(c.committed, money.Add(c.pending, c.inflight))
-	for _, w := range c.item.Window {
-		if o, ok := s.counters[w]; ok {
-			committed = money.Add(committed, money.Add(o.pending, o.inflight))
-		}
-	}
-	return budget.Counter{Committed: committed, Reserved: money.Add(c.othersReserved, c.reserved)}
+	unsent, reserved, _ := s.local(c.key, c.item.Window)
+	return budget.Counter{Committed: money.Add(c.committed, unsent), Reserved: money.Add(c.othersReserved, reserved)}
 }
 
 func (s *Store) views(cs []*counter, items []budget.Item) []budget.Counter {
 	out := make([]budget.Counter, len(cs))
 	for i, c := range cs {
-		if !c.viewed && !items[i].Enforce {
+		if !c.viewed {
 			// Never synced (not enforced, so never needed a lease): what
 			// this replica knows.
-			out[i] = budget.Counter{Committed: money.Add(c.pending, c.inflight), Reserved: c.reserved}
+			unsent, reserved, _ := s.local(c.key, items[i].Window)
+			out[i] = budget.Counter{Committed: unsent, Reserved: reserved}
 			continue
 		}
 		out[i] = s.view(c)

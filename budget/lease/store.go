@@ -161,7 +161,9 @@ func (s *Store) Reserve(ctx context.Context, id string, amount money.Nano, items
 			}
 			continue
 		}
-		short, blocked := s.short(cs, items, amount, now, synced)
+		// A request of 0 still needs the counter below its cap: one
+		// nano-USD of room proves it.
+		short, blocked := s.short(cs, items, max(amount, 1), now, synced)
 		if len(short) == 0 {
 			s.admit(id, amount, cs, now.Add(ttl))
 			out := budget.Outcome{Blocked: -1, Counters: s.views(cs, items)}
@@ -177,7 +179,7 @@ func (s *Store) Reserve(ctx context.Context, id string, amount money.Nano, items
 		if synced == nil {
 			synced = make([]bool, len(items))
 		}
-		jobs := s.prepare(cs, short, amount, now)
+		jobs := s.prepare(cs, short, max(amount, 1), now)
 		s.mu.Unlock()
 		if err := s.runJobs(ctx, jobs); err != nil {
 			return budget.Outcome{}, fmt.Errorf("lease reserve: %w", err)
@@ -213,7 +215,11 @@ func (s *Store) Extend(ctx context.Context, id string, want money.Nano, items []
 			}
 			continue
 		}
-		short, blocked := s.short(cs, items, want, now, synced)
+		var short []int
+		blocked := -1
+		if want > 0 { // 0 only renews
+			short, blocked = s.short(cs, items, want, now, synced)
+		}
 		if len(short) == 0 || blocked >= 0 {
 			granted := want
 			for i, c := range cs {
@@ -304,15 +310,15 @@ func (s *Store) Usage(ctx context.Context, items []budget.Item, now time.Time) (
 			s.stats.errors.Add(1)
 			return nil, fmt.Errorf("lease usage: %w", err)
 		}
-		out[i] = budget.Counter{Committed: r.Committed, Reserved: r.Reserved}
+		// What this replica holds on a counter it has not synced (or on
+		// the window's buckets) the backend has not seen.
 		s.mu.Lock()
-		// Spend settled here meanwhile on a counter this replica did not
-		// hold: add what the backend has not seen.
-		if c, ok := s.counters[items[i].Key]; ok {
-			out[i].Committed = money.Add(out[i].Committed, money.Add(c.pending, c.inflight))
-			out[i].Reserved = money.Add(out[i].Reserved, c.reserved)
-		}
+		unsent, reserved, reported := s.local(items[i].Key, items[i].Window)
 		s.mu.Unlock()
+		out[i] = budget.Counter{
+			Committed: money.Add(r.Committed, unsent),
+			Reserved:  money.Add(max(r.Reserved-min(reported, r.Reserved), 0), reserved),
+		}
 	}
 	return out, nil
 }

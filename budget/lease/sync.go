@@ -134,7 +134,11 @@ func (s *Store) run(ctx context.Context, j *job) error {
 	c.validTo = j.req.Now.Add(j.req.TTL)
 	c.viewed = true
 	c.committed = r.Committed
-	c.othersReserved = max(r.Reserved-min(j.req.Reserved, r.Reserved), 0)
+	if r.Applied {
+		c.reported = j.req.Reserved
+	}
+	_, _, reported := s.local(c.key, c.item.Window)
+	c.othersReserved = max(r.Reserved-min(reported, r.Reserved), 0)
 	c.holders = r.Holders
 	c.syncedAt = j.req.Now
 	if r.Forfeited > 0 {
