@@ -51,7 +51,7 @@ type Backend interface {
 //     no bound when Item.Enforce is false, and 0 when that is negative;
 //  4. sets the holder's lease to Need + ask + extra, where ask =
 //     min(Ask, max(room-Need, 0)) and extra = min(Extra, max(room-Need-ask,
-//     0) / (2*H)), H being the number of live holders on Item.Key this
+//  0. / (2*H)), H being the number of live holders on Item.Key this
 //     holder included (so near the cap a lease shrinks to what the
 //     holder must have, and far from it no holder takes more than half
 //     of what is left), all exact in nano-USD (no saturation: the
