@@ -65,6 +65,49 @@ type RedisConfig struct {
 	// MaxRetries retries a command that failed on the network (default 0:
 	// a retried Settle whose first reply was lost would count twice).
 	MaxRetries int `yaml:"max_retries"`
+	// Leases is `store.redis.leases`: each replica decides within slices
+	// of the budgets borrowed from Redis (package budget/lease).
+	Leases RedisLeases `yaml:"leases"`
+}
+
+// RedisLeases is `store.redis.leases`.
+type RedisLeases struct {
+	// Enabled defaults to true. false sends every decision to Redis (a
+	// round trip each, one script over all of a request's budgets: one
+	// Redis primary only, not Cluster).
+	Enabled *bool `yaml:"enabled"`
+	// SyncInterval is the most time settled spend waits before it is
+	// sent to Redis, and how often counters in use are synced
+	// (DefaultLeaseSyncInterval).
+	SyncInterval Duration `yaml:"sync_interval"`
+	// TTL is how long a lease lasts unless renewed (DefaultLeaseTTL): a
+	// crashed replica's leases count as spent after it.
+	TTL Duration `yaml:"ttl"`
+}
+
+// Defaults of `store.redis.leases`.
+const (
+	DefaultLeaseSyncInterval = 500 * time.Millisecond
+	DefaultLeaseTTL          = 10 * time.Second
+)
+
+// On reports whether leases are used (the default).
+func (l *RedisLeases) On() bool { return l.Enabled == nil || *l.Enabled }
+
+// Interval is the sync interval.
+func (l *RedisLeases) Interval() time.Duration {
+	if l.SyncInterval.Set {
+		return l.SyncInterval.Value
+	}
+	return DefaultLeaseSyncInterval
+}
+
+// LeaseTTL is the lease lifetime.
+func (l *RedisLeases) LeaseTTL() time.Duration {
+	if l.TTL.Set {
+		return l.TTL.Value
+	}
+	return DefaultLeaseTTL
 }
 
 // RedisTLS is `store.redis.tls`.
@@ -216,6 +259,11 @@ func (r *RedisConfig) validate(positive func(string, Duration), fail func(key, f
 		if f.v < 0 {
 			fail(f.key, "must not be negative (got %d)", f.v)
 		}
+	}
+	positive("redis.leases.sync_interval", r.Leases.SyncInterval)
+	positive("redis.leases.ttl", r.Leases.TTL)
+	if r.Leases.On() && r.Leases.LeaseTTL() < 3*r.Leases.Interval() {
+		fail("redis.leases.ttl", "%v is shorter than three sync intervals (%v): leases would expire between renewals", r.Leases.LeaseTTL(), 3*r.Leases.Interval())
 	}
 	if r.PoolSize > 0 && r.MinIdleConns > r.PoolSize {
 		fail("redis.min_idle_conns", "%d is more than pool_size %d", r.MinIdleConns, r.PoolSize)

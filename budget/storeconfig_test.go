@@ -141,3 +141,32 @@ func TestStoreConfigErrors(t *testing.T) {
 	c = parseStore(t, "store:\n  backend: redis\n")
 	assert.EqualError(t, c.Validate(), "line 2: store.redis.address: required with backend redis (host:port)")
 }
+
+// TestStoreConfigLeases: leases are on by default with their documented
+// interval and TTL; a TTL that cannot outlive three intervals, a
+// non-positive duration and a brace in the key prefix are refused.
+func TestStoreConfigLeases(t *testing.T) {
+	c := parseStore(t, "store:\n  backend: redis\n  redis:\n    address: r:6379\n")
+	require.NoError(t, c.Validate())
+	assert.True(t, c.Redis.Leases.On())
+	assert.Equal(t, budget.DefaultLeaseSyncInterval, c.Redis.Leases.Interval())
+	assert.Equal(t, budget.DefaultLeaseTTL, c.Redis.Leases.LeaseTTL())
+
+	c = parseStore(t, "store:\n  backend: redis\n  redis:\n    address: r:6379\n    leases: {enabled: false, sync_interval: 2s, ttl: 30s}\n")
+	require.NoError(t, c.Validate())
+	assert.False(t, c.Redis.Leases.On())
+	assert.Equal(t, 2*time.Second, c.Redis.Leases.Interval())
+	assert.Equal(t, 30*time.Second, c.Redis.Leases.LeaseTTL())
+
+	for src, want := range map[string]string{
+		"leases: {sync_interval: 1s, ttl: 2s}": "store.redis.leases.ttl",
+		"leases: {sync_interval: 0s}":          "store.redis.leases.sync_interval",
+		"leases: {ttl: -1s}":                   "store.redis.leases.ttl",
+		"key_prefix: \"sg{x}:\"":               "store.redis.key_prefix",
+	} {
+		c := parseStore(t, "store:\n  backend: redis\n  redis:\n    address: r:6379\n    "+src+"\n")
+		err := c.Validate()
+		require.Error(t, err, src)
+		assert.Contains(t, err.Error(), want, src)
+	}
+}
