@@ -31,7 +31,9 @@ func (c *commandCounter) DialHook(next redis.DialHook) redis.DialHook { return n
 
 func (c *commandCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		c.n.Add(1)
+		if cmd.Name() != "hello" { // a new connection's handshake, not a store call
+			c.n.Add(1)
+		}
 		return next(ctx, cmd)
 	}
 }

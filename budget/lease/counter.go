@@ -198,8 +198,8 @@ func (s *Store) markShrink(cs []*counter) {
 }
 
 // headroom is what c asks beyond its need for the requests to come:
-// twice what it admitted over the last sync interval, and at least four
-// times its largest admission then (or ask, for a counter just used);
+// twice what it admitted over the last sync interval, and at least
+// eight times its largest admission then (or ask, for a counter just used);
 // nothing for an idle counter.
 func (s *Store) headroom(c *counter, ask money.Nano, now time.Time) money.Nano {
 	if ask == 0 && c.demand == 0 {
@@ -207,5 +207,6 @@ func (s *Store) headroom(c *counter, ask money.Nano, now time.Time) money.Nano {
 	}
 	h := money.Add(c.demand, c.demand)
 	big := max(c.peak, ask)
-	return max(h, money.Add(money.Add(big, big), money.Add(big, big)))
+	four := money.Add(money.Add(big, big), money.Add(big, big))
+	return max(h, money.Add(four, four))
 }
