@@ -1,0 +1,292 @@
+// Package leasetest checks lease.Backend implementations: Model is the
+// executable specification of the contract in budget/lease (an in-memory
+// Backend that the Redis script is compared with, call by call), and Run
+// is a conformance suite with exact numbers that any Backend must pass.
+package leasetest
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sort"
+	"sync"
+
+	"github.com/spendguard/spendguard/budget/lease"
+	"github.com/spendguard/spendguard/internal/money"
+)
+
+// Model is lease.Backend in memory: the executable specification that
+// the Redis script (budget/redisstore) is checked against. It is safe for
+// concurrent use.
+//
+// Where the contract leaves a choice, Model decides it, and the Redis
+// store must decide alike:
+//
+//   - Time has microsecond resolution: a lease's expiry is
+//     (Now+TTL).UnixMicro(), and a lease is expired at a call whose
+//     Now.UnixMicro() is at or past it. A Now before 1970, or an expiry
+//     beyond 2^53 µs, is refused with lease.ErrInvalid.
+//   - Window entries that repeat Item.Key or each other are one counter.
+//   - Step 1 forfeits every expired lease on the Window buckets (whose
+//     leased total is not 0), the holder's own included (it is never
+//     renewed there), and every expired lease on Item.Key but the
+//     holder's own, which the call replaces.
+//   - The room of step 3 leaves out only the holder's own lease on
+//     Item.Key; its leases on Window buckets count like anyone's.
+//   - Totals saturate: committed, the leased and reported totals and a
+//     forfeit never pass 2^63-1 (a sum that would stays there) and a
+//     subtraction from a total never goes below 0. With Enforce false
+//     the lease Need+Ask+Extra saturates too (the contract's "never
+//     above room+Need" has no room to bound it).
+//   - A Sync that is not applied writes nothing, not even forfeits.
+type Model struct {
+	mu       sync.Mutex
+	counters map[string]*counter
+}
+
+type counter struct {
+	committed, leased, reserved money.Nano
+	holders                     map[string]*holder
+}
+
+// holder is one holder's fields on one counter. inSet is whether it is
+// a member of the counter's holders set (with expiry); seq and forfeit
+// outlive its removal.
+type holder struct {
+	lease, reserved, forfeit money.Nano
+	seq                      uint64
+	expiry                   int64
+	inSet                    bool
+}
+
+// maxMicros bounds times: the Redis script keeps them as Lua numbers.
+const maxMicros = 1<<53 - 1
+
+var _ lease.Backend = (*Model)(nil)
+
+// NewModel returns an empty Model.
+func NewModel() *Model { return &Model{counters: map[string]*counter{}} }
+
+// Add is a + b for amounts in [0, 2^63-1], saturating at 2^63-1.
+func Add(a, b money.Nano) money.Nano {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
+}
+
+// Sub is a - b, or 0 when b > a.
+func Sub(a, b money.Nano) money.Nano {
+	if b > a {
+		return 0
+	}
+	return a - b
+}
+
+// Keys is the counters of a request: Key first, then every Window entry
+// not seen before.
+func Keys(key string, window []string) []string {
+	out := []string{key}
+	seen := map[string]bool{key: true}
+	for _, w := range window {
+		if !seen[w] {
+			seen[w] = true
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// Times checks r's Validate and its times, and returns Now and the
+// expiry in Unix µs.
+func Times(r *lease.SyncRequest) (now, expiry int64, err error) {
+	if err := r.Validate(); err != nil {
+		return 0, 0, err
+	}
+	now, expiry = r.Now.UnixMicro(), r.Now.Add(r.TTL).UnixMicro()
+	if now < 0 || expiry > maxMicros || expiry < now {
+		return 0, 0, fmt.Errorf("%w: now %v with ttl %v out of range", lease.ErrInvalid, r.Now, r.TTL)
+	}
+	return now, expiry, nil
+}
+
+func (m *Model) get(k string) *counter {
+	c := m.counters[k]
+	if c == nil {
+		c = &counter{holders: map[string]*holder{}}
+		m.counters[k] = c
+	}
+	return c
+}
+
+func (c *counter) holder(h string) *holder {
+	x := c.holders[h]
+	if x == nil {
+		x = &holder{}
+		c.holders[h] = x
+	}
+	return x
+}
+
+// forfeit moves every expired lease in the set (but skip's) into
+// committed and the holder's forfeit.
+func (c *counter) forfeit(now int64, skip string) {
+	for id, x := range c.holders {
+		if !x.inSet || id == skip || x.expiry > now {
+			continue
+		}
+		c.committed = Add(c.committed, x.lease)
+		x.forfeit = Add(x.forfeit, x.lease)
+		c.leased = Sub(c.leased, x.lease)
+		c.reserved = Sub(c.reserved, x.reserved)
+		x.lease, x.reserved, x.expiry, x.inSet = 0, 0, 0, false
+	}
+}
+
+// Sync implements lease.Backend.
+func (m *Model) Sync(ctx context.Context, r lease.SyncRequest) (lease.SyncReply, error) {
+	if err := ctx.Err(); err != nil {
+		return lease.SyncReply{}, err
+	}
+	now, expiry, err := Times(&r)
+	if err != nil {
+		return lease.SyncReply{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	keys := Keys(r.Item.Key, r.Item.Window)
+	k := m.get(r.Item.Key)
+	me := k.holder(r.Holder)
+	applied := r.Seq > me.seq
+	if applied {
+		m.apply(&r, keys, now, expiry)
+	}
+	return m.reply(applied, r.Holder, keys, now), nil
+}
+
+func (m *Model) apply(r *lease.SyncRequest, keys []string, now, expiry int64) {
+	k := m.get(keys[0])
+	me := k.holder(r.Holder)
+	// 1. forfeits.
+	k.forfeit(now, r.Holder)
+	for _, w := range keys[1:] {
+		if c := m.counters[w]; c != nil && c.leased != 0 {
+			c.forfeit(now, "")
+		}
+	}
+	// 2. commit, less the credit.
+	credit := min(r.Commit, me.forfeit)
+	me.forfeit -= credit
+	k.committed = Add(k.committed, r.Commit-credit)
+	// 3. room (the model has no reservations outside leases).
+	room := money.Nano(math.MaxInt64)
+	if r.Item.Enforce {
+		used := Add(k.committed, Sub(k.leased, me.lease))
+		for _, w := range keys[1:] {
+			if c := m.counters[w]; c != nil {
+				used = Add(used, Add(c.committed, c.leased))
+			}
+		}
+		room = Sub(r.Item.Limit, used)
+	}
+	// 4. the lease.
+	h := money.Nano(1)
+	for id, x := range k.holders {
+		if id != r.Holder && x.inSet {
+			h++
+		}
+	}
+	var l money.Nano
+	if r.Item.Enforce {
+		ask := min(r.Ask, Sub(room, r.Need))
+		extra := min(r.Extra, Sub(Sub(room, r.Need), ask)/(2*h))
+		l = r.Need + ask + extra
+	} else {
+		l = Add(Add(r.Need, r.Ask), r.Extra)
+	}
+	// 5. the holder's fields.
+	k.leased = Add(Sub(k.leased, me.lease), l)
+	k.reserved = Add(Sub(k.reserved, me.reserved), r.Reserved)
+	me.lease, me.reserved, me.seq = l, r.Reserved, r.Seq
+	if l == 0 && r.Reserved == 0 {
+		me.expiry, me.inSet = 0, false
+	} else {
+		me.expiry, me.inSet = expiry, true
+	}
+}
+
+func (m *Model) reply(applied bool, id string, keys []string, now int64) lease.SyncReply {
+	k := m.counters[keys[0]]
+	me := k.holders[id]
+	out := lease.SyncReply{Applied: applied, Lease: me.lease, Forfeited: me.forfeit}
+	for _, key := range keys {
+		if c := m.counters[key]; c != nil {
+			out.Committed = Add(out.Committed, c.committed)
+			out.Leased = Add(out.Leased, c.leased)
+			out.Reserved = Add(out.Reserved, c.reserved)
+		}
+	}
+	for _, x := range k.holders {
+		if x.inSet && x.expiry > now {
+			out.Holders++
+		}
+	}
+	return out
+}
+
+// Holder is one holder's fields on one counter, as State reports them.
+type Holder struct {
+	Lease, Reserved, Forfeit money.Nano
+	Seq                      uint64
+	// Expiry is the lease's expiry in Unix µs, 0 when the holder is not
+	// in the counter's holders set.
+	Expiry int64
+}
+
+// State is everything a backend keeps on one counter (the reservations
+// outside leases aside): its totals and its holders (those with any
+// field set, whether in the holders set or not).
+type State struct {
+	Committed, Leased, Reserved money.Nano
+	Holders                     map[string]Holder
+}
+
+// State reports counter key as the model holds it.
+func (m *Model) State(key string) State {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := State{Holders: map[string]Holder{}}
+	c := m.counters[key]
+	if c == nil {
+		return out
+	}
+	out.Committed, out.Leased, out.Reserved = c.committed, c.leased, c.reserved
+	for id, x := range c.holders {
+		if x.inSet || x.seq != 0 || x.forfeit != 0 {
+			out.Holders[id] = Holder{Lease: x.lease, Reserved: x.reserved, Forfeit: x.forfeit, Seq: x.seq, Expiry: x.expiry}
+		}
+	}
+	return out
+}
+
+// Counter is the totals of a counter with its window (each key once), as
+// a reply reports them.
+func (m *Model) Counter(key string, window []string) (committed, leased, reserved money.Nano) {
+	for _, k := range Keys(key, window) {
+		s := m.State(k)
+		committed = Add(committed, s.Committed)
+		leased = Add(leased, s.Leased)
+		reserved = Add(reserved, s.Reserved)
+	}
+	return committed, leased, reserved
+}
+
+// HolderIDs is the sorted ids of s.Holders.
+func (s State) HolderIDs() []string {
+	ids := make([]string, 0, len(s.Holders))
+	for id := range s.Holders {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
