@@ -1,0 +1,211 @@
+package redisstore
+
+import "github.com/redis/go-redis/v9"
+
+// leaseScript is Store.Sync. KEYS: C and H of the item's Key, then C and
+// H of each Window key (each counter once). ARGV: now (µs), the lease's
+// expiry (µs), holder, seq (a decimal uint64), commit, reserved, need,
+// ask, extra, enforce (1/0), limit, key TTL in ms (0: none). Reply:
+// {applied (1/0), lease hi, lo, committed hi, lo, leased hi, lo, reserved
+// hi, lo, holders, forfeited hi, lo}, totals over every counter given.
+//
+// Like the other scripts it reads and checks everything, and computes
+// every new value, before its first write. Its own fields it reads
+// strictly: a lease field that is not an amount in [0, 2^63-1], or a
+// seq that is not a uint64, fails the call ("c" and "r" are read as the
+// other scripts read them).
+var leaseScript = redis.NewScript(prelude + `
+local now, expiry = int(ARGV[1], 'now'), int(ARGV[2], 'expiry')
+local nowS = dec(now)
+local holder, seq = ARGV[3], ARGV[4]
+local cmh, cml = pair(ARGV[5], 'commit')
+local rsh, rsl = pair(ARGV[6], 'reserved')
+local ndh, ndl = pair(ARGV[7], 'need')
+local akh, akl = pair(ARGV[8], 'ask')
+local exh, exl = pair(ARGV[9], 'extra')
+local enforce = ARGV[10]
+local lih, lil = pair(ARGV[11], 'limit')
+local ttl = int(ARGV[12], 'key ttl')
+if #ARGV ~= 12 then fail('wrong argument count') end
+if holder == '' then fail('empty holder') end
+if enforce ~= '0' and enforce ~= '1' then fail('enforce is not 0 or 1') end
+if #KEYS < 2 or #KEYS % 2 ~= 0 then fail('keys are not pairs') end
+if expiry < now then fail('expiry before now') end
+
+-- seqOf checks a decimal uint64 above 0 (absent: 0, as '').
+local function seqOf(s, what)
+  if not s then return '' end
+  if type(s) ~= 'string' or not string.match(s, '^[1-9]%d*$') or #s > 20
+    or (#s == 20 and s > '18446744073709551615') then
+    fail(what .. ' is not a sequence number: ' .. tostring(s))
+  end
+  return s
+end
+local function seqLess(a, b)
+  if #a ~= #b then return #a < #b end
+  return a < b
+end
+-- amt is a lease field: absent is 0, anything but an amount fails.
+local function amt(s, what)
+  if not s then return 0, 0 end
+  return pair(s, what)
+end
+-- div is (h, l) / d for an integer 1 <= d < 2^53, rounded down.
+local function div(h, l, d)
+  if d <= 9000000 then
+    local qh = math.floor(h / d)
+    local rem = h - qh * d
+    local x = rem * B + l
+    local ql = math.floor(x / d)
+    return qh, ql
+  end
+  local s, q, rem = str(h, l), {}, 0
+  for i = 1, #s do
+    rem = rem * 10 + tonumber(string.sub(s, i, i))
+    local digit = math.floor(rem / d)
+    q[i] = string.char(48 + digit)
+    rem = rem - digit * d
+  end
+  local qs = string.gsub(table.concat(q), '^0+', '')
+  if qs == '' then qs = '0' end
+  return pair(qs, 'quotient')
+end
+seq = seqOf(seq, 'seq')
+
+-- N counters: index 1 is the item's Key. Per counter: committed (kh, kl),
+-- reserved outside leases (xh, xl), leased (lh, ll), reported (qh, ql).
+local N = #KEYS / 2
+local kh, kl, xh, xl, lh, ll, qh, ql = {}, {}, {}, {}, {}, {}, {}, {}
+local me = {}
+for i = 1, N do
+  local c = KEYS[2 * i - 1]
+  local v
+  if i == 1 then
+    v = redis.call('HMGET', c, 'c', 'r', 'l', 'q', 'l:' .. holder, 'q:' .. holder, 's:' .. holder, 'f:' .. holder)
+    me.lh, me.ll = amt(v[5], c .. ' l:' .. holder)
+    me.qh, me.ql = amt(v[6], c .. ' q:' .. holder)
+    me.seq = seqOf(v[7], c .. ' s:' .. holder)
+    me.fh, me.fl = amt(v[8], c .. ' f:' .. holder)
+  else
+    v = redis.call('HMGET', c, 'c', 'r', 'l', 'q')
+  end
+  kh[i], kl[i] = stored(v[1], c)
+  xh[i], xl[i] = stored(v[2], c)
+  lh[i], ll[i] = amt(v[3], c .. ' l')
+  qh[i], ql[i] = amt(v[4], c .. ' q')
+end
+
+local applied = seqLess(me.seq, seq)
+-- FF[i]: the forfeits on counter i, a list of {id, new forfeit hi, lo}.
+local FF = {}
+local lease_h, lease_l = me.lh, me.ll
+if applied then
+  -- 1. forfeits of the expired leases.
+  for i = 1, N do
+    FF[i] = {}
+    if i == 1 or lh[i] ~= 0 or ll[i] ~= 0 then
+      local c, h = KEYS[2 * i - 1], KEYS[2 * i]
+      local ids = redis.call('ZRANGEBYSCORE', h, '-inf', nowS)
+      for _, id in ipairs(ids) do
+        if i ~= 1 or id ~= holder then
+          local v = redis.call('HMGET', c, 'l:' .. id, 'q:' .. id, 'f:' .. id)
+          local ah, al = amt(v[1], c .. ' l:' .. id)
+          local bh, bl = amt(v[2], c .. ' q:' .. id)
+          local fh, fl = amt(v[3], c .. ' f:' .. id)
+          kh[i], kl[i] = add(kh[i], kl[i], ah, al)
+          lh[i], ll[i] = sub(lh[i], ll[i], ah, al)
+          qh[i], ql[i] = sub(qh[i], ql[i], bh, bl)
+          fh, fl = add(fh, fl, ah, al)
+          FF[i][#FF[i] + 1] = {id, fh, fl, ah ~= 0 or al ~= 0}
+        end
+      end
+    end
+  end
+  -- 2. the commit, less the credit against the holder's forfeit.
+  local crh, crl = cmh, cml
+  if less(me.fh, me.fl, crh, crl) then crh, crl = me.fh, me.fl end
+  me.fh, me.fl = sub(me.fh, me.fl, crh, crl)
+  kh[1], kl[1] = add(kh[1], kl[1], sub(cmh, cml, crh, crl))
+  -- 3. the room: the limit less committed, leased by others and
+  -- reserved outside leases, over every counter.
+  local rmh, rml = MH, ML
+  if enforce == '1' then
+    local uh, ul = sub(lh[1], ll[1], me.lh, me.ll)
+    uh, ul = add(uh, ul, kh[1], kl[1])
+    uh, ul = add(uh, ul, xh[1], xl[1])
+    for i = 2, N do
+      uh, ul = add(uh, ul, kh[i], kl[i])
+      uh, ul = add(uh, ul, lh[i], ll[i])
+      uh, ul = add(uh, ul, xh[i], xl[i])
+    end
+    rmh, rml = sub(lih, lil, uh, ul)
+  end
+  -- 4. the lease: need + ask + extra.
+  if enforce == '1' then
+    -- the live holders on Key but this one: after the forfeits, every
+    -- other member of the set.
+    local others = redis.call('ZCARD', KEYS[2]) - #FF[1]
+    if redis.call('ZSCORE', KEYS[2], holder) then others = others - 1 end
+    local fh, fl = sub(rmh, rml, ndh, ndl)
+    local ah, al = akh, akl
+    if less(fh, fl, ah, al) then ah, al = fh, fl end
+    fh, fl = sub(fh, fl, ah, al)
+    fh, fl = div(fh, fl, 2 * (others + 1))
+    if less(exh, exl, fh, fl) then fh, fl = exh, exl end
+    lease_h, lease_l = add(ndh, ndl, ah, al)
+    lease_h, lease_l = add(lease_h, lease_l, fh, fl)
+  else
+    lease_h, lease_l = add(ndh, ndl, akh, akl)
+    lease_h, lease_l = add(lease_h, lease_l, exh, exl)
+  end
+  -- 5. the holder's fields and the totals.
+  lh[1], ll[1] = sub(lh[1], ll[1], me.lh, me.ll)
+  lh[1], ll[1] = add(lh[1], ll[1], lease_h, lease_l)
+  qh[1], ql[1] = sub(qh[1], ql[1], me.qh, me.ql)
+  qh[1], ql[1] = add(qh[1], ql[1], rsh, rsl)
+
+  -- Writes.
+  for i = 1, N do
+    local c, h = KEYS[2 * i - 1], KEYS[2 * i]
+    if i == 1 or #FF[i] > 0 then
+      for _, f in ipairs(FF[i]) do
+        local id = f[1]
+        redis.call('HDEL', c, 'l:' .. id, 'q:' .. id)
+        if f[4] then redis.call('HSET', c, 'f:' .. id, str(f[2], f[3])) end
+        redis.call('ZREM', h, id)
+      end
+      redis.call('HSET', c, 'c', str(kh[i], kl[i]), 'l', str(lh[i], ll[i]), 'q', str(qh[i], ql[i]))
+    end
+  end
+  local c, h = KEYS[1], KEYS[2]
+  local gone = lease_h == 0 and lease_l == 0 and rsh == 0 and rsl == 0
+  if gone then
+    redis.call('HDEL', c, 'l:' .. holder, 'q:' .. holder)
+    redis.call('ZREM', h, holder)
+  else
+    redis.call('HSET', c, 'l:' .. holder, str(lease_h, lease_l), 'q:' .. holder, str(rsh, rsl))
+    redis.call('ZADD', h, dec(expiry), holder)
+  end
+  redis.call('HSET', c, 's:' .. holder, seq)
+  if me.fh ~= 0 or me.fl ~= 0 then
+    redis.call('HSET', c, 'f:' .. holder, str(me.fh, me.fl))
+  else
+    redis.call('HDEL', c, 'f:' .. holder)
+  end
+  keep(c, ttl)
+  keep(h, ttl)
+end
+
+-- The reply: the state now, over every counter.
+local ch, cl, lth, ltl, rh, rl = 0, 0, 0, 0, 0, 0
+for i = 1, N do
+  ch, cl = add(ch, cl, kh[i], kl[i])
+  lth, ltl = add(lth, ltl, lh[i], ll[i])
+  rh, rl = add(rh, rl, qh[i], ql[i])
+  rh, rl = add(rh, rl, xh[i], xl[i])
+end
+local holders = redis.call('ZCOUNT', KEYS[2], '(' .. nowS, '+inf')
+local ap = 0
+if applied then ap = 1 end
+return {ap, lease_h, lease_l, ch, cl, lth, ltl, rh, rl, holders, me.fh, me.fl}
+`)
