@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -13,6 +14,7 @@ import (
 	"github.com/spendguard/spendguard/budget/lease/leasetest"
 	"github.com/spendguard/spendguard/budget/redisstore"
 	"github.com/spendguard/spendguard/internal/money"
+	"github.com/spendguard/spendguard/test/redistest"
 )
 
 // leaseState reads counter key's lease state from Redis in the Model's
@@ -94,15 +96,25 @@ func TestLeaseMatchesModel(t *testing.T) {
 	}
 }
 
-// FuzzSyncLease is TestLeaseMatchesModel on any input, with a fresh key
-// prefix each time.
+// FuzzSyncLease is TestLeaseMatchesModel on any input. The executions
+// share one client and prefix, each with keys of its own, deleted after
+// it.
 func FuzzSyncLease(f *testing.F) {
 	for seed := range uint64(8) {
 		f.Add(randomRequests(seed, 20))
 	}
 	f.Add([]byte{})
+	c, prefix := redistest.Shared(f)
+	var runs atomic.Int64
 	f.Fuzz(func(t *testing.T, data []byte) {
-		s, c, _ := newStore(t)
+		s := redisstore.New(c, redisstore.Options{KeyPrefix: prefix + strconv.FormatInt(runs.Add(1), 10) + ":", Timeout: testTimeout})
+		t.Cleanup(func() {
+			var keys []string
+			for _, k := range leasetest.RandomKeys {
+				keys = append(keys, s.CounterKey(k), s.HoldersKey(k))
+			}
+			require.NoError(t, c.Del(context.Background(), keys...).Err())
+		})
 		leasetest.Check(t, s, func(k string) leasetest.State { return leaseState(t, c, s, k) }, leasetest.Requests(data))
 	})
 }
