@@ -10,7 +10,24 @@ import (
 	"github.com/spendguard/spendguard/internal/money"
 )
 
-// Budget leases (budget/lease): a replica borrows a slice of a counter's
+var _ lease.Backend = (*Store)(nil)
+
+// HoldersKey is the Redis key of counter key k's lease holders:
+// P h:{scope}@start.
+func (s *Store) HoldersKey(k string) string { return s.key("h:", k) }
+
+// maxMicros bounds the times of a Sync: the script keeps them as Lua
+// numbers.
+const maxMicros = 1<<53 - 1
+
+// Sync implements lease.Backend. A request that breaks the contract is
+// refused with lease.ErrInvalid before Redis is called; a stored value
+// that is not what the script wrote fails the call, which then changed
+// nothing.
+//
+// # Layout
+//
+// With budget leases (budget/lease) a replica borrows a slice of a counter's
 // remaining budget and syncs it with Store.Sync. For every counter key K
 // the lease state is in K's hash C beside the fields of the other
 // scripts, and in a third key:
@@ -36,21 +53,6 @@ import (
 //
 // Sync follows the Model of budget/lease/leasetest exactly (the tests
 // compare them call by call), and is one Lua script (leaseScript).
-
-var _ lease.Backend = (*Store)(nil)
-
-// HoldersKey is the Redis key of counter key k's lease holders:
-// P h:{scope}@start.
-func (s *Store) HoldersKey(k string) string { return s.key("h:", k) }
-
-// maxMicros bounds the times of a Sync: the script keeps them as Lua
-// numbers.
-const maxMicros = 1<<53 - 1
-
-// Sync implements lease.Backend. A request that breaks the contract is
-// refused with lease.ErrInvalid before Redis is called; a stored value
-// that is not what the script wrote fails the call, which then changed
-// nothing.
 func (s *Store) Sync(ctx context.Context, r lease.SyncRequest) (lease.SyncReply, error) {
 	if err := ctx.Err(); err != nil {
 		return lease.SyncReply{}, err

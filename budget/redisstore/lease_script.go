@@ -164,34 +164,38 @@ if applied then
   qh[1], ql[1] = sub(qh[1], ql[1], me.qh, me.ql)
   qh[1], ql[1] = add(qh[1], ql[1], rsh, rsl)
 
-  -- Writes.
+  -- Writes: the forfeits, then Key's fields in one HSET.
   for i = 1, N do
     local c, h = KEYS[2 * i - 1], KEYS[2 * i]
-    if i == 1 or #FF[i] > 0 then
-      for _, f in ipairs(FF[i]) do
-        local id = f[1]
-        redis.call('HDEL', c, 'l:' .. id, 'q:' .. id)
-        if f[4] then redis.call('HSET', c, 'f:' .. id, str(f[2], f[3])) end
-        redis.call('ZREM', h, id)
-      end
+    for _, f in ipairs(FF[i]) do
+      local id = f[1]
+      redis.call('HDEL', c, 'l:' .. id, 'q:' .. id)
+      if f[4] then redis.call('HSET', c, 'f:' .. id, str(f[2], f[3])) end
+      redis.call('ZREM', h, id)
+    end
+    if i > 1 and #FF[i] > 0 then
       redis.call('HSET', c, 'c', str(kh[i], kl[i]), 'l', str(lh[i], ll[i]), 'q', str(qh[i], ql[i]))
     end
   end
   local c, h = KEYS[1], KEYS[2]
   local gone = lease_h == 0 and lease_l == 0 and rsh == 0 and rsl == 0
+  local del = {}
+  local set = {'c', str(kh[1], kl[1]), 'l', str(lh[1], ll[1]), 'q', str(qh[1], ql[1]), 's:' .. holder, seq}
   if gone then
-    redis.call('HDEL', c, 'l:' .. holder, 'q:' .. holder)
+    del[#del + 1], del[#del + 2] = 'l:' .. holder, 'q:' .. holder
     redis.call('ZREM', h, holder)
   else
-    redis.call('HSET', c, 'l:' .. holder, str(lease_h, lease_l), 'q:' .. holder, str(rsh, rsl))
+    set[#set + 1], set[#set + 2] = 'l:' .. holder, str(lease_h, lease_l)
+    set[#set + 1], set[#set + 2] = 'q:' .. holder, str(rsh, rsl)
     redis.call('ZADD', h, dec(expiry), holder)
   end
-  redis.call('HSET', c, 's:' .. holder, seq)
   if me.fh ~= 0 or me.fl ~= 0 then
-    redis.call('HSET', c, 'f:' .. holder, str(me.fh, me.fl))
+    set[#set + 1], set[#set + 2] = 'f:' .. holder, str(me.fh, me.fl)
   else
-    redis.call('HDEL', c, 'f:' .. holder)
+    del[#del + 1] = 'f:' .. holder
   end
+  redis.call('HSET', c, unpack(set))
+  if #del > 0 then redis.call('HDEL', c, unpack(del)) end
   keep(c, ttl)
   keep(h, ttl)
 end

@@ -16,6 +16,10 @@
 // start (a total's T is "total"). The braces are a Redis Cluster hash
 // tag: every key of one scope is in one slot.
 //
+// Budget leases (Store.Sync, the lease.Backend of budget/lease) add a
+// third key per counter, P h:{S}@T, the set of lease holders, and lease
+// fields to the hash (see Store.Sync and HoldersKey).
+//
 // A counter key names its period, so nothing is ever reset: a counter is
 // given a time to live of its Item.Expires (minus now) plus Grace, and
 // Redis drops it by itself; a `total` counter never expires.

@@ -8,7 +8,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"sort"
 	"sync"
 
 	"github.com/spendguard/spendguard/budget/lease"
@@ -39,6 +38,12 @@ import (
 //     the lease Need+Ask+Extra saturates too (the contract's "never
 //     above room+Need" has no room to bound it).
 //   - A Sync that is not applied writes nothing, not even forfeits.
+//   - The last applied Seq is kept per holder on Item.Key (where the
+//     commit goes), and kept after the holder's removal, as is its
+//     forfeit.
+//
+// The Model has no reservations outside leases (the Redis store's
+// direct reservations, "r"): its Reserved is what the holders reported.
 type Model struct {
 	mu       sync.Mutex
 	counters map[string]*counter
@@ -97,9 +102,9 @@ func Keys(key string, window []string) []string {
 	return out
 }
 
-// Times checks r's Validate and its times, and returns Now and the
+// times checks r's Validate and its times, and returns Now and the
 // expiry in Unix µs.
-func Times(r *lease.SyncRequest) (now, expiry int64, err error) {
+func times(r *lease.SyncRequest) (now, expiry int64, err error) {
 	if err := r.Validate(); err != nil {
 		return 0, 0, err
 	}
@@ -148,7 +153,7 @@ func (m *Model) Sync(ctx context.Context, r lease.SyncRequest) (lease.SyncReply,
 	if err := ctx.Err(); err != nil {
 		return lease.SyncReply{}, err
 	}
-	now, expiry, err := Times(&r)
+	now, expiry, err := times(&r)
 	if err != nil {
 		return lease.SyncReply{}, err
 	}
@@ -279,14 +284,4 @@ func (m *Model) Counter(key string, window []string) (committed, leased, reserve
 		reserved = Add(reserved, s.Reserved)
 	}
 	return committed, leased, reserved
-}
-
-// HolderIDs is the sorted ids of s.Holders.
-func (s State) HolderIDs() []string {
-	ids := make([]string, 0, len(s.Holders))
-	for id := range s.Holders {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	return ids
 }
