@@ -45,13 +45,13 @@ func outcomeUnknown(err error) bool {
 	if err == nil || errors.Is(err, ErrInvalidArgument) || errors.Is(err, ErrDuplicateReservation) {
 		return false
 	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" { // even a dial that timed out
+		return false
+	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
 		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return true
-	}
-	var op *net.OpError
-	if errors.As(err, &op) && op.Op == "dial" {
-		return false
 	}
 	var ne net.Error
 	return errors.As(err, &ne)
