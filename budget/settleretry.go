@@ -13,7 +13,10 @@ import (
 // IdempotentSettler is a Store whose Settle applies once per reservation
 // id, however often it is sent (for a while): a Settle that failed with an
 // unknown outcome (a timeout, a lost connection, a store that went away)
-// may then be sent again without counting twice. The Redis store is one;
+// may then be sent again without counting twice. Within the same window
+// it refuses a Reserve (ErrDuplicateReservation) or an Extend (ErrSettled)
+// of a settled id, so the engine may release by id a reservation whose
+// Reserve had an unknown outcome (release.go). The Redis store is one;
 // the memory store never fails a Settle.
 type IdempotentSettler interface {
 	SettleIsIdempotent()
