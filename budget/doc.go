@@ -104,7 +104,11 @@
 // expire. Settle carries the reservation's items, so the actual spend is
 // committed even when the reservation has expired: spend is never lost.
 // The Engine settles a Reservation at most once (ErrSettled), but allows a
-// retry after a store error.
+// retry after a store error. A Reserve that fails with an unknown outcome
+// (a timeout, a broken connection: the store may have applied it) is
+// released by id in the background through the settle retrier, so a
+// stall of a networked store leaves no reservation that nobody owns
+// (release.go).
 //
 // Extend grows a reservation while its response streams, in one Store
 // call: by the amount asked when every budget with a hard cap has that

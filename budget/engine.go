@@ -241,6 +241,9 @@ func (e *Engine) reserve(ctx context.Context, c Claim) (*Reservation, *Rejection
 	res.Items = e.keys.appendItems(res.Items, scopes, c.Model, now)
 	out, err := e.store.Reserve(ctx, c.ID, amount, res.Items, ttl, now)
 	if err != nil {
+		if e.releaseUnknown(c.ID, res.Items, now, err) {
+			return nil, nil, nil, fmt.Errorf("budget reserve (releasing in the background): %w", err)
+		}
 		return nil, nil, nil, fmt.Errorf("budget reserve: %w", err)
 	}
 	if !out.OK() {

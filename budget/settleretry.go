@@ -13,7 +13,10 @@ import (
 // IdempotentSettler is a Store whose Settle applies once per reservation
 // id, however often it is sent (for a while): a Settle that failed with an
 // unknown outcome (a timeout, a lost connection, a store that went away)
-// may then be sent again without counting twice. The Redis store is one;
+// may then be sent again without counting twice. Within the same window
+// it refuses a Reserve (ErrDuplicateReservation) or an Extend (ErrSettled)
+// of a settled id, so the engine may release by id a reservation whose
+// Reserve had an unknown outcome (release.go). The Redis store is one;
 // the memory store never fails a Settle.
 type IdempotentSettler interface {
 	SettleIsIdempotent()
@@ -27,7 +30,16 @@ type SettleRetry struct {
 	// and 10s).
 	Backoff, MaxBackoff time.Duration
 	// OnGiveUp is told of a Settle that still failed after For (optional).
+	// A background release (see OnRelease) that fails that long is
+	// reported here too, with actual 0: its reservation then expires
+	// after the TTL.
 	OnGiveUp func(id string, actual money.Nano, err error)
+	// OnRelease is told of a reservation the engine releases in the
+	// background because its Reserve failed with an unknown outcome
+	// (optional): reason is ReleaseTimeout, ReleaseCanceled or
+	// ReleaseConnection and err the Reserve's error. It is called once
+	// the release is scheduled, before it is applied.
+	OnRelease func(id, reason string, err error)
 }
 
 // retrier settles in the background what failed in the foreground.
@@ -40,13 +52,17 @@ type retrier struct {
 	stop    chan struct{}
 	// abandoned counts Settles given up (window over, or Close).
 	abandoned atomic.Int64
+	// released counts background releases of failed Reserves.
+	released atomic.Int64
 }
 
 // RetrySettles makes Settle retry, in the background, a store Settle that
 // failed, when the store is an IdempotentSettler: the spend of a request
 // the upstream already served is then committed once the store answers
-// again, instead of being lost. Call it before the engine is used; Close
-// stops the retries.
+// again, instead of being lost. It also makes the engine release, the
+// same way, the id of a Reserve that failed with an unknown outcome
+// (release.go). Call it before the engine is used; Close stops the
+// retries.
 func (e *Engine) RetrySettles(cfg SettleRetry) {
 	if _, ok := e.store.(IdempotentSettler); !ok {
 		return

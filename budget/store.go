@@ -46,7 +46,11 @@ type Store interface {
 	// every item: after the reservation when it succeeded, before it
 	// otherwise. The Keys of items must be distinct; id must not name a
 	// live reservation (ErrDuplicateReservation); amount must be >= 0 and
-	// ttl > 0.
+	// ttl > 0. An IdempotentSettler also refuses, with
+	// ErrDuplicateReservation, an id it has settled within its window of
+	// settled ids: a Reserve that reaches it after the engine released
+	// the id (its caller gave up on it) must hold nothing. Other stores
+	// may take a settled id again.
 	Reserve(ctx context.Context, id string, amount money.Nano, items []Item, ttl time.Duration, now time.Time) (Outcome, error)
 
 	// Settle ends reservation id: it removes its reservation (if still
@@ -67,7 +71,10 @@ type Store interface {
 	// amount of the Key of every item, so a later Settle releases the
 	// reservation with its extensions. When id is not live (settled,
 	// expired or unknown) it is created afresh holding granted alone: what
-	// it held before no longer counts. Outcome.Counters is the state of
+	// it held before no longer counts. An IdempotentSettler refuses
+	// instead (an error wrapping ErrSettled, nothing granted) to extend
+	// an id it has settled within its window of settled ids, so an Extend
+	// that reaches it after the Settle holds nothing. Outcome.Counters is the state of
 	// every item after the call and Outcome.Blocked the index of the first
 	// item whose room is granted when that is below want (-1 when want was
 	// granted in full). The items are the ones given to Reserve for id (a

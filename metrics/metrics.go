@@ -10,7 +10,9 @@
 //     store (StartBudgetGauges) keep current, so that a scrape never
 //     reads the store;
 //   - from the processor and the store: ext_proc message latency, store
-//     operation latency, reservations in flight, configuration reloads;
+//     operation latency, reservations in flight, reservations released in
+//     the background after a store call of unknown outcome, configuration
+//     reloads;
 //   - from the exporter fan-out (SetExporterStats, wired by the app):
 //     queue depth and capacity, deliveries, retries and drops per exporter;
 //   - from the learned output estimate (SetOutputEstimates, wired by the
@@ -57,6 +59,7 @@ type Metrics struct {
 	inFlight   prometheus.Gauge
 	panics     prometheus.Counter
 	cuts       *prometheus.CounterVec
+	released   *prometheus.CounterVec // reservations released in the background (released.go)
 	messages   *prometheus.HistogramVec
 	store      *prometheus.HistogramVec
 	reloads    *prometheus.CounterVec
@@ -117,6 +120,7 @@ func New(labelDimensions []string) (*Metrics, error) {
 	})
 	m.panics = newPanicCounter()
 	m.cuts = newCutCounter()
+	m.released = newReleaseCounter()
 	m.sources = newUsageSources()
 	m.hot = newHotSeries(m.messages, m.store)
 	m.reports = newReportCache(reportCacheSets)
@@ -125,7 +129,7 @@ func New(labelDimensions []string) (*Metrics, error) {
 	m.drift = newDriftMetrics(m.reg)
 	m.reg.MustRegister(m.gauges.collectors()...)
 	m.reg.MustRegister(m.requests, m.spend, m.unmetered, m.tokens,
-		m.inFlight, m.panics, m.cuts, m.sources.vec, m.messages, m.store, m.reloads, m.lastReload, m.exporters, m.estimates,
+		m.inFlight, m.panics, m.cuts, m.released, m.sources.vec, m.messages, m.store, m.reloads, m.lastReload, m.exporters, m.estimates,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, r := range []string{"success", "failure"} {
 		m.reloads.WithLabelValues(r)

@@ -96,7 +96,11 @@ func New() *Store {
 
 var _ budget.Store = (*Store)(nil)
 
-// Reserve implements budget.Store.
+// Reserve implements budget.Store. Its outcome is never unknown: it
+// fails before changing anything (a cancelled context, a refusal) or
+// answers what it did, so the engine's background release of a Reserve
+// that timed out (budget/release.go) has nothing to do here, and the
+// memory store, not an IdempotentSettler, never gets one.
 func (m *Store) Reserve(ctx context.Context, id string, amount money.Nano, items []budget.Item, ttl time.Duration, now time.Time) (budget.Outcome, error) {
 	if err := ctx.Err(); err != nil {
 		return budget.Outcome{}, err

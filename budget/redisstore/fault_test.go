@@ -153,10 +153,10 @@ func TestScriptsRefuseBadArguments(t *testing.T) {
 		args   []any
 	}
 	reserve := func(amount, limit, enforce string) call {
-		return call{redisstore.ReserveScript, []string{ck, zk}, []any{later, "r1", amount, later, 1, enforce, limit, 0, 0}}
+		return call{redisstore.ReserveScript, []string{ck, zk, mk}, []any{later, "r1", amount, later, 1, enforce, limit, 0, 0}}
 	}
 	extend := func(want, limit, expiry string) call {
-		return call{redisstore.ExtendScript, []string{ck, zk}, []any{later, "r1", want, expiry, 1, 1, limit, 0, 0}}
+		return call{redisstore.ExtendScript, []string{ck, zk, mk}, []any{later, "r1", want, expiry, 1, 1, limit, 0, 0}}
 	}
 	settle := func(actual, markTTL, keyTTL string) call {
 		return call{redisstore.SettleScript, []string{ck, zk, mk}, []any{later, "r1", actual, markTTL, keyTTL}}
@@ -172,17 +172,19 @@ func TestScriptsRefuseBadArguments(t *testing.T) {
 		{"ReserveEmpty", reserve("", "100", "1")},
 		{"ReserveLimitNotAnAmount", reserve("1", "lots", "1")},
 		{"ReserveEnforceNotABit", reserve("1", "100", "yes")},
-		{"ReserveMissingArgument", call{redisstore.ReserveScript, []string{ck, zk}, []any{later, "r1", "1", later, 1, 1, 100, 0}}},
+		{"ReserveMissingArgument", call{redisstore.ReserveScript, []string{ck, zk, mk}, []any{later, "r1", "1", later, 1, 1, 100, 0}}},
 		{"ReserveKeysMismatch", call{redisstore.ReserveScript, []string{ck}, []any{later, "r1", "1", later, 1, 1, 100, 0, 0}}},
-		{"ReserveEmptyID", call{redisstore.ReserveScript, []string{ck, zk}, []any{later, "", "1", later, 1, 1, 100, 0, 0}}},
-		{"ReserveNowNegative", call{redisstore.ReserveScript, []string{ck, zk}, []any{"-5", "r1", "1", later, 1, 1, 100, 0, 0}}},
+		{"ReserveEmptyID", call{redisstore.ReserveScript, []string{ck, zk, mk}, []any{later, "", "1", later, 1, 1, 100, 0, 0}}},
+		{"ReserveWithoutMarker", call{redisstore.ReserveScript, []string{ck, zk}, []any{later, "r1", "1", later, 1, 1, 100, 0, 0}}},
+		{"ReserveNowNegative", call{redisstore.ReserveScript, []string{ck, zk, mk}, []any{"-5", "r1", "1", later, 1, 1, 100, 0, 0}}},
 		{"ExtendNegative", extend("-1", "100", later)},
 		{"ExtendFraction", extend("0.5", "100", later)},
 		{"ExtendBeyondInt64", extend("9223372036854775808", "100", later)},
 		{"ExtendLimitNotAnAmount", extend("1", "-100", later)},
 		{"ExtendExpiryNotANumber", extend("1", "100", "later")},
 		{"ExtendKeysMismatch", call{redisstore.ExtendScript, []string{ck}, []any{later, "r1", "1", later, 1, 1, 100, 0, 0}}},
-		{"ExtendEmptyID", call{redisstore.ExtendScript, []string{ck, zk}, []any{later, "", "1", later, 1, 1, 100, 0, 0}}},
+		{"ExtendWithoutMarker", call{redisstore.ExtendScript, []string{ck, zk}, []any{later, "r1", "1", later, 1, 1, 100, 0, 0}}},
+		{"ExtendEmptyID", call{redisstore.ExtendScript, []string{ck, zk, mk}, []any{later, "", "1", later, 1, 1, 100, 0, 0}}},
 		{"SettleNegative", settle("-1000000000", "900000", "0")},
 		{"SettleFraction", settle("0.5", "900000", "0")},
 		{"SettleBeyondInt64", settle("99999999999999999999", "900000", "0")},

@@ -212,7 +212,8 @@ local function window(k, nwin, now, reg)
 end
 -- items checks the arguments of Reserve and Extend from ARGV[5] on (the
 -- item count n, then per item: enforce, limit, key TTL in ms, window
--- length) against KEYS and id, sets FIELD, and returns n and, by item:
+-- length) against KEYS (the items' keys, then the settle marker) and id,
+-- sets FIELD, and returns n and, by item:
 -- enforce ('1' or '0'), the limit as (hi, lo) in two tables, the key TTL,
 -- the window length and the index in KEYS of the item's own C.
 local function items(id)
@@ -230,22 +231,34 @@ local function items(id)
     first[i] = k
     a, k = a + 4, k + 2 * (nwin[i] + 1)
   end
-  if k - 1 ~= #KEYS then fail('keys do not match the items') end
+  if k ~= #KEYS then fail('keys do not match the items') end
   return n, enforce, lh, ll, ttl, nwin, first
 end
 `
 
 // reserveScript: KEYS are, per item, C and Z of its Key then C and Z of
-// each Window key. ARGV: now (µs), id, amount, expiry (µs), item count,
+// each Window key, and last the settle marker D of the id (see
+// settleScript). ARGV: now (µs), id, amount, expiry (µs), item count,
 // then per item: enforce (1/0), limit, key TTL in ms (0: none), window
 // length. Reply: {blocked} followed by committed and reserved pairs per
 // item; blocked is -1 when reserved, the 0-based index of the first
-// blocking item, or -2 when id names a live reservation.
+// blocking item, -2 when id names a live reservation, or -3 (alone) when
+// id was settled within the marker's lifetime.
+//
+// The marker check is what makes the engine's background release of a
+// Reserve that timed out safe: that Reserve may still reach Redis after
+// its release (a socket's backlog, a paused or busy server), and must
+// then hold nothing. The marker is a key of its own, in another hash
+// slot than the counters, so the scripts that read it need one Redis
+// node (or every key on one): the store runs on a single node (or a
+// primary with replicas), not on Redis Cluster. Settle has always read
+// the marker so; Reserve and Extend now do too.
 var reserveScript = redis.NewScript(prelude + `
 local now, id = dec(int(ARGV[1], 'now')), ARGV[2]
 local ah, al = pair(ARGV[3], 'amount')
 local expiry = dec(int(ARGV[4], 'expiry'))
 local n, enforce, lh, ll, ttl, nwin, first = items(id)
+if redis.call('EXISTS', KEYS[#KEYS]) == 1 then return {-3} end
 local at = {}
 
 local out = {-1}
@@ -302,12 +315,15 @@ return out
 // in full, else the 0-based index of the first item whose room is what
 // was granted. Where id is live its field grows by the grant; elsewhere
 // (an expired reservation, released by read, or none) it is set to the
-// grant.
+// grant. Reply {-3} (nothing written) when id was settled within the
+// marker's lifetime: an Extend that timed out and reaches Redis after
+// the request's Settle must not hold its grant until the TTL.
 var extendScript = redis.NewScript(prelude + `
 local now, id = dec(int(ARGV[1], 'now')), ARGV[2]
 local gh, gl = pair(ARGV[3], 'amount')
 local expiry = dec(int(ARGV[4], 'expiry'))
 local n, enforce, lh, ll, ttl, nwin, first = items(id)
+if redis.call('EXISTS', KEYS[#KEYS]) == 1 then return {-3} end
 local at, own = {}, {}
 
 local out = {-1, 0, 0}
@@ -353,10 +369,11 @@ return out
 `)
 
 // settleScript: KEYS are C and Z of every item's Key, then the settle
-// marker D of the id. ARGV: now (µs), id, actual, the marker's TTL in ms,
-// then per item the key TTL in ms (0: none). Reply: 1, or 0 when this id
-// was settled already (the marker exists): a Settle whose answer was lost
-// may be sent again and counts once. The marker is written last, with the
+// marker D of the id (P d:<id>). ARGV: now (µs), id, actual, the marker's
+// TTL in ms, then per item the key TTL in ms (0: none). Reply: 1, or 0
+// when this id was settled already (the marker exists): a Settle whose
+// answer was lost may be sent again and counts once, and a Reserve or
+// Extend of the id that arrives later holds nothing (reserveScript). The marker is written last, with the
 // counters, and only when every counter could take the spend: a Settle
 // that fails changes nothing and may be sent again.
 var settleScript = redis.NewScript(prelude + `

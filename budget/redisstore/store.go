@@ -14,7 +14,10 @@
 //
 // where K = S@T is the counter key, S its scope part and T its period
 // start (a total's T is "total"). The braces are a Redis Cluster hash
-// tag: every key of one scope is in one slot.
+// tag: every key of one scope is in one slot. A settled reservation id
+// leaves the marker P d:<id> for SettleMarkerTTL; Settle, Reserve and
+// Extend read it, and it is in a slot of its own, so the scripts need a
+// single Redis node (a primary, with replicas or not), not a cluster.
 //
 // Budget leases (Store.Sync, the lease.Backend of budget/lease) add a
 // third key per counter, P h:{S}@T, the set of lease holders, and lease
@@ -47,10 +50,13 @@
 //
 // Every call has its own timeout (Options.Timeout) on top of the caller's
 // context. A call that times out after Redis ran it is applied although
-// it returned an error: a Reserve then holds its amount until the
-// reservation TTL, a Settle's spend is committed. The go-redis client
-// should not retry commands (MaxRetries -1): a retried Settle would count
-// twice.
+// it returned an error: a Settle's spend is committed, and a Reserve
+// holds its amount until the engine's background release of the id (a
+// Settle of 0, sent until Redis answers; budget.Engine.RetrySettles).
+// A Reserve or Extend that reaches Redis only after the id was settled
+// finds the settle marker and holds nothing, so a stalled Redis leaves
+// no reservation behind that nobody owns. The go-redis client should not
+// retry commands (MaxRetries -1): a retried Settle would count twice.
 package redisstore
 
 import (
@@ -153,12 +159,15 @@ func (s *Store) Reserve(ctx context.Context, id string, amount money.Nano, items
 	if id == "" || amount < 0 || ttl <= 0 {
 		return budget.Outcome{}, fmt.Errorf("%w: reserve id %q, amount %v, ttl %v", budget.ErrInvalidArgument, id, amount, ttl)
 	}
-	reply, err := s.run(ctx, reserveScript, s.readKeys(items), itemArgs(id, amount, items, ttl, now)).Int64Slice()
+	reply, err := s.run(ctx, reserveScript, s.markedKeys(items, id), itemArgs(id, amount, items, ttl, now)).Int64Slice()
 	if err != nil {
 		return budget.Outcome{}, fmt.Errorf("redis reserve: %w", err)
 	}
 	if len(reply) == 1 && reply[0] == -2 {
 		return budget.Outcome{}, fmt.Errorf("%w: %q", budget.ErrDuplicateReservation, id)
+	}
+	if len(reply) == 1 && reply[0] == -3 {
+		return budget.Outcome{}, fmt.Errorf("%w: %q was settled (released) before this reserve arrived", budget.ErrDuplicateReservation, id)
 	}
 	if len(reply) == 0 {
 		return budget.Outcome{}, errors.New("redis reserve: empty reply")
@@ -184,9 +193,12 @@ func (s *Store) Extend(ctx context.Context, id string, want money.Nano, items []
 	if len(items) == 0 {
 		return want, budget.Outcome{Blocked: -1, Counters: []budget.Counter{}}, nil
 	}
-	reply, err := s.run(ctx, extendScript, s.readKeys(items), itemArgs(id, want, items, ttl, now)).Int64Slice()
+	reply, err := s.run(ctx, extendScript, s.markedKeys(items, id), itemArgs(id, want, items, ttl, now)).Int64Slice()
 	if err != nil {
 		return 0, budget.Outcome{}, fmt.Errorf("redis extend: %w", err)
+	}
+	if len(reply) == 1 && reply[0] == -3 {
+		return 0, budget.Outcome{}, fmt.Errorf("redis extend: %w: %q was settled before this extend arrived", budget.ErrSettled, id)
 	}
 	if len(reply) < 3 {
 		return 0, budget.Outcome{}, errors.New("redis extend: short reply")
@@ -249,7 +261,7 @@ func (s *Store) Settle(ctx context.Context, id string, actual money.Nano, items 
 		keys = append(keys, s.CounterKey(it.Key), s.ReservationsKey(it.Key))
 		args = append(args, keyTTL(it, now, 0))
 	}
-	keys = append(keys, s.prefix+"d:"+id)
+	keys = append(keys, s.markerKey(id))
 	if err := s.run(ctx, settleScript, keys, args).Err(); err != nil {
 		return fmt.Errorf("redis settle: %w", err)
 	}
@@ -312,9 +324,22 @@ func (s *Store) run(ctx context.Context, sc *redis.Script, keys []string, args [
 	return cmd
 }
 
+// markerKey is the settle marker of reservation id, P d:<id>: not in a
+// hash tag, so in a slot of its own (see reserveScript).
+func (s *Store) markerKey(id string) string { return s.prefix + "d:" + id }
+
+// markedKeys are the KEYS of reserveScript and extendScript: readKeys,
+// then the settle marker of id.
+func (s *Store) markedKeys(items []budget.Item, id string) []string {
+	return append(s.keysFor(items, 1), s.markerKey(id))
+}
+
 // readKeys lists C and Z of every item's Key and Window, in script order.
-func (s *Store) readKeys(items []budget.Item) []string {
-	n := 0
+func (s *Store) readKeys(items []budget.Item) []string { return s.keysFor(items, 0) }
+
+// keysFor is readKeys in a slice with room for extra keys more.
+func (s *Store) keysFor(items []budget.Item, extra int) []string {
+	n := extra
 	for _, it := range items {
 		n += 2 * (1 + len(it.Window))
 	}

@@ -34,6 +34,7 @@ var extendTests = []struct {
 	{"ExtendRecreatesExpired", testExtendRecreates},
 	{"ExtendUnknownCreates", testExtendUnknown},
 	{"SettleAfterExtendsReleasesAll", testSettleAfterExtends},
+	{"ExtendAfterSettle", testExtendAfterSettle},
 	{"ExtendInvalidArguments", testExtendInvalid},
 	{"ExtendCanceledContext", testExtendCanceled},
 	{"ConcurrentExtendsNeverPassCap", testConcurrentExtends},
@@ -225,6 +226,27 @@ func testSettleAfterExtends(t *testing.T, s budget.Store, k keys) {
 	assert.Equal(t, []budget.Counter{counter(12, 1), counter(12, 0)}, usage(t, s, now, a, b),
 		"the reservation and every extension are released, the other one kept")
 	assert.Equal(t, []budget.Counter{counter(12, 0), counter(12, 0)}, usage(t, s, now.Add(ttl), a, b))
+}
+
+// testExtendAfterSettle: a store that settles an id once refuses to
+// extend a settled id (an Extend that arrives after its Settle must hold
+// nothing); any other store creates it afresh, as for an unknown id.
+func testExtendAfterSettle(t *testing.T, s budget.Store, k keys) {
+	a := k.item("a", usd(10))
+	require.True(t, reserve(t, s, "r1", usd(3), T0, a).OK())
+	settle(t, s, "r1", usd(1), T0, a)
+	if _, ok := s.(budget.IdempotentSettler); !ok {
+		granted, _ := extend(t, s, "r1", usd(2), T0, a)
+		assert.Equal(t, usd(2), granted)
+		settle(t, s, "r1", 0, T0, a)
+		assert.Equal(t, []budget.Counter{counter(1, 0)}, usage(t, s, T0, a))
+		return
+	}
+	granted, _, err := s.Extend(context.Background(), "r1", usd(2), []budget.Item{a}, ttl, T0)
+	assert.ErrorIs(t, err, budget.ErrSettled)
+	assert.Zero(t, granted)
+	assert.Equal(t, []budget.Counter{counter(1, 0)}, usage(t, s, T0, a), "nothing held for the settled id")
+	assert.Equal(t, []budget.Counter{counter(1, 0)}, usage(t, s, T0.Add(ttl), a))
 }
 
 func testExtendInvalid(t *testing.T, s budget.Store, k keys) {

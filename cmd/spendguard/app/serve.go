@@ -224,10 +224,19 @@ func Start(opts ServeOptions) (_ *Instance, err error) {
 	in.Budgets = budget.NewEngine(store, time.Now)
 	// A Settle that fails after the upstream served the request is retried
 	// in the background (Redis settles count once per id), so a store that
-	// goes away for a while loses no spend.
-	in.Budgets.RetrySettles(budget.SettleRetry{OnGiveUp: func(id string, actual money.Nano, err error) {
-		log.Error("gave up committing a request's spend to the budget store", zap.String("reservation", id), zap.Stringer("actual_usd", actual), zap.Error(err))
-	}})
+	// goes away for a while loses no spend. A Reserve that failed with an
+	// unknown outcome (Redis may have applied it) is released the same
+	// way, so that nobody's reservation holds the budget until the TTL.
+	in.Budgets.RetrySettles(budget.SettleRetry{
+		OnGiveUp: func(id string, actual money.Nano, err error) {
+			log.Error("gave up committing a request's spend to the budget store", zap.String("reservation", id), zap.Stringer("actual_usd", actual), zap.Error(err))
+		},
+		OnRelease: func(id, reason string, err error) {
+			in.Metrics.ObserveReservationRelease(reason)
+			log.Warn("a reservation whose store call failed with an unknown outcome is released in the background",
+				zap.String("reservation", id), zap.String("reason", reason), zap.Error(err))
+		},
+	})
 	in.stack.push(in.closeBudgets)
 	expCfg := cfg.File.Exporters
 	expCfg.ServiceVersion = Version
