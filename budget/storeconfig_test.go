@@ -139,7 +139,7 @@ func TestStoreConfigErrors(t *testing.T) {
 	}
 
 	c = parseStore(t, "store:\n  backend: redis\n")
-	assert.EqualError(t, c.Validate(), "line 2: store.redis.address: required with backend redis (host:port)")
+	assert.EqualError(t, c.Validate(), "line 2: store.redis: one of address (host:port), sentinel or cluster is required with backend redis")
 }
 
 // TestStoreConfigLeases: leases are on by default with their documented
