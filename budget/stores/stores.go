@@ -214,7 +214,7 @@ func (s *memoryStore) Close() error {
 }
 
 var (
-	_ Store = (*memoryStore)(nil)
-	_ Store = (*RedisStore)(nil)
+	_ Store                    = (*memoryStore)(nil)
+	_ Store                    = (*RedisStore)(nil)
 	_ budget.IdempotentSettler = (*RedisStore)(nil)
 )
