@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -45,9 +46,12 @@ type Guard struct {
 	mu     sync.Mutex
 	shards []shard // nil until established
 	gen    uint64  // bumped by every (re)establishment
-	lost   *LostEvent
 	losses int
 	hooks  []func(LostEvent)
+
+	// lost is the current loss (nil when none); set under mu, read
+	// without it on every store call.
+	lost atomic.Pointer[LostEvent]
 
 	stop chan struct{}
 	done chan struct{}
@@ -135,11 +139,7 @@ func (g *Guard) OnLost(fn func(LostEvent)) {
 
 // Lost reports whether the store lost its data and was not re-established
 // since.
-func (g *Guard) Lost() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.lost != nil
-}
+func (g *Guard) Lost() bool { return g.lost.Load() != nil }
 
 // Losses is the number of losses noticed since the Guard was made.
 func (g *Guard) Losses() int {
@@ -151,12 +151,11 @@ func (g *Guard) Losses() int {
 // LostErr is nil, or an error wrapping budget.ErrStoreLost that describes
 // the loss.
 func (g *Guard) LostErr() error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.lost == nil {
+	ev := g.lost.Load()
+	if ev == nil {
 		return nil
 	}
-	return fmt.Errorf("%w: %s; the store must be re-established", budget.ErrStoreLost, g.lost)
+	return fmt.Errorf("%w: %s; the store must be re-established", budget.ErrStoreLost, ev)
 }
 
 // Reestablish ends a loss, once whatever the store should hold was
@@ -208,10 +207,10 @@ func (g *Guard) establish(ctx context.Context, reset bool) error {
 	}
 	g.shards = shards
 	g.gen++
-	if reset && g.lost != nil {
-		g.log.Info("redis store re-established after a loss", zap.Stringer("loss", *g.lost))
+	if ev := g.lost.Load(); reset && ev != nil {
+		g.log.Info("redis store re-established after a loss", zap.Stringer("loss", ev))
 	}
-	g.lost = nil
+	g.lost.Store(nil)
 	return nil
 }
 
@@ -329,11 +328,11 @@ func (g *Guard) readEpoch(ctx context.Context, tag string) (string, error) {
 // lost, logs it and calls the hooks.
 func (g *Guard) markLost(gen uint64, ev LostEvent) {
 	g.mu.Lock()
-	if gen != g.gen || g.lost != nil {
+	if gen != g.gen || g.lost.Load() != nil {
 		g.mu.Unlock()
 		return
 	}
-	g.lost = &ev
+	g.lost.Store(&ev)
 	g.losses++
 	hooks := append([]func(LostEvent){}, g.hooks...)
 	g.mu.Unlock()

@@ -30,6 +30,16 @@ type Store interface {
 	Close() error
 }
 
+// Losable is a Store that notices when it lost its data (the Redis store:
+// see redisstore.Guard). OnLost registers a hook called once per loss;
+// Lost reports the state; Reestablish ends it after the rebuild.
+type Losable interface {
+	Store
+	OnLost(fn func(redisstore.LostEvent))
+	Lost() bool
+	Reestablish(ctx context.Context) error
+}
+
 // Open opens the store of cfg, which must have passed Validate. A memory
 // store with a snapshot_path starts from that file (a corrupt file is an
 // error, never an empty store) and writes it every snapshot_interval. A
