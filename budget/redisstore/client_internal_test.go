@@ -50,3 +50,35 @@ func TestMasterTags(t *testing.T) {
 	_, err = masterTags(nil)
 	assert.Error(t, err)
 }
+
+// TestNoResendHook: a node's broken connection reaches the cluster
+// client's redirect loop without its retriable cause; a Redis reply
+// (MOVED, READONLY) and a nil reply pass unchanged.
+func TestNoResendHook(t *testing.T) {
+	ctx := context.Background()
+	run := func(err error) (redis.Cmder, error) {
+		cmd := redis.NewCmd(ctx, "evalsha")
+		hook := noResend{}.ProcessHook(func(_ context.Context, c redis.Cmder) error {
+			c.SetErr(err)
+			return err
+		})
+		return cmd, hook(ctx, cmd)
+	}
+	cmd, err := run(io.EOF)
+	assert.False(t, errors.Is(err, io.EOF))
+	assert.False(t, errors.Is(cmd.Err(), io.EOF))
+	assert.Equal(t, "EOF", err.Error())
+
+	_, err = run(redis.Nil)
+	assert.ErrorIs(t, err, redis.Nil)
+
+	var moved redis.Error = replyError("MOVED 3999 127.0.0.1:6381")
+	_, err = run(moved)
+	assert.Equal(t, moved, err)
+}
+
+// replyError is an error reply of Redis, as go-redis's own.
+type replyError string
+
+func (e replyError) Error() string { return string(e) }
+func (replyError) RedisError()     {}
