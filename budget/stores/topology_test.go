@@ -18,6 +18,8 @@ import (
 
 	"github.com/spendguard/spendguard/budget"
 	"github.com/spendguard/spendguard/budget/estimate"
+	"github.com/spendguard/spendguard/budget/lease"
+	"github.com/spendguard/spendguard/budget/lease/leasetest"
 	"github.com/spendguard/spendguard/budget/redisstore"
 	"github.com/spendguard/spendguard/budget/stores"
 	"github.com/spendguard/spendguard/budget/storetest"
@@ -98,7 +100,8 @@ func TestSentinel(t *testing.T) {
 	assert.Equal(t, budget.Counter{Committed: 1}, got[0])
 }
 
-// TestCluster: one budget's calls stay in one slot, parked records,
+// TestCluster: one budget's calls and the lease syncs (the lease.Backend
+// suite) stay in one slot each, parked records,
 // estimator samples and the counter listing work across the masters, and
 // there is one epoch per master.
 func TestCluster(t *testing.T) {
@@ -132,6 +135,10 @@ func TestCluster(t *testing.T) {
 		got, err := s.Usage(ctx, []budget.Item{day}, now)
 		require.NoError(t, err)
 		assert.EqualValues(t, 5, got[0].Reserved)
+	})
+	t.Run("leases", func(t *testing.T) {
+		// A sync touches one counter's keys: one slot.
+		leasetest.Run(t, func(t *testing.T) lease.Backend { return openRedis(t, cluster(), nil).Store })
 	})
 	t.Run("parker", func(t *testing.T) {
 		storetest.RunParker(t, func(t *testing.T) budget.Parker { return openRedis(t, cluster(), nil) })
