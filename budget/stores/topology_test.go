@@ -195,6 +195,16 @@ func TestReadinessNeedsWrites(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "read-only replica (READONLY)")
 	require.NoError(t, replica.Client().Ping(ctx).Err(), "the replica itself answers PING")
+
+	// A hung primary: the probe times out.
+	p := openRedis(t, budget.RedisConfig{Address: primary.Addr, Timeout: budget.DurationOf(100 * time.Millisecond)}, nil)
+	require.NoError(t, p.Ping(ctx))
+	primary.Pause()
+	err = p.Ping(ctx)
+	primary.Resume()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "redis not ready: timed out")
+	assert.False(t, p.Lost(), "an unanswered probe is not a loss")
 }
 
 type lostLog struct {
