@@ -163,4 +163,9 @@ var (
 	// ErrInvalidArgument: a negative amount, a non-positive ttl, an empty
 	// reservation id.
 	ErrInvalidArgument = errors.New("budget: invalid store argument")
+	// ErrStoreLost: the store lost its data (a Redis restarted without
+	// persistence, a FLUSHALL, a failover to a replica that had not
+	// caught up) and has not been re-established since. Calls fail with
+	// it so that store.on_error decides between 503 and serving unmetered.
+	ErrStoreLost = errors.New("budget: the store lost its data")
 )

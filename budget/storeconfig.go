@@ -40,10 +40,16 @@ type MemoryConfig struct {
 	SnapshotInterval Duration `yaml:"snapshot_interval"`
 }
 
-// RedisConfig is `store.redis`. Only a single Redis server (or a primary
-// behind one address) is supported, not Redis Cluster.
+// RedisConfig is `store.redis`. Exactly one of three forms names the
+// servers: Address (one server, or a primary behind one address),
+// Sentinel (a primary that Redis Sentinel watches and fails over) or
+// Cluster (Redis Cluster). The other settings apply to all three.
 type RedisConfig struct {
-	Address  string `yaml:"address"` // host:port
+	Address  string         `yaml:"address"` // host:port
+	Sentinel *RedisSentinel `yaml:"sentinel"`
+	Cluster  *RedisCluster  `yaml:"cluster"`
+	// Username and Password authenticate to the data nodes (the primary,
+	// or every cluster node); a sentinel has its own.
 	Username string `yaml:"username"`
 	Password string `yaml:"password"`
 	DB       int    `yaml:"db"`
@@ -68,6 +74,13 @@ type RedisConfig struct {
 	// Leases is `store.redis.leases`: each replica decides within slices
 	// of the budgets borrowed from Redis (package budget/lease).
 	Leases RedisLeases `yaml:"leases"`
+	// AllowEviction starts spendguard although Redis may evict keys
+	// (maxmemory-policy other than noeviction), with a warning instead of
+	// an error.
+	AllowEviction bool `yaml:"allow_eviction"`
+	// EpochCheckInterval is how often the epoch keys are read back to
+	// notice that Redis lost its data (DefaultEpochCheckInterval).
+	EpochCheckInterval Duration `yaml:"epoch_check_interval"`
 }
 
 // RedisLeases is `store.redis.leases`.
@@ -110,6 +123,61 @@ func (l *RedisLeases) LeaseTTL() time.Duration {
 	return DefaultLeaseTTL
 }
 
+// RedisSentinel is `store.redis.sentinel`: the primary is the one the
+// sentinels at Addresses report for MasterName, followed across failovers.
+type RedisSentinel struct {
+	MasterName string   `yaml:"master_name"`
+	Addresses  []string `yaml:"addresses"` // host:port of the sentinels
+	// Username and Password authenticate to the sentinels.
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+}
+
+// RedisCluster is `store.redis.cluster`: Addresses are some nodes of a
+// Redis Cluster (seeds; the others are discovered).
+type RedisCluster struct {
+	Addresses []string `yaml:"addresses"` // host:port
+}
+
+// Redis connection forms (RedisConfig.Mode).
+const (
+	RedisSingle       = "address"
+	RedisSentinelMode = "sentinel"
+	RedisClusterMode  = "cluster"
+)
+
+// Mode is the connection form of the configuration: RedisSingle,
+// RedisSentinelMode or RedisClusterMode (RedisSingle when none is set).
+func (r *RedisConfig) Mode() string {
+	switch {
+	case r.Sentinel != nil:
+		return RedisSentinelMode
+	case r.Cluster != nil:
+		return RedisClusterMode
+	}
+	return RedisSingle
+}
+
+// Addresses are the configured addresses of the form in use: the one
+// server, the sentinels or the cluster seeds.
+func (r *RedisConfig) Addresses() []string {
+	switch r.Mode() {
+	case RedisSentinelMode:
+		return r.Sentinel.Addresses
+	case RedisClusterMode:
+		return r.Cluster.Addresses
+	}
+	return []string{r.Address}
+}
+
+// EpochInterval is the time between two epoch checks.
+func (r *RedisConfig) EpochInterval() time.Duration {
+	if r.EpochCheckInterval.Set {
+		return r.EpochCheckInterval.Value
+	}
+	return DefaultEpochCheckInterval
+}
+
 // RedisTLS is `store.redis.tls`.
 type RedisTLS struct {
 	Enabled            bool   `yaml:"enabled"`
@@ -125,6 +193,9 @@ const (
 	DefaultKeyPrefix        = "spendguard:"
 	DefaultStoreTimeout     = 150 * time.Millisecond
 	DefaultSnapshotInterval = 15 * time.Second
+	// DefaultEpochCheckInterval is how often a Redis store checks that
+	// its data is still there.
+	DefaultEpochCheckInterval = time.Second
 )
 
 // Store backends and failure policies.
@@ -238,11 +309,48 @@ func (c *StoreConfig) Validate() error {
 }
 
 func (r *RedisConfig) validate(positive func(string, Duration), fail func(key, format string, args ...any)) {
-	if r.Address == "" {
-		fail("redis.address", "required with backend redis (host:port)")
-	} else if _, port, err := net.SplitHostPort(r.Address); err != nil || port == "" {
-		fail("redis.address", "%q is not host:port", r.Address)
+	hostPort := func(key, addr string) {
+		if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+			fail(key, "%q is not host:port", addr)
+		}
 	}
+	var forms []string
+	if r.Address != "" {
+		forms = append(forms, "address")
+		hostPort("redis.address", r.Address)
+	}
+	if s := r.Sentinel; s != nil {
+		forms = append(forms, "sentinel")
+		if s.MasterName == "" {
+			fail("redis.sentinel.master_name", "required with sentinel (the name the sentinels monitor)")
+		}
+		if len(s.Addresses) == 0 {
+			fail("redis.sentinel.addresses", "required with sentinel (host:port of each sentinel)")
+		}
+		for i, a := range s.Addresses {
+			hostPort(fmt.Sprintf("redis.sentinel.addresses[%d]", i), a)
+		}
+	}
+	if c := r.Cluster; c != nil {
+		forms = append(forms, "cluster")
+		if len(c.Addresses) == 0 {
+			fail("redis.cluster.addresses", "required with cluster (host:port of some cluster nodes)")
+		}
+		for i, a := range c.Addresses {
+			hostPort(fmt.Sprintf("redis.cluster.addresses[%d]", i), a)
+		}
+		if r.DB != 0 {
+			fail("redis.db", "must be 0 with cluster (Redis Cluster has only database 0; got %d)", r.DB)
+		}
+	}
+	switch len(forms) {
+	case 0:
+		fail("redis", "one of address (host:port), sentinel or cluster is required with backend redis")
+	case 1:
+	default:
+		fail("redis."+forms[1], "%s are given together; set exactly one of address, sentinel and cluster", strings.Join(forms, " and "))
+	}
+	positive("redis.epoch_check_interval", r.EpochCheckInterval)
 	if strings.ContainsAny(r.KeyPrefix, "{}") {
 		fail("redis.key_prefix", "%q holds a brace: spendguard puts each scope's keys in a Redis Cluster hash tag after the prefix, which a brace in the prefix would break", r.KeyPrefix)
 	}

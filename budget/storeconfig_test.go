@@ -139,7 +139,7 @@ func TestStoreConfigErrors(t *testing.T) {
 	}
 
 	c = parseStore(t, "store:\n  backend: redis\n")
-	assert.EqualError(t, c.Validate(), "line 2: store.redis.address: required with backend redis (host:port)")
+	assert.EqualError(t, c.Validate(), "line 2: store.redis: one of address (host:port), sentinel or cluster is required with backend redis")
 }
 
 // TestStoreConfigLeases: leases are on by default with their documented
@@ -168,5 +168,46 @@ func TestStoreConfigLeases(t *testing.T) {
 		err := c.Validate()
 		require.Error(t, err, src)
 		assert.Contains(t, err.Error(), want, src)
+	}
+}
+
+// TestStoreRedisForms: exactly one of address, sentinel and cluster.
+func TestStoreRedisForms(t *testing.T) {
+	for _, tc := range []struct {
+		name, redis string
+		mode        string
+		err         []string
+	}{
+		{name: "address", redis: "    address: r:6379\n", mode: budget.RedisSingle},
+		{name: "sentinel", redis: "    sentinel:\n      master_name: m\n      addresses: [s1:26379, s2:26379]\n      password: x\n", mode: budget.RedisSentinelMode},
+		{name: "cluster", redis: "    cluster:\n      addresses: [n1:6379]\n    epoch_check_interval: 2s\n    allow_eviction: true\n", mode: budget.RedisClusterMode},
+		{name: "none", redis: "    db: 0\n", err: []string{"line 3: store.redis: one of address (host:port), sentinel or cluster is required"}},
+		{name: "two", redis: "    address: r:6379\n    cluster:\n      addresses: [n1:6379]\n",
+			err: []string{"line 5: store.redis.cluster: address and cluster are given together; set exactly one"}},
+		{name: "sentinel incomplete", redis: "    sentinel:\n      addresses: [nope]\n",
+			err: []string{"line 4: store.redis.sentinel.master_name: required with sentinel (the name the sentinels monitor)",
+				`line 5: store.redis.sentinel.addresses[0]: "nope" is not host:port`}},
+		{name: "sentinel unknown key", redis: "    sentinel:\n      master: m\n      addresses: [s:1]\n",
+			err: []string{`line 5: store.redis.sentinel.master: unknown key; did you mean "master_name"?`}},
+		{name: "cluster db", redis: "    db: 2\n    cluster:\n      addresses: [n1:6379]\n",
+			err: []string{"line 4: store.redis.db: must be 0 with cluster"}},
+		{name: "cluster empty", redis: "    cluster: {}\n",
+			err: []string{"line 4: store.redis.cluster.addresses: required with cluster (host:port of some cluster nodes)"}},
+		{name: "epoch interval", redis: "    address: r:1\n    epoch_check_interval: 0s\n",
+			err: []string{"line 5: store.redis.epoch_check_interval: must be positive"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := parseStore(t, "store:\n  backend: redis\n  redis:\n"+tc.redis)
+			err := c.Validate()
+			if tc.err == nil {
+				require.NoError(t, err)
+				assert.Equal(t, tc.mode, c.Redis.Mode())
+				return
+			}
+			require.Error(t, err)
+			for _, want := range tc.err {
+				assert.Contains(t, err.Error(), want)
+			}
+		})
 	}
 }

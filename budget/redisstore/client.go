@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -13,6 +14,135 @@ import (
 
 	"github.com/spendguard/spendguard/budget"
 )
+
+// NewClient returns the client of the configured connection form: a
+// redis.Client for address, a Sentinel failover client (redis.Client that
+// asks the sentinels for the primary and follows a failover) for
+// sentinel, a redis.ClusterClient for cluster. All three have the
+// settings of ClientOptions: no command retries, the call timeout on
+// every socket, RESP2, no CLIENT SETINFO.
+//
+// A cluster client follows MOVED and ASK redirects (the command was not
+// run by the node that sent them, so following one is not a retry) and
+// is re-routed after READONLY, CLUSTERDOWN and LOADING, which a node
+// also answers without running the command. An error that leaves the
+// outcome unknown (a broken connection, a timeout) is never retried on
+// another node: a retried Settle would count twice.
+func NewClient(cfg budget.RedisConfig) (redis.UniversalClient, error) {
+	o, err := ClientOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
+	switch cfg.Mode() {
+	case budget.RedisSentinelMode:
+		return redis.NewFailoverClient(failoverOptions(cfg, o)), nil
+	case budget.RedisClusterMode:
+		return redis.NewClusterClient(clusterOptions(cfg, o)), nil
+	}
+	return redis.NewClient(o), nil
+}
+
+// ClusterMaxRedirects is how many MOVED, ASK or READONLY answers one
+// cluster command follows (a resharding or failover in progress).
+const ClusterMaxRedirects = 5
+
+func failoverOptions(cfg budget.RedisConfig, o *redis.Options) *redis.FailoverOptions {
+	return &redis.FailoverOptions{
+		MasterName:            cfg.Sentinel.MasterName,
+		SentinelAddrs:         cfg.Sentinel.Addresses,
+		SentinelUsername:      cfg.Sentinel.Username,
+		SentinelPassword:      cfg.Sentinel.Password,
+		Username:              o.Username,
+		Password:              o.Password,
+		DB:                    o.DB,
+		Protocol:              o.Protocol,
+		DisableIdentity:       o.DisableIdentity,
+		ContextTimeoutEnabled: o.ContextTimeoutEnabled,
+		MaxRetries:            o.MaxRetries,
+		DialTimeout:           o.DialTimeout,
+		DialerRetries:         o.DialerRetries,
+		ReadTimeout:           o.ReadTimeout,
+		WriteTimeout:          o.WriteTimeout,
+		PoolTimeout:           o.PoolTimeout,
+		PoolSize:              o.PoolSize,
+		MinIdleConns:          o.MinIdleConns,
+		ConnMaxIdleTime:       o.ConnMaxIdleTime,
+		TLSConfig:             o.TLSConfig,
+	}
+}
+
+func clusterOptions(cfg budget.RedisConfig, o *redis.Options) *redis.ClusterOptions {
+	return &redis.ClusterOptions{
+		Addrs:                 cfg.Cluster.Addresses,
+		MaxRedirects:          ClusterMaxRedirects,
+		Username:              o.Username,
+		Password:              o.Password,
+		Protocol:              o.Protocol,
+		DisableIdentity:       o.DisableIdentity,
+		ContextTimeoutEnabled: o.ContextTimeoutEnabled,
+		MaxRetries:            o.MaxRetries,
+		DialTimeout:           o.DialTimeout,
+		DialerRetries:         o.DialerRetries,
+		ReadTimeout:           o.ReadTimeout,
+		WriteTimeout:          o.WriteTimeout,
+		PoolTimeout:           o.PoolTimeout,
+		PoolSize:              o.PoolSize,
+		MinIdleConns:          o.MinIdleConns,
+		ConnMaxIdleTime:       o.ConnMaxIdleTime,
+		TLSConfig:             o.TLSConfig,
+		MaintNotificationsConfig: &maintnotifications.Config{
+			Mode: maintnotifications.ModeDisabled,
+		},
+		NewClient: func(no *redis.Options) *redis.Client {
+			c := redis.NewClient(no)
+			c.AddHook(noResend{})
+			return c
+		},
+	}
+}
+
+// noResend hides, from the cluster client's redirect loop, the errors
+// after which a command may have run (a connection broken or timed out
+// after it was sent): that loop would send it again, to the same node or
+// another. Redis error replies (MOVED, ASK, READONLY, ...) pass, since a
+// node that answers one did not run the command.
+type noResend struct{}
+
+func (noResend) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (noResend) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if err == nil || errors.Is(err, redis.Nil) {
+			return err
+		}
+		var reply redis.Error
+		if errors.As(err, &reply) {
+			return err
+		}
+		err = opaqueError(err)
+		cmd.SetErr(err)
+		return err
+	}
+}
+
+func (noResend) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// opaqueError keeps the text of err but not its chain (the cluster
+// client retries io.EOF, net.Error and the like found in it); a timeout
+// becomes context.DeadlineExceeded, which it does not retry.
+func opaqueError(err error) error {
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		return fmt.Errorf("%w: %s", context.DeadlineExceeded, err.Error())
+	}
+	if errors.Is(err, context.Canceled) {
+		return fmt.Errorf("%w: %s", context.Canceled, err.Error())
+	}
+	return errors.New(err.Error())
+}
 
 // ClientOptions turns `store.redis` into go-redis options: RESP2, no
 // command retries unless max_retries asks for them, socket deadlines from
@@ -62,9 +192,9 @@ func ClientOptions(cfg budget.RedisConfig) (*redis.Options, error) {
 func tlsConfig(cfg budget.RedisConfig) (*tls.Config, error) {
 	t := cfg.TLS
 	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify} //nolint:gosec // opt-in by configuration
-	if tc.ServerName == "" {
+	if tc.ServerName == "" && cfg.Mode() == budget.RedisSingle {
 		tc.ServerName, _, _ = net.SplitHostPort(cfg.Address)
-	}
+	} // else each connection verifies the host it dials (tls.DialWithDialer)
 	if t.CAFile != "" {
 		pem, err := os.ReadFile(t.CAFile)
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/redis/go-redis/v9"
 
@@ -29,31 +30,78 @@ var _ budget.Lister = (*Store)(nil)
 // key twice, and a key created during the scan may be missed; the admin
 // API asks again at its next refresh.
 func (s *Store) CounterKeys(ctx context.Context, prefix string, limit int) ([]string, bool, error) {
+	match := escapeGlob(s.prefix+"c:{"+prefix) + "*"
+	if cc, ok := s.client.(*redis.ClusterClient); ok {
+		return s.clusterCounterKeys(ctx, cc, match, limit)
+	}
 	sc, ok := s.client.(scanner)
 	if !ok {
 		return nil, false, errors.New("redis list: the client cannot SCAN")
 	}
-	match := escapeGlob(s.prefix+"c:{"+prefix) + "*"
 	var keys []string
+	more, err := s.scanAll(ctx, sc, match, func(k string) bool {
+		if len(keys) == limit {
+			return false
+		}
+		keys = append(keys, k)
+		return true
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return keys, more, nil
+}
+
+// clusterCounterKeys runs the SCAN on every master of a Redis Cluster
+// (SCAN sees the keys of one node only) at once, and merges the pages.
+func (s *Store) clusterCounterKeys(ctx context.Context, cc *redis.ClusterClient, match string, limit int) ([]string, bool, error) {
+	var (
+		mu   sync.Mutex
+		keys []string
+		more bool
+	)
+	err := cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+		m, err := s.scanAll(ctx, node, match, func(k string) bool {
+			mu.Lock()
+			defer mu.Unlock()
+			if len(keys) == limit {
+				return false
+			}
+			keys = append(keys, k)
+			return true
+		})
+		if m {
+			mu.Lock()
+			more = true
+			mu.Unlock()
+		}
+		return err
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return keys, more, nil
+}
+
+// scanAll pages through the keys matching match on one server, giving
+// each counter key to add until add refuses one (more is then true).
+func (s *Store) scanAll(ctx context.Context, sc scanner, match string, add func(string) bool) (more bool, err error) {
 	var cursor uint64
 	for {
 		if err := ctx.Err(); err != nil {
-			return nil, false, err
+			return false, err
 		}
 		page, next, err := s.scanPage(ctx, sc, cursor, match)
 		if err != nil {
-			return nil, false, err
+			return false, err
 		}
 		for _, k := range page {
-			if len(keys) == limit {
-				return keys, true, nil
-			}
-			if ck, ok := s.counterKeyOf("c:", k); ok {
-				keys = append(keys, ck)
+			if ck, ok := s.counterKeyOf("c:", k); ok && !add(ck) {
+				return true, nil
 			}
 		}
 		if next == 0 {
-			return keys, false, nil
+			return false, nil
 		}
 		cursor = next
 	}

@@ -14,14 +14,17 @@ import (
 
 // Parked records (budget.Parker) are two kinds of keys under the prefix P:
 //
-//	P p:K  string: the record parked under key K, expiring ParkGrace
-//	       after its deadline (a safety net for a fleet that stopped
-//	       sweeping; the sweep normally removes it at the deadline)
-//	P pq   sorted set: every parked key, scored by its deadline in Unix
-//	       microseconds
+//	P {park}p:K  string: the record parked under key K, expiring
+//	             ParkGrace after its deadline (a safety net for a fleet
+//	             that stopped sweeping; the sweep normally removes it at
+//	             the deadline)
+//	P {park}pq   sorted set: every parked key, scored by its deadline in
+//	             Unix microseconds
 //
 // Each call is one script, so a record is returned to exactly one of the
-// replicas racing for it.
+// replicas racing for it. The {park} hash tag puts every one of these
+// keys in one Redis Cluster slot, so that the sweep's script, which reads
+// the records the queue names, stays on one node.
 
 // ParkGrace is how long a parked record outlives its deadline in Redis
 // when no replica pops it.
@@ -31,8 +34,8 @@ var _ budget.Parker = (*Store)(nil)
 
 // ParkedKey and ParkQueueKey are the Redis keys of parked key k and of the
 // deadline queue.
-func (s *Store) ParkedKey(k string) string { return s.prefix + "p:" + k }
-func (s *Store) ParkQueueKey() string      { return s.prefix + "pq" }
+func (s *Store) ParkedKey(k string) string { return s.prefix + "{park}p:" + k }
+func (s *Store) ParkQueueKey() string      { return s.prefix + "{park}pq" }
 
 // parkScript: KEYS record, queue; ARGV record, deadline µs, key, lifetime ms.
 var parkScript = redis.NewScript(`
@@ -108,8 +111,8 @@ func (s *Store) Take(ctx context.Context, key string) ([]byte, bool, error) {
 }
 
 // PopExpired implements budget.Parker. The script reads the record keys
-// named by the queue, which is fine on one Redis server (Redis Cluster is
-// not supported by this store anyway).
+// named by the queue, which share its hash tag (one slot in Redis
+// Cluster).
 func (s *Store) PopExpired(ctx context.Context, now time.Time, limit int) ([]budget.Parked, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err

@@ -14,9 +14,13 @@ import (
 // The learned output estimates (estimate.Samples) are two kinds of keys
 // under the prefix P:
 //
-//	P e:K  list: the newest completion token counts of estimate key K
-//	       (a model and an endpoint), oldest first, at most the window
-//	P ek   set: every K that has a list
+//	P {est}e:K  list: the newest completion token counts of estimate
+//	            key K (a model and an endpoint), oldest first, at most
+//	            the window
+//	P {est}ek   set: every K that has a list
+//
+// The {est} hash tag keeps them in one Redis Cluster slot: both scripts
+// touch the index and the lists together.
 //
 // Both live SampleTTL after their last append: the samples of a model no
 // longer served go away by themselves. Appending is one script for all
@@ -36,8 +40,8 @@ var _ estimate.Samples = (*Store)(nil)
 
 // SamplesKey and SampleIndexKey are the Redis keys of the list of
 // estimate key k and of the set of every such k.
-func (s *Store) SamplesKey(k string) string { return s.prefix + "e:" + k }
-func (s *Store) SampleIndexKey() string     { return s.prefix + "ek" }
+func (s *Store) SamplesKey(k string) string { return s.prefix + "{est}e:" + k }
+func (s *Store) SampleIndexKey() string     { return s.prefix + "{est}ek" }
 
 // appendSamplesScript: KEYS index, then one list per batch; ARGV keep,
 // lifetime ms, chunk size, then per batch its K, its count and values.

@@ -17,6 +17,7 @@ import (
 	"github.com/spendguard/spendguard/budget"
 	"github.com/spendguard/spendguard/budget/memstore"
 	"github.com/spendguard/spendguard/budget/redisstore"
+	"github.com/spendguard/spendguard/internal/money"
 )
 
 // Store is an open budget.Store. Ping reports whether it can be reached
@@ -27,6 +28,16 @@ type Store interface {
 	budget.Store
 	Ping(ctx context.Context) error
 	Close() error
+}
+
+// Losable is a Store that notices when it lost its data (the Redis store:
+// see redisstore.Guard). OnLost registers a hook called once per loss;
+// Lost reports the state; Reestablish ends it after the rebuild.
+type Losable interface {
+	Store
+	OnLost(fn func(redisstore.LostEvent))
+	Lost() bool
+	Reestablish(ctx context.Context) error
 }
 
 // Open opens the store of cfg, which must have passed Validate. A memory
@@ -48,24 +59,33 @@ func Open(ctx context.Context, cfg budget.StoreConfig, log *zap.Logger) (Store, 
 }
 
 func openRedis(ctx context.Context, cfg budget.RedisConfig, log *zap.Logger) (Store, error) {
-	opts, err := redisstore.ClientOptions(cfg)
-	if err != nil {
-		return nil, err
-	}
 	// go-redis logs through one process-wide logger; its messages (dial
 	// failures) repeat what every failed store call reports, so they go to
 	// debug.
 	redis.SetLogger(redisLogger{log})
-	client := redis.NewClient(opts)
-	s := &redisStore{
+	client, err := redisstore.NewClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := redisstore.CheckEviction(ctx, client, cfg.CallTimeout(), cfg.AllowEviction, log); err != nil {
+		client.Close()
+		return nil, err
+	}
+	guard := redisstore.NewGuard(client, redisstore.GuardOptions{
+		KeyPrefix: cfg.Prefix(), Timeout: cfg.CallTimeout(), CheckInterval: cfg.EpochInterval(), Log: log,
+	})
+	s := &RedisStore{
 		Store:  redisstore.New(client, redisstore.Options{KeyPrefix: cfg.Prefix(), Timeout: cfg.CallTimeout()}),
+		Guard:  guard,
 		client: client,
 	}
-	if err := s.Ping(ctx); err != nil {
-		log.Warn("redis store not reachable yet; store calls fail until it answers",
-			zap.String("address", cfg.Address), zap.Error(err))
+	where := []zap.Field{zap.String("mode", cfg.Mode()), zap.Strings("addresses", cfg.Addresses())}
+	if err := guard.Start(ctx); err != nil {
+		log.Warn("redis store not reachable yet; store calls fail until it answers", append(where, zap.Error(err))...)
+	} else if err := s.Ping(ctx); err != nil {
+		log.Warn("redis store not ready yet; store calls may fail until it is", append(where, zap.Error(err))...)
 	} else {
-		log.Info("redis store connected", zap.String("address", cfg.Address), zap.Int("db", cfg.DB), zap.String("key_prefix", cfg.Prefix()))
+		log.Info("redis store connected", append(where, zap.Int("db", cfg.DB), zap.String("key_prefix", cfg.Prefix()))...)
 	}
 	return s, nil
 }
@@ -78,12 +98,64 @@ func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
 	}
 }
 
-type redisStore struct {
+// RedisStore is the Store Open returns for backend redis: the store's
+// calls, and a Guard that watches that Redis still holds its data. While
+// the Guard reports the store lost, Reserve, Extend, Usage and Settle
+// fail with an error wrapping budget.ErrStoreLost (a Settle is then
+// retried by the engine, not dropped), and Ping fails. OnLost, Lost and
+// Reestablish come from the Guard.
+type RedisStore struct {
 	*redisstore.Store
-	client *redis.Client
+	*redisstore.Guard
+	client redis.UniversalClient
 }
 
-func (s *redisStore) Close() error { return s.client.Close() }
+// Client is the go-redis client of the store.
+func (s *RedisStore) Client() redis.UniversalClient { return s.client }
+
+// Ping is the readiness probe: a write on every primary, and the epochs
+// compared (redisstore.Guard.Ping).
+func (s *RedisStore) Ping(ctx context.Context) error { return s.Guard.Ping(ctx) }
+
+// Reserve implements budget.Store; it fails while the store is lost.
+func (s *RedisStore) Reserve(ctx context.Context, id string, amount money.Nano, items []budget.Item, ttl time.Duration, now time.Time) (budget.Outcome, error) {
+	if err := s.LostErr(); err != nil {
+		return budget.Outcome{}, err
+	}
+	return s.Store.Reserve(ctx, id, amount, items, ttl, now)
+}
+
+// Extend implements budget.Store; it fails while the store is lost.
+func (s *RedisStore) Extend(ctx context.Context, id string, want money.Nano, items []budget.Item, ttl time.Duration, now time.Time) (money.Nano, budget.Outcome, error) {
+	if err := s.LostErr(); err != nil {
+		return 0, budget.Outcome{}, err
+	}
+	return s.Store.Extend(ctx, id, want, items, ttl, now)
+}
+
+// Usage implements budget.Store; it fails while the store is lost.
+func (s *RedisStore) Usage(ctx context.Context, items []budget.Item, now time.Time) ([]budget.Counter, error) {
+	if err := s.LostErr(); err != nil {
+		return nil, err
+	}
+	return s.Store.Usage(ctx, items, now)
+}
+
+// Settle implements budget.Store. While the store is lost it fails
+// without writing: the engine keeps the spend and retries it (the store
+// is a budget.IdempotentSettler) until the store is re-established.
+func (s *RedisStore) Settle(ctx context.Context, id string, actual money.Nano, items []budget.Item, now time.Time) error {
+	if err := s.LostErr(); err != nil {
+		return err
+	}
+	return s.Store.Settle(ctx, id, actual, items, now)
+}
+
+// Close stops the Guard's watcher and closes the client.
+func (s *RedisStore) Close() error {
+	s.Guard.Close()
+	return s.client.Close()
+}
 
 // memoryStore is a memstore.Store and the goroutine that writes its snapshot.
 type memoryStore struct {
@@ -152,6 +224,7 @@ func (s *memoryStore) Close() error {
 }
 
 var (
-	_ Store = (*memoryStore)(nil)
-	_ Store = (*redisStore)(nil)
+	_ Store                    = (*memoryStore)(nil)
+	_ Store                    = (*RedisStore)(nil)
+	_ budget.IdempotentSettler = (*RedisStore)(nil)
 )

@@ -96,8 +96,9 @@ func TestRedis(t *testing.T) {
 	defer s.Close()
 	require.NoError(t, s.Ping(ctx))
 	require.NoError(t, s.Settle(ctx, "r1", 5, []budget.Item{day}, now))
-	assert.ElementsMatch(t, []string{prefix + "c:{tenant-daily|day|tenant=acme}@1", prefix + "d:r1"}, redistest.Keys(t, c, prefix),
-		"the counter and the settle marker that makes a retried Settle count once")
+	assert.ElementsMatch(t, []string{prefix + "c:{tenant-daily|day|tenant=acme}@1", prefix + "d:r1",
+		prefix + "{epoch}epoch", prefix + "{epoch}ready"}, redistest.Keys(t, c, prefix),
+		"the counter, the settle marker that makes a retried Settle count once, the epoch and the readiness probe's key")
 }
 
 // TestRedisDownAtStart: spendguard starts while Redis is down; calls fail

@@ -1,7 +1,9 @@
 // Package redistest gives tests real Redis servers: Shared connects to
 // the machine's Redis at 127.0.0.1:6379 (CI starts it) under a key prefix
-// of the test's own, and Start runs a private redis-server process on a
-// free port that a test may stop, kill and start again.
+// of the test's own, Start runs a private redis-server process on a free
+// port that a test may stop, kill and start again, and StartSentinel and
+// StartCluster run a small Sentinel setup or Redis Cluster of private
+// processes.
 //
 // Nothing here skips: a test that needs Redis fails with a message saying
 // what is missing.
@@ -16,6 +18,7 @@ import (
 	"net"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -108,11 +111,18 @@ type Server struct {
 // is not installed.
 func Start(t testing.TB, extra ...string) *Server {
 	t.Helper()
+	dir := t.TempDir()
+	return startServer(t, dir, append([]string{"--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir}, extra...))
+}
+
+// startServer runs redis-server with args after the port (a configuration
+// file first in args stays first) on a free port.
+func startServer(t testing.TB, dir string, args []string) *Server {
+	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatalf("redistest: redis-server is not installed (apt-get install redis-server): %v", err)
 	}
-	s := &Server{t: t, Dir: t.TempDir()}
-	s.args = append([]string{"--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", s.Dir}, extra...)
+	s := &Server{t: t, Dir: dir, args: args}
 	var err error
 	for range 5 { // a free port may be taken between probing and binding
 		s.Addr = freeAddr(t)
@@ -136,7 +146,11 @@ func freeAddr(t testing.TB) string {
 func (s *Server) start() error {
 	_, port, _ := net.SplitHostPort(s.Addr)
 	log := &bytes.Buffer{}
-	cmd := exec.Command("redis-server", append([]string{"--port", port}, s.args...)...)
+	args := append([]string{"--port", port}, s.args...)
+	if len(s.args) > 0 && !strings.HasPrefix(s.args[0], "--") { // a configuration file comes first
+		args = append([]string{s.args[0], "--port", port}, s.args[1:]...)
+	}
+	cmd := exec.Command("redis-server", args...)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		return err

@@ -3,10 +3,12 @@ package app
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"time"
 
 	"github.com/spendguard/spendguard/admin"
+	"github.com/spendguard/spendguard/budget"
 )
 
 // Admin HTTP server bounds (ServeOptions can shorten the idle timeout).
@@ -60,6 +62,9 @@ func (in *Instance) adminHandler() http.Handler {
 		defer cancel()
 		if err := in.Store.Ping(ctx); err != nil {
 			body := map[string]string{"status": "budget store unreachable"}
+			if errors.Is(err, budget.ErrStoreLost) {
+				body["status"] = "budget store lost its data"
+			}
 			if admin.Authorized(token, r) { // the error names the store's address
 				body["error"] = err.Error()
 			}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"google.golang.org/grpc"
@@ -211,6 +212,10 @@ func Start(opts ServeOptions) (_ *Instance, err error) {
 	in.stack.push(in.closeStore)
 	if in.Metrics, err = metrics.New(cfg.File.Metrics.LabelDimensions); err != nil {
 		return nil, err
+	}
+	// A Redis store's loss flag (spendguard_store_lost) and loss count.
+	if c, ok := in.Store.(interface{ Collector() prometheus.Collector }); ok {
+		in.Metrics.Registry().MustRegister(c.Collector())
 	}
 	if err := in.startEstimates(cfg); err != nil {
 		return nil, err
