@@ -108,7 +108,8 @@ func (s *Store) run(ctx context.Context, j *job) error {
 	c.busy = nil
 	if err != nil {
 		s.stats.errors.Add(1)
-		if errors.Is(err, ErrInvalid) || errors.Is(err, budget.ErrInvalidArgument) || j.gen != s.gen {
+		if errors.Is(err, ErrInvalid) || errors.Is(err, budget.ErrInvalidArgument) ||
+			errors.Is(err, budget.ErrStoreLost) || j.gen != s.gen {
 			// Refused before anything was applied, or sent to a backend
 			// that has lost its data since (Forget): the spend is still
 			// to send.
@@ -229,7 +230,7 @@ func (s *Store) flush(ctx context.Context, now time.Time, final bool) error {
 // due reports whether the background loop syncs c now.
 func (s *Store) due(c *counter, now time.Time) bool {
 	switch {
-	case c.unacked != nil, c.pending > 0, c.shrink:
+	case c.unacked != nil, c.pending > 0, c.shrink, c.reserved != c.reported:
 		return true
 	case c.lease > 0 && now.Sub(c.syncedAt) >= s.opts.LeaseTTL/3:
 		return true // renew before it expires

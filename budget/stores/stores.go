@@ -11,13 +11,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/spendguard/spendguard/budget"
 	"github.com/spendguard/spendguard/budget/memstore"
 	"github.com/spendguard/spendguard/budget/redisstore"
-	"github.com/spendguard/spendguard/internal/money"
 )
 
 // Store is an open budget.Store. Ping reports whether it can be reached
@@ -56,105 +54,6 @@ func Open(ctx context.Context, cfg budget.StoreConfig, log *zap.Logger) (Store, 
 		return openRedis(ctx, cfg.Redis, log)
 	}
 	return nil, fmt.Errorf("store.backend: unknown backend %q", cfg.Backend)
-}
-
-func openRedis(ctx context.Context, cfg budget.RedisConfig, log *zap.Logger) (Store, error) {
-	// go-redis logs through one process-wide logger; its messages (dial
-	// failures) repeat what every failed store call reports, so they go to
-	// debug.
-	redis.SetLogger(redisLogger{log})
-	client, err := redisstore.NewClient(cfg)
-	if err != nil {
-		return nil, err
-	}
-	if err := redisstore.CheckEviction(ctx, client, cfg.CallTimeout(), cfg.AllowEviction, log); err != nil {
-		client.Close()
-		return nil, err
-	}
-	guard := redisstore.NewGuard(client, redisstore.GuardOptions{
-		KeyPrefix: cfg.Prefix(), Timeout: cfg.CallTimeout(), CheckInterval: cfg.EpochInterval(), Log: log,
-	})
-	s := &RedisStore{
-		Store:  redisstore.New(client, redisstore.Options{KeyPrefix: cfg.Prefix(), Timeout: cfg.CallTimeout()}),
-		Guard:  guard,
-		client: client,
-	}
-	where := []zap.Field{zap.String("mode", cfg.Mode()), zap.Strings("addresses", cfg.Addresses())}
-	if err := guard.Start(ctx); err != nil {
-		log.Warn("redis store not reachable yet; store calls fail until it answers", append(where, zap.Error(err))...)
-	} else if err := s.Ping(ctx); err != nil {
-		log.Warn("redis store not ready yet; store calls may fail until it is", append(where, zap.Error(err))...)
-	} else {
-		log.Info("redis store connected", append(where, zap.Int("db", cfg.DB), zap.String("key_prefix", cfg.Prefix()))...)
-	}
-	return s, nil
-}
-
-type redisLogger struct{ log *zap.Logger }
-
-func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
-	if ce := l.log.Check(zap.DebugLevel, "redis client"); ce != nil {
-		ce.Write(zap.String("detail", fmt.Sprintf(format, v...)))
-	}
-}
-
-// RedisStore is the Store Open returns for backend redis: the store's
-// calls, and a Guard that watches that Redis still holds its data. While
-// the Guard reports the store lost, Reserve, Extend, Usage and Settle
-// fail with an error wrapping budget.ErrStoreLost (a Settle is then
-// retried by the engine, not dropped), and Ping fails. OnLost, Lost and
-// Reestablish come from the Guard.
-type RedisStore struct {
-	*redisstore.Store
-	*redisstore.Guard
-	client redis.UniversalClient
-}
-
-// Client is the go-redis client of the store.
-func (s *RedisStore) Client() redis.UniversalClient { return s.client }
-
-// Ping is the readiness probe: a write on every primary, and the epochs
-// compared (redisstore.Guard.Ping).
-func (s *RedisStore) Ping(ctx context.Context) error { return s.Guard.Ping(ctx) }
-
-// Reserve implements budget.Store; it fails while the store is lost.
-func (s *RedisStore) Reserve(ctx context.Context, id string, amount money.Nano, items []budget.Item, ttl time.Duration, now time.Time) (budget.Outcome, error) {
-	if err := s.LostErr(); err != nil {
-		return budget.Outcome{}, err
-	}
-	return s.Store.Reserve(ctx, id, amount, items, ttl, now)
-}
-
-// Extend implements budget.Store; it fails while the store is lost.
-func (s *RedisStore) Extend(ctx context.Context, id string, want money.Nano, items []budget.Item, ttl time.Duration, now time.Time) (money.Nano, budget.Outcome, error) {
-	if err := s.LostErr(); err != nil {
-		return 0, budget.Outcome{}, err
-	}
-	return s.Store.Extend(ctx, id, want, items, ttl, now)
-}
-
-// Usage implements budget.Store; it fails while the store is lost.
-func (s *RedisStore) Usage(ctx context.Context, items []budget.Item, now time.Time) ([]budget.Counter, error) {
-	if err := s.LostErr(); err != nil {
-		return nil, err
-	}
-	return s.Store.Usage(ctx, items, now)
-}
-
-// Settle implements budget.Store. While the store is lost it fails
-// without writing: the engine keeps the spend and retries it (the store
-// is a budget.IdempotentSettler) until the store is re-established.
-func (s *RedisStore) Settle(ctx context.Context, id string, actual money.Nano, items []budget.Item, now time.Time) error {
-	if err := s.LostErr(); err != nil {
-		return err
-	}
-	return s.Store.Settle(ctx, id, actual, items, now)
-}
-
-// Close stops the Guard's watcher and closes the client.
-func (s *RedisStore) Close() error {
-	s.Guard.Close()
-	return s.client.Close()
 }
 
 // memoryStore is a memstore.Store and the goroutine that writes its snapshot.
@@ -224,7 +123,7 @@ func (s *memoryStore) Close() error {
 }
 
 var (
-	_ Store                    = (*memoryStore)(nil)
-	_ Store                    = (*RedisStore)(nil)
-	_ budget.IdempotentSettler = (*RedisStore)(nil)
+	_ Store = (*memoryStore)(nil)
+	_ Store = (*RedisStore)(nil)
+	_ Store = (*directRedisStore)(nil)
 )

@@ -84,11 +84,14 @@ func TestMemoryWithoutSnapshot(t *testing.T) {
 	assert.NoError(t, s.Close())
 }
 
-func TestRedis(t *testing.T) {
+// TestRedisWithoutLeases: with leases off every Settle is a Redis call
+// that leaves its marker.
+func TestRedisWithoutLeases(t *testing.T) {
 	c, prefix := redistest.Shared(t)
 	ctx, now := context.Background(), time.Now()
 	cfg := budget.StoreConfig{Backend: "redis", Redis: budget.RedisConfig{
 		Address: redistest.SharedAddr, KeyPrefix: prefix, Timeout: budget.DurationOf(5 * time.Second),
+		Leases: budget.RedisLeases{Enabled: new(bool)},
 	}}
 	require.NoError(t, cfg.Validate())
 	s, err := stores.Open(ctx, cfg, nil)
@@ -99,6 +102,36 @@ func TestRedis(t *testing.T) {
 	assert.ElementsMatch(t, []string{prefix + "c:{tenant-daily|day|tenant=acme}@1", prefix + "d:r1",
 		prefix + "{epoch}epoch", prefix + "{epoch}ready"}, redistest.Keys(t, c, prefix),
 		"the counter, the settle marker that makes a retried Settle count once, the epoch and the readiness probe's key")
+}
+
+// TestRedisWithLeases: with leases (the default) a Settle is kept in the
+// replica and reaches Redis with the next sync, at the latest at Close,
+// which also gives the leases back.
+func TestRedisWithLeases(t *testing.T) {
+	c, prefix := redistest.Shared(t)
+	ctx, now := context.Background(), time.Now()
+	cfg := budget.StoreConfig{Backend: "redis", Redis: budget.RedisConfig{
+		Address: redistest.SharedAddr, KeyPrefix: prefix, Timeout: budget.DurationOf(5 * time.Second),
+		Leases: budget.RedisLeases{SyncInterval: budget.DurationOf(time.Hour), TTL: budget.DurationOf(3 * time.Hour)},
+	}}
+	require.NoError(t, cfg.Validate())
+	s, err := stores.Open(ctx, cfg, nil)
+	require.NoError(t, err)
+	_, ok := s.(budget.IdempotentSettler)
+	assert.False(t, ok, "a lease Settle never fails, so the engine has nothing to retry")
+	out, err := s.Reserve(ctx, "r1", 5, []budget.Item{day}, time.Minute, now)
+	require.NoError(t, err)
+	require.True(t, out.OK())
+	require.NoError(t, s.Settle(ctx, "r1", 4, []budget.Item{day}, now))
+	h, err := c.HGetAll(ctx, prefix+"c:{tenant-daily|day|tenant=acme}@1").Result()
+	require.NoError(t, err)
+	assert.Equal(t, "0", h["c"], "not sent yet: the lease was taken, nothing committed")
+	assert.NotEmpty(t, h["l"], "a lease is held")
+	require.NoError(t, s.Close())
+	h, err = c.HGetAll(ctx, prefix+"c:{tenant-daily|day|tenant=acme}@1").Result()
+	require.NoError(t, err)
+	assert.Equal(t, "4", h["c"], "sent at Close")
+	assert.Equal(t, "0", h["l"], "and the lease given back")
 }
 
 // TestRedisDownAtStart: spendguard starts while Redis is down; calls fail

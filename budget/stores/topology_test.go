@@ -23,6 +23,7 @@ import (
 	"github.com/spendguard/spendguard/budget/redisstore"
 	"github.com/spendguard/spendguard/budget/stores"
 	"github.com/spendguard/spendguard/budget/storetest"
+	"github.com/spendguard/spendguard/internal/money"
 	"github.com/spendguard/spendguard/test/redistest"
 )
 
@@ -36,18 +37,23 @@ func uniquePrefix() string {
 // closed when the test ends.
 func openRedis(t testing.TB, r budget.RedisConfig, log *zap.Logger) *stores.RedisStore {
 	t.Helper()
+	cfg := budget.StoreConfig{Backend: budget.BackendRedis, Redis: withPrefix(r)}
+	require.NoError(t, cfg.Validate())
+	s, err := stores.Open(context.Background(), cfg, log)
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	return stores.AsRedis(s)
+}
+
+// withPrefix gives r a key prefix of its own and a loose timeout.
+func withPrefix(r budget.RedisConfig) budget.RedisConfig {
 	if r.KeyPrefix == "" {
 		r.KeyPrefix = uniquePrefix()
 	}
 	if !r.Timeout.Set {
 		r.Timeout = budget.DurationOf(2 * time.Second)
 	}
-	cfg := budget.StoreConfig{Backend: budget.BackendRedis, Redis: r}
-	require.NoError(t, cfg.Validate())
-	s, err := stores.Open(context.Background(), cfg, log)
-	require.NoError(t, err)
-	t.Cleanup(func() { s.Close() })
-	return s.(*stores.RedisStore)
+	return r
 }
 
 // eventually polls cond until it holds, failing the test after d.
@@ -76,6 +82,16 @@ func TestSentinel(t *testing.T) {
 	}
 	t.Run("contract", func(t *testing.T) {
 		storetest.Run(t, func(t *testing.T) budget.Store { return openRedis(t, sentinel(), nil) })
+	})
+	t.Run("contract without leases", func(t *testing.T) {
+		storetest.Run(t, func(t *testing.T) budget.Store {
+			cfg := sentinel()
+			cfg.Leases.Enabled = new(bool)
+			s, err := stores.Open(context.Background(), budget.StoreConfig{Backend: budget.BackendRedis, Redis: withPrefix(cfg)}, nil)
+			require.NoError(t, err)
+			t.Cleanup(func() { s.Close() })
+			return s
+		})
 	})
 
 	ctx, now := context.Background(), time.Now()
@@ -138,7 +154,7 @@ func TestCluster(t *testing.T) {
 	})
 	t.Run("leases", func(t *testing.T) {
 		// A sync touches one counter's keys: one slot.
-		leasetest.Run(t, func(t *testing.T) lease.Backend { return openRedis(t, cluster(), nil).Store })
+		leasetest.Run(t, func(t *testing.T) lease.Backend { return openRedis(t, cluster(), nil).Redis() })
 	})
 	t.Run("parker", func(t *testing.T) {
 		storetest.RunParker(t, func(t *testing.T) budget.Parker { return openRedis(t, cluster(), nil) })
@@ -153,6 +169,7 @@ func TestCluster(t *testing.T) {
 			_, err := l.Reserve(ctx, "l"+strconv.Itoa(i), 1, []budget.Item{{Key: k, Limit: 10}}, time.Minute, now)
 			require.NoError(t, err)
 		}
+		require.NoError(t, l.Leases().Flush(ctx), "the reservations reach Redis with the next sync")
 		keys, more, err := l.CounterKeys(ctx, "b|", 100)
 		require.NoError(t, err)
 		assert.False(t, more)
@@ -238,7 +255,8 @@ func (l *lostLog) checkLost(t *testing.T) {
 	assert.ErrorIs(t, err, budget.ErrStoreLost)
 	_, _, err = l.s.Extend(ctx, "r", 1, []budget.Item{day}, time.Minute, now)
 	assert.ErrorIs(t, err, budget.ErrStoreLost)
-	assert.ErrorIs(t, l.s.Settle(ctx, "r", 1, []budget.Item{day}, now), budget.ErrStoreLost, "a Settle is refused, to be retried, not dropped")
+	assert.NoError(t, l.s.Settle(ctx, "lost", 7, []budget.Item{day}, now), "with leases a Settle is kept here, to be sent once the store is back")
+	assert.Error(t, l.s.Leases().Flush(ctx), "nothing is sent to a lost store")
 	assert.ErrorIs(t, l.s.Ping(ctx), budget.ErrStoreLost)
 	assert.ErrorIs(t, l.s.Ping(ctx), budget.ErrStoreLost)
 	assert.EqualValues(t, 1, l.events.Load(), "the hook fires once per loss")
@@ -248,6 +266,10 @@ func (l *lostLog) checkLost(t *testing.T) {
 	assert.False(t, l.s.Lost())
 	require.NoError(t, l.s.Ping(ctx))
 	require.NoError(t, l.s.Settle(ctx, "r", 1, []budget.Item{day}, now))
+	require.NoError(t, l.s.Leases().Flush(ctx))
+	got, err := l.s.Redis().Usage(ctx, []budget.Item{day}, now)
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, got[0].Committed, money.Nano(8), "the spend settled while lost reaches the re-established store")
 }
 
 func TestEpochRestartWithoutPersistence(t *testing.T) {
