@@ -48,6 +48,9 @@ type Guard struct {
 	gen    uint64  // bumped by every (re)establishment
 	losses int
 	hooks  []func(LostEvent)
+	// created: an establishment without reset found an epoch absent and
+	// created it (a new Redis, or one emptied while no replica watched).
+	created bool
 
 	// lost is the current loss (nil when none); set under mu, read
 	// without it on every store call.
@@ -193,17 +196,22 @@ func (g *Guard) establish(ctx context.Context, reset bool) error {
 		return err
 	}
 	shards := make([]shard, 0, len(tags))
+	created := false
 	for _, tag := range tags {
-		id, err := g.ensure(ctx, tag)
+		id, fresh, err := g.ensure(ctx, tag)
 		if err != nil {
 			return err
 		}
+		created = created || fresh
 		shards = append(shards, shard{tag: tag, id: id})
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.shards != nil && !reset {
 		return nil // established meanwhile by the watcher or a probe
+	}
+	if !reset && created {
+		g.created = true
 	}
 	g.shards = shards
 	g.gen++
@@ -214,16 +222,29 @@ func (g *Guard) establish(ctx context.Context, reset bool) error {
 	return nil
 }
 
-func (g *Guard) ensure(ctx context.Context, tag string) (string, error) {
+// ensure creates the epoch of tag when absent and returns its id, and
+// whether this call created it.
+func (g *Guard) ensure(ctx context.Context, tag string) (string, bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, g.timeout)
 	defer cancel()
 	var b [16]byte
 	_, _ = rand.Read(b[:])
-	id, err := ensureScript.Run(ctx, g.client, []string{g.epochKey(tag)}, hex.EncodeToString(b[:]), time.Now().Unix()).Text()
+	mine := hex.EncodeToString(b[:])
+	id, err := ensureScript.Run(ctx, g.client, []string{g.epochKey(tag)}, mine, time.Now().Unix()).Text()
 	if err != nil {
-		return "", fmt.Errorf("redis epoch %s: %w", g.epochKey(tag), err)
+		return "", false, fmt.Errorf("redis epoch %s: %w", g.epochKey(tag), err)
 	}
-	return id, nil
+	return id, id == mine, nil
+}
+
+// Created reports whether the first establishment created an epoch: the
+// Redis was new, or lost its data while no replica of spendguard watched
+// it (or held the key layout of an older version). Its counters may then
+// need rebuilding from the ledger, as after a loss.
+func (g *Guard) Created() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.created
 }
 
 // tags lists one hash tag per primary: "epoch" on one server, and in

@@ -252,6 +252,10 @@ func Start(opts ServeOptions) (_ *Instance, err error) {
 	if err := in.recoverFromLedger(); err != nil { // the memory store's spend, from the ledger
 		return nil, err
 	}
+	// A Redis store that lost its data is rebuilt from the ledger.
+	lossStop := make(chan struct{})
+	in.stack.push(func() error { close(lossStop); return nil })
+	in.watchStoreLoss(lossStop)
 	rep := reporting{metrics: in.Metrics, fan: in.Exporters, extra: opts.Reporter}
 	popts := processor.Options{
 		Log: log, Budgets: in.Budgets, Observer: in.Metrics,
