@@ -50,11 +50,14 @@ type Backend interface {
 //     reserved outside leases) summed over Item.Key and Item.Window, or
 //     no bound when Item.Enforce is false, and 0 when that is negative;
 //  4. sets the holder's lease to Need + ask + extra, where ask =
-//     min(Ask, max(room-Need, 0)) and extra = min(Extra, max(room-Need-ask,
-//  0. / (2*H)), H being the number of live holders on Item.Key this
-//     holder included (so near the cap a lease shrinks to what the
-//     holder must have, and far from it no holder takes more than half
-//     of what is left), all exact in nano-USD (no saturation: the
+//     min(Ask, max(room-Need, 0)), and extra = Extra when Extra <=
+//     max(room-Need-ask, 0) / (2*H) (integer division), H being the
+//     number of live holders on Item.Key this holder included, and 0
+//     otherwise: far from the cap a holder gets the headroom it asks
+//     for, and no holder takes more than half of what is left; near the
+//     cap a lease is exactly what the holder must have plus what it asks
+//     for, so no headroom is stranded at a replica that does not use it
+//     while another needs it. All exact in nano-USD (no saturation: the
 //     lease is never above room+Need, and a holder's Need is covered by
 //     its previous lease);
 //  5. sets the holder's reported reservations to Reserved, and its lease

@@ -25,13 +25,14 @@
 // spend on the older buckets of a rolling window). When the lease is
 // short it syncs that counter at once, asking for the request's amount:
 // near the cap every request costs that one round trip, and the backend
-// shrinks what it grants beyond the ask to a share of what is left
-// (Backend), down to nothing at the cap. A request is refused only when
-// the backend could not grant its amount.
+// grants no headroom beyond the ask once the headroom asked for is more
+// than a share of what is left (Backend): near the cap a lease is exactly
+// what the replica holds plus the request it admits. A request is
+// refused only when the backend could not grant its amount.
 //
-// A refusal may be early by what other replicas hold and have not used:
-// their headroom is at most half of what was left when they took it, and
-// an idle replica gives it back at its next sync.
+// A refusal may be early by the headroom other replicas took while the
+// budget was far from its cap and have not used yet: it is given back at
+// their next sync (an idle replica's within two sync intervals).
 //
 // # Settled spend
 //

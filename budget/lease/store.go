@@ -279,9 +279,10 @@ func (s *Store) Settle(ctx context.Context, id string, actual money.Nano, items 
 	return nil
 }
 
-// Usage implements budget.Store. A counter this replica holds is
-// answered from its last sync plus what changed here since (at most one
-// sync interval behind the other replicas); one it does not hold is read
+// Usage implements budget.Store. A counter this replica synced within
+// the last two sync intervals is answered from that sync plus what
+// changed here since (the background loop keeps the counters in use that
+// fresh); an older one is synced first; one it keeps nothing for is read
 // from the backend, without taking a lease.
 func (s *Store) Usage(ctx context.Context, items []budget.Item, now time.Time) ([]budget.Counter, error) {
 	if err := ctx.Err(); err != nil {
@@ -292,26 +293,60 @@ func (s *Store) Usage(ctx context.Context, items []budget.Item, now time.Time) (
 	}
 	out := make([]budget.Counter, len(items))
 	var cold []int
-	s.mu.Lock()
-	s.expire(now)
-	for i, it := range items {
-		if c, ok := s.counters[it.Key]; ok && c.viewed {
-			c.item = it
-			out[i] = s.view(c)
-		} else {
-			cold = append(cold, i)
+	for synced := false; ; synced = true {
+		cold = cold[:0]
+		var stale []int
+		s.mu.Lock()
+		s.expire(now)
+		cs := make([]*counter, len(items))
+		var wait chan struct{}
+		for i, it := range items {
+			c, ok := s.counters[it.Key]
+			switch {
+			case !ok:
+				cold = append(cold, i)
+			case c.busy != nil:
+				wait = c.busy
+			case c.viewed && (synced || s.fresh(c, now)):
+				c.item = it
+				out[i] = s.view(c)
+			case !c.viewed && c.held() == 0 && c.unacked == nil:
+				cold = append(cold, i)
+			default:
+				c.item = it
+				c.capped = it.Enforce || it.Limit > 0
+				cs[i] = c
+				stale = append(stale, i)
+			}
+		}
+		if wait != nil {
+			s.mu.Unlock()
+			if err := waitFor(ctx, wait); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if len(stale) == 0 || synced {
+			s.mu.Unlock()
+			break
+		}
+		jobs := s.prepare(cs, stale, 0, now)
+		s.mu.Unlock()
+		if err := s.runJobs(ctx, jobs); err != nil {
+			return nil, fmt.Errorf("lease usage: %w", err)
 		}
 	}
-	s.mu.Unlock()
 	for _, i := range cold {
-		r, err := s.b.Sync(ctx, SyncRequest{Holder: s.opts.Holder, Seq: s.seq.Add(1), Item: items[i], TTL: s.opts.LeaseTTL, Now: now})
+		// A reader of its own: a read must not take a sequence number of
+		// the holder, which a sync of unknown outcome may still need.
+		r, err := s.b.Sync(ctx, SyncRequest{Holder: s.opts.Holder + "/read", Seq: s.seq.Add(1), Item: items[i], TTL: s.opts.LeaseTTL, Now: now})
 		s.stats.syncs.Add(1)
 		if err != nil {
 			s.stats.errors.Add(1)
 			return nil, fmt.Errorf("lease usage: %w", err)
 		}
-		// What this replica holds on a counter it has not synced (or on
-		// the window's buckets) the backend has not seen.
+		// What this replica holds on the window's buckets (or on a
+		// counter created meanwhile) the backend has not seen.
 		s.mu.Lock()
 		unsent, reserved, reported := s.local(items[i].Key, items[i].Window)
 		s.mu.Unlock()
@@ -321,6 +356,12 @@ func (s *Store) Usage(ctx context.Context, items []budget.Item, now time.Time) (
 		}
 	}
 	return out, nil
+}
+
+// fresh reports whether c's view is recent enough to answer Usage: synced
+// within two sync intervals (always, without a background loop).
+func (s *Store) fresh(c *counter, now time.Time) bool {
+	return s.opts.SyncInterval <= 0 || now.Sub(c.syncedAt) < 2*s.opts.SyncInterval
 }
 
 // expire releases the reservations whose TTL has passed at now. Called

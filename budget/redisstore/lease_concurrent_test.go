@@ -38,7 +38,9 @@ func TestLeaseConcurrentReplicasStayUnderCap(t *testing.T) {
 			holder := "replica-" + strconv.Itoa(r)
 			var pending, total money.Nano
 			for seq := uint64(1); seq <= 60; seq++ {
-				req := lease.SyncRequest{Holder: holder, Seq: seq, Item: it, Commit: pending, Extra: limit, TTL: time.Minute, Now: t0.Add(time.Duration(seq) * time.Millisecond)}
+				// Headroom of a twentieth of the cap: granted in full far
+				// from it, not at all near it.
+				req := lease.SyncRequest{Holder: holder, Seq: seq, Item: it, Commit: pending, Extra: limit / 20, TTL: time.Minute, Now: t0.Add(time.Duration(seq) * time.Millisecond)}
 				if seq == 60 {
 					req.Extra = 0
 				}

@@ -151,7 +151,7 @@ if applied then
     if less(fh, fl, ah, al) then ah, al = fh, fl end
     fh, fl = sub(fh, fl, ah, al)
     fh, fl = div(fh, fl, 2 * (others + 1))
-    if less(exh, exl, fh, fl) then fh, fl = exh, exl end
+    if less(fh, fl, exh, exl) then fh, fl = 0, 0 else fh, fl = exh, exl end
     lease_h, lease_l = add(ndh, ndl, ah, al)
     lease_h, lease_l = add(lease_h, lease_l, fh, fl)
   else

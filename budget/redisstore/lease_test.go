@@ -98,8 +98,11 @@ func TestLeaseCountsDirectReservations(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, res.OK())
 	require.NoError(t, s.Settle(ctx, "d0", 100, []budget.Item{it}, t0))
-	// room 1000-100-200: extra 700/2.
-	out, err := s.Sync(ctx, lease.SyncRequest{Holder: "a", Seq: 1, Item: it, Reserved: 5, Need: 5, Extra: 1000, TTL: time.Minute, Now: t0})
+	// room 1000-100-200: a share of (700-5)/2, 347.
+	out, err := s.Sync(ctx, lease.SyncRequest{Holder: "a", Seq: 1, Item: it, Reserved: 5, Need: 5, Extra: 348, TTL: time.Minute, Now: t0})
+	require.NoError(t, err)
+	assert.Equal(t, lease.SyncReply{Applied: true, Lease: 5, Committed: 100, Leased: 5, Reserved: 205, Holders: 1}, out, "348 is more than the share")
+	out, err = s.Sync(ctx, lease.SyncRequest{Holder: "a", Seq: 2, Item: it, Reserved: 5, Need: 5, Extra: 347, TTL: time.Minute, Now: t0})
 	require.NoError(t, err)
 	assert.Equal(t, lease.SyncReply{Applied: true, Lease: 352, Committed: 100, Leased: 352, Reserved: 205, Holders: 1}, out)
 }

@@ -204,7 +204,10 @@ func (m *Model) apply(r *lease.SyncRequest, keys []string, now, expiry int64) {
 	var l money.Nano
 	if r.Item.Enforce {
 		ask := min(r.Ask, Sub(room, r.Need))
-		extra := min(r.Extra, Sub(Sub(room, r.Need), ask)/(2*h))
+		extra := r.Extra
+		if Sub(Sub(room, r.Need), ask)/(2*h) < r.Extra {
+			extra = 0 // near the cap: no headroom, only what is asked
+		}
 		l = r.Need + ask + extra
 	} else {
 		l = Add(Add(r.Need, r.Ask), r.Extra)

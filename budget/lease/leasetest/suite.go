@@ -98,12 +98,14 @@ func reply(applied bool, l, committed, leased, reserved money.Nano, holders int,
 var cases = []suiteCase{
 	{"GrantFarFromCap", func(e *env) {
 		it := capped("s@1", 1000)
-		// room 1000: ask 100, extra min(1000, 900/2).
-		assert.Equal(e.t, reply(true, 550, 0, 550, 0, 1, 0), e.sync(req{holder: "a", item: it, ask: 100, ex: 1000}))
-		// committed 50, room 950 (its own lease left out): extra (950-20)/2.
-		assert.Equal(e.t, reply(true, 485, 50, 485, 20, 1, 0), e.sync(req{holder: "a", item: it, commit: 50, reserved: 20, need: 20, ex: 1000, at: time.Second}))
-		// Extra is a ceiling.
+		// room 1000: ask 100, and extra 300 in full (at most 900/2).
+		assert.Equal(e.t, reply(true, 400, 0, 400, 0, 1, 0), e.sync(req{holder: "a", item: it, ask: 100, ex: 300}))
+		// committed 50, room 950 (its own lease left out): 300 <= (950-20)/2.
+		assert.Equal(e.t, reply(true, 320, 50, 320, 20, 1, 0), e.sync(req{holder: "a", item: it, commit: 50, reserved: 20, need: 20, ex: 300, at: time.Second}))
 		assert.Equal(e.t, reply(true, 30, 50, 30, 20, 1, 0), e.sync(req{holder: "a", item: it, reserved: 20, need: 20, ex: 10, at: 2 * time.Second}))
+		// Extra above the share, 465: none of it (near the cap no headroom).
+		assert.Equal(e.t, reply(true, 20, 50, 20, 20, 1, 0), e.sync(req{holder: "a", item: it, reserved: 20, need: 20, ex: 466, at: 3 * time.Second}))
+		assert.Equal(e.t, reply(true, 485, 50, 485, 20, 1, 0), e.sync(req{holder: "a", item: it, reserved: 20, need: 20, ex: 465, at: 4 * time.Second}))
 	}},
 	{"NearCapNeedPastCap", func(e *env) {
 		it := capped("s@1", 1000)
@@ -128,39 +130,41 @@ var cases = []suiteCase{
 	}},
 	{"HoldersSplit", func(e *env) {
 		it := capped("s@1", 1000)
-		assert.Equal(e.t, reply(true, 500, 0, 500, 0, 1, 0), e.sync(req{holder: "a", item: it, ex: 1000}))
-		// room 500 between 2 holders: 500/4.
-		assert.Equal(e.t, reply(true, 125, 0, 625, 0, 2, 0), e.sync(req{holder: "b", item: it, ex: 1000}))
-		// room 875 (a's own lease left out): 875/4 rounded down.
-		assert.Equal(e.t, reply(true, 218, 0, 343, 0, 2, 0), e.sync(req{holder: "a", item: it, ex: 1000, at: time.Second}))
-		// three holders: 657/6.
-		assert.Equal(e.t, reply(true, 109, 0, 452, 0, 3, 0), e.sync(req{holder: "c", item: it, ex: 1000, at: time.Second}))
-		assert.Equal(e.t, reply(false, 218, 0, 452, 0, 3, 0), e.peek("a", it, 2*time.Second))
+		assert.Equal(e.t, reply(true, 400, 0, 400, 0, 1, 0), e.sync(req{holder: "a", item: it, ex: 400}))
+		// room 600 between 2 holders: a share of 600/4.
+		assert.Equal(e.t, reply(true, 100, 0, 500, 0, 2, 0), e.sync(req{holder: "b", item: it, ex: 100}))
+		// 200 is more than the share, 150: b holds nothing, and leaves.
+		assert.Equal(e.t, reply(true, 0, 0, 400, 0, 1, 0), e.sync(req{holder: "b", item: it, ex: 200, at: time.Second}))
+		assert.Equal(e.t, reply(true, 150, 0, 550, 0, 2, 0), e.sync(req{holder: "c", item: it, ex: 150, at: time.Second}))
+		// three holders: room 450, a share of 450/6 rounded down.
+		assert.Equal(e.t, reply(true, 75, 0, 625, 0, 3, 0), e.sync(req{holder: "d", item: it, ex: 75, at: time.Second}))
+		assert.Equal(e.t, reply(true, 0, 0, 625, 0, 3, 0), e.sync(req{holder: "e", item: it, ex: 47, at: time.Second}))
+		assert.Equal(e.t, reply(false, 400, 0, 625, 0, 3, 0), e.peek("a", it, 2*time.Second))
 	}},
 	{"ForfeitAndCredit", func(e *env) {
 		it := capped("s@1", 1000)
-		assert.Equal(e.t, reply(true, 500, 0, 500, 7, 1, 0), e.sync(req{holder: "a", item: it, reserved: 7, ex: 1000}))
-		// a's lease expired at 10s: b's call forfeits it (committed 500).
-		assert.Equal(e.t, reply(true, 250, 500, 250, 0, 1, 0), e.sync(req{holder: "b", item: it, ex: 1000, at: TTL}))
-		assert.Equal(e.t, reply(false, 0, 500, 250, 0, 1, 500), e.peek("a", it, TTL))
+		assert.Equal(e.t, reply(true, 400, 0, 400, 7, 1, 0), e.sync(req{holder: "a", item: it, reserved: 7, ex: 400}))
+		// a's lease expired at 10s: b's call forfeits it (committed 400).
+		assert.Equal(e.t, reply(true, 300, 400, 300, 0, 1, 0), e.sync(req{holder: "b", item: it, ex: 300, at: TTL}))
+		assert.Equal(e.t, reply(false, 0, 400, 300, 0, 1, 400), e.peek("a", it, TTL))
 		// a's next commit is credited against its forfeit.
-		assert.Equal(e.t, reply(true, 0, 500, 250, 0, 1, 300), e.sync(req{holder: "a", item: it, commit: 200, at: TTL + time.Second}))
-		assert.Equal(e.t, reply(true, 0, 600, 250, 0, 1, 0), e.sync(req{holder: "a", item: it, commit: 400, at: TTL + 2*time.Second}))
-		assert.Equal(e.t, reply(true, 0, 700, 250, 0, 1, 0), e.sync(req{holder: "a", item: it, commit: 100, at: TTL + 3*time.Second}))
+		assert.Equal(e.t, reply(true, 0, 400, 300, 0, 1, 200), e.sync(req{holder: "a", item: it, commit: 200, at: TTL + time.Second}))
+		assert.Equal(e.t, reply(true, 0, 600, 300, 0, 1, 0), e.sync(req{holder: "a", item: it, commit: 400, at: TTL + 2*time.Second}))
+		assert.Equal(e.t, reply(true, 0, 700, 300, 0, 1, 0), e.sync(req{holder: "a", item: it, commit: 100, at: TTL + 3*time.Second}))
 	}},
 	{"OwnExpiredLeaseReplaced", func(e *env) {
 		it := capped("s@1", 1000)
-		assert.Equal(e.t, reply(true, 500, 0, 500, 0, 1, 0), e.sync(req{holder: "a", item: it, ex: 1000}))
-		assert.Equal(e.t, reply(false, 500, 0, 500, 0, 0, 0), e.peek("a", it, 2*TTL))
+		assert.Equal(e.t, reply(true, 400, 0, 400, 0, 1, 0), e.sync(req{holder: "a", item: it, ex: 400}))
+		assert.Equal(e.t, reply(false, 400, 0, 400, 0, 0, 0), e.peek("a", it, 2*TTL))
 		// nobody forfeited it: a's own call replaces it.
-		assert.Equal(e.t, reply(true, 450, 100, 450, 0, 1, 0), e.sync(req{holder: "a", item: it, commit: 100, ex: 1000, at: 2 * TTL}))
+		assert.Equal(e.t, reply(true, 450, 100, 450, 0, 1, 0), e.sync(req{holder: "a", item: it, commit: 100, ex: 450, at: 2 * TTL}))
 	}},
 	{"LateDuplicateAppliesNothing", func(e *env) {
 		it := capped("s@1", 1000)
 		assert.Equal(e.t, reply(true, 10, 100, 10, 0, 1, 0), e.sync(req{holder: "a", item: it, commit: 100, ex: 10, seq: 5}))
 		assert.Equal(e.t, reply(false, 10, 100, 10, 0, 1, 0), e.sync(req{holder: "a", item: it, commit: 100, ex: 10, seq: 5}))
 		assert.Equal(e.t, reply(false, 10, 100, 10, 0, 1, 0), e.sync(req{holder: "a", item: it, commit: 100, ex: 999, seq: 4, at: time.Second}))
-		assert.Equal(e.t, reply(true, 222, 100, 232, 0, 2, 0), e.sync(req{holder: "b", item: it, ex: 1000}))
+		assert.Equal(e.t, reply(true, 222, 100, 232, 0, 2, 0), e.sync(req{holder: "b", item: it, ex: 222}))
 		// room 890 between 2 holders: 890/4.
 		// a late duplicate after b's lease expired forfeits nothing either.
 		assert.Equal(e.t, reply(false, 10, 100, 232, 0, 0, 0), e.sync(req{holder: "a", item: it, commit: 100, seq: 5, at: 2 * TTL}))
@@ -177,17 +181,17 @@ var cases = []suiteCase{
 		// the removed holder's Seq is still known.
 		assert.Equal(e.t, reply(false, 0, 0, 0, 0, 0, 0), e.peek("a", it, time.Second))
 		// and it may come back.
-		assert.Equal(e.t, reply(true, 500, 0, 500, 0, 1, 0), e.sync(req{holder: "a", item: it, ex: 1000, at: time.Second}))
+		assert.Equal(e.t, reply(true, 500, 0, 500, 0, 1, 0), e.sync(req{holder: "a", item: it, ex: 500, at: time.Second}))
 	}},
 	{"WindowBuckets", func(e *env) {
 		b1, b2 := capped("s@1", 1000), capped("s@2", 1000)
 		e.sync(req{holder: "a", item: b1, commit: 100})
-		assert.Equal(e.t, reply(true, 500, 0, 500, 3, 1, 0), e.sync(req{holder: "b", item: b2, reserved: 3, ex: 1000}))
+		assert.Equal(e.t, reply(true, 500, 0, 500, 3, 1, 0), e.sync(req{holder: "b", item: b2, reserved: 3, ex: 500}))
 		it := budget.Item{Key: "s@3", Window: []string{"s@2", "s@1", "s@2", "s@3"}, Limit: 1000, Enforce: true}
 		// room 1000-100-500: every counter once.
-		assert.Equal(e.t, reply(true, 200, 100, 700, 3, 1, 0), e.sync(req{holder: "c", item: it, ex: 1000, ttl: 3 * TTL}))
+		assert.Equal(e.t, reply(true, 200, 100, 700, 3, 1, 0), e.sync(req{holder: "c", item: it, ex: 200, ttl: 3 * TTL}))
 		// b's lease on s@2 expired: forfeited into s@2's committed.
-		assert.Equal(e.t, reply(true, 50, 600, 250, 0, 2, 0), e.sync(req{holder: "d", item: it, ex: 1000, at: TTL}))
+		assert.Equal(e.t, reply(true, 50, 600, 250, 0, 2, 0), e.sync(req{holder: "d", item: it, ex: 50, at: TTL}))
 		assert.Equal(e.t, reply(false, 0, 500, 0, 0, 0, 500), e.peek("b", b2, TTL))
 		// b is back on s@2: room 1000-500, extra at most 200.
 		assert.Equal(e.t, reply(true, 200, 500, 200, 0, 1, 500), e.sync(req{holder: "b", item: b2, ex: 200, at: TTL + time.Second}))
@@ -244,9 +248,11 @@ var cases = []suiteCase{
 	{"LargeAmountsExact", func(e *env) {
 		it := capped("s@1", maxNano)
 		const half = money.Nano(4611686018427387903) // (2^63-1)/2
-		assert.Equal(e.t, reply(true, half, 0, half, 0, 1, 0), e.sync(req{holder: "a", item: it, ex: maxNano}))
-		// room 2^62, between 2 holders: 2^60.
-		assert.Equal(e.t, reply(true, 1<<60, 0, half+1<<60, 0, 2, 0), e.sync(req{holder: "b", item: it, ex: maxNano}))
+		assert.Equal(e.t, reply(true, 0, 0, 0, 0, 0, 0), e.sync(req{holder: "a", item: it, ex: half + 1}))
+		assert.Equal(e.t, reply(true, half, 0, half, 0, 1, 0), e.sync(req{holder: "a", item: it, ex: half, at: time.Millisecond}))
+		// room 2^62, between 2 holders: a share of 2^60.
+		assert.Equal(e.t, reply(true, 0, 0, half, 0, 1, 0), e.sync(req{holder: "b", item: it, ex: 1<<60 + 1}))
+		assert.Equal(e.t, reply(true, 1<<60, 0, half+1<<60, 0, 2, 0), e.sync(req{holder: "b", item: it, ex: 1 << 60, at: time.Millisecond}))
 		// a commits all but 1000000007 of its lease and asks the rest.
 		c := half - 1000000007
 		got := e.sync(req{holder: "a", item: it, commit: c, reserved: 999999999, need: 999999999, ask: maxNano, ex: maxNano, at: time.Second})
