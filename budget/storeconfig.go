@@ -81,6 +81,11 @@ type RedisConfig struct {
 	// EpochCheckInterval is how often the epoch keys are read back to
 	// notice that Redis lost its data (DefaultEpochCheckInterval).
 	EpochCheckInterval Duration `yaml:"epoch_check_interval"`
+	// WaitReplicas is how many replicas must have a lease sync's writes
+	// (Redis WAIT) before it counts as done, so that a failover cannot
+	// lose spend a replica was told is counted. nil: 1 with sentinel, 0
+	// otherwise.
+	WaitReplicas *int `yaml:"wait_replicas"`
 }
 
 // RedisLeases is `store.redis.leases`.
@@ -156,6 +161,18 @@ func (r *RedisConfig) Mode() string {
 		return RedisClusterMode
 	}
 	return RedisSingle
+}
+
+// Replicas is the number of replicas a lease sync waits for
+// (wait_replicas, or its default: 1 with sentinel, 0 otherwise).
+func (r *RedisConfig) Replicas() int {
+	if r.WaitReplicas != nil {
+		return *r.WaitReplicas
+	}
+	if r.Mode() == RedisSentinelMode {
+		return 1
+	}
+	return 0
 }
 
 // Addresses are the configured addresses of the form in use: the one
@@ -367,6 +384,9 @@ func (r *RedisConfig) validate(positive func(string, Duration), fail func(key, f
 		if f.v < 0 {
 			fail(f.key, "must not be negative (got %d)", f.v)
 		}
+	}
+	if r.WaitReplicas != nil && *r.WaitReplicas < 0 {
+		fail("redis.wait_replicas", "must not be negative (got %d)", *r.WaitReplicas)
 	}
 	positive("redis.leases.sync_interval", r.Leases.SyncInterval)
 	positive("redis.leases.ttl", r.Leases.TTL)

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/spendguard/spendguard/budget/lease"
 	"github.com/spendguard/spendguard/internal/money"
@@ -81,7 +84,7 @@ func (s *Store) Sync(ctx context.Context, r lease.SyncRequest) (lease.SyncReply,
 		int64(r.Commit), int64(r.Reserved), int64(r.Need), int64(r.Ask), int64(r.Extra),
 		enforce, int64(r.Item.Limit), keyTTL(r.Item, r.Now, r.TTL),
 	}
-	reply, err := s.run(ctx, leaseScript, keys, args).Int64Slice()
+	reply, err := s.runReplicated(ctx, leaseScript, keys, args)
 	if err != nil {
 		return lease.SyncReply{}, fmt.Errorf("redis sync: %w", err)
 	}
@@ -123,4 +126,57 @@ func syncReply(r []int64) (lease.SyncReply, error) {
 		Applied: r[0] == 1, Lease: v[0], Committed: v[1], Leased: v[2], Reserved: v[3],
 		Holders: int(r[9]), Forfeited: v[4],
 	}, nil
+}
+
+// ErrNotReplicated: a write was applied by the primary but fewer replicas
+// than Options.WaitReplicas acknowledged it within the call timeout. Its
+// outcome after a failover is unknown, so the caller sends it again
+// (a lease Sync with the same Seq applies once).
+var ErrNotReplicated = errors.New("redis: the write was not acknowledged by enough replicas")
+
+// runReplicated runs sc like run, and with WaitReplicas also WAIT on the
+// same connection (one pipeline, one round trip to the primary plus the
+// replication), so the script's writes are on that many replicas before
+// the call succeeds.
+func (s *Store) runReplicated(ctx context.Context, sc *redis.Script, keys []string, args []any) ([]int64, error) {
+	p, ok := s.client.(interface{ Pipeline() redis.Pipeliner })
+	if s.waitReplicas <= 0 || !ok {
+		return s.run(ctx, sc, keys, args).Int64Slice()
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	exec := func(load bool) (*redis.Cmd, *redis.Cmd, error) {
+		pipe := p.Pipeline()
+		var cmd *redis.Cmd
+		if load {
+			cmd = sc.Eval(ctx, pipe, keys, args...)
+		} else {
+			cmd = sc.EvalSha(ctx, pipe, keys, args...)
+		}
+		wait := pipe.Do(ctx, "wait", s.waitReplicas, s.timeout.Milliseconds())
+		_, err := pipe.Exec(ctx)
+		return cmd, wait, err
+	}
+	cmd, wait, err := exec(false)
+	if err != nil && redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+		cmd, wait, err = exec(true)
+	}
+	if err := cmd.Err(); err != nil {
+		var ne net.Error
+		if ctx.Err() != nil || (errors.As(err, &ne) && ne.Timeout()) {
+			err = fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
+		}
+		return nil, err
+	}
+	reply, rerr := cmd.Int64Slice()
+	if rerr != nil {
+		return nil, rerr
+	}
+	if err != nil || wait.Err() != nil {
+		return nil, fmt.Errorf("%w: WAIT: %w", ErrNotReplicated, errors.Join(err, wait.Err()))
+	}
+	if n, err := wait.Int64(); err != nil || n < int64(s.waitReplicas) {
+		return nil, fmt.Errorf("%w: %d of %d within %v", ErrNotReplicated, n, s.waitReplicas, s.timeout)
+	}
+	return reply, nil
 }

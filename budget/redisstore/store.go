@@ -85,14 +85,19 @@ type Options struct {
 	KeyPrefix string
 	// Timeout bounds each call (default budget.DefaultStoreTimeout).
 	Timeout time.Duration
+	// WaitReplicas, when positive, makes every lease Sync wait (WAIT)
+	// until that many replicas have its writes before it is counted as
+	// done: spend a failover would otherwise lose is then sent again.
+	WaitReplicas int
 }
 
 // Store is a budget.Store on a Redis server. It is safe for concurrent
 // use; the client is owned by the caller.
 type Store struct {
-	client  redis.Scripter
-	prefix  string
-	timeout time.Duration
+	client       redis.Scripter
+	prefix       string
+	timeout      time.Duration
+	waitReplicas int
 }
 
 var _ budget.Store = (*Store)(nil)
@@ -105,7 +110,7 @@ func New(client redis.Scripter, opts Options) *Store {
 	if opts.Timeout <= 0 {
 		opts.Timeout = budget.DefaultStoreTimeout
 	}
-	return &Store{client: client, prefix: opts.KeyPrefix, timeout: opts.Timeout}
+	return &Store{client: client, prefix: opts.KeyPrefix, timeout: opts.Timeout, waitReplicas: opts.WaitReplicas}
 }
 
 // CounterKey and ReservationsKey are the Redis keys of counter key k

@@ -35,7 +35,7 @@ func openRedis(ctx context.Context, cfg budget.RedisConfig, log *zap.Logger) (St
 	})
 	s := &RedisStore{
 		Guard:  guard,
-		redis:  redisstore.New(client, redisstore.Options{KeyPrefix: cfg.Prefix(), Timeout: cfg.CallTimeout()}),
+		redis:  redisstore.New(client, redisstore.Options{KeyPrefix: cfg.Prefix(), Timeout: cfg.CallTimeout(), WaitReplicas: cfg.Replicas()}),
 		client: client,
 	}
 	var out Store = &directRedisStore{s}
