@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/spendguard/spendguard/budget"
 	"github.com/spendguard/spendguard/internal/money"
 	"github.com/spendguard/spendguard/pricing"
 	"github.com/spendguard/spendguard/test/fakevllm"
@@ -47,6 +48,7 @@ store:
     address: %s
     key_prefix: "%s"
     timeout: 2s
+    leases: {sync_interval: 100ms, ttl: 3s}
   on_error: %s
 `
 
@@ -114,31 +116,46 @@ func TestFourReplicasShareOneHardCap(t *testing.T) {
 	require.Equal(t, n, statuses[http.StatusOK]+statuses[http.StatusPaymentRequired], "only 200 and 402: %v", statuses)
 	require.Positive(t, statuses[http.StatusPaymentRequired], "the cap was reached")
 
+	// Each replica sends its settled spend with its next lease sync
+	// (100ms here): Redis then holds exactly what the served requests
+	// cost, and nothing reserved.
 	view := viewStore(t, yaml)
-	c, err := view.counter(map[string]string{"tenant": "acme", "model": "Hunyuan"})
-	require.NoError(t, err)
-	assert.Zero(t, c.Reserved, "every reservation settled")
+	var c budget.Counter
+	require.Eventually(t, func() bool {
+		var err error
+		c, err = view.counter(map[string]string{"tenant": "acme", "model": "Hunyuan"})
+		return err == nil && c.Reserved == 0 && c.Committed == money.Nano(charged)
+	}, 10*time.Second, 20*time.Millisecond, "every reservation settled and sent")
 	assert.LessOrEqual(t, c.Committed, capNano, "recorded spend never exceeds the cap")
 	assert.Equal(t, money.Nano(charged), c.Committed, "recorded spend is exactly what the served requests cost")
 	// (Spend may end well below the cap: while many requests are in
 	// flight their worst cases are held, and late ones are refused.)
 
-	// Every replica reports the same remaining budget, hence the same spend.
+	// Every replica reports the same remaining budget, hence the same
+	// spend, once its view has synced.
 	want := (capNano - c.Committed).USD()
 	for i, url := range urls {
-		resp, err := postTo(context.Background(), url, freeProbe, "x-tenant-id", "acme")
-		require.NoError(t, err)
-		require.Equal(t, http.StatusOK, resp.status, "%s", resp.body)
-		assert.Equal(t, want, resp.header.Get("x-spendguard-remaining-usd"), "replica %d", i)
-		assert.Equal(t, "tenant-daily", resp.header.Get("x-spendguard-budget"))
+		var got string
+		require.Eventually(t, func() bool {
+			resp, err := postTo(context.Background(), url, freeProbe, "x-tenant-id", "acme")
+			require.NoError(t, err)
+			require.Equal(t, http.StatusOK, resp.status, "%s", resp.body)
+			assert.Equal(t, "tenant-daily", resp.header.Get("x-spendguard-budget"))
+			got = resp.header.Get("x-spendguard-remaining-usd")
+			return got == want
+		}, 10*time.Second, 20*time.Millisecond, "replica %d: remaining %s, want %s", i, got, want)
 	}
 }
 
-// TestKilledReplicaReservationsExpire: a replica holding reservations is
-// killed with SIGKILL, so it never settles them. Another replica still
-// counts the holds until reservation_ttl (2s here) has passed, then the
-// budget is whole again, and nothing of the dead replica stays in Redis.
-func TestKilledReplicaReservationsExpire(t *testing.T) {
+// TestKilledReplicaLeaseIsForfeited: a replica holding reservations is
+// killed with SIGKILL, so it never settles them nor gives its lease
+// back. Another replica still counts the lease as held, and once the
+// lease's TTL (3s here) has passed without a renewal Redis counts it in
+// full as spent: the recorded spend is then higher than the truth (the
+// killed requests were never served) by at most the lease, never lower,
+// the budget stays refused, and nothing of the dead replica is held in
+// Redis any more.
+func TestKilledReplicaLeaseIsForfeited(t *testing.T) {
 	c, prefix := redistest.Shared(t)
 	worst := smallChatWorst(t)
 	capNano := 5*worst + worst/2 // the 5 held requests leave room for no sixth
@@ -154,7 +171,7 @@ func TestKilledReplicaReservationsExpire(t *testing.T) {
 	acme := map[string]string{"tenant": "acme", "model": "Hunyuan"}
 
 	// Five requests through the doomed replica hang at the upstream while
-	// their reservations are held.
+	// their reservations are held (and reported with the lease syncs).
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var wg sync.WaitGroup
@@ -171,43 +188,42 @@ func TestKilledReplicaReservationsExpire(t *testing.T) {
 	doomed.kill()
 	resp, err := postTo(context.Background(), survivorURL, smallChat, "x-tenant-id", "acme")
 	require.NoError(t, err)
-	// The holds may already have expired on a slow machine; when they have
-	// not, they still block.
-	if resp.status != http.StatusOK {
-		assert.Equal(t, http.StatusPaymentRequired, resp.status)
-	}
+	assert.Equal(t, http.StatusPaymentRequired, resp.status, "the dead replica's lease is still out of reach: %s", resp.body)
 
-	// After the TTL the survivor serves the tenant again: the budget is whole.
+	// After the lease TTL the next sync on the counter forfeits the lease:
+	// counted as spent, in full.
 	require.Eventually(t, func() bool {
-		got, err := view.counter(acme)
-		return err == nil && got.Reserved == 0
-	}, 30*time.Second, 50*time.Millisecond, "the dead replica's reservations expire")
-	for range 5 {
-		resp, err := postTo(context.Background(), survivorURL, smallChat, "x-tenant-id", "acme")
-		require.NoError(t, err)
-		require.Equal(t, http.StatusOK, resp.status, "%s", resp.body)
-	}
+		_, _ = postTo(context.Background(), survivorURL, freeProbe, "x-tenant-id", "acme")
+		for _, k := range redistest.Keys(t, c, prefix+"c:{tenant-daily|day|tenant=acme}@") {
+			f, err := c.HGetAll(context.Background(), k).Result()
+			require.NoError(t, err)
+			for name := range f {
+				if strings.HasPrefix(name, "f:") && strings.Contains(name, doomed.holderHint()) {
+					return true
+				}
+			}
+		}
+		return false
+	}, 30*time.Second, 50*time.Millisecond, "the dead replica's lease is forfeited")
 	got, err := view.counter(acme)
 	require.NoError(t, err)
-	assert.Zero(t, got.Reserved)
+	assert.Zero(t, got.Reserved, "nothing held for the dead replica any more")
+	assert.GreaterOrEqual(t, got.Committed, 5*worst, "its reservations are counted as spent: more than the truth, never less")
 	assert.LessOrEqual(t, got.Committed, capNano)
+	resp, err = postTo(context.Background(), survivorURL, smallChat, "x-tenant-id", "acme")
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusPaymentRequired, resp.status, "%s", resp.body)
 
-	// Nothing of the dead replica's reservations is left in Redis.
+	// The dead replica holds nothing in Redis: no lease, no holder entry.
 	cancel()
 	wg.Wait()
 	for _, k := range redistest.Keys(t, c, prefix) {
-		if strings.HasPrefix(k, prefix+"d:") {
-			continue // a settle marker (a retried Settle counts once), not a reservation
-		}
-		fields, err := c.HKeys(context.Background(), k).Result()
-		if err != nil { // a sorted set of live reservations
+		if strings.Contains(k, ":h:{") {
 			members, err := c.ZRange(context.Background(), k, 0, -1).Result()
 			require.NoError(t, err)
-			assert.Empty(t, members, "reservations left in %s", k)
-			continue
-		}
-		for _, f := range fields {
-			assert.NotContains(t, f, "i:", "reservation left in %s", k)
+			for _, m := range members {
+				assert.NotContains(t, m, doomed.holderHint(), "the dead replica still holds a lease in %s", k)
+			}
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -153,8 +154,10 @@ func TestRedisStoppedMidLoad(t *testing.T) {
 		assert.Equal(t, spendguardv1.Decision_DECISION_ALLOWED, waitDecision(open.probe, n))
 	}
 
-	// Reservations whose settle failed while Redis was down expire after
-	// reservation_ttl (2s) and are swept by the next call on their counter.
+	// Settles never failed: with leases they stay in the replica while
+	// Redis is down and are sent when it answers. Once the load has
+	// stopped nothing is reserved, and after the replicas shut down (which
+	// gives their leases back) nothing is held in Redis.
 	view := viewStore(t, yaml("fail_closed"))
 	c := srv.Client()
 	for _, tenant := range []string{"load", "probe"} {
@@ -163,6 +166,8 @@ func TestRedisStoppedMidLoad(t *testing.T) {
 			return err == nil && got.Reserved == 0
 		}, 20*time.Second, 50*time.Millisecond)
 	}
+	require.NoError(t, closed.sg.Shutdown())
+	require.NoError(t, open.sg.Shutdown())
 	for _, k := range redistest.Keys(t, c, "sg-outage:") {
 		typ, err := c.Type(context.Background(), k).Result()
 		require.NoError(t, err)
@@ -170,13 +175,18 @@ func TestRedisStoppedMidLoad(t *testing.T) {
 		case "zset":
 			members, err := c.ZRange(context.Background(), k, 0, -1).Result()
 			require.NoError(t, err)
-			assert.Empty(t, members, "reservations left in %s", k)
+			assert.Empty(t, members, "reservations or lease holders left in %s", k)
 		case "hash":
 			h, err := c.HGetAll(context.Background(), k).Result()
 			require.NoError(t, err)
-			assert.Equal(t, "0", h["r"], "reserved amount left in %s", k)
+			for _, f := range []string{"r", "l", "q"} {
+				if v, ok := h[f]; ok {
+					assert.Equal(t, "0", v, "%s left in %s", f, k)
+				}
+			}
 			for f := range h {
 				assert.NotContains(t, f, "i:", "reservation left in %s", k)
+				assert.False(t, strings.HasPrefix(f, "l:") || strings.HasPrefix(f, "q:"), "lease field %s left in %s", f, k)
 			}
 		}
 	}

@@ -140,6 +140,10 @@ func startReplica(t *testing.T, name, configPath string) *replicaProc {
 }
 
 // kill ends the process with SIGKILL: nothing is flushed or settled.
+// holderHint is a part of the process's lease holder id (its pid
+// between slashes: budget/lease names holders host/pid/random).
+func (r *replicaProc) holderHint() string { return fmt.Sprintf("/%d/", r.cmd.Process.Pid) }
+
 func (r *replicaProc) kill() {
 	_ = r.cmd.Process.Signal(syscall.SIGKILL)
 	<-r.exited
