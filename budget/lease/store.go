@@ -22,6 +22,8 @@ const (
 	// DefaultSyncWorkers is how many counters the background loop syncs
 	// at once.
 	DefaultSyncWorkers = 8
+	// DefaultWait is Options.Wait's default.
+	DefaultWait = time.Second
 )
 
 // Options configure a Store.
@@ -41,6 +43,11 @@ type Options struct {
 	// Workers bounds the background syncs run at once (default
 	// DefaultSyncWorkers).
 	Workers int
+	// Wait bounds how long a Reserve, Extend or Usage waits for the
+	// backend, syncs of other calls it queues behind included (default
+	// DefaultWait): a backend that hangs fails the call rather than the
+	// request's deadline.
+	Wait time.Duration
 	// Now is the clock of the background loop (default time.Now).
 	Now func() time.Time
 	// OnError is told of background sync failures (optional; it must
@@ -94,6 +101,9 @@ func New(b Backend, opts Options) *Store {
 	if opts.Workers <= 0 {
 		opts.Workers = DefaultSyncWorkers
 	}
+	if opts.Wait <= 0 {
+		opts.Wait = DefaultWait
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -145,6 +155,8 @@ func (s *Store) Reserve(ctx context.Context, id string, amount money.Nano, items
 	if err := validItems(items); err != nil {
 		return budget.Outcome{}, err
 	}
+	ctx, cancel := context.WithTimeout(ctx, s.opts.Wait)
+	defer cancel()
 	var synced []bool // synced[i]: item i was synced for this call
 	for {
 		s.mu.Lock()
@@ -203,6 +215,8 @@ func (s *Store) Extend(ctx context.Context, id string, want money.Nano, items []
 	if err := validItems(items); err != nil {
 		return 0, budget.Outcome{}, err
 	}
+	ctx, cancel := context.WithTimeout(ctx, s.opts.Wait)
+	defer cancel()
 	var synced []bool
 	for {
 		s.mu.Lock()
@@ -291,6 +305,8 @@ func (s *Store) Usage(ctx context.Context, items []budget.Item, now time.Time) (
 	if err := validItems(items); err != nil {
 		return nil, err
 	}
+	ctx, cancel := context.WithTimeout(ctx, s.opts.Wait)
+	defer cancel()
 	out := make([]budget.Counter, len(items))
 	var cold []int
 	for synced := false; ; synced = true {

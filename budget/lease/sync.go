@@ -260,14 +260,41 @@ func (s *Store) Close(ctx context.Context) error {
 		close(s.stop)
 		<-s.done
 	}
-	now := s.opts.Now()
-	// Twice: a first pass may only resolve syncs of unknown outcome.
-	err := s.flush(ctx, now, true)
-	if err == nil {
-		err = s.flush(ctx, now, true)
+	// Until a pass finds nothing left to send (a pass may only resolve
+	// syncs of unknown outcome), retrying failed passes until ctx is done:
+	// a Redis that blinks at shutdown (a failover) costs no spend.
+	var err error
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		if err = s.flush(ctx, s.opts.Now(), true); err == nil && s.settled() {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			if err == nil {
+				err = ctx.Err()
+			}
+			s.closeErr = err
+			return err
+		case <-time.After(wait):
+		}
 	}
-	s.closeErr = err
-	return err
+	s.closeErr = nil
+	return nil
+}
+
+// settled reports whether every counter has sent what it had: no spend
+// pending or in flight and no lease beyond what it must keep (the live
+// reservations, and what is held on its window's buckets).
+func (s *Store) settled() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.counters {
+		if c.pending != 0 || c.inflight != 0 || c.unacked != nil || c.busy != nil ||
+			c.lease > money.Add(c.reserved, s.windowUnsent(c)) {
+			return false
+		}
+	}
+	return true
 }
 
 // Forget drops every lease this replica holds, for a backend that lost

@@ -82,7 +82,7 @@ func TestSentinelFailoverUnderLoadLosesNoSpend(t *testing.T) {
 	waitUntil(t, func() bool { return admitted.Load() > 300 })
 	sn.KillPrimary()
 	sn.WaitFailover()
-	sn.Primary.Restart() // back as the new primary's replica
+	sn.RestartOldPrimary() // back as the new primary's replica: syncs count again
 	waitUntil(t, func() bool { return failed.Load() > 0 && admitted.Load() > 1500 })
 	close(stop)
 	wg.Wait()

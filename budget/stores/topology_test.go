@@ -111,7 +111,7 @@ func TestSentinel(t *testing.T) {
 
 	sn.KillPrimary()
 	sn.WaitFailover()
-	sn.Primary.Restart() // back as a replica: lease syncs wait for one (wait_replicas)
+	sn.RestartOldPrimary() // back as a replica: lease syncs wait for one (wait_replicas)
 	eventually(t, 30*time.Second, "writes on the promoted replica", func() error {
 		if err := s.Ping(ctx); err != nil {
 			return err

@@ -142,6 +142,25 @@ func (s *Sentinel) WaitFailover() {
 	})
 }
 
+// RestartOldPrimary starts the killed primary again and waits until the
+// sentinels have made it a replica of the promoted one and it is in sync
+// (the promoted primary counts it as an online replica), as an operator
+// restoring the set's redundancy would.
+func (s *Sentinel) RestartOldPrimary() {
+	s.t.Helper()
+	s.Primary.Restart()
+	waitFor(s.t, 60*time.Second, "the old primary back as a replica of "+s.Replica.Addr, func() error {
+		info, err := s.Replica.Client().Info(context.Background(), "replication").Result()
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(info, "connected_slaves:1") || !strings.Contains(info, "state=online") {
+			return fmt.Errorf("replication of the promoted primary: %q", info)
+		}
+		return nil
+	})
+}
+
 // Cluster is a Redis Cluster of three masters without replicas, private
 // to one test.
 type Cluster struct {
