@@ -60,7 +60,7 @@ exporters:
 func TestSentinelFailoverMidLoadLedgerEqualsCounters(t *testing.T) {
 	sn := redistest.StartSentinel(t)
 	dsn := pgtest.NewDatabase(t)
-	_, prefix := redistest.Shared(t) // a unique prefix; the keys live on the Sentinel set
+	_, prefix := redistest.Shared(t)      // a unique prefix; the keys live on the Sentinel set
 	const capNano = money.Nano(6_000_001) // about 150 requests: reached around the failover
 	addrs := fmt.Sprintf("[%q, %q, %q]", sn.SentinelAddrs()[0], sn.SentinelAddrs()[1], sn.SentinelAddrs()[2])
 	yaml := fmt.Sprintf(failoverConfig, capNano.Fixed(9), redistest.SentinelMaster, addrs, prefix, dsn)
