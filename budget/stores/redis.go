@@ -42,9 +42,9 @@ func openRedis(ctx context.Context, cfg budget.RedisConfig, log *zap.Logger) (St
 	if cfg.Leases.On() {
 		s.leases = lease.New(guardedBackend{s}, lease.Options{
 			SyncInterval: cfg.Leases.Interval(), LeaseTTL: cfg.Leases.LeaseTTL(),
-			// A call may queue behind another's sync: two calls' time
-			// (each a script and, with wait_replicas, a WAIT).
-			Wait:    4 * cfg.CallTimeout(),
+			// A call may queue behind another's sync: two calls' time,
+			// within Envoy's message_timeout at the default timeout.
+			Wait:    2 * cfg.CallTimeout(),
 			OnError: syncErrorLog(log),
 		})
 		// The leases Redis granted are gone with its data: ask again.
