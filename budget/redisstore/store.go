@@ -1,6 +1,11 @@
 // Package redisstore is a budget.Store in Redis, shared by every replica
 // of spendguard: each Store call is one Lua script, so one round trip and
 // one atomic step, whatever the number of budgets and window buckets.
+// It is also the Redis side of budget leases (lease.Backend: Sync, one
+// script on one scope's keys; package budget/lease decides within the
+// leases, and is what spendguard uses by default), the watch of an
+// emptied store (Guard: epoch keys, the write probe of readiness) and the
+// rebuild of a counter from the ledger (RaiseCommitted).
 //
 // # Keys
 //
