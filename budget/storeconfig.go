@@ -359,6 +359,9 @@ func (r *RedisConfig) validate(positive func(string, Duration), fail func(key, f
 		if r.DB != 0 {
 			fail("redis.db", "must be 0 with cluster (Redis Cluster has only database 0; got %d)", r.DB)
 		}
+		if !r.Leases.On() {
+			fail("redis.leases.enabled", "false is not possible with cluster: without leases a request's budgets are decided in one script over keys in different hash slots, which Redis Cluster refuses (CROSSSLOT)")
+		}
 	}
 	switch len(forms) {
 	case 0:

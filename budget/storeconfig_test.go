@@ -210,4 +210,12 @@ func TestStoreRedisForms(t *testing.T) {
 			}
 		})
 	}
+
+	// Redis Cluster needs leases: without them a request's budgets are
+	// one script over several hash slots.
+	noLeases := parseStore(t, "store:\n  backend: redis\n  redis:\n    cluster: {addresses: [\"r:1\"]}\n    leases: {enabled: false}\n")
+	verr := noLeases.Validate()
+	require.Error(t, verr)
+	assert.Contains(t, verr.Error(), "store.redis.leases.enabled")
+	assert.Contains(t, verr.Error(), "CROSSSLOT")
 }
