@@ -119,15 +119,14 @@ func (s *Store) entries(items []budget.Item, now time.Time) []*counter {
 	return cs
 }
 
-// busyOf returns the channel of a sync under way on one of cs, or nil.
+// busyOf returns the channel of a sync under way on one of cs, or nil:
+// a counter has one sync at a time (a counter whose last sync has an
+// unknown outcome and none under way is resolved by the caller's own
+// job, see short).
 func busyOf(cs []*counter) chan struct{} {
 	for _, c := range cs {
 		if c.busy != nil {
 			return c.busy
-		}
-		if c.unacked != nil {
-			// A failed sync must be resolved first: run it as a job.
-			return nil
 		}
 	}
 	return nil
