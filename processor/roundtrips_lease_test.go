@@ -2,7 +2,6 @@ package processor_test
 
 import (
 	"context"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -10,14 +9,9 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/spendguard/spendguard/budget"
 	"github.com/spendguard/spendguard/budget/lease"
 	"github.com/spendguard/spendguard/budget/redisstore"
-	"github.com/spendguard/spendguard/config"
-	"github.com/spendguard/spendguard/processor"
 	"github.com/spendguard/spendguard/test/loadgen/workload"
 	"github.com/spendguard/spendguard/test/redistest"
 )
@@ -65,20 +59,8 @@ func leaseProcessor(t *testing.T, yaml string) (extprocv3.ExternalProcessorClien
 	client, prefix := redistest.Shared(t)
 	counter := &commandCounter{}
 	client.AddHook(counter)
-	cfg, err := config.Parse([]byte(yaml))
-	require.NoError(t, err)
 	rs := redisstore.New(client, redisstore.Options{KeyPrefix: prefix, Timeout: 5 * time.Second})
 	ls := lease.New(rs, lease.Options{SyncInterval: -1})
 	t.Cleanup(func() { _ = ls.Close(context.Background()) })
-	srv := processor.New(cfg.Snapshot, processor.Options{Budgets: budget.NewEngine(ls, time.Now)})
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	gs := grpc.NewServer()
-	extprocv3.RegisterExternalProcessorServer(gs, srv)
-	go func() { _ = gs.Serve(lis) }()
-	t.Cleanup(gs.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(t, err)
-	t.Cleanup(func() { conn.Close() })
-	return extprocv3.NewExternalProcessorClient(conn), counter, ls
+	return serveCounted(t, yaml, ls), counter, ls
 }

@@ -2,7 +2,6 @@ package processor_test
 
 import (
 	"context"
-	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -12,8 +11,6 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/spendguard/spendguard/budget"
 	"github.com/spendguard/spendguard/budget/redisstore"
@@ -78,20 +75,17 @@ func redisProcessor(t *testing.T, yaml string) (extprocv3.ExternalProcessorClien
 	client, prefix := redistest.Shared(t)
 	counter := &commandCounter{}
 	client.AddHook(counter)
+	store := redisstore.New(client, redisstore.Options{KeyPrefix: prefix, Timeout: 5 * time.Second})
+	return serveCounted(t, yaml, store), counter
+}
+
+// serveCounted serves a processor on store (serveHarness) without a
+// reporter, since these tests run more requests than its channel holds.
+func serveCounted(t *testing.T, yaml string, store budget.Store) extprocv3.ExternalProcessorClient {
+	t.Helper()
 	cfg, err := config.Parse([]byte(yaml))
 	require.NoError(t, err)
-	store := redisstore.New(client, redisstore.Options{KeyPrefix: prefix, Timeout: 5 * time.Second})
-	srv := processor.New(cfg.Snapshot, processor.Options{Budgets: budget.NewEngine(store, time.Now)})
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	gs := grpc.NewServer()
-	extprocv3.RegisterExternalProcessorServer(gs, srv)
-	go func() { _ = gs.Serve(lis) }()
-	t.Cleanup(gs.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(t, err)
-	t.Cleanup(func() { conn.Close() })
-	return extprocv3.NewExternalProcessorClient(conn), counter
+	return serveHarness(t, cfg, cfg.Snapshot, store, func(o *processor.Options) { o.Reporter = nil }).client
 }
 
 // lifecycle runs the load generator's non-streaming request and returns
