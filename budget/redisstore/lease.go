@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strconv"
 
 	"github.com/redis/go-redis/v9"
@@ -162,11 +161,7 @@ func (s *Store) runReplicated(ctx context.Context, sc *redis.Script, keys []stri
 		cmd, wait, err = exec(true)
 	}
 	if err := cmd.Err(); err != nil {
-		var ne net.Error
-		if ctx.Err() != nil || (errors.As(err, &ne) && ne.Timeout()) {
-			err = fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
-		}
-		return nil, err
+		return nil, asTimeout(ctx, err)
 	}
 	reply, rerr := cmd.Int64Slice()
 	if rerr != nil {

@@ -325,13 +325,23 @@ func (s *Store) run(ctx context.Context, sc *redis.Script, keys []string, args [
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	cmd := sc.Run(ctx, s.client, keys, args...)
-	if err := cmd.Err(); err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
-		var ne net.Error
-		if ctx.Err() != nil || (errors.As(err, &ne) && ne.Timeout()) {
-			cmd.SetErr(fmt.Errorf("%w: %w", context.DeadlineExceeded, err))
-		}
+	if err := cmd.Err(); err != nil {
+		cmd.SetErr(asTimeout(ctx, err))
 	}
 	return cmd
+}
+
+// asTimeout is err of a call bounded by ctx, wrapping
+// context.DeadlineExceeded when ctx ended or the socket timed out.
+func asTimeout(ctx context.Context, err error) error {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return err
+	}
+	var ne net.Error
+	if ctx.Err() != nil || (errors.As(err, &ne) && ne.Timeout()) {
+		return fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
+	}
+	return err
 }
 
 // markerKey is the settle marker of reservation id, P d:<id>: not in a
