@@ -29,77 +29,28 @@ import (
 // outcome unknown (a broken connection, a timeout) is never retried on
 // another node: a retried Settle would count twice.
 func NewClient(cfg budget.RedisConfig) (redis.UniversalClient, error) {
-	o, err := ClientOptions(cfg)
+	u, err := universalOptions(cfg)
 	if err != nil {
 		return nil, err
 	}
 	switch cfg.Mode() {
 	case budget.RedisSentinelMode:
-		return redis.NewFailoverClient(failoverOptions(cfg, o)), nil
+		return redis.NewFailoverClient(u.Failover()), nil
 	case budget.RedisClusterMode:
-		return redis.NewClusterClient(clusterOptions(cfg, o)), nil
+		o := u.Cluster()
+		o.NewClient = func(no *redis.Options) *redis.Client {
+			c := redis.NewClient(no)
+			c.AddHook(noResend{})
+			return c
+		}
+		return redis.NewClusterClient(o), nil
 	}
-	return redis.NewClient(o), nil
+	return redis.NewClient(u.Simple()), nil
 }
 
 // ClusterMaxRedirects is how many MOVED, ASK or READONLY answers one
 // cluster command follows (a resharding or failover in progress).
 const ClusterMaxRedirects = 5
-
-func failoverOptions(cfg budget.RedisConfig, o *redis.Options) *redis.FailoverOptions {
-	return &redis.FailoverOptions{
-		MasterName:            cfg.Sentinel.MasterName,
-		SentinelAddrs:         cfg.Sentinel.Addresses,
-		SentinelUsername:      cfg.Sentinel.Username,
-		SentinelPassword:      cfg.Sentinel.Password,
-		Username:              o.Username,
-		Password:              o.Password,
-		DB:                    o.DB,
-		Protocol:              o.Protocol,
-		DisableIdentity:       o.DisableIdentity,
-		ContextTimeoutEnabled: o.ContextTimeoutEnabled,
-		MaxRetries:            o.MaxRetries,
-		DialTimeout:           o.DialTimeout,
-		DialerRetries:         o.DialerRetries,
-		ReadTimeout:           o.ReadTimeout,
-		WriteTimeout:          o.WriteTimeout,
-		PoolTimeout:           o.PoolTimeout,
-		PoolSize:              o.PoolSize,
-		MinIdleConns:          o.MinIdleConns,
-		ConnMaxIdleTime:       o.ConnMaxIdleTime,
-		TLSConfig:             o.TLSConfig,
-	}
-}
-
-func clusterOptions(cfg budget.RedisConfig, o *redis.Options) *redis.ClusterOptions {
-	return &redis.ClusterOptions{
-		Addrs:                 cfg.Cluster.Addresses,
-		MaxRedirects:          ClusterMaxRedirects,
-		Username:              o.Username,
-		Password:              o.Password,
-		Protocol:              o.Protocol,
-		DisableIdentity:       o.DisableIdentity,
-		ContextTimeoutEnabled: o.ContextTimeoutEnabled,
-		MaxRetries:            o.MaxRetries,
-		DialTimeout:           o.DialTimeout,
-		DialerRetries:         o.DialerRetries,
-		ReadTimeout:           o.ReadTimeout,
-		WriteTimeout:          o.WriteTimeout,
-		PoolTimeout:           o.PoolTimeout,
-		PoolSize:              o.PoolSize,
-		MinIdleConns:          o.MinIdleConns,
-		ConnMaxIdleTime:       o.ConnMaxIdleTime,
-		TLSConfig:             o.TLSConfig,
-		MaintNotificationsConfig: &maintnotifications.Config{
-			Mode: maintnotifications.ModeDisabled,
-		},
-		NewClient: func(no *redis.Options) *redis.Client {
-			c := redis.NewClient(no)
-			c.AddHook(noResend{})
-			return c
-		},
-	}
-}
 
 // noResend hides, from the cluster client's redirect loop, the errors
 // after which a command may have run (a connection broken or timed out
@@ -144,14 +95,24 @@ func opaqueError(err error) error {
 	return errors.New(err.Error())
 }
 
-// ClientOptions turns `store.redis` into go-redis options: RESP2, no
-// command retries unless max_retries asks for them, socket deadlines from
-// the call's context, and TLS from the configured files (read now, so a
-// missing file is an error at start).
+// ClientOptions turns `store.redis` into go-redis options of one server
+// (the address form): see universalOptions.
 func ClientOptions(cfg budget.RedisConfig) (*redis.Options, error) {
+	u, err := universalOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return u.Simple(), nil
+}
+
+// universalOptions turns `store.redis` into go-redis options for each of
+// the three forms: RESP2, no command retries unless max_retries asks for
+// them, socket deadlines from the call's context, and TLS from the
+// configured files (read now, so a missing file is an error at start).
+func universalOptions(cfg budget.RedisConfig) (*redis.UniversalOptions, error) {
 	timeout := cfg.CallTimeout()
-	o := &redis.Options{
-		Addr:                  cfg.Address,
+	o := &redis.UniversalOptions{
+		Addrs:                 cfg.Addresses(),
 		Username:              cfg.Username,
 		Password:              cfg.Password,
 		DB:                    cfg.DB,
@@ -166,9 +127,13 @@ func ClientOptions(cfg budget.RedisConfig) (*redis.Options, error) {
 		PoolTimeout:           timeout,
 		PoolSize:              cfg.PoolSize,
 		MinIdleConns:          cfg.MinIdleConns,
+		MaxRedirects:          ClusterMaxRedirects,
 		MaintNotificationsConfig: &maintnotifications.Config{
 			Mode: maintnotifications.ModeDisabled,
 		},
+	}
+	if s := cfg.Sentinel; s != nil {
+		o.MasterName, o.SentinelUsername, o.SentinelPassword = s.MasterName, s.Username, s.Password
 	}
 	if cfg.MaxRetries > 0 {
 		o.MaxRetries = cfg.MaxRetries
