@@ -200,7 +200,7 @@ func (s *Store) markShrink(cs []*counter) {
 // twice what it admitted over the last sync interval, and at least
 // eight times its largest admission then (or ask, for a counter just used);
 // nothing for an idle counter.
-func (s *Store) headroom(c *counter, ask money.Nano, now time.Time) money.Nano {
+func (s *Store) headroom(c *counter, ask money.Nano) money.Nano {
 	if ask == 0 && c.demand == 0 {
 		return 0
 	}

@@ -233,13 +233,12 @@ func TestCrashedReplicaForfeitsItsLease(t *testing.T) {
 	assert.LessOrEqual(t, admitted+held, money.Nano(1_000_000), "the crashed replica's lease stays out of reach")
 
 	clk.Advance(lease.DefaultLeaseTTL + time.Second)
-	out, err = other.Reserve(ctx, "after", 10_000, []budget.Item{it}, time.Minute, clk.Now())
+	_, err = other.Reserve(ctx, "after", 10_000, []budget.Item{it}, time.Minute, clk.Now())
 	require.NoError(t, err)
 	st := m.State(it.Key)
 	assert.Equal(t, held, st.Holders["crashed"].Forfeit, "the expired lease is forfeited")
 	assert.GreaterOrEqual(t, st.Committed, money.Nano(60_000), "its spend is counted: more than the truth, never less")
 	assert.LessOrEqual(t, st.Committed-60_000, held, "by at most the lease")
-	_ = out
 }
 
 // TestForgetAsksAgain: after the backend lost its data, Forget makes

@@ -77,7 +77,7 @@ func (s *Store) newJob(c *counter, ask money.Nano, now time.Time) *job {
 	if c.capped {
 		j.req.Need = money.Add(c.reserved, s.windowUnsent(c))
 		j.req.Ask = ask
-		j.req.Extra = s.headroom(c, ask, now)
+		j.req.Extra = s.headroom(c, ask)
 	}
 	c.inflight = money.Add(c.inflight, c.pending)
 	c.pending = 0

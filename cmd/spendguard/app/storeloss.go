@@ -26,7 +26,8 @@ import (
 // loss is logged as an error and the store re-established at once, the
 // current periods starting again from what Redis still holds.
 
-// storeLossRetry bounds the wait between two rebuild attempts.
+// The wait between two rebuild attempts: doubled from the first, up to
+// the max.
 const (
 	storeLossFirstRetry = time.Second
 	storeLossMaxRetry   = 30 * time.Second
