@@ -132,6 +132,29 @@ func busyOf(cs []*counter) chan struct{} {
 	return nil
 }
 
+// waiter bounds, by Options.Wait, the time one call spends waiting for
+// the backend. Its context is made when the call first waits, so a call
+// decided within the leases starts no timer.
+type waiter struct {
+	parent context.Context
+	d      time.Duration
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func (w *waiter) context() context.Context {
+	if w.ctx == nil {
+		w.ctx, w.cancel = context.WithTimeout(w.parent, w.d)
+	}
+	return w.ctx
+}
+
+func (w *waiter) done() {
+	if w.cancel != nil {
+		w.cancel()
+	}
+}
+
 func waitFor(ctx context.Context, ch chan struct{}) error {
 	select {
 	case <-ch:

@@ -155,8 +155,8 @@ func (s *Store) Reserve(ctx context.Context, id string, amount money.Nano, items
 	if err := validItems(items); err != nil {
 		return budget.Outcome{}, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.opts.Wait)
-	defer cancel()
+	w := waiter{parent: ctx, d: s.opts.Wait}
+	defer w.done()
 	var synced []bool // synced[i]: item i was synced for this call
 	for {
 		s.mu.Lock()
@@ -168,7 +168,7 @@ func (s *Store) Reserve(ctx context.Context, id string, amount money.Nano, items
 		cs := s.entries(items, now)
 		if wait := busyOf(cs); wait != nil {
 			s.mu.Unlock()
-			if err := waitFor(ctx, wait); err != nil {
+			if err := waitFor(w.context(), wait); err != nil {
 				return budget.Outcome{}, err
 			}
 			continue
@@ -193,7 +193,7 @@ func (s *Store) Reserve(ctx context.Context, id string, amount money.Nano, items
 		}
 		jobs := s.prepare(cs, short, max(amount, 1), now)
 		s.mu.Unlock()
-		if err := s.runJobs(ctx, jobs); err != nil {
+		if err := s.runJobs(w.context(), jobs); err != nil {
 			return budget.Outcome{}, fmt.Errorf("lease reserve: %w", err)
 		}
 		for _, j := range jobs {
@@ -215,8 +215,8 @@ func (s *Store) Extend(ctx context.Context, id string, want money.Nano, items []
 	if err := validItems(items); err != nil {
 		return 0, budget.Outcome{}, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.opts.Wait)
-	defer cancel()
+	w := waiter{parent: ctx, d: s.opts.Wait}
+	defer w.done()
 	var synced []bool
 	for {
 		s.mu.Lock()
@@ -224,7 +224,7 @@ func (s *Store) Extend(ctx context.Context, id string, want money.Nano, items []
 		cs := s.entries(items, now)
 		if wait := busyOf(cs); wait != nil {
 			s.mu.Unlock()
-			if err := waitFor(ctx, wait); err != nil {
+			if err := waitFor(w.context(), wait); err != nil {
 				return 0, budget.Outcome{}, err
 			}
 			continue
@@ -256,7 +256,7 @@ func (s *Store) Extend(ctx context.Context, id string, want money.Nano, items []
 		}
 		jobs := s.prepare(cs, short, want, now)
 		s.mu.Unlock()
-		if err := s.runJobs(ctx, jobs); err != nil {
+		if err := s.runJobs(w.context(), jobs); err != nil {
 			return 0, budget.Outcome{}, fmt.Errorf("lease extend: %w", err)
 		}
 		for _, j := range jobs {

@@ -21,8 +21,8 @@ func (s *Store) Usage(ctx context.Context, items []budget.Item, now time.Time) (
 	if err := validItems(items); err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.opts.Wait)
-	defer cancel()
+	w := waiter{parent: ctx, d: s.opts.Wait}
+	defer w.done()
 	out := make([]budget.Counter, len(items))
 	var cold []int
 	for synced := false; ; synced = true {
@@ -53,7 +53,7 @@ func (s *Store) Usage(ctx context.Context, items []budget.Item, now time.Time) (
 		}
 		if wait != nil {
 			s.mu.Unlock()
-			if err := waitFor(ctx, wait); err != nil {
+			if err := waitFor(w.context(), wait); err != nil {
 				return nil, err
 			}
 			continue
@@ -64,14 +64,14 @@ func (s *Store) Usage(ctx context.Context, items []budget.Item, now time.Time) (
 		}
 		jobs := s.prepare(cs, stale, 0, now)
 		s.mu.Unlock()
-		if err := s.runJobs(ctx, jobs); err != nil {
+		if err := s.runJobs(w.context(), jobs); err != nil {
 			return nil, fmt.Errorf("lease usage: %w", err)
 		}
 	}
 	for _, i := range cold {
 		// A reader of its own: a read must not take a sequence number of
 		// the holder, which a sync of unknown outcome may still need.
-		r, err := s.b.Sync(ctx, SyncRequest{Holder: s.opts.Holder + "/read", Seq: s.seq.Add(1), Item: items[i], TTL: s.opts.LeaseTTL, Now: now})
+		r, err := s.b.Sync(w.context(), SyncRequest{Holder: s.opts.Holder + "/read", Seq: s.seq.Add(1), Item: items[i], TTL: s.opts.LeaseTTL, Now: now})
 		s.stats.syncs.Add(1)
 		if err != nil {
 			s.stats.errors.Add(1)
