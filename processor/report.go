@@ -35,6 +35,23 @@ type Reporter interface {
 	Report(*sink.Event)
 }
 
+// Recorder keeps the durable record of every request (the ledger's
+// spool). Record is called synchronously, before the answer that ends
+// the request is sent, with the event the Reporter is about to get (its
+// Budgets not yet filled): once a client has its answer, its row exists.
+// Record must not keep ev or block on anything but a local write.
+type Recorder interface {
+	Record(ev *sink.Event)
+}
+
+// Admission says whether a request on a cost path may start at all: an
+// error refuses it with 503 before anything is reserved (the ledger's
+// spool, full, with spool.on_full: refuse). Admit must be cheap: it runs
+// on every request.
+type Admission interface {
+	Admit() error
+}
+
 // Gather says which optional parts of an Event the Reporter uses; the
 // processor only gathers those: keeping request bodies and reading budget
 // states cost memory and a store call.
@@ -56,11 +73,17 @@ func (st *stream) report(o outcome, decision spendguardv1.Decision, reason, budg
 }
 
 func (st *stream) reportWith(o outcome, decision spendguardv1.Decision, reason, budgetName string, rej *budget.Rejection) {
-	if st.reported || st.srv.opts.Reporter == nil {
+	if st.reported || (st.srv.opts.Reporter == nil && st.srv.opts.Recorder == nil) {
 		return
 	}
 	st.reported = true
 	ev := st.event(o, decision, reason, budgetName)
+	if r := st.srv.opts.Recorder; r != nil {
+		r.Record(ev)
+	}
+	if st.srv.opts.Reporter == nil {
+		return
+	}
 	gather := st.srv.opts.Gather
 	if gather.RequestBody {
 		ev.RequestJSON = st.forwarded

@@ -74,6 +74,12 @@ type Options struct {
 	Log      *zap.Logger
 	Budgets  Budgets
 	Reporter Reporter // optional (report.go)
+	// Recorder, optional, gets every event synchronously before the
+	// answer that ends its request (report.go).
+	Recorder Recorder
+	// Admission, optional, may refuse requests on cost paths with 503
+	// before anything is reserved (report.go).
+	Admission Admission
 	Gather   Gather   // the optional parts of each event the Reporter uses
 	Observer Observer // optional
 	// Parking, optional, parks background responses until their result

@@ -202,6 +202,11 @@ func (st *stream) onRequestHeaders(ctx context.Context, h *extprocv3.HttpHeaders
 	if len(st.ident.Missing) > 0 {
 		return st.refuse(unauthorized(st.ident.Missing), nil)
 	}
+	if a := st.srv.opts.Admission; a != nil && a.Admit() != nil {
+		// The ledger cannot take rows (its spool is full): serving would
+		// leave no record of what the request cost.
+		return st.refuse(unavailable("spendguard cannot record the cost of requests right now; try again shortly"), nil)
+	}
 	if h.GetEndOfStream() {
 		return st.refuse(bodyRequired(ep), nil)
 	}

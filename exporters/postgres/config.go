@@ -26,6 +26,17 @@ type Config struct {
 	// Reconcile, when present, compares vLLM's own token counters with
 	// the ledger's.
 	Reconcile *ReconcileConfig `yaml:"reconcile"`
+	// Spool is the local disk spool rows wait in until PostgreSQL has
+	// them.
+	Spool SpoolConfig `yaml:"spool"`
+	// ReadyRequiresLedger makes /readyz report not ready while
+	// PostgreSQL cannot be written or the spool refuses requests
+	// (default false: a ledger outage costs no availability).
+	ReadyRequiresLedger bool `yaml:"ready_requires_ledger"`
+
+	// BatchSize is how many rows one write to PostgreSQL carries at most
+	// (exporters.batch_size; set by the exporters section, not here).
+	BatchSize int `yaml:"-"`
 }
 
 // ReconcileConfig is `exporters.postgres.reconcile`.
@@ -51,6 +62,7 @@ const (
 	DefaultInterval     = 30 * time.Second
 	DefaultSettleDelay  = 60 * time.Second
 	DefaultScrapeTimout = 5 * time.Second
+	DefaultBatchSize    = 512
 )
 
 // Validate returns every problem of c. The DSN is never quoted.
@@ -70,6 +82,7 @@ func (c Config) Validate() []sink.FieldError {
 	if c.StartTimeout < 0 {
 		bad("start_timeout", "must not be negative (got %s)", c.StartTimeout)
 	}
+	c.Spool.validate(bad)
 	if r := c.Reconcile; r != nil {
 		if len(r.VLLMMetricsURLs) == 0 {
 			bad("reconcile.vllm_metrics_urls", "needs at least one vLLM /metrics URL")
@@ -105,6 +118,10 @@ func (c Config) withDefaults() Config {
 	if c.StartTimeout == 0 {
 		c.StartTimeout = DefaultStartTimeout
 	}
+	if c.BatchSize <= 0 {
+		c.BatchSize = DefaultBatchSize
+	}
+	c.Spool = c.Spool.withDefaults(c.DSN)
 	if r := c.Reconcile; r != nil {
 		rc := *r
 		if rc.Interval == 0 {

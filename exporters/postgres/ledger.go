@@ -24,6 +24,7 @@ type Ledger struct {
 	cfg  Config
 	log  *zap.Logger
 	rec  *reconciler // nil without reconcile
+	w    *writing    // the spool and its shipper (OpenSpooled), else nil
 }
 
 var (
@@ -110,13 +111,19 @@ func (l *Ledger) StartTimeout() time.Duration { return l.cfg.StartTimeout }
 // Pool is the ledger's connection pool (tests, ad-hoc queries).
 func (l *Ledger) Pool() *pgxpool.Pool { return l.pool }
 
-// Close stops reconciling and closes the connections.
-func (l *Ledger) Close(context.Context) error {
+// Close stops reconciling, ships what the spool holds (OpenSpooled)
+// until ctx is done or PostgreSQL fails — what is left stays in the spool
+// for the next start — and closes the connections.
+func (l *Ledger) Close(ctx context.Context) error {
 	if l.rec != nil {
 		l.rec.stop()
 	}
+	var err error
+	if l.w != nil {
+		err = l.closeWriting(ctx)
+	}
 	l.pool.Close()
-	return nil
+	return err
 }
 
 // ledgerColumns are the columns a report fills, in copy order.
@@ -142,22 +149,31 @@ var insertFromStage = "INSERT INTO spendguard_ledger (" + strings.Join(ledgerCol
 // 23, 42) are permanent; others (connection, timeouts) are retried by the
 // fan-out.
 func (l *Ledger) Export(ctx context.Context, batch []*sink.Event) error {
+	reports := make([]*spendguardv1.CostReport, len(batch))
+	for i, ev := range batch {
+		reports[i] = ev.Report
+	}
+	return classify(l.write(ctx, reports))
+}
+
+// write writes one row per report in one transaction (see Export).
+func (l *Ledger) write(ctx context.Context, batch []*spendguardv1.CostReport) error {
 	tx, err := l.pool.Begin(ctx)
 	if err != nil {
-		return fmt.Errorf("ledger: %w", err)
+		return err
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
 	if _, err := tx.Exec(ctx, "CREATE TEMP TABLE spendguard_ledger_stage (LIKE spendguard_ledger INCLUDING DEFAULTS) ON COMMIT DROP"); err != nil {
-		return classify(err)
+		return err
 	}
-	src := pgx.CopyFromSlice(len(batch), func(i int) ([]any, error) { return rowOf(batch[i].Report), nil })
+	src := pgx.CopyFromSlice(len(batch), func(i int) ([]any, error) { return rowOf(batch[i]), nil })
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"spendguard_ledger_stage"}, ledgerColumns, src); err != nil {
-		return classify(err)
+		return err
 	}
 	if _, err := tx.Exec(ctx, insertFromStage); err != nil {
-		return classify(err)
+		return err
 	}
-	return classify(tx.Commit(ctx))
+	return tx.Commit(ctx)
 }
 
 // classify marks errors that a retry cannot fix as permanent.

@@ -297,6 +297,9 @@ func syncDir(dir string) error {
 	return nil
 }
 
+// Dir is the spool's directory.
+func (s *Spool) Dir() string { return s.o.Dir }
+
 // Stats is what a spool holds and has done since it was opened.
 type Stats struct {
 	Rows     int64     // records not acknowledged

@@ -71,6 +71,16 @@ func (in *Instance) adminHandler() http.Handler {
 			writeJSON(w, http.StatusServiceUnavailable, body)
 			return
 		}
+		if l := in.Ledger; l != nil { // only with exporters.postgres.ready_requires_ledger
+			if err := l.Ready(); err != nil {
+				body := map[string]string{"status": "ledger not writable"}
+				if admin.Authorized(token, r) {
+					body["error"] = err.Error()
+				}
+				writeJSON(w, http.StatusServiceUnavailable, body)
+				return
+			}
+		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	mux.Handle("GET /metrics", in.Metrics.Handler())            // per-scope gauges from a cache (metrics.go)

@@ -73,9 +73,18 @@ func (in *Instance) stopGRPC() error {
 func (in *Instance) flushExporters() error {
 	ctx, cancel := context.WithTimeout(context.Background(), in.opts.ExporterFlushTimeout)
 	defer cancel()
+	var wg sync.WaitGroup
+	if l := in.Ledger; l != nil { // ships what it can; the rest stays in its spool
+		wg.Go(func() {
+			if err := l.Close(ctx); err != nil {
+				in.Log.Error("closing the ledger spool failed", zap.Error(err))
+			}
+		})
+	}
 	if err := in.Exporters.Shutdown(ctx); err != nil {
 		in.Log.Warn("exporters did not flush every report in time", zap.Error(err))
 	}
+	wg.Wait()
 	return nil
 }
 

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"go.uber.org/zap"
@@ -15,8 +16,10 @@ import (
 // ledger's sums, never added to: with a snapshot loaded, each counter
 // ends up with the larger of the snapshot's and the ledger's amount, so
 // nothing is counted twice (docs/ledger.md). A Redis store needs no
-// rebuilding. A ledger that cannot be read stops the start: serving with
-// forgotten spend would let budgets be overspent.
+// rebuilding. The rows the spool still holds from before a restart are
+// shipped first, so that the sums include them. A ledger that cannot be
+// read within start_timeout stops the start: serving with forgotten spend
+// would let budgets be overspent (docs/ledger.md).
 func (in *Instance) recoverFromLedger() error {
 	l := in.Ledger
 	store, ok := in.Store.(postgres.Restorer)
@@ -25,6 +28,9 @@ func (in *Instance) recoverFromLedger() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), l.StartTimeout())
 	defer cancel()
+	if err := l.WaitShipped(ctx); err != nil {
+		return fmt.Errorf("the memory store rebuilds its counters from the ledger at start, and PostgreSQL was not writable within exporters.postgres.start_timeout: %w", err)
+	}
 	st, err := l.Recover(ctx, in.CurrentConfig().Snapshot.Budgets, store, time.Now())
 	if err != nil {
 		return err

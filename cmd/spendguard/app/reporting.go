@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/spendguard/spendguard/exporters"
@@ -48,22 +49,29 @@ func (r reporting) gather() processor.Gather {
 }
 
 // startExporters opens the ledger when exporters.postgres is configured
-// (in.Ledger), starts the exporters with it as one of them (in.Exporters,
-// which closes the ledger at Shutdown) and shows their queue statistics
-// in the metrics. On error nothing is left open.
+// (in.Ledger: its spool, and a shipper that writes PostgreSQL whenever it
+// can — PostgreSQL may be away at start), starts the other exporters
+// behind the fan-out (in.Exporters) and shows their statistics in the
+// metrics. The processor records each request's ledger row itself
+// (processor.Recorder), before answering it. On error nothing is left
+// open.
 func (in *Instance) startExporters(cfg exporters.Config) error {
-	var extra []exporters.Named
 	var ledger *postgres.Ledger
 	if c := cfg.Postgres; c != nil {
-		l, err := postgres.Open(*c, in.Metrics, in.Log)
+		pc := *c
+		pc.BatchSize = cfg.BatchSize
+		l, err := postgres.OpenSpooled(pc, in.Metrics, in.Log)
 		if err != nil {
 			return fmt.Errorf("exporters.postgres: %w", err)
 		}
 		ledger = l
-		extra = append(extra, exporters.Named{Name: "postgres", Exporter: l})
+		in.Metrics.Registry().MustRegister(l.Collector())
 	}
-	fan, err := exporters.New(cfg, in.Log, extra...)
+	fan, err := exporters.New(cfg, in.Log)
 	if err != nil {
+		if ledger != nil {
+			_ = ledger.Close(context.Background())
+		}
 		return err
 	}
 	in.Exporters, in.Ledger = fan, ledger

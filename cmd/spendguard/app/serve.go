@@ -113,7 +113,7 @@ type Instance struct {
 	Processor *processor.Server
 	Metrics   *metrics.Metrics
 	Exporters *exporters.Fanout
-	Ledger    *postgres.Ledger // exporters.postgres, or nil; one of Exporters, closed by its Shutdown
+	Ledger    *postgres.Ledger // exporters.postgres, or nil; closed (its spool shipped as far as it can) with the exporters
 	Budgets   *budget.Engine
 	Store     stores.Store // closed (memory: last snapshot written) by Shutdown
 	// Estimates is the learned output estimate of streamed responses,
@@ -260,6 +260,9 @@ func Start(opts ServeOptions) (_ *Instance, err error) {
 	popts := processor.Options{
 		Log: log, Budgets: in.Budgets, Observer: in.Metrics,
 		Reporter: rep, Gather: rep.gather(), Estimates: outputEstimates{in.Estimates},
+	}
+	if in.Ledger != nil { // each row spooled before its request is answered
+		popts.Recorder, popts.Admission = in.Ledger, in.Ledger
 	}
 	if p, ok := in.Store.(budget.Parker); ok { // background responses wait in the shared store
 		popts.Parking = p

@@ -102,6 +102,10 @@ func (in *Instance) rebuildAndReestablish(rs *stores.RedisStore) error {
 // rebuildRedis raises every counter of the current periods in Redis to
 // the ledger's sum, and returns how many it raised.
 func (in *Instance) rebuildRedis(ctx context.Context, rs *stores.RedisStore) (int, error) {
+	// This replica's spooled rows first, so that the sums include them.
+	if err := in.Ledger.WaitShipped(ctx); err != nil {
+		return 0, err
+	}
 	r := &redisRaiser{ctx: ctx, rs: rs.Redis(), now: time.Now()}
 	if _, err := in.Ledger.Recover(ctx, in.CurrentConfig().Snapshot.Budgets, r, r.now); err != nil {
 		return 0, err
