@@ -2,8 +2,12 @@ package exporters
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/url"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -188,7 +192,7 @@ func (q *queue[T]) deliver(batch []T) {
 		if sink.IsPermanent(err) || !q.mayRetry(attempt, time.Since(first)+w) {
 			q.droppedFailed.Add(uint64(n))
 			q.log.Debug("exporter delivery failed; dropping", zap.Int("items", int(n)),
-				zap.Int("attempts", attempt+1), zap.Bool("permanent", sink.IsPermanent(err)), zap.Error(err))
+				zap.Int("attempts", attempt+1), zap.Bool("permanent", sink.IsPermanent(err)), zap.String("error", withoutURL(err)))
 			return
 		}
 		q.retries.Add(1)
@@ -230,7 +234,24 @@ func (q *queue[T]) failing(err error) {
 	if q.opts.retries >= 0 {
 		fields = append(fields, zap.Int("max_retries", q.opts.retries))
 	}
-	q.log.Warn("exporter "+q.opts.name+" failing: "+err.Error(), fields...)
+	q.log.Warn("exporter "+q.opts.name+" failing: "+withoutURL(err), fields...)
+}
+
+// withoutURL is err's text with the URL of a *url.Error (which net/http
+// puts in every transport error) cut to its scheme and host: a webhook's
+// path is a secret.
+func withoutURL(err error) string {
+	msg := err.Error()
+	var ue *url.Error
+	if errors.As(err, &ue) && ue.URL != "" {
+		short := "the destination"
+		if u, perr := url.Parse(ue.URL); perr == nil && u.Host != "" {
+			short = u.Scheme + "://" + u.Host
+		}
+		msg = strings.ReplaceAll(msg, strconv.Quote(ue.URL), short)
+		msg = strings.ReplaceAll(msg, ue.URL, short)
+	}
+	return msg
 }
 
 // delivering ends the outage under way, if any, at a successful delivery.

@@ -3,6 +3,8 @@ package exporters
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -392,4 +394,13 @@ func TestRetryForDefaultsToTwoMinutes(t *testing.T) {
 	assert.Equal(t, DefaultRetryFor, Config{}.withDefaults().RetryFor)
 	assert.Equal(t, time.Second, Config{RetryFor: time.Second}.withDefaults().RetryFor)
 	assert.Equal(t, 2*time.Minute, DefaultRetryFor)
+}
+
+func TestFailureLinesLeaveOutTheURLsPath(t *testing.T) {
+	secret := "https://hooks.example:8443/services/T0/B0/s3cr3t"
+	err := fmt.Errorf("webhook: %w", &url.Error{Op: "Post", URL: secret, Err: errors.New("connection refused")})
+	got := withoutURL(sink.Permanent(err))
+	assert.NotContains(t, got, "s3cr3t")
+	assert.Contains(t, got, "https://hooks.example:8443")
+	assert.Contains(t, got, "connection refused")
 }
