@@ -26,9 +26,14 @@ type Config struct {
 	// BatchSize is how many reports one OTLP or log delivery carries at
 	// most (default 512). Helicone and webhooks send one per call.
 	BatchSize int `yaml:"batch_size"`
-	// MaxRetries is how often a failed delivery is retried (default 5; 0
-	// disables retries). Retries wait RetryBackoff, doubling up to
-	// RetryBackoffMax, with full jitter.
+	// RetryFor is how long a failed delivery is retried, from its first
+	// attempt (default 2m): a retry whose wait would end later is not
+	// started, and the batch is dropped and counted. Retries wait
+	// RetryBackoff, doubling up to RetryBackoffMax, with full jitter.
+	RetryFor time.Duration `yaml:"retry_for"`
+	// MaxRetries, when set, also bounds the retries of one delivery
+	// (whichever of it and RetryFor comes first); 0 disables retries.
+	// Unset (nil), only RetryFor bounds them.
 	MaxRetries      *int          `yaml:"max_retries"`
 	RetryBackoff    time.Duration `yaml:"retry_backoff"`     // default 500ms
 	RetryBackoffMax time.Duration `yaml:"retry_backoff_max"` // default 30s
@@ -55,7 +60,7 @@ type Config struct {
 const (
 	DefaultQueueSize       = 10000
 	DefaultBatchSize       = 512
-	DefaultMaxRetries      = 5
+	DefaultRetryFor        = 2 * time.Minute
 	DefaultRetryBackoff    = 500 * time.Millisecond
 	DefaultRetryBackoffMax = 30 * time.Second
 	DefaultTimeout         = 10 * time.Second
@@ -104,7 +109,7 @@ func (c *Config) Validate() error {
 	if c.MaxRetries != nil && (*c.MaxRetries < 0 || *c.MaxRetries > 100) {
 		bad("max_retries", "must be between 0 and 100 (got %d)", *c.MaxRetries)
 	}
-	for key, d := range map[string]time.Duration{"retry_backoff": c.RetryBackoff, "retry_backoff_max": c.RetryBackoffMax, "timeout": c.Timeout} {
+	for key, d := range map[string]time.Duration{"retry_for": c.RetryFor, "retry_backoff": c.RetryBackoff, "retry_backoff_max": c.RetryBackoffMax, "timeout": c.Timeout} {
 		if d < 0 {
 			bad(key, "must not be negative (got %s)", d)
 		}
@@ -155,9 +160,8 @@ func (c Config) withDefaults() Config {
 	if c.BatchSize == 0 {
 		c.BatchSize = DefaultBatchSize
 	}
-	if c.MaxRetries == nil {
-		n := DefaultMaxRetries
-		c.MaxRetries = &n
+	if c.RetryFor == 0 {
+		c.RetryFor = DefaultRetryFor
 	}
 	if c.RetryBackoff == 0 {
 		c.RetryBackoff = DefaultRetryBackoff

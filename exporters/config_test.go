@@ -63,6 +63,7 @@ exporters:
   max_retries: 500
   retry_backoff: 1m
   retry_backoff_max: 10s
+  retry_for: -30s
   otlp:
     endpoint: cloud.langfuse.com
     compresion: gzip
@@ -82,19 +83,20 @@ exporters:
 	require.Error(t, err)
 	got := strings.Split(err.Error(), "\n")
 	assert.ElementsMatch(t, []string{
-		`line 9: exporters.otlp.compresion: unknown key; did you mean "compression"? (allowed: endpoint, headers, compression, service_name, user_dimension, session_dimension, provider_name)`,
-		"line 17: exporters.ledger: unknown key (allowed: queue_size, batch_size, max_retries, retry_backoff, retry_backoff_max, timeout, otlp, helicone, webhook, log, postgres)",
+		`line 10: exporters.otlp.compresion: unknown key; did you mean "compression"? (allowed: endpoint, headers, compression, service_name, user_dimension, session_dimension, provider_name)`,
+		"line 18: exporters.ledger: unknown key (allowed: queue_size, batch_size, retry_for, max_retries, retry_backoff, retry_backoff_max, timeout, otlp, helicone, webhook, log, postgres)",
 		"line 3: exporters.queue_size: must be between 1 and 10000000 (got -1)",
 		"line 4: exporters.max_retries: must be between 0 and 100 (got 500)",
 		"line 5: exporters.retry_backoff: 1m0s is longer than retry_backoff_max 10s",
-		"line 8: exporters.otlp.endpoint: is not an http or https URL",
-		"line 11: exporters.helicone.api_key: is required (is its environment variable set?)",
-		`line 14: exporters.webhook.format: "teams" is neither slack nor json`,
-		`line 15: exporters.webhook.events: "budget_exhausted" is neither soft_cap_crossed nor hard_cap_reached`,
-		"line 16: exporters.log.path: is required: stdout, stderr or a file path",
-		"line 19: exporters.postgres.dsn: is required: a PostgreSQL connection string, e.g. postgres://user@host:5432/db",
-		`line 20: exporters.postgres.reconcile.vllm_metrics_urls: [0] "vllm:8000" is not an http or https URL`,
-		"line 20: exporters.postgres.reconcile.interval: must not be negative (got -1s)",
+		"line 7: exporters.retry_for: must not be negative (got -30s)",
+		"line 9: exporters.otlp.endpoint: is not an http or https URL",
+		"line 12: exporters.helicone.api_key: is required (is its environment variable set?)",
+		`line 15: exporters.webhook.format: "teams" is neither slack nor json`,
+		`line 16: exporters.webhook.events: "budget_exhausted" is neither soft_cap_crossed nor hard_cap_reached`,
+		"line 17: exporters.log.path: is required: stdout, stderr or a file path",
+		"line 20: exporters.postgres.dsn: is required: a PostgreSQL connection string, e.g. postgres://user@host:5432/db",
+		`line 21: exporters.postgres.reconcile.vllm_metrics_urls: [0] "vllm:8000" is not an http or https URL`,
+		"line 21: exporters.postgres.reconcile.interval: must not be negative (got -1s)",
 	}, got)
 	assert.NotContains(t, err.Error(), "hooks.example", "URLs are secrets")
 }
@@ -111,9 +113,10 @@ func TestAnAbsentSectionHasNoExporters(t *testing.T) {
 }
 
 func TestDurationsAndDefaults(t *testing.T) {
-	cfg, err := exporters.Decode(section(t, "exporters:\n  timeout: 2s\n  max_retries: 0\n  log: {path: stderr}\n"))
+	cfg, err := exporters.Decode(section(t, "exporters:\n  timeout: 2s\n  retry_for: 90s\n  max_retries: 0\n  log: {path: stderr}\n"))
 	require.NoError(t, err)
 	assert.Equal(t, 2*time.Second, cfg.Timeout)
+	assert.Equal(t, 90*time.Second, cfg.RetryFor)
 	require.NotNil(t, cfg.MaxRetries)
 	assert.Zero(t, *cfg.MaxRetries)
 	f, err := exporters.New(cfg, nil)

@@ -24,11 +24,15 @@
 // keep delivering. A worker takes whatever is queued, up to
 // exporters.batch_size (OTLP, log, ledger) or one item (Helicone, webhook: one
 // HTTP call per item), without waiting for more, and delivers it with a
-// per-attempt timeout (exporters.timeout). A failure is retried up to
-// exporters.max_retries times after a random wait of up to
-// retry_backoff·2^n (capped at retry_backoff_max: exponential backoff with
-// full jitter), unless it is permanent (a 4xx answer other than 408 and
-// 429). A batch that still fails is dropped and counted (reason="failed").
+// per-attempt timeout (exporters.timeout). A failure is retried after a
+// random wait of up to retry_backoff·2^n (capped at retry_backoff_max:
+// exponential backoff with full jitter) for exporters.retry_for from the
+// batch's first attempt, and at most exporters.max_retries times when that
+// is set, unless it is permanent (a 4xx answer other than 408 and 429). A
+// batch that still fails is dropped and counted (reason="failed"). The
+// queue keeps accepting meanwhile, up to its size. Failures are logged
+// once per outage: when the first attempt fails, and when one succeeds
+// again, with how long it lasted and what it dropped.
 //
 // # Shutdown
 //

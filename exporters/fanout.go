@@ -56,9 +56,13 @@ func New(cfg Config, log *zap.Logger, extra ...Named) (*Fanout, error) {
 	}
 	cfg = cfg.withDefaults()
 	f := &Fanout{}
+	retries := -1 // no count limit: retry_for alone bounds the retries
+	if cfg.MaxRetries != nil {
+		retries = *cfg.MaxRetries
+	}
 	opts := func(name string, batch, workers int) queueOptions {
-		return queueOptions{name: name, size: cfg.QueueSize, batch: batch, workers: workers,
-			retries: *cfg.MaxRetries, backoff: cfg.RetryBackoff, maxWait: cfg.RetryBackoffMax, timeout: cfg.Timeout}
+		return queueOptions{name: name, size: cfg.QueueSize, batch: batch, workers: workers, retries: retries,
+			retryFor: cfg.RetryFor, backoff: cfg.RetryBackoff, maxWait: cfg.RetryBackoffMax, timeout: cfg.Timeout}
 	}
 	var err error
 	add := func(name string, build func() (exporter, error)) {

@@ -2,7 +2,12 @@ package exporters
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"math/rand/v2"
+	"net/url"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,7 +24,8 @@ type queueOptions struct {
 	maxBytes int64         // bytes held at most (0: no limit); needs sizeOf
 	batch    int           // items per delivery at most
 	workers  int           // concurrent deliveries
-	retries  int           // retries after the first attempt
+	retries  int           // retries after the first attempt at most; <0: no count limit
+	retryFor time.Duration // no retry starts whose wait ends later after the first attempt; 0: no limit
 	backoff  time.Duration // wait before the first retry; doubles
 	maxWait  time.Duration // longest wait between attempts
 	timeout  time.Duration // per attempt
@@ -30,11 +36,16 @@ type queueOptions struct {
 // the item is dropped and counted. A worker takes what is queued (up to
 // batch items, without waiting for more) and delivers it, retrying with
 // exponential backoff and full jitter until it succeeds, the error is
-// permanent, the retries are spent, or the queue is shut down.
+// permanent, the next wait would end past retryFor since the first
+// attempt, the retries are spent, or the queue is shut down.
 //
 // Every offered item ends up counted exactly once: sent, or dropped
 // because the queue was full, because delivery failed, or because
 // shutdown's deadline passed first.
+//
+// Failures are logged once per outage, not per batch: the first failed
+// attempt logs "exporter X failing", the next success "exporter X
+// delivering again" with the outage's length and what it dropped.
 type queue[T any] struct {
 	opts   queueOptions
 	send   func(ctx context.Context, batch []T) error
@@ -53,6 +64,11 @@ type queue[T any] struct {
 
 	sent, retries                               atomic.Uint64
 	droppedFull, droppedFailed, droppedShutdown atomic.Uint64
+
+	down    atomic.Bool // in an outage: read on the request path without locking
+	outMu   sync.Mutex  // orders the outage's start and end between workers
+	outFrom time.Time   // first failure of the current outage
+	outBase uint64      // dropped() when it began
 }
 
 func newQueue[T any](o queueOptions, send func(context.Context, []T) error, sizeOf func(T) int64, log *zap.Logger) *queue[T] {
@@ -97,9 +113,10 @@ func (q *queue[T]) offer(item T) bool {
 }
 
 // dropFull counts a drop and logs the 1st, 2nd, 4th, 8th... so that a
-// dead destination cannot flood the log from the request path.
+// slow destination cannot flood the log from the request path. During an
+// outage it logs nothing: the line that ends the outage counts the drops.
 func (q *queue[T]) dropFull() {
-	if n := q.droppedFull.Add(1); n&(n-1) == 0 {
+	if n := q.droppedFull.Add(1); n&(n-1) == 0 && !q.down.Load() {
 		q.log.Warn("exporter queue full: dropping reports", zap.Uint64("dropped_total", n))
 	}
 }
@@ -149,33 +166,120 @@ func (q *queue[T]) deliver(batch []T) {
 		}
 		clear(batch) // let the events go
 	}()
+	var first time.Time
 	for attempt := 0; ; attempt++ {
 		if q.runCtx.Err() != nil {
 			q.droppedShutdown.Add(uint64(n))
 			return
 		}
+		if attempt == 0 {
+			first = time.Now()
+		}
 		ctx, cancel := context.WithTimeout(q.runCtx, q.opts.timeout)
 		err := q.send(ctx, batch)
 		cancel()
-		switch {
-		case err == nil:
+		if err == nil {
 			q.sent.Add(uint64(n))
+			q.delivering()
 			return
-		case q.runCtx.Err() != nil:
+		}
+		if q.runCtx.Err() != nil {
 			q.droppedShutdown.Add(uint64(n))
 			return
-		case sink.IsPermanent(err) || attempt >= q.opts.retries:
+		}
+		q.failing(err)
+		w := q.wait(attempt)
+		if sink.IsPermanent(err) || !q.mayRetry(attempt, time.Since(first)+w) {
 			q.droppedFailed.Add(uint64(n))
-			q.log.Warn("exporter delivery failed; dropping", zap.Int("items", int(n)),
-				zap.Int("attempts", attempt+1), zap.Bool("permanent", sink.IsPermanent(err)), zap.Error(err))
+			q.log.Debug("exporter delivery failed; dropping", zap.Int("items", int(n)),
+				zap.Int("attempts", attempt+1), zap.Bool("permanent", sink.IsPermanent(err)), zap.String("error", withoutURL(err)))
 			return
 		}
 		q.retries.Add(1)
-		if !q.sleep(q.wait(attempt)) {
+		if !q.sleep(w) {
 			q.droppedShutdown.Add(uint64(n))
 			return
 		}
 	}
+}
+
+// mayRetry reports whether a retry after attempt (0 for the first) may
+// start, its wait ending at elapsed since the batch's first attempt.
+func (q *queue[T]) mayRetry(attempt int, elapsed time.Duration) bool {
+	if q.opts.retries >= 0 && attempt >= q.opts.retries {
+		return false
+	}
+	return q.opts.retryFor <= 0 || elapsed <= q.opts.retryFor
+}
+
+// dropped is everything dropped so far, whatever the reason.
+func (q *queue[T]) dropped() uint64 {
+	return q.droppedFull.Load() + q.droppedFailed.Load() + q.droppedShutdown.Load()
+}
+
+// failing starts an outage at a failed attempt unless one is under way:
+// one log line per outage, however many batches fail in it.
+func (q *queue[T]) failing(err error) {
+	if q.down.Load() {
+		return
+	}
+	q.outMu.Lock()
+	defer q.outMu.Unlock()
+	if q.down.Load() {
+		return
+	}
+	q.outFrom, q.outBase = time.Now(), q.dropped()
+	q.down.Store(true)
+	fields := []zap.Field{zap.Bool("permanent", sink.IsPermanent(err)), zap.Duration("retry_for", q.opts.retryFor)}
+	if q.opts.retries >= 0 {
+		fields = append(fields, zap.Int("max_retries", q.opts.retries))
+	}
+	q.log.Warn("exporter "+q.opts.name+" failing: "+withoutURL(err), fields...)
+}
+
+// withoutURL is err's text with the URL of a *url.Error (which net/http
+// puts in every transport error) cut to its scheme and host: a webhook's
+// path is a secret.
+func withoutURL(err error) string {
+	msg := err.Error()
+	var ue *url.Error
+	if errors.As(err, &ue) && ue.URL != "" {
+		short := "the destination"
+		if u, perr := url.Parse(ue.URL); perr == nil && u.Host != "" {
+			short = u.Scheme + "://" + u.Host
+		}
+		msg = strings.ReplaceAll(msg, strconv.Quote(ue.URL), short)
+		msg = strings.ReplaceAll(msg, ue.URL, short)
+	}
+	return msg
+}
+
+// delivering ends the outage under way, if any, at a successful delivery.
+func (q *queue[T]) delivering() {
+	if !q.down.Load() {
+		return
+	}
+	q.outMu.Lock()
+	defer q.outMu.Unlock()
+	if !q.down.Load() {
+		return
+	}
+	q.down.Store(false)
+	d, lost := time.Since(q.outFrom), q.dropped()-q.outBase
+	q.log.Info(fmt.Sprintf("exporter %s delivering again after %s; %d dropped meanwhile", q.opts.name, d.Round(time.Millisecond), lost),
+		zap.Duration("outage", d), zap.Uint64("dropped", lost))
+}
+
+// stillFailing logs, at shutdown, an outage that has not ended.
+func (q *queue[T]) stillFailing() {
+	q.outMu.Lock()
+	defer q.outMu.Unlock()
+	if !q.down.Load() {
+		return
+	}
+	d, lost := time.Since(q.outFrom), q.dropped()-q.outBase
+	q.log.Warn(fmt.Sprintf("exporter %s still failing at shutdown, after %s; %d dropped meanwhile", q.opts.name, d.Round(time.Millisecond), lost),
+		zap.Duration("outage", d), zap.Uint64("dropped", lost))
 }
 
 // wait is the pause before retry number attempt+1: a uniformly random
@@ -227,6 +331,7 @@ func (q *queue[T]) shutdown(ctx context.Context) error {
 	select {
 	case <-done:
 		q.cancel()
+		q.stillFailing()
 		return nil
 	case <-ctx.Done():
 	}
@@ -238,6 +343,7 @@ func (q *queue[T]) shutdown(ctx context.Context) error {
 	case <-t.C:
 		q.log.Warn("exporter did not stop within the shutdown grace period")
 	}
+	q.stillFailing()
 	return ctx.Err()
 }
 
