@@ -80,8 +80,8 @@ type Options struct {
 	// Admission, optional, may refuse requests on cost paths with 503
 	// before anything is reserved (report.go).
 	Admission Admission
-	Gather   Gather   // the optional parts of each event the Reporter uses
-	Observer Observer // optional
+	Gather    Gather   // the optional parts of each event the Reporter uses
+	Observer  Observer // optional
 	// Parking, optional, parks background responses until their result
 	// is read (background.go); nil settles them at once, charging the
 	// queued answer its worst case.
