@@ -139,7 +139,7 @@ func ParseSize(text string) (Size, error) {
 		"m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20, "g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30,
 		"t": 1 << 40, "tb": 1 << 40, "tib": 1 << 40}[unit]
 	n, err := strconv.ParseInt(num, 10, 64)
-	if err != nil || mult == 0 || n > (1<<62)/mult {
+	if err != nil || n < 0 || num[0] == '+' || mult == 0 || n > (1<<62)/mult {
 		return 0, fmt.Errorf("%q is not a size (bytes, or a number with KiB, MiB or GiB)", text)
 	}
 	return Size(n * mult), nil
