@@ -6,17 +6,25 @@
 //
 // # Writing
 //
-// Ledger is a sink.Exporter behind the fan-out's bounded queue, so it
-// never slows a request: the queue batches (exporters.batch_size) and
-// retries. A batch is one transaction: COPY into a temporary staging
-// table, then INSERT ... ON CONFLICT DO NOTHING into spendguard_ledger,
-// whose key is (request_id, start_time, end_time). x-request-id comes from
-// clients and may repeat, so the id alone is no key; a retried batch
-// carries the identical reports and adds no row.
+// A serving spendguard opens the ledger with OpenSpooled: Record writes
+// each request's row to a local disk spool (package spool) on the
+// request's path, before the request is answered, and a shipper writes
+// the spooled rows to PostgreSQL in order, in batches, retrying for as
+// long as PostgreSQL is away, and removes them from the spool only once
+// they are committed. Admit lets the processor refuse requests while the
+// spool is full (spool.on_full: refuse). Open is the plain form (tests,
+// tools): connected and migrated at once, written with Export.
+//
+// A batch is one transaction: COPY into a temporary staging table, then
+// INSERT ... ON CONFLICT DO NOTHING into spendguard_ledger, whose key is
+// (request_id, start_time, end_time). x-request-id comes from clients and
+// may repeat, so the id alone is no key; a batch shipped again after a
+// crash carries the identical reports and adds no row.
 //
 // # Schema
 //
-// The migrations in migrations/ are embedded and applied by Open in one
+// The migrations in migrations/ are embedded and applied by Open (or at
+// OpenSpooled's first connection) in one
 // transaction under an advisory lock, so replicas starting together apply
 // each exactly once; spendguard_schema_migrations lists what was applied.
 //
