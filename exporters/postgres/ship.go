@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"math/rand/v2"
-	"os"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -62,14 +61,12 @@ func (l *Ledger) nextOrphan() *spool.Spool {
 	return l.w.orphans[0]
 }
 
-// doneWithOrphan closes and removes a shipped orphan spool.
+// doneWithOrphan closes a shipped orphan spool. Its directory stays: it
+// is a free slot again, and removing it (its LOCK file) could pull it
+// from under a process that has just taken it.
 func (l *Ledger) doneWithOrphan(o *spool.Spool) {
-	dir := o.Dir()
 	_ = o.Close()
-	if err := os.RemoveAll(dir); err != nil {
-		l.log.Warn("ledger spool: removing a shipped orphan spool failed", zap.String("dir", dir), zap.Error(err))
-	}
-	l.log.Info("ledger spool: shipped the rows another process had left", zap.String("dir", dir))
+	l.log.Info("ledger spool: shipped the rows another process had left", zap.String("dir", o.Dir()))
 	l.w.mu.Lock()
 	l.w.orphans = l.w.orphans[1:]
 	l.w.mu.Unlock()

@@ -150,9 +150,8 @@ func (w *writing) openSpools(cfg Config, log *zap.Logger) error {
 			w.sp, w.slotDir = sp, dir
 		case sp.Stats().Rows > 0:
 			w.orphans = append(w.orphans, sp)
-		default:
+		default: // a free slot with nothing in it
 			_ = sp.Close()
-			_ = os.RemoveAll(dir) // an empty slot nobody uses
 		}
 	}
 	if w.sp == nil {
