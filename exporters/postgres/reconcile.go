@@ -21,7 +21,8 @@ import (
 //
 // Every interval the leader scrapes the counters (a sample). The window
 // from the oldest kept sample to the newest one that is at least
-// settle_delay old is then compared: vLLM's increase over the window, per
+// settle_delay old — and older than the oldest row still waiting in this
+// replica's spool — is then compared: vLLM's increase over the window, per
 // model, against the prompt and completion tokens of the ledger rows
 // (requests forwarded upstream) that ended within it, matched by the
 // model the upstream named (else the served model). Ledger models that
@@ -176,9 +177,15 @@ func (r *reconciler) resign() {
 // least settle_delay old, if there is one; it writes and observes the
 // window and returns it (nil when nothing was compared).
 func (r *reconciler) compare(ctx context.Context, now time.Time) ([]Window, error) {
+	cut := now.Add(-r.cfg.SettleDelay)
+	if oldest := r.l.SpoolStats().Oldest; !oldest.IsZero() && oldest.Add(-time.Second).Before(cut) {
+		// Rows that ended after this are still in the spool (the ledger's
+		// PostgreSQL was away): a window past it would show them as drift.
+		cut = oldest.Add(-time.Second)
+	}
 	end := -1
 	for i := 1; i < len(r.samples); i++ {
-		if !r.samples[i].at.After(now.Add(-r.cfg.SettleDelay)) {
+		if !r.samples[i].at.After(cut) {
 			end = i
 		}
 	}
