@@ -6,6 +6,11 @@
 // message: tests against PostgreSQL are never skipped. Databases of this
 // kind left behind by a killed test binary are dropped by a later
 // NewDatabase once they are an hour old and unused.
+//
+// A test that must stop, crash or start PostgreSQL (a ledger outage)
+// cannot do so to the shared server: StartServer runs a private server
+// of its own (initdb into a temporary directory, a free port), with Stop,
+// Kill and Start.
 package pgtest
 
 import (
