@@ -153,7 +153,9 @@ func (a *answers) split() (rows map[string]bool, other map[string]int) {
 }
 
 // load sends rate requests per second from workers goroutines until ctx
-// ends, ids "<tag>-<n>".
+// ends, ids "<tag>-<n>". A request in flight when ctx ends is finished
+// (each has 30s): cutting it would leave it neither answered nor
+// certainly unrecorded.
 func (a *answers) load(ctx context.Context, url, tag string, rate, workers int) *sync.WaitGroup {
 	var wg sync.WaitGroup
 	for w := range workers {
@@ -166,7 +168,9 @@ func (a *answers) load(ctx context.Context, url, tag string, rate, workers int) 
 					return
 				case <-tick.C:
 				}
-				a.send(ctx, url, fmt.Sprintf("%s-%06d", tag, n), n)
+				reqCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				a.send(reqCtx, url, fmt.Sprintf("%s-%06d", tag, n), n)
+				cancel()
 			}
 		})
 	}
