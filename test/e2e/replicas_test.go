@@ -67,13 +67,14 @@ func spendguardBinary(t *testing.T) string {
 
 // replicaProc is one `spendguard serve` process.
 type replicaProc struct {
-	t        *testing.T
-	name     string
-	cmd      *exec.Cmd
-	grpcAddr string
-	logs     *lockedLog
-	exited   chan struct{}
-	exitErr  error
+	t         *testing.T
+	name      string
+	cmd       *exec.Cmd
+	grpcAddr  string
+	adminAddr string
+	logs      *lockedLog
+	exited    chan struct{}
+	exitErr   error
 }
 
 type lockedLog struct {
@@ -93,18 +94,20 @@ func (l *lockedLog) String() string {
 	return l.b.String()
 }
 
-// startReplica runs the binary with configPath and waits for its "serving"
-// log line to learn the ext_proc address. The process is killed when the
-// test ends; its log is printed if the test failed.
-func startReplica(t *testing.T, name, configPath string) *replicaProc {
+// startReplica runs the binary with configPath (and extra flags of
+// `spendguard serve`) and waits for its "serving" log line to learn the
+// ext_proc and admin addresses. The process is killed when the test ends;
+// its log is printed if the test failed.
+func startReplica(t *testing.T, name, configPath string, extra ...string) *replicaProc {
 	t.Helper()
 	r := &replicaProc{t: t, name: name, logs: &lockedLog{}, exited: make(chan struct{})}
-	r.cmd = exec.Command(spendguardBinary(t), "serve", "--config", configPath,
-		"--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--log-level", "info", "--reload-interval", "0")
+	args := append([]string{"serve", "--config", configPath,
+		"--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--log-level", "info", "--reload-interval", "0"}, extra...)
+	r.cmd = exec.Command(spendguardBinary(t), args...)
 	stderr, err := r.cmd.StderrPipe()
 	require.NoError(t, err)
 	require.NoError(t, r.cmd.Start())
-	addr := make(chan string, 1)
+	addr := make(chan [2]string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -112,11 +115,12 @@ func startReplica(t *testing.T, name, configPath string) *replicaProc {
 			line := sc.Text()
 			fmt.Fprintln(r.logs, line)
 			var entry struct {
-				Msg      string `json:"msg"`
-				GRPCAddr string `json:"grpc_addr"`
+				Msg       string `json:"msg"`
+				GRPCAddr  string `json:"grpc_addr"`
+				AdminAddr string `json:"admin_addr"`
 			}
 			if json.Unmarshal([]byte(line), &entry) == nil && entry.Msg == "spendguard serving" {
-				addr <- entry.GRPCAddr
+				addr <- [2]string{entry.GRPCAddr, entry.AdminAddr}
 			}
 		}
 		_, _ = io.Copy(r.logs, stderr)
@@ -130,7 +134,8 @@ func startReplica(t *testing.T, name, configPath string) *replicaProc {
 		}
 	})
 	select {
-	case r.grpcAddr = <-addr:
+	case a := <-addr:
+		r.grpcAddr, r.adminAddr = a[0], a[1]
 	case <-r.exited:
 		t.Fatalf("replica %s exited at start: %v\n%s", name, r.exitErr, r.logs.String())
 	case <-time.After(30 * time.Second):
