@@ -25,7 +25,7 @@ import (
 
 const (
 	shipFirstRetry   = 250 * time.Millisecond
-	shipMaxRetry     = 10 * time.Second
+	shipMaxRetry     = 4 * time.Second
 	shipWriteTimeout = 30 * time.Second
 	shipBatchBytes   = 4 << 20
 )
