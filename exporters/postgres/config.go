@@ -34,6 +34,11 @@ type Config struct {
 	// (default false: a ledger outage costs no availability).
 	ReadyRequiresLedger bool `yaml:"ready_requires_ledger"`
 
+	// Instance names this process in the rows it records (the ledger's
+	// instance column): the id its budget leases are held under, so that
+	// a dead process's forfeits can be reconciled with its rows. Set by
+	// the program, not the file.
+	Instance string `yaml:"-"`
 	// BatchSize is how many rows one write to PostgreSQL carries at most
 	// (exporters.batch_size; set by the exporters section, not here).
 	BatchSize int `yaml:"-"`

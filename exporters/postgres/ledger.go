@@ -135,7 +135,7 @@ var ledgerColumns = []string{
 	"estimated", "decision", "reject_reason", "budget",
 	"upstream_status", "stream", "aborted",
 	"duration_seconds", "upstream_ttfb_seconds", "processor_seconds",
-	"usage_source", "cut",
+	"usage_source", "cut", "instance",
 }
 
 var insertFromStage = "INSERT INTO spendguard_ledger (" + strings.Join(ledgerColumns, ", ") + ") SELECT " +
@@ -149,15 +149,21 @@ var insertFromStage = "INSERT INTO spendguard_ledger (" + strings.Join(ledgerCol
 // 23, 42) are permanent; others (connection, timeouts) are retried by the
 // fan-out.
 func (l *Ledger) Export(ctx context.Context, batch []*sink.Event) error {
-	reports := make([]*spendguardv1.CostReport, len(batch))
+	rows := make([]row, len(batch))
 	for i, ev := range batch {
-		reports[i] = ev.Report
+		rows[i] = row{rep: ev.Report, instance: l.cfg.Instance}
 	}
-	return classify(l.write(ctx, reports))
+	return classify(l.write(ctx, rows))
+}
+
+// row is a report and the instance that served it.
+type row struct {
+	rep      *spendguardv1.CostReport
+	instance string
 }
 
 // write writes one row per report in one transaction (see Export).
-func (l *Ledger) write(ctx context.Context, batch []*spendguardv1.CostReport) error {
+func (l *Ledger) write(ctx context.Context, batch []row) error {
 	tx, err := l.pool.Begin(ctx)
 	if err != nil {
 		return err
@@ -166,7 +172,7 @@ func (l *Ledger) write(ctx context.Context, batch []*spendguardv1.CostReport) er
 	if _, err := tx.Exec(ctx, "CREATE TEMP TABLE spendguard_ledger_stage (LIKE spendguard_ledger INCLUDING DEFAULTS) ON COMMIT DROP"); err != nil {
 		return err
 	}
-	src := pgx.CopyFromSlice(len(batch), func(i int) ([]any, error) { return rowOf(batch[i]), nil })
+	src := pgx.CopyFromSlice(len(batch), func(i int) ([]any, error) { return rowOf(batch[i].rep, batch[i].instance), nil })
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"spendguard_ledger_stage"}, ledgerColumns, src); err != nil {
 		return err
 	}
@@ -194,7 +200,7 @@ func classify(err error) error {
 // rowOf is a report's ledger row, in ledgerColumns order. Text is made
 // valid for PostgreSQL (no NUL, valid UTF-8): one odd model name must not
 // make a whole batch fail.
-func rowOf(r *spendguardv1.CostReport) []any {
+func rowOf(r *spendguardv1.CostReport, instance string) []any {
 	scope := make(map[string]string, len(r.GetScope()))
 	for k, v := range r.GetScope() {
 		scope[clean(k)] = clean(v)
@@ -212,7 +218,7 @@ func rowOf(r *spendguardv1.CostReport) []any {
 		r.GetEstimated(), sink.DecisionName(r.GetDecision()), clean(r.GetRejectReason()), clean(r.GetBudget()),
 		r.GetUpstreamStatus(), r.GetStream(), r.GetAborted(),
 		seconds(r.GetDuration()), ttfb, seconds(r.GetProcessorTime()),
-		sink.UsageSourceName(r.GetUsageSource()), r.GetCut(),
+		sink.UsageSourceName(r.GetUsageSource()), r.GetCut(), nullable(clean(instance)),
 	}
 }
 
@@ -221,6 +227,14 @@ func seconds(d *durationpb.Duration) float64 {
 		return 0
 	}
 	return d.AsDuration().Seconds()
+}
+
+// nullable is s, or NULL when empty.
+func nullable(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }
 
 func clean(s string) string {

@@ -9,11 +9,9 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/spendguard/spendguard/exporters/sink"
 	"github.com/spendguard/spendguard/exporters/spool"
-	spendguardv1 "github.com/spendguard/spendguard/proto/spendguard/v1"
 )
 
 // Shipping: one goroutine reads the spool in order, a batch at a time
@@ -90,15 +88,15 @@ func (l *Ledger) shipFrom(ctx context.Context, sp *spool.Spool, follow bool) err
 		if err != nil {
 			return err
 		}
-		reports := make([]*spendguardv1.CostReport, 0, len(recs))
+		reports := make([]row, 0, len(recs))
 		for _, r := range recs {
-			rep := &spendguardv1.CostReport{}
-			if err := proto.Unmarshal(r.Data, rep); err != nil {
+			instance, rep, err := decodeRow(r.Data)
+			if err != nil {
 				l.drop(dropUndecodable, 1)
 				l.log.Error("ledger spool: a spooled row does not decode; dropped", zap.Time("spooled_at", r.At), zap.Error(err))
 				continue
 			}
-			reports = append(reports, rep)
+			reports = append(reports, row{rep: rep, instance: instance})
 		}
 		if err := l.deliver(ctx, reports); err != nil {
 			return err
@@ -113,7 +111,7 @@ func (l *Ledger) shipFrom(ctx context.Context, sp *spool.Spool, follow bool) err
 }
 
 // deliver writes reports until PostgreSQL has them, or ctx is done.
-func (l *Ledger) deliver(ctx context.Context, reports []*spendguardv1.CostReport) error {
+func (l *Ledger) deliver(ctx context.Context, reports []row) error {
 	if len(reports) == 0 {
 		return nil
 	}
@@ -136,16 +134,16 @@ func (l *Ledger) deliver(ctx context.Context, reports []*spendguardv1.CostReport
 		return err
 	case len(reports) > 1: // find the rows it refuses
 		for _, r := range reports {
-			if err := l.deliver(ctx, []*spendguardv1.CostReport{r}); err != nil {
+			if err := l.deliver(ctx, []row{r}); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
 	l.drop(dropRejected, 1)
-	row, _ := json.Marshal(sink.NewRecord(reports[0]))
+	rec, _ := json.Marshal(sink.NewRecord(reports[0].rep))
 	l.log.Error("ledger: PostgreSQL refuses this row; it is dropped (the row follows, to be written by hand)",
-		zap.ByteString("row", row), zap.Error(refused))
+		zap.ByteString("row", rec), zap.String("instance", reports[0].instance), zap.Error(refused))
 	return nil
 }
 

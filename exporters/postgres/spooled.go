@@ -14,7 +14,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/spendguard/spendguard/exporters/sink"
 	"github.com/spendguard/spendguard/exporters/spool"
@@ -202,7 +201,7 @@ func (l *Ledger) Record(ev *sink.Event) {
 		l.drop(dropClosed, 1)
 		return
 	}
-	b, err := proto.Marshal(ev.Report)
+	b, err := encodeRow(l.cfg.Instance, ev.Report)
 	if err != nil {
 		l.drop(dropUndecodable, 1)
 		return

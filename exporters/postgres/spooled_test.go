@@ -105,7 +105,7 @@ func TestRowsLeftInTheSpoolShipAtTheNextStart(t *testing.T) {
 	sp, err := spool.Open(spool.Options{Dir: filepath.Join(dir, "0")})
 	require.NoError(t, err)
 	for _, id := range ids("old", 40) {
-		b, err := proto.Marshal(report(id, 0, nil))
+		b, err := encodeRow("previous", report(id, 0, nil))
 		require.NoError(t, err)
 		require.NoError(t, sp.Append(b))
 	}
@@ -124,7 +124,7 @@ func TestASpoolLeftByAnotherProcessIsShippedAndRemoved(t *testing.T) {
 	sp, err := spool.Open(spool.Options{Dir: orphan})
 	require.NoError(t, err)
 	for _, id := range ids("orphan", 30) {
-		b, _ := proto.Marshal(report(id, 0, nil))
+		b, _ := encodeRow("orphan", report(id, 0, nil))
 		require.NoError(t, sp.Append(b))
 	}
 	require.NoError(t, sp.Close())
@@ -242,4 +242,36 @@ func TestSpoolConfig(t *testing.T) {
 	assert.NotEqual(t, DefaultSpoolDir("postgres://u@db:5432/other"), d.Spool.Dir)
 	assert.NotContains(t, d.Spool.Dir, "secret")
 	assert.Equal(t, OnFullRefuse, d.Spool.OnFull)
+}
+
+func TestRowsCarryTheInstanceThatServedThem(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	l := openSpooled(t, Config{DSN: dsn, Instance: "host/42/abcdef", Spool: SpoolConfig{Dir: t.TempDir()}})
+	record(l, "one", "two")
+	waitShipped(t, l)
+	var n int
+	require.NoError(t, l.pool.QueryRow(context.Background(),
+		"SELECT count(*) FROM spendguard_ledger WHERE instance = 'host/42/abcdef'").Scan(&n))
+	assert.Equal(t, 2, n)
+}
+
+func FuzzDecodeRow(f *testing.F) {
+	good, _ := encodeRow("h/1/x", report("r", 0, map[string]string{"tenant": "a"}))
+	f.Add(good)
+	f.Add([]byte{1, 200, 1})
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		instance, rep, err := decodeRow(b)
+		if err != nil {
+			return
+		}
+		again, err := encodeRow(instance, rep)
+		if err != nil {
+			t.Fatalf("a decoded row does not encode: %v", err)
+		}
+		i2, r2, err := decodeRow(again)
+		if err != nil || i2 != instance || !proto.Equal(r2, rep) {
+			t.Fatalf("round trip changed the row: %v", err)
+		}
+	})
 }
