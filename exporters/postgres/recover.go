@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"time"
@@ -39,6 +40,37 @@ var rollingNever = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
 // ledger's sums, never added to, so spend already restored from a
 // snapshot is not counted twice.
 func (l *Ledger) Recover(ctx context.Context, p *budget.Policies, store Restorer, now time.Time) (RecoveryStats, error) {
+	sums, st, err := l.currentSpend(ctx, p, now, "")
+	if err != nil {
+		return st, err
+	}
+	for _, s := range sums {
+		store.RestoreCommitted(s.Item, s.Spent)
+	}
+	st.Counters = len(sums)
+	return st, nil
+}
+
+// ItemSpend is what the ledger holds for one counter of a current
+// period.
+type ItemSpend struct {
+	Item  budget.Item
+	Spent money.Nano
+}
+
+// InstanceSpend is what one instance's rows charged each counter of the
+// current periods of p at now, placed as Recover places them.
+func (l *Ledger) InstanceSpend(ctx context.Context, p *budget.Policies, instance string, now time.Time) ([]ItemSpend, error) {
+	if instance == "" {
+		return nil, errors.New("ledger: no instance")
+	}
+	sums, _, err := l.currentSpend(ctx, p, now, instance)
+	return sums, err
+}
+
+// currentSpend sums the charged cost of the rows (of instance, when not
+// "") per counter of the current periods of p at now.
+func (l *Ledger) currentSpend(ctx context.Context, p *budget.Policies, now time.Time, instance string) ([]ItemSpend, RecoveryStats, error) {
 	since, all := p.RecoverySince(now)
 	st := RecoveryStats{Since: since}
 	if all {
@@ -56,9 +88,10 @@ func (l *Ledger) Recover(ctx context.Context, p *budget.Policies, store Restorer
 		       least(sum(cost_nano_usd), 9223372036854775807)::bigint
 		FROM spendguard_ledger
 		WHERE decision IN ('allowed', 'downgraded') AND cost_nano_usd > 0 AND start_time >= $1
-		GROUP BY 1, 2, 3`, since, rolling)
+		  AND ($3 = '' OR instance = $3)
+		GROUP BY 1, 2, 3`, since, rolling, instance)
 	if err != nil {
-		return st, fmt.Errorf("ledger recovery: %w", err)
+		return nil, st, fmt.Errorf("ledger recovery: %w", err)
 	}
 	sums := map[string]money.Nano{}
 	items := map[string]budget.Item{}
@@ -83,11 +116,11 @@ func (l *Ledger) Recover(ctx context.Context, p *budget.Policies, store Restorer
 		return nil
 	})
 	if err != nil {
-		return st, fmt.Errorf("ledger recovery: %w", err)
+		return nil, st, fmt.Errorf("ledger recovery: %w", err)
 	}
+	out := make([]ItemSpend, 0, len(items))
 	for k, it := range items {
-		store.RestoreCommitted(it, sums[k])
+		out = append(out, ItemSpend{Item: it, Spent: sums[k]})
 	}
-	st.Counters = len(items)
-	return st, nil
+	return out, st, nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/spendguard/spendguard/budget"
 	"github.com/spendguard/spendguard/budget/memstore"
 	"github.com/spendguard/spendguard/internal/money"
+	"github.com/spendguard/spendguard/test/pgtest"
 	spendguardv1 "github.com/spendguard/spendguard/proto/spendguard/v1"
 )
 
@@ -178,4 +179,32 @@ func TestSaturatedRowsAddUpToTheLimit(t *testing.T) {
 	require.Len(t, rows, 1)
 	assert.Equal(t, money.Nano(maxNano), rows[0].Cost)
 	assert.Equal(t, maxNano, rows[0].PromptTokens)
+}
+
+// InstanceSpend sums one instance's rows only, per counter, as Recover
+// places them.
+func TestInstanceSpendCountsOneInstancesRows(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	ctx := context.Background()
+	a, err := Open(Config{DSN: dsn, Instance: "a"}, nil, nil)
+	require.NoError(t, err)
+	defer a.Close(ctx)
+	b, err := Open(Config{DSN: dsn, Instance: "b"}, nil, nil)
+	require.NoError(t, err)
+	defer b.Close(ctx)
+	p := policies(t, `
+- {name: tenant-daily, match: {tenant: "*"}, period: day, hard_usd: 1000}
+`)
+	now := t0.Add(time.Hour)
+	require.NoError(t, a.Export(ctx, events(report("a1", 0, map[string]string{"tenant": "acme"}), report("a2", time.Minute, map[string]string{"tenant": "acme"}))))
+	require.NoError(t, b.Export(ctx, events(report("b1", 0, map[string]string{"tenant": "acme"}))))
+
+	got, err := a.InstanceSpend(ctx, p, "a", now)
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	assert.EqualValues(t, 2*620000, got[0].Spent, "a's two rows, not b's")
+	assert.Contains(t, got[0].Item.Key, "acme")
+	none, err := a.InstanceSpend(ctx, p, "nobody", now)
+	require.NoError(t, err)
+	assert.Empty(t, none)
 }

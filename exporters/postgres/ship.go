@@ -42,12 +42,14 @@ func (l *Ledger) ship(ctx context.Context) {
 		if o == nil {
 			break
 		}
-		if err := l.shipFrom(ctx, o, false); err != nil {
+		orphan := newDrainTracker(o.Stats().Rows)
+		if err := l.shipFrom(ctx, o, false, orphan); err != nil {
 			return
 		}
+		l.markDrained(ctx, orphan.instances)
 		l.doneWithOrphan(o)
 	}
-	_ = l.shipFrom(ctx, l.w.sp, true)
+	_ = l.shipFrom(ctx, l.w.sp, true, newDrainTracker(l.w.sp.Stats().Rows))
 }
 
 func (l *Ledger) nextOrphan() *spool.Spool {
@@ -79,7 +81,10 @@ func (l *Ledger) orphansShipped() bool {
 // shipFrom ships sp's rows; with follow it waits for new ones until ctx
 // is done, else it returns once sp is empty. It returns only ctx's error
 // (or the spool's, when it was closed).
-func (l *Ledger) shipFrom(ctx context.Context, sp *spool.Spool, follow bool) error {
+// The rows sp held when it was opened were left by processes that are
+// gone: left tracks them, and once they are shipped those processes are
+// recorded as drained.
+func (l *Ledger) shipFrom(ctx context.Context, sp *spool.Spool, follow bool, left *drainTracker) error {
 	for {
 		if !follow && sp.Stats().Rows == 0 {
 			return nil
@@ -89,9 +94,11 @@ func (l *Ledger) shipFrom(ctx context.Context, sp *spool.Spool, follow bool) err
 			return err
 		}
 		reports := make([]row, 0, len(recs))
+		undecodable := 0
 		for _, r := range recs {
 			instance, rep, err := decodeRow(r.Data)
 			if err != nil {
+				undecodable++
 				l.drop(dropUndecodable, 1)
 				l.log.Error("ledger spool: a spooled row does not decode; dropped", zap.Time("spooled_at", r.At), zap.Error(err))
 				continue
@@ -107,6 +114,9 @@ func (l *Ledger) shipFrom(ctx context.Context, sp *spool.Spool, follow bool) err
 			l.log.Error("ledger spool: acknowledging shipped rows failed", zap.Error(err))
 		}
 		l.w.shipped.Add(uint64(len(reports)))
+		if left.shipped(reports, undecodable) && follow {
+			l.markDrained(ctx, left.instances)
+		}
 	}
 }
 

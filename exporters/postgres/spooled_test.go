@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -274,4 +275,43 @@ func FuzzDecodeRow(f *testing.F) {
 			t.Fatalf("round trip changed the row: %v", err)
 		}
 	})
+}
+
+// A process that finds rows another one left (in its own slot, or in an
+// orphan slot) records that process as drained once they are shipped;
+// its own name is never listed, nor a process that left nothing.
+func TestProcessesWhoseLeftRowsWereShippedAreListedAsDrained(t *testing.T) {
+	dir, dsn := t.TempDir(), pgtest.NewDatabase(t)
+	require.NoError(t, claimBase(dir, ledgerIdentity(dsn)))
+	for slot, inst := range map[string]string{"0": "dead-a", "3": "dead-b"} {
+		sp, err := spool.Open(spool.Options{Dir: filepath.Join(dir, slot)})
+		require.NoError(t, err)
+		for _, id := range ids(inst, 5) {
+			b, err := encodeRow(inst, report(id, 0, nil))
+			require.NoError(t, err)
+			require.NoError(t, sp.Append(b))
+		}
+		require.NoError(t, sp.Close())
+	}
+	l := openSpooled(t, Config{DSN: dsn, Instance: "me", Spool: SpoolConfig{Dir: dir}})
+	record(l, "mine")
+	waitShipped(t, l)
+	require.Eventually(t, func() bool {
+		got, err := l.DrainedInstances(context.Background())
+		return err == nil && len(got) == 2
+	}, 10*time.Second, 20*time.Millisecond)
+	got, err := l.DrainedInstances(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, []string{"dead-a", "dead-b"}, sorted(got))
+
+	require.NoError(t, l.MarkReconciled(context.Background(), "dead-a", time.Now()))
+	got, err = l.DrainedInstances(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, []string{"dead-b"}, got)
+}
+
+func sorted(s []string) []string {
+	out := append([]string(nil), s...)
+	slices.Sort(out)
+	return out
 }
