@@ -16,8 +16,8 @@ import (
 	"github.com/spendguard/spendguard/budget"
 	"github.com/spendguard/spendguard/budget/memstore"
 	"github.com/spendguard/spendguard/internal/money"
-	"github.com/spendguard/spendguard/test/pgtest"
 	spendguardv1 "github.com/spendguard/spendguard/proto/spendguard/v1"
+	"github.com/spendguard/spendguard/test/pgtest"
 )
 
 const recoverBudgets = `
