@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime/pprof"
 	"slices"
@@ -13,12 +14,19 @@ import (
 
 // BenchOptions configure Bench.
 type BenchOptions struct {
-	// Start starts a processor: "noop", or spendguard with the "memory" or
-	// "redis" store.
+	// Start starts a processor: "noop", or spendguard with one of Stores
+	// ("memory", "redis", "memory+ledger").
 	Start func(name string) (Target, error)
 	// RedisCalls, when set, returns how many scripts the Redis server has
 	// run so far (from INFO commandstats): the store's round trips.
 	RedisCalls func() (int64, error)
+	// LedgerRows, needed for the memory+ledger store, counts the rows of
+	// its PostgreSQL ledger (the spendguard_ledger table).
+	LedgerRows func(context.Context) (int64, error)
+	// LedgerWait bounds the wait, after each ledger scenario, for every
+	// row to reach PostgreSQL (default 60s): rows still missing then fail
+	// the bench.
+	LedgerWait time.Duration
 	// Stores are the spendguard stores to run (default memory and redis),
 	// Kinds the lifecycle shapes (default both).
 	Stores []workload.Store
@@ -55,6 +63,9 @@ func (o BenchOptions) withDefaults() BenchOptions {
 	if o.IdleStreams <= 0 {
 		o.IdleStreams = 500
 	}
+	if o.LedgerWait <= 0 {
+		o.LedgerWait = time.Minute
+	}
 	return o
 }
 
@@ -89,6 +100,19 @@ type Row struct {
 	RoundRatios       []float64
 	NoopMem, SpendMem StreamMemory // per idle in-flight stream (after the request body)
 	MidStreamMem      StreamMemory // spendguard, per stream in the middle of an SSE response
+	// Ledger is the ledger's account of the scenario (the memory+ledger
+	// store only, else nil).
+	Ledger *LedgerCount
+}
+
+// LedgerCount compares, for one scenario, the requests spendguard served
+// (its CostReports: the measured runs, the warm-up and the streams held
+// open) with the rows its ledger wrote to PostgreSQL.
+type LedgerCount struct {
+	Served, Rows int64
+	// Drain is how long after the scenario's last request the counts
+	// first agreed (polled every 50ms).
+	Drain time.Duration
 }
 
 // Report is the outcome of Bench.
@@ -102,6 +126,9 @@ type Report struct {
 // between them run by run.
 func Bench(ctx context.Context, o BenchOptions) (*Report, error) {
 	o = o.withDefaults()
+	if o.LedgerRows == nil && slices.ContainsFunc(o.Stores, workload.Store.Ledger) {
+		return nil, errors.New("loadgen: the memory+ledger store needs BenchOptions.LedgerRows to count the ledger's rows")
+	}
 	cost, err := workload.ExpectedCost()
 	if err != nil {
 		return nil, err
@@ -134,6 +161,17 @@ func Bench(ctx context.Context, o BenchOptions) (*Report, error) {
 
 func (o BenchOptions) scenario(ctx context.Context, noop, sg Target, kind workload.Kind, store workload.Store, cost money.Nano) (Row, error) {
 	row := Row{Kind: kind, Store: store}
+	var served0, rows0 int64
+	if store.Ledger() {
+		s, err := sg.Sample(false)
+		if err != nil {
+			return row, err
+		}
+		if rows0, err = o.LedgerRows(ctx); err != nil {
+			return row, fmt.Errorf("counting the ledger's rows: %w", err)
+		}
+		served0 = s.Reports
+	}
 	load := Load{Kind: kind, Concurrency: o.Concurrency, Conns: o.Conns}
 	for _, t := range []Target{noop, sg} {
 		warm := load
@@ -173,7 +211,53 @@ func (o BenchOptions) scenario(ctx context.Context, noop, sg Target, kind worklo
 			return row, err
 		}
 	}
+	if store.Ledger() {
+		lc, err := o.waitLedger(ctx, sg, served0, rows0)
+		row.Ledger = &lc
+		if err != nil {
+			return row, err
+		}
+	}
 	return row, nil
+}
+
+// waitLedger waits until the ledger holds a row for every request sg
+// served since served0 and rows0 were counted, at most o.LedgerWait. The
+// counts must agree twice in a row, unchanged, so that a report still on
+// its way does not pass for a drained spool.
+func (o BenchOptions) waitLedger(ctx context.Context, sg Target, served0, rows0 int64) (LedgerCount, error) {
+	start := time.Now()
+	deadline := start.Add(o.LedgerWait)
+	var agreed *LedgerCount
+	for {
+		s, err := sg.Sample(false)
+		if err != nil {
+			return LedgerCount{}, err
+		}
+		rows, err := o.LedgerRows(ctx)
+		if err != nil {
+			return LedgerCount{}, fmt.Errorf("counting the ledger's rows: %w", err)
+		}
+		lc := LedgerCount{Served: s.Reports - served0, Rows: rows - rows0, Drain: time.Since(start)}
+		if lc.Rows == lc.Served {
+			if agreed != nil && agreed.Served == lc.Served {
+				return *agreed, nil
+			}
+			agreed = &lc
+		} else {
+			agreed = nil
+		}
+		if time.Now().After(deadline) {
+			return lc, fmt.Errorf("the ledger has %d rows for the %d requests spendguard served, %s after the last one: "+
+				"rows were lost, duplicated or are stuck in the spool (see spendguard's log above, and its spendguard_ledger_* metrics)",
+				lc.Rows, lc.Served, o.LedgerWait)
+		}
+		select {
+		case <-ctx.Done():
+			return lc, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // measure adds one measured run of t to m and returns its throughput.

@@ -11,7 +11,8 @@ import (
 )
 
 // Print writes the tables of r: one row per processor and scenario, then
-// spendguard over the no-op; then the memory of an in-flight stream.
+// spendguard over the no-op (with the ledger, its rows against the
+// requests served); then the memory of an in-flight stream.
 //
 // "CPU-bound" is (load generator + no-op CPU) / (load generator +
 // spendguard CPU) per lifecycle: the throughput ratio this run would show
@@ -27,7 +28,7 @@ func (r *Report) Print(w io.Writer) error {
 	}
 	o := r.Opts
 	p("%d rounds of %s per processor and scenario, %d lifecycles in flight\n\n", o.Rounds, o.Duration, Load{Concurrency: o.Concurrency}.withDefaults().Concurrency)
-	p("%-22s %-10s %12s %9s %9s %9s %9s %9s %11s %6s %7s\n",
+	p("%-28s %-10s %12s %9s %9s %9s %9s %9s %11s %6s %7s\n",
 		"scenario", "processor", "lifecycles/s", "p50", "p99", "CPU/lc", "lg CPU/lc", "allocs/lc", "redis RT/lc", "errors", "charged")
 	for _, row := range r.Rows {
 		name := fmt.Sprintf("%s, %s", row.Kind, row.Store)
@@ -42,31 +43,34 @@ func (r *Report) Print(w io.Writer) error {
 			if x.label == "spendguard" {
 				charged = map[bool]string{true: "exact", false: "WRONG"}[x.m.Charged]
 			}
-			p("%-22s %-10s %12.0f %9s %9s %9s %9s %9.0f %11s %6d %7s\n", name, x.label, x.m.PerSecond(),
+			p("%-28s %-10s %12.0f %9s %9s %9s %9s %9.0f %11s %6d %7s\n", name, x.label, x.m.PerSecond(),
 				round(x.m.Percentile(0.5)), round(x.m.Percentile(0.99)), perLC(x.m, x.m.CPU), perLC(x.m, x.m.ClientCPU),
 				x.m.Per(float64(x.m.Mallocs)), calls, x.m.Errors, charged)
 			name = ""
 		}
 		n, s := row.Noop, row.Spendguard
-		p("%-22s %-10s %11.2f× %8.2f× %8.2f× %8.2f× %9s %8.2f×\n", "", "ratio",
+		p("%-28s %-10s %11.2f× %8.2f× %8.2f× %8.2f× %9s %8.2f×\n", "", "ratio",
 			ratio(s.PerSecond(), n.PerSecond()), ratio(float64(s.Percentile(0.5)), float64(n.Percentile(0.5))),
 			ratio(float64(s.Percentile(0.99)), float64(n.Percentile(0.99))),
 			ratio(s.Per(float64(s.CPU)), n.Per(float64(n.CPU))), "", ratio(s.Per(float64(s.Mallocs)), n.Per(float64(n.Mallocs))))
-		p("%-22s %-10s %11.2f×\n", "", "CPU-bound", ratio(n.Per(float64(n.CPU+n.ClientCPU)), s.Per(float64(s.CPU+s.ClientCPU))))
-		p("%-22s %-10s", "", "by round")
+		p("%-28s %-10s %11.2f×\n", "", "CPU-bound", ratio(n.Per(float64(n.CPU+n.ClientCPU)), s.Per(float64(s.CPU+s.ClientCPU))))
+		p("%-28s %-10s", "", "by round")
 		for _, r := range row.RoundRatios {
 			p(" %.2f×", r)
 		}
 		p("   (median %.2f×)\n", median(row.RoundRatios))
+		if l := row.Ledger; l != nil {
+			p("%-28s %-10s %d rows in PostgreSQL for %d requests served (agreed %s after the last)\n", "", "ledger", l.Rows, l.Served, round(l.Drain))
+		}
 	}
 	p("\nmemory per in-flight stream: live heap + goroutine stacks, %d streams held open\n", o.IdleStreams)
-	p("%-22s %22s %22s %22s\n", "scenario", "no-op", "spendguard", "spendguard mid-stream")
+	p("%-28s %22s %22s %22s\n", "scenario", "no-op", "spendguard", "spendguard mid-stream")
 	for _, row := range r.Rows {
 		mid := "-"
 		if row.Kind == workload.SSE {
 			mid = row.MidStreamMem.String()
 		}
-		p("%-22s %22s %22s %22s\n", fmt.Sprintf("%s, %s", row.Kind, row.Store), row.NoopMem, row.SpendMem, mid)
+		p("%-28s %22s %22s %22s\n", fmt.Sprintf("%s, %s", row.Kind, row.Store), row.NoopMem, row.SpendMem, mid)
 	}
 	for _, row := range r.Rows {
 		for _, m := range []Measurement{row.Noop, row.Spendguard} {

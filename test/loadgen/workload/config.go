@@ -12,11 +12,17 @@ import (
 // Store names the budget store of a spendguard target.
 type Store string
 
-// Stores spendguard runs with.
+// Stores spendguard runs with. MemoryLedger is the memory store with the
+// PostgreSQL spend ledger on (LedgerSection): every request's row
+// written to the local spool before its last answer, then shipped.
 const (
-	Memory Store = "memory"
-	Redis  Store = "redis"
+	Memory       Store = "memory"
+	Redis        Store = "redis"
+	MemoryLedger Store = "memory+ledger"
 )
+
+// Ledger says whether spendguard runs with the PostgreSQL ledger for s.
+func (s Store) Ledger() bool { return s == MemoryLedger }
 
 // Config is spendguard's configuration under load, shaped like the
 // example configuration: a per-tenant monthly budget with a soft-cap
@@ -67,12 +73,19 @@ limits:
 
 // StoreSection is the `store:` section for a store; a Redis store uses
 // the server at redisAddr under prefix, with a call timeout loose enough
-// for two loaded cores.
+// for two loaded cores. MemoryLedger's is the memory store's: its
+// ledger is LedgerSection.
 func StoreSection(s Store, redisAddr, prefix string) string {
 	if s == Redis {
 		return fmt.Sprintf("store:\n  backend: redis\n  redis:\n    address: %s\n    key_prefix: %q\n    timeout: 1s\n", redisAddr, prefix)
 	}
 	return "store:\n  backend: memory\n"
+}
+
+// LedgerSection is the `exporters:` section of the PostgreSQL spend
+// ledger writing to the database at dsn through a spool in spoolDir.
+func LedgerSection(dsn, spoolDir string) string {
+	return fmt.Sprintf("exporters:\n  postgres:\n    dsn: %q\n    spool:\n      dir: %q\n", dsn, spoolDir)
 }
 
 // ExpectedCost is what spendguard charges for one lifecycle: the usage

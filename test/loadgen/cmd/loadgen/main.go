@@ -3,7 +3,12 @@
 // processor in its own child process so that its CPU time, allocations
 // and memory are its own. `make bench` runs it; see docs/performance.md.
 //
-//	loadgen [-duration 2s] [-rounds 3] [-redis private|ADDR|none] [-profile DIR]
+//	loadgen [-duration 2s] [-rounds 3] [-redis private|ADDR|none] [-pg-dsn DSN|none] [-profile DIR]
+//
+// The memory+ledger rows run spendguard with the PostgreSQL spend ledger
+// (its spool in a temporary directory) on a database created for the run
+// and dropped after it, unless -pg-dsn names one; without PostgreSQL they
+// are skipped, with one line that says why.
 //
 // With -serve it is such a child: it serves one processor and answers
 // the parent's sample requests on stdin/stdout (loadgen.ServeControl).
@@ -13,11 +18,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"strings"
@@ -37,8 +44,9 @@ func main() {
 func run(args []string) error {
 	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
 	var (
-		serve       = fs.String("serve", "", "child mode: serve noop, memory or redis and answer samples on stdin/stdout")
+		serve       = fs.String("serve", "", "child mode: serve noop, memory, redis or memory+ledger and answer samples on stdin/stdout")
 		redisFlag   = fs.String("redis", "private", `Redis for the redis-store scenarios: "private" (a redis-server started for the run), an address, or "none"`)
+		pgDSN       = fs.String("pg-dsn", "", `PostgreSQL database for the memory+ledger scenarios' ledger, or "none" (default: a database spendguard_bench_<random> created on `+defaultAdminDSN+` for the run, and dropped after it)`)
 		prefix      = fs.String("prefix", "", "child mode: Redis key prefix")
 		profile     = fs.String("profile", "", "directory: each processor's process writes CPU, allocation and mutex profiles there (NAME.cpu.pprof, NAME.allocs.pprof, NAME.mutex.pprof), and the load generator its own (loadgen.*.pprof, labelled processor=no-op|spendguard)")
 		duration    = fs.Duration("duration", 2*time.Second, "length of one measured run")
@@ -53,7 +61,7 @@ func run(args []string) error {
 		return err
 	}
 	if *serve != "" {
-		return serveChild(*serve, *redisFlag, *prefix, *profile)
+		return serveChild(*serve, *redisFlag, *prefix, *pgDSN, *profile)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -100,8 +108,21 @@ func run(args []string) error {
 		defer rc.close(keyPrefix)
 		opts.RedisCalls = rc.calls
 	}
+	ledgerDSN := *pgDSN
+	if ledgerDSN != "none" {
+		lc, cleanup, err := openLedger(ctx, ledgerDSN)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "loadgen: skipping the memory+ledger scenarios: %v\n", err)
+			ledgerDSN = "none"
+		} else {
+			defer cleanup()
+			ledgerDSN = lc.dsn
+			opts.Stores = append(opts.Stores, workload.MemoryLedger)
+			opts.LedgerRows = lc.rows
+		}
+	}
 	opts.Start = func(name string) (loadgen.Target, error) {
-		args := []string{"-serve", name, "-redis", redisAddr, "-prefix", keyPrefix}
+		args := []string{"-serve", name, "-redis", redisAddr, "-prefix", keyPrefix, "-pg-dsn", ledgerDSN}
 		if *profile != "" {
 			args = append(args, "-profile", *profile)
 		}
@@ -124,8 +145,37 @@ func run(args []string) error {
 	return rep.Print(os.Stdout)
 }
 
+// openLedger returns the counter of the ledger's rows in the database
+// dsn, or with an empty dsn in a database created for the run; cleanup
+// closes it and drops that database (printing what went wrong).
+func openLedger(ctx context.Context, dsn string) (*ledgerCounter, func(), error) {
+	var db *benchDatabase
+	if dsn == "" {
+		var err error
+		if db, err = createBenchDatabase(ctx, defaultAdminDSN); err != nil {
+			return nil, nil, err
+		}
+		dsn = db.DSN
+	}
+	lc, err := newLedgerCounter(ctx, dsn)
+	if err != nil {
+		if db != nil {
+			err = errors.Join(err, db.drop())
+		}
+		return nil, nil, err
+	}
+	return lc, func() {
+		lc.close()
+		if db != nil {
+			if err := db.drop(); err != nil {
+				fmt.Fprintln(os.Stderr, "loadgen:", err)
+			}
+		}
+	}, nil
+}
+
 // serveChild serves one processor for the parent.
-func serveChild(name, redisAddr, prefix, profileDir string) error {
+func serveChild(name, redisAddr, prefix, pgDSN, profileDir string) error {
 	var (
 		t   loadgen.Target
 		err error
@@ -133,15 +183,23 @@ func serveChild(name, redisAddr, prefix, profileDir string) error {
 	switch name {
 	case "noop":
 		t, err = loadgen.StartNoop()
-	case "memory", "redis":
+	case string(workload.Memory), string(workload.Redis), string(workload.MemoryLedger):
 		dir, derr := os.MkdirTemp("", "loadgen")
 		if derr != nil {
 			return derr
 		}
 		defer os.RemoveAll(dir)
-		t, err = loadgen.StartSpendguard(dir, workload.StoreSection(workload.Store(name), redisAddr, prefix), os.Stderr)
+		store := workload.Store(name)
+		section := workload.StoreSection(store, redisAddr, prefix)
+		if store.Ledger() {
+			if pgDSN == "" || pgDSN == "none" {
+				return errors.New("-serve memory+ledger needs -pg-dsn")
+			}
+			section += workload.LedgerSection(pgDSN, filepath.Join(dir, "spool"))
+		}
+		t, err = loadgen.StartSpendguard(dir, section, os.Stderr)
 	default:
-		return fmt.Errorf("-serve %q: want noop, memory or redis", name)
+		return fmt.Errorf("-serve %q: want noop, memory, redis or memory+ledger", name)
 	}
 	if err != nil {
 		return err
