@@ -169,7 +169,9 @@ func (l *Ledger) write(ctx context.Context, batch []row) error {
 		return err
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
-	if _, err := tx.Exec(ctx, "CREATE TEMP TABLE spendguard_ledger_stage (LIKE spendguard_ledger INCLUDING DEFAULTS) ON COMMIT DROP"); err != nil {
+	// One staging table per connection, emptied at each commit: creating
+	// and dropping one per batch would write the catalog every time.
+	if _, err := tx.Exec(ctx, "CREATE TEMP TABLE IF NOT EXISTS spendguard_ledger_stage (LIKE spendguard_ledger INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"); err != nil {
 		return err
 	}
 	src := pgx.CopyFromSlice(len(batch), func(i int) ([]any, error) { return rowOf(batch[i].rep, batch[i].instance), nil })

@@ -45,6 +45,7 @@ type writing struct {
 
 	closed       atomic.Bool
 	writeFailing atomic.Bool // the last Append failed
+	full         atomic.Bool // a full episode is open (fullSince is set)
 	down         atomic.Bool // the last write to PostgreSQL failed
 	shipped      atomic.Uint64
 	dropped      [nDropReasons]atomic.Uint64
@@ -206,7 +207,7 @@ func (l *Ledger) Record(ev *sink.Event) {
 		l.drop(dropUndecodable, 1)
 		return
 	}
-	st := w.sp.Stats()
+	held := w.sp.Bytes()
 	limit := w.maxBytes
 	if w.refuse {
 		// Admit refuses new requests from max_bytes on; the rows of those
@@ -214,7 +215,7 @@ func (l *Ledger) Record(ev *sink.Event) {
 		// this margin.
 		limit += max(w.maxBytes/8, 1<<20)
 	}
-	if st.Bytes >= limit {
+	if held >= limit {
 		l.dropFull()
 		return
 	}
@@ -239,7 +240,7 @@ func (l *Ledger) Record(ev *sink.Event) {
 		w.mu.Unlock()
 		l.log.Warn("ledger spool: writing rows again", zap.Duration("failed_for", since))
 	}
-	l.fullEnded(st.Bytes)
+	l.fullEnded(held)
 }
 
 // Admit says whether a new request may start: with spool.on_full:
@@ -250,7 +251,7 @@ func (l *Ledger) Admit() error {
 	if w == nil || !w.refuse {
 		return nil
 	}
-	if w.writeFailing.Load() || w.sp.Stats().Bytes >= w.maxBytes {
+	if w.writeFailing.Load() || w.sp.Bytes() >= w.maxBytes {
 		l.noteFull()
 		return ErrSpoolFull
 	}
@@ -285,6 +286,7 @@ func (l *Ledger) noteFull() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.fullSince.IsZero() {
+		w.full.Store(true)
 		w.fullSince, w.fullDrops = time.Now(), w.dropped[dropSpoolFull].Load()
 		what := "new requests are refused (503) until it has room"
 		if !w.refuse {
@@ -298,7 +300,7 @@ func (l *Ledger) noteFull() {
 // fullEnded closes a full episode once the spool has room again.
 func (l *Ledger) fullEnded(bytes int64) {
 	w := l.w
-	if bytes >= w.maxBytes {
+	if !w.full.Load() || bytes >= w.maxBytes {
 		return
 	}
 	w.mu.Lock()
@@ -309,6 +311,7 @@ func (l *Ledger) fullEnded(bytes int64) {
 	l.log.Warn("ledger spool has room again", zap.Duration("full_for", time.Since(w.fullSince)),
 		zap.Uint64("rows_dropped", w.dropped[dropSpoolFull].Load()-w.fullDrops))
 	w.fullSince = time.Time{}
+	w.full.Store(false)
 }
 
 func (l *Ledger) drop(reason int, n uint64) { l.w.dropped[reason].Add(n) }

@@ -171,24 +171,26 @@ func (s *Spool) cutSegment(seq uint64, off int64) {
 
 // Ack acknowledges recs, the records Read returned last (or a prefix of
 // them): the cursor moves past them, and segments left wholly behind are
-// deleted.
+// deleted. The file work (the cursor, deletions, the next record's time)
+// is done outside the lock that Append takes, so appends never wait for
+// the disk.
 func (s *Spool) Ack(recs []Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
 	s.r.mu.Lock()
 	defer s.r.mu.Unlock()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return ErrClosed
-	}
 	var n int64
 	for _, r := range recs {
 		n += int64(headerSize + len(r.Data))
 	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
 	s.rows = max(s.rows-int64(len(recs)), 0)
-	s.bytes = max(s.bytes-n, 0)
+	s.setBytes(max(s.bytes-n, 0))
 	s.acked += uint64(len(recs))
 	s.cursor = recs[len(recs)-1].end
 	var gone []uint64
@@ -200,6 +202,17 @@ func (s *Spool) Ack(recs []Record) error {
 	if s.cursor.seq < s.segs[0].seq {
 		s.cursor = pos{s.segs[0].seq, int64(len(magic))}
 	}
+	cursor, rows := s.cursor, s.rows
+	next, nextSize := s.cursor, s.segs[0].size
+	if len(s.segs) > 1 && next.off >= nextSize {
+		next = pos{s.segs[1].seq, int64(len(magic))}
+	}
+	s.oldest = 0 // until read below
+	if len(gone) > 0 {
+		s.dirDirty = true
+	}
+	s.mu.Unlock()
+
 	var err error
 	for _, seq := range gone {
 		if seq == s.r.seq {
@@ -208,23 +221,23 @@ func (s *Spool) Ack(recs []Record) error {
 		if e := os.Remove(segName(s.o.Dir, seq)); e != nil && !errors.Is(e, os.ErrNotExist) {
 			err = errors.Join(err, fmt.Errorf("spool: %w", e))
 		}
-		s.dirDirty = true
 	}
-	s.oldest = 0
-	if s.rows > 0 {
-		s.oldest = s.timeAt(s.cursor)
+	if rows > 0 {
+		if at := s.timeAt(next); at != 0 {
+			s.mu.Lock()
+			if s.cursor == cursor && s.rows > 0 { // Append keeps an oldest it set itself
+				s.oldest = at
+			}
+			s.mu.Unlock()
+		}
 	}
-	return errors.Join(err, s.writeCursor())
+	return errors.Join(err, writeCursor(s.o.Dir, cursor))
 }
 
 // timeAt is the append time of the frame at p, 0 when it cannot be read.
-// Called with mu held.
+// Only the reader's side calls it (r.mu held); the segment is not
+// deleted meanwhile, as only Ack deletes.
 func (s *Spool) timeAt(p pos) int64 {
-	i := s.segIndex(p.seq)
-	for i >= 0 && i < len(s.segs)-1 && p.off >= s.segs[i].size {
-		i++
-		p = pos{s.segs[i].seq, int64(len(magic))}
-	}
 	f, err := os.Open(segName(s.o.Dir, p.seq))
 	if err != nil {
 		return 0
@@ -244,16 +257,16 @@ func (s *Spool) timeAt(p pos) int64 {
 // segment.
 const cursorName = "cursor"
 
-func (s *Spool) writeCursor() error {
+func writeCursor(dir string, cursor pos) error {
 	var b [20]byte
-	binary.LittleEndian.PutUint64(b[0:8], s.cursor.seq)
-	binary.LittleEndian.PutUint64(b[8:16], uint64(s.cursor.off))
+	binary.LittleEndian.PutUint64(b[0:8], cursor.seq)
+	binary.LittleEndian.PutUint64(b[8:16], uint64(cursor.off))
 	binary.LittleEndian.PutUint32(b[16:20], crc32.Checksum(b[:16], castagnoli))
-	tmp := filepath.Join(s.o.Dir, cursorName+".tmp")
+	tmp := filepath.Join(dir, cursorName+".tmp")
 	if err := os.WriteFile(tmp, b[:], 0o600); err != nil {
 		return fmt.Errorf("spool: writing the cursor: %w", err)
 	}
-	if err := os.Rename(tmp, filepath.Join(s.o.Dir, cursorName)); err != nil {
+	if err := os.Rename(tmp, filepath.Join(dir, cursorName)); err != nil {
 		return fmt.Errorf("spool: writing the cursor: %w", err)
 	}
 	return nil

@@ -103,7 +103,9 @@ func (s *Spool) checkSegment(seq uint64, last bool) (int64, error) {
 // segment's readable part, and the oldest one's time. Called with mu held
 // (or before the spool is shared).
 func (s *Spool) recount() {
-	s.rows, s.bytes, s.oldest = 0, 0, 0
+	s.rows, s.oldest = 0, 0
+	var bytes int64
+	defer func() { s.setBytes(bytes) }()
 	for _, g := range s.segs {
 		start := int64(len(magic))
 		if g.seq < s.cursor.seq {
@@ -128,7 +130,7 @@ func (s *Spool) recount() {
 				s.oldest = at
 			}
 			s.rows++
-			s.bytes += int64(n)
+			bytes += int64(n)
 			b = b[n:]
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -79,10 +80,11 @@ type Spool struct {
 	unsynced int       // appends since the last group commit
 	dirDirty bool      // a segment was created or deleted since
 	retired  []*os.File
-	cursor   pos   // where the oldest unacknowledged record starts
-	rows     int64 // records not acknowledged
-	bytes    int64 // their frames' bytes
-	oldest   int64 // append time of the oldest of them (Unix ns; 0: none)
+	cursor   pos          // where the oldest unacknowledged record starts
+	rows     int64        // records not acknowledged
+	bytes    int64        // their frames' bytes (set with setBytes)
+	bytesNow atomic.Int64 // bytes, read without the lock (Bytes)
+	oldest   int64        // append time of the oldest of them (Unix ns; 0: none)
 	appended uint64
 	acked    uint64
 	corrupt  uint64
@@ -195,7 +197,7 @@ func (s *Spool) Append(payload []byte) error {
 		s.oldest = now
 	}
 	s.rows++
-	s.bytes += int64(len(frame))
+	s.setBytes(s.bytes + int64(len(frame)))
 	s.appended++
 	s.unsynced++
 	if s.unsynced == 1 {
@@ -297,6 +299,16 @@ func syncDir(dir string) error {
 	return nil
 }
 
+// setBytes sets bytes and its lock-free copy. Called with mu held.
+func (s *Spool) setBytes(n int64) {
+	s.bytes = n
+	s.bytesNow.Store(n)
+}
+
+// Bytes is Stats().Bytes without taking the spool's lock: cheap enough
+// for every request.
+func (s *Spool) Bytes() int64 { return s.bytesNow.Load() }
+
 // Dir is the spool's directory.
 func (s *Spool) Dir() string { return s.o.Dir }
 
@@ -355,7 +367,7 @@ func (s *Spool) Close() error {
 	if e := s.cur.Sync(); e != nil {
 		err = fmt.Errorf("spool: syncing %s: %w", s.cur.Name(), e)
 	}
-	err = errors.Join(err, s.cur.Close(), s.writeCursor(), syncDir(s.o.Dir))
+	err = errors.Join(err, s.cur.Close(), writeCursor(s.o.Dir, s.cursor), syncDir(s.o.Dir))
 	for _, r := range s.retired {
 		r.Close()
 	}

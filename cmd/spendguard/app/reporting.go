@@ -2,8 +2,12 @@ package app
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
+	"os"
 
+	"github.com/spendguard/spendguard/budget/stores"
 	"github.com/spendguard/spendguard/exporters"
 	"github.com/spendguard/spendguard/exporters/postgres"
 	"github.com/spendguard/spendguard/exporters/sink"
@@ -60,6 +64,7 @@ func (in *Instance) startExporters(cfg exporters.Config) error {
 	if c := cfg.Postgres; c != nil {
 		pc := *c
 		pc.BatchSize = cfg.BatchSize
+		pc.Instance = in.instanceID()
 		l, err := postgres.OpenSpooled(pc, in.Metrics, in.Log)
 		if err != nil {
 			return fmt.Errorf("exporters.postgres: %w", err)
@@ -77,4 +82,18 @@ func (in *Instance) startExporters(cfg exporters.Config) error {
 	in.Exporters, in.Ledger = fan, ledger
 	in.Metrics.SetExporterStats(fan.Stats)
 	return nil
+}
+
+// instanceID names this process in the ledger's rows: the holder id of
+// its budget leases when it holds any (a Redis store with leases), so
+// that a dead process's forfeits can be matched with its rows; else a new
+// id of the same form (host/pid/random).
+func (in *Instance) instanceID() string {
+	if rs := stores.AsRedis(in.Store); rs != nil && rs.Leases() != nil {
+		return rs.Leases().Holder()
+	}
+	host, _ := os.Hostname()
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:]))
 }
