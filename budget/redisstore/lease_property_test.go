@@ -53,6 +53,10 @@ func leaseState(t testing.TB, c *redis.Client, s *redisstore.Store, key string) 
 			h.Reserved = amount(v)
 		case "f":
 			h.Forfeit = amount(v)
+		case "y":
+			h.Synced = amount(v)
+		case "k":
+			h.Kept = amount(v)
 		case "s":
 			n, err := strconv.ParseUint(v, 10, 64)
 			require.NoError(t, err)

@@ -25,6 +25,15 @@ func TestLeaseConformance(t *testing.T) {
 	})
 }
 
+// TestLeaseForfeitConformance runs the lease.ForfeitSettler suite on
+// Redis.
+func TestLeaseForfeitConformance(t *testing.T) {
+	leasetest.RunForfeits(t, func(t *testing.T) leasetest.Settler {
+		s, _, _ := newStore(t)
+		return s
+	})
+}
+
 var _ lease.Backend = (*redisstore.Store)(nil)
 
 // BenchmarkSync is one holder's Sync on one counter far from its cap (a
@@ -70,7 +79,7 @@ func TestLeaseKeyLayout(t *testing.T) {
 	}, redistest.Keys(t, c, prefix))
 	fields, err := c.HGetAll(ctx, s.CounterKey(day.Key)).Result()
 	require.NoError(t, err)
-	assert.Equal(t, map[string]string{"c": "3", "l": "102", "q": "2", "l:r-1": "102", "q:r-1": "2", "s:r-1": "1"}, fields)
+	assert.Equal(t, map[string]string{"c": "3", "l": "102", "q": "2", "l:r-1": "102", "q:r-1": "2", "s:r-1": "1", "y:r-1": "3"}, fields)
 	holders, err := c.ZRangeWithScores(ctx, s.HoldersKey(day.Key), 0, -1).Result()
 	require.NoError(t, err)
 	assert.Equal(t, []redis.Z{{Score: float64(t0.Add(time.Minute).UnixMicro()), Member: "r-1"}}, holders)
