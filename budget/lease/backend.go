@@ -150,7 +150,8 @@ type ForfeitSettler interface {
 // The backend keeps, per holder and counter, Synced (the sum of the
 // Commit amounts of its applied Syncs there, before any credit against
 // its forfeit) and the Reserved of its last applied Sync. A holder's
-// share of committed is Synced + forfeit at every moment. Atomically on
+// share of committed is Synced + forfeit until its forfeit is settled
+// (barring saturation at 2^63-1). Atomically on
 // Item.Key, SettleForfeit:
 //  1. refuses with ErrHolderLive, changing nothing, when Holder holds a
 //     lease (or reported reservations) there that has not expired at Now;
