@@ -42,7 +42,10 @@
 // crashes loses nothing the backend has not already counted: its leases
 // expire after Options.LeaseTTL and the backend then counts them in full
 // as spent (more than the truth by at most the unused part of the lease;
-// see Backend).
+// see Backend), until a ForfeitSettler reconciles each forfeit with the
+// spend the ledger recorded for the dead holder: it then stays above the
+// truth by at most the reservations the holder had in flight at its last
+// sync.
 //
 // # Failures
 //

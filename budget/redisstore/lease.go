@@ -12,7 +12,10 @@ import (
 	"github.com/spendguard/spendguard/internal/money"
 )
 
-var _ lease.Backend = (*Store)(nil)
+var (
+	_ lease.Backend        = (*Store)(nil)
+	_ lease.ForfeitSettler = (*Store)(nil)
+)
 
 // HoldersKey is the Redis key of counter key k's lease holders:
 // P h:{scope}@start.
@@ -46,12 +49,17 @@ const maxMicros = 1<<53 - 1
 //	"q:<holder>"  the holder's reported reservations
 //	"s:<holder>"  the last Seq applied for the holder
 //	"f:<holder>"  the holder's forfeit not yet credited back
+//	"y:<holder>"  the sum of the holder's applied commits (Synced)
+//	"k:<holder>"  the holder's reported reservations when its lease
+//	              was forfeited (while f: is set and it has not synced
+//	              since)
 //
 // "c" (committed) is shared with Settle, and "r", the direct
 // reservations of Reserve and Extend, counts as reserved outside leases
-// (as stored: their expiry is the business of those scripts). s: and f:
-// outlive the holder's removal, so a late duplicate is still recognised
-// and a forfeit still credited; they go when the key does.
+// (as stored: their expiry is the business of those scripts). s:, f:,
+// y: and k: outlive the holder's removal, so a late duplicate is still
+// recognised, a forfeit still credited or settled; SettleForfeit removes
+// f:, y: and k:, and all go when the key does.
 //
 // Sync follows the Model of budget/lease/leasetest exactly (the tests
 // compare them call by call), and is one Lua script (leaseScript).
@@ -174,4 +182,40 @@ func (s *Store) runReplicated(ctx context.Context, sc *redis.Script, keys []stri
 		return nil, fmt.Errorf("%w: %d of %d within %v", ErrNotReplicated, n, s.waitReplicas, s.timeout)
 	}
 	return reply, nil
+}
+
+// SettleForfeit implements lease.ForfeitSettler: one Lua script
+// (forfeitScript) on Item.Key's two keys (one slot in a Redis Cluster),
+// following the Model of budget/lease/leasetest. A request that breaks
+// the contract is refused with lease.ErrInvalid before Redis is called; a
+// holder whose lease is live at Now with lease.ErrHolderLive, with
+// nothing changed.
+func (s *Store) SettleForfeit(ctx context.Context, r lease.SettleForfeitRequest) (lease.SettleForfeitReply, error) {
+	if err := ctx.Err(); err != nil {
+		return lease.SettleForfeitReply{}, err
+	}
+	if err := r.Validate(); err != nil {
+		return lease.SettleForfeitReply{}, fmt.Errorf("redis settle forfeit: %w", err)
+	}
+	now := r.Now.UnixMicro()
+	if now < 0 || now > maxMicros {
+		return lease.SettleForfeitReply{}, fmt.Errorf("redis settle forfeit: %w: now %v out of range", lease.ErrInvalid, r.Now)
+	}
+	keys := []string{s.CounterKey(r.Item.Key), s.HoldersKey(r.Item.Key)}
+	reply, err := s.runReplicated(ctx, forfeitScript, keys, []any{now, r.Holder, int64(r.Spent)})
+	if err != nil {
+		return lease.SettleForfeitReply{}, fmt.Errorf("redis settle forfeit: %w", err)
+	}
+	if len(reply) != 5 || reply[0] < 0 || reply[0] > 2 {
+		return lease.SettleForfeitReply{}, fmt.Errorf("redis settle forfeit: unexpected reply %v", reply)
+	}
+	if reply[0] == 2 {
+		return lease.SettleForfeitReply{}, fmt.Errorf("redis settle forfeit of %s on %s: %w", r.Holder, r.Item.Key, lease.ErrHolderLive)
+	}
+	refund, err1 := nano(reply[1], reply[2])
+	forfeit, err2 := nano(reply[3], reply[4])
+	if err := errors.Join(err1, err2); err != nil {
+		return lease.SettleForfeitReply{}, fmt.Errorf("redis settle forfeit: %w", err)
+	}
+	return lease.SettleForfeitReply{Refund: refund, Forfeit: forfeit, Applied: reply[0] == 1}, nil
 }

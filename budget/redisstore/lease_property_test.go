@@ -53,6 +53,10 @@ func leaseState(t testing.TB, c *redis.Client, s *redisstore.Store, key string) 
 			h.Reserved = amount(v)
 		case "f":
 			h.Forfeit = amount(v)
+		case "y":
+			h.Synced = amount(v)
+		case "k":
+			h.Kept = amount(v)
 		case "s":
 			n, err := strconv.ParseUint(v, 10, 64)
 			require.NoError(t, err)
@@ -81,17 +85,18 @@ func randomRequests(seed uint64, n int) []byte {
 	return data
 }
 
-// TestLeaseMatchesModel: random sequences of Sync calls (leasetest.
-// Requests: 4 holders, 3 counters, huge amounts, leases expiring) give the
-// same replies on Redis as on the Model, the same state on every counter
-// after every call, and keep the cap invariant (leasetest.Check).
+// TestLeaseMatchesModel: random sequences of Sync and SettleForfeit
+// calls (leasetest.Calls: 4 holders, 3 counters, huge amounts, leases
+// expiring) give the same replies on Redis as on the Model, the same
+// state on every counter after every call, and keep the cap invariant
+// (leasetest.CheckCalls).
 func TestLeaseMatchesModel(t *testing.T) {
 	for seed := range uint64(100) {
 		t.Run(strconv.FormatUint(seed, 10), func(t *testing.T) {
 			s, c, _ := newStore(t)
-			reqs := leasetest.Requests(randomRequests(seed, 60))
-			require.NotEmpty(t, reqs)
-			leasetest.Check(t, s, func(k string) leasetest.State { return leaseState(t, c, s, k) }, reqs)
+			calls := leasetest.Calls(randomRequests(seed, 60))
+			require.NotEmpty(t, calls)
+			leasetest.CheckCalls(t, s, func(k string) leasetest.State { return leaseState(t, c, s, k) }, calls)
 		})
 	}
 }
@@ -115,6 +120,6 @@ func FuzzSyncLease(f *testing.F) {
 			}
 			require.NoError(t, c.Del(context.Background(), keys...).Err())
 		})
-		leasetest.Check(t, s, func(k string) leasetest.State { return leaseState(t, c, s, k) }, leasetest.Requests(data))
+		leasetest.CheckCalls(t, s, func(k string) leasetest.State { return leaseState(t, c, s, k) }, leasetest.Calls(data))
 	})
 }

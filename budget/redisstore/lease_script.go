@@ -9,6 +9,10 @@ import "github.com/redis/go-redis/v9"
 // {applied (1/0), lease hi, lo, committed hi, lo, leased hi, lo, reserved
 // hi, lo, holders, forfeited hi, lo}, totals over every counter given.
 //
+// A forfeit that leaves the holder's forfeit above 0 keeps its reported
+// reservations as k:<holder>; an applied call adds commit to the
+// holder's y:<holder> and drops its k:<holder>.
+//
 // Like the other scripts it reads and checks everything, and computes
 // every new value, before its first write. Its own fields it reads
 // strictly: a lease field that is not an amount in [0, 2^63-1], or a
@@ -81,11 +85,15 @@ for i = 1, N do
   local c = KEYS[2 * i - 1]
   local v
   if i == 1 then
-    v = redis.call('HMGET', c, 'c', 'r', 'l', 'q', 'l:' .. holder, 'q:' .. holder, 's:' .. holder, 'f:' .. holder)
+    v = redis.call('HMGET', c, 'c', 'r', 'l', 'q', 'l:' .. holder, 'q:' .. holder, 's:' .. holder, 'f:' .. holder,
+      'y:' .. holder, 'k:' .. holder)
     me.lh, me.ll = amt(v[5], c .. ' l:' .. holder)
     me.qh, me.ql = amt(v[6], c .. ' q:' .. holder)
     me.seq = seqOf(v[7], c .. ' s:' .. holder)
     me.fh, me.fl = amt(v[8], c .. ' f:' .. holder)
+    me.yh, me.yl = amt(v[9], c .. ' y:' .. holder)
+    amt(v[10], c .. ' k:' .. holder)
+    me.kept = v[10] and true or false
   else
     v = redis.call('HMGET', c, 'c', 'r', 'l', 'q')
   end
@@ -116,7 +124,9 @@ if applied then
           lh[i], ll[i] = sub(lh[i], ll[i], ah, al)
           qh[i], ql[i] = sub(qh[i], ql[i], bh, bl)
           fh, fl = add(fh, fl, ah, al)
-          FF[i][#FF[i] + 1] = {id, fh, fl, ah ~= 0 or al ~= 0}
+          -- the reservations stay beside a forfeit that is not 0.
+          local kept = (fh ~= 0 or fl ~= 0) and (bh ~= 0 or bl ~= 0)
+          FF[i][#FF[i] + 1] = {id, fh, fl, ah ~= 0 or al ~= 0, kept and str(bh, bl)}
         end
       end
     end
@@ -126,6 +136,7 @@ if applied then
   if less(me.fh, me.fl, crh, crl) then crh, crl = me.fh, me.fl end
   me.fh, me.fl = sub(me.fh, me.fl, crh, crl)
   kh[1], kl[1] = add(kh[1], kl[1], sub(cmh, cml, crh, crl))
+  me.yh, me.yl = add(me.yh, me.yl, cmh, cml)
   -- 3. the room: the limit less committed, leased by others and
   -- reserved outside leases, over every counter.
   local rmh, rml = MH, ML
@@ -169,8 +180,13 @@ if applied then
     local c, h = KEYS[2 * i - 1], KEYS[2 * i]
     for _, f in ipairs(FF[i]) do
       local id = f[1]
-      redis.call('HDEL', c, 'l:' .. id, 'q:' .. id)
-      if f[4] then redis.call('HSET', c, 'f:' .. id, str(f[2], f[3])) end
+      if f[5] then
+        redis.call('HDEL', c, 'l:' .. id, 'q:' .. id)
+        redis.call('HSET', c, 'f:' .. id, str(f[2], f[3]), 'k:' .. id, f[5])
+      else
+        redis.call('HDEL', c, 'l:' .. id, 'q:' .. id, 'k:' .. id)
+        if f[4] then redis.call('HSET', c, 'f:' .. id, str(f[2], f[3])) end
+      end
       redis.call('ZREM', h, id)
     end
     if i > 1 and #FF[i] > 0 then
@@ -194,6 +210,10 @@ if applied then
   else
     del[#del + 1] = 'f:' .. holder
   end
+  if cmh ~= 0 or cml ~= 0 then
+    set[#set + 1], set[#set + 2] = 'y:' .. holder, str(me.yh, me.yl)
+  end
+  if me.kept then del[#del + 1] = 'k:' .. holder end
   redis.call('HSET', c, unpack(set))
   if #del > 0 then redis.call('HDEL', c, unpack(del)) end
   keep(c, ttl)
@@ -212,4 +232,75 @@ local holders = redis.call('ZCOUNT', KEYS[2], '(' .. nowS, '+inf')
 local ap = 0
 if applied then ap = 1 end
 return {ap, lease_h, lease_l, ch, cl, lth, ltl, rh, rl, holders, me.fh, me.fl}
+`)
+
+// forfeitScript is Store.SettleForfeit. KEYS: C and H of the item's Key.
+// ARGV: now (µs), holder, spent. Reply: {status, refund hi, lo, forfeit
+// hi, lo}, status 1 when applied, 0 when there was no forfeit to settle,
+// 2 (nothing changed) when the holder's lease is live at now.
+//
+// A holder still in H whose lease expired at now is forfeited first, as
+// leaseScript's step 1 would. Then, with f its forfeit, y its synced sum
+// and k its reservations at its last sync (those of the forfeit, or of
+// the lease just forfeited): refund = f - (max(spent - y, 0) + k), or 0,
+// comes off "c" (not below 0), and f:, y: and k: go.
+var forfeitScript = redis.NewScript(prelude + `
+local now = int(ARGV[1], 'now')
+local holder = ARGV[2]
+local sph, spl = pair(ARGV[3], 'spent')
+if #ARGV ~= 3 then fail('wrong argument count') end
+if holder == '' then fail('empty holder') end
+if #KEYS ~= 2 then fail('keys are not one counter') end
+local c, h = KEYS[1], KEYS[2]
+local function amt(s, what)
+  if not s then return 0, 0 end
+  return pair(s, what)
+end
+local v = redis.call('HMGET', c, 'c', 'l', 'q', 'l:' .. holder, 'q:' .. holder, 'f:' .. holder, 'y:' .. holder, 'k:' .. holder)
+local kh, kl = stored(v[1], c)
+local lh, ll = amt(v[2], c .. ' l')
+local qh, ql = amt(v[3], c .. ' q')
+local ah, al = amt(v[4], c .. ' l:' .. holder)
+local bh, bl = amt(v[5], c .. ' q:' .. holder)
+local fh, fl = amt(v[6], c .. ' f:' .. holder)
+local yh, yl = amt(v[7], c .. ' y:' .. holder)
+local rh, rl = amt(v[8], c .. ' k:' .. holder)
+local score = redis.call('ZSCORE', h, holder)
+local lost = false
+if score then
+  local e = tonumber(score)
+  if not e then fail(h .. ' score of ' .. holder .. ' is not a number') end
+  if e > now then return {2, 0, 0, 0, 0} end
+  -- the holder's lease expired: forfeit it.
+  lost = true
+  kh, kl = add(kh, kl, ah, al)
+  lh, ll = sub(lh, ll, ah, al)
+  qh, ql = sub(qh, ql, bh, bl)
+  fh, fl = add(fh, fl, ah, al)
+  rh, rl = bh, bl
+end
+local set = {'c', str(kh, kl)}
+local del = {'k:' .. holder}
+if lost then
+  set[3], set[4], set[5], set[6] = 'l', str(lh, ll), 'q', str(qh, ql)
+  del[2], del[3] = 'l:' .. holder, 'q:' .. holder
+end
+if fh == 0 and fl == 0 then
+  if lost then
+    redis.call('HSET', c, unpack(set))
+    redis.call('HDEL', c, unpack(del))
+    redis.call('ZREM', h, holder)
+  end
+  return {0, 0, 0, 0, 0}
+end
+local xh, xl = sub(sph, spl, yh, yl)
+xh, xl = add(xh, xl, rh, rl)
+local dh, dl = sub(fh, fl, xh, xl)
+kh, kl = sub(kh, kl, dh, dl)
+set[2] = str(kh, kl)
+del[#del + 1], del[#del + 2] = 'f:' .. holder, 'y:' .. holder
+redis.call('HSET', c, unpack(set))
+redis.call('HDEL', c, unpack(del))
+if lost then redis.call('ZREM', h, holder) end
+return {1, dh, dl, fh, fl}
 `)

@@ -25,6 +25,15 @@ func TestLeaseConformance(t *testing.T) {
 	})
 }
 
+// TestLeaseForfeitConformance runs the lease.ForfeitSettler suite on
+// Redis.
+func TestLeaseForfeitConformance(t *testing.T) {
+	leasetest.RunForfeits(t, func(t *testing.T) leasetest.Settler {
+		s, _, _ := newStore(t)
+		return s
+	})
+}
+
 var _ lease.Backend = (*redisstore.Store)(nil)
 
 // BenchmarkSync is one holder's Sync on one counter far from its cap (a
@@ -70,7 +79,7 @@ func TestLeaseKeyLayout(t *testing.T) {
 	}, redistest.Keys(t, c, prefix))
 	fields, err := c.HGetAll(ctx, s.CounterKey(day.Key)).Result()
 	require.NoError(t, err)
-	assert.Equal(t, map[string]string{"c": "3", "l": "102", "q": "2", "l:r-1": "102", "q:r-1": "2", "s:r-1": "1"}, fields)
+	assert.Equal(t, map[string]string{"c": "3", "l": "102", "q": "2", "l:r-1": "102", "q:r-1": "2", "s:r-1": "1", "y:r-1": "3"}, fields)
 	holders, err := c.ZRangeWithScores(ctx, s.HoldersKey(day.Key), 0, -1).Result()
 	require.NoError(t, err)
 	assert.Equal(t, []redis.Z{{Score: float64(t0.Add(time.Minute).UnixMicro()), Member: "r-1"}}, holders)
@@ -105,4 +114,28 @@ func TestLeaseCountsDirectReservations(t *testing.T) {
 	out, err = s.Sync(ctx, lease.SyncRequest{Holder: "a", Seq: 2, Item: it, Reserved: 5, Need: 5, Extra: 347, TTL: time.Minute, Now: t0})
 	require.NoError(t, err)
 	assert.Equal(t, lease.SyncReply{Applied: true, Lease: 352, Committed: 100, Leased: 352, Reserved: 205, Holders: 1}, out)
+}
+
+// TestSettleForfeitKeysAndClamp pins the fields a forfeit keeps for
+// SettleForfeit (f:, y:, k:) and that the settlement removes, and that a
+// refund never takes committed below 0 (here "c" was lowered by hand
+// after the forfeit).
+func TestSettleForfeitKeysAndClamp(t *testing.T) {
+	s, c, _ := newStore(t)
+	ctx := context.Background()
+	it := budget.Item{Key: "s@1", Limit: 10000, Enforce: true, Expires: t0.Add(time.Hour)}
+	_, err := s.Sync(ctx, lease.SyncRequest{Holder: "a", Seq: 1, Item: it, Commit: 100, Reserved: 20, Need: 20, Extra: 400, TTL: time.Second, Now: t0})
+	require.NoError(t, err)
+	_, err = s.Sync(ctx, lease.SyncRequest{Holder: "b", Seq: 1, Item: it, TTL: time.Second, Now: t0.Add(time.Second)})
+	require.NoError(t, err)
+	fields, err := c.HGetAll(ctx, s.CounterKey(it.Key)).Result()
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{"c": "520", "l": "0", "q": "0", "s:a": "1", "y:a": "100", "f:a": "420", "k:a": "20", "s:b": "1"}, fields)
+	require.NoError(t, c.HSet(ctx, s.CounterKey(it.Key), "c", "50").Err())
+	out, err := s.SettleForfeit(ctx, lease.SettleForfeitRequest{Item: it, Holder: "a", Spent: 100, Now: t0.Add(time.Second)})
+	require.NoError(t, err)
+	assert.Equal(t, lease.SettleForfeitReply{Refund: 400, Forfeit: 420, Applied: true}, out)
+	fields, err = c.HGetAll(ctx, s.CounterKey(it.Key)).Result()
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{"c": "0", "l": "0", "q": "0", "s:a": "1", "s:b": "1"}, fields)
 }

@@ -163,6 +163,7 @@ func TestCluster(t *testing.T) {
 	t.Run("leases", func(t *testing.T) {
 		// A sync touches one counter's keys: one slot.
 		leasetest.Run(t, func(t *testing.T) lease.Backend { return openRedis(t, cluster(), nil).Redis() })
+		leasetest.RunForfeits(t, func(t *testing.T) leasetest.Settler { return openRedis(t, cluster(), nil).Redis() })
 	})
 	t.Run("parker", func(t *testing.T) {
 		storetest.RunParker(t, func(t *testing.T) budget.Parker { return openRedis(t, cluster(), nil) })

@@ -39,8 +39,14 @@ import (
 //     above room+Need" has no room to bound it).
 //   - A Sync that is not applied writes nothing, not even forfeits.
 //   - The last applied Seq is kept per holder on Item.Key (where the
-//     commit goes), and kept after the holder's removal, as is its
-//     forfeit.
+//     commit goes), and kept after the holder's removal, as are its
+//     forfeit and its Synced (a holder that comes back later and dies
+//     is settled exactly).
+//   - A forfeit keeps the holder's reported reservations (as Kept) when
+//     its forfeit is then not 0; its next applied Sync, or the settlement
+//     of its forfeit, drops them.
+//   - SettleForfeit forfeits only the holder's own expired lease on
+//     Item.Key (other holders' expired leases wait for the next Sync).
 //
 // The Model has no reservations outside leases (the Redis store's
 // direct reservations, "r"): its Reserved is what the holders reported.
@@ -55,10 +61,12 @@ type counter struct {
 }
 
 // holder is one holder's fields on one counter. inSet is whether it is
-// a member of the counter's holders set (with expiry); seq and forfeit
-// outlive its removal.
+// a member of the counter's holders set (with expiry); seq, forfeit,
+// synced (the sum of its commits) and kept (its reservations when its
+// lease was forfeited) outlive its removal.
 type holder struct {
 	lease, reserved, forfeit money.Nano
+	synced, kept             money.Nano
 	seq                      uint64
 	expiry                   int64
 	inSet                    bool
@@ -67,7 +75,10 @@ type holder struct {
 // maxMicros bounds times: the Redis script keeps them as Lua numbers.
 const maxMicros = 1<<53 - 1
 
-var _ lease.Backend = (*Model)(nil)
+var (
+	_ lease.Backend        = (*Model)(nil)
+	_ lease.ForfeitSettler = (*Model)(nil)
+)
 
 // NewModel returns an empty Model.
 func NewModel() *Model { return &Model{counters: map[string]*counter{}} }
@@ -140,12 +151,22 @@ func (c *counter) forfeit(now int64, skip string) {
 		if !x.inSet || id == skip || x.expiry > now {
 			continue
 		}
-		c.committed = Add(c.committed, x.lease)
-		x.forfeit = Add(x.forfeit, x.lease)
-		c.leased = Sub(c.leased, x.lease)
-		c.reserved = Sub(c.reserved, x.reserved)
-		x.lease, x.reserved, x.expiry, x.inSet = 0, 0, 0, false
+		c.lose(x)
 	}
+}
+
+// lose forfeits x's lease: into committed and x's forfeit, its reported
+// reservations kept beside a forfeit that is not 0.
+func (c *counter) lose(x *holder) {
+	c.committed = Add(c.committed, x.lease)
+	x.forfeit = Add(x.forfeit, x.lease)
+	c.leased = Sub(c.leased, x.lease)
+	c.reserved = Sub(c.reserved, x.reserved)
+	x.kept = 0
+	if x.forfeit != 0 {
+		x.kept = x.reserved
+	}
+	x.lease, x.reserved, x.expiry, x.inSet = 0, 0, 0, false
 }
 
 // Sync implements lease.Backend.
@@ -183,6 +204,7 @@ func (m *Model) apply(r *lease.SyncRequest, keys []string, now, expiry int64) {
 	credit := min(r.Commit, me.forfeit)
 	me.forfeit -= credit
 	k.committed = Add(k.committed, r.Commit-credit)
+	me.synced = Add(me.synced, r.Commit)
 	// 3. room (the model has no reservations outside leases).
 	room := money.Nano(math.MaxInt64)
 	if r.Item.Enforce {
@@ -215,7 +237,7 @@ func (m *Model) apply(r *lease.SyncRequest, keys []string, now, expiry int64) {
 	// 5. the holder's fields.
 	k.leased = Add(Sub(k.leased, me.lease), l)
 	k.reserved = Add(Sub(k.reserved, me.reserved), r.Reserved)
-	me.lease, me.reserved, me.seq = l, r.Reserved, r.Seq
+	me.lease, me.reserved, me.seq, me.kept = l, r.Reserved, r.Seq, 0
 	if l == 0 && r.Reserved == 0 {
 		me.expiry, me.inSet = 0, false
 	} else {
@@ -242,10 +264,51 @@ func (m *Model) reply(applied bool, id string, keys []string, now int64) lease.S
 	return out
 }
 
+// SettleForfeit implements lease.ForfeitSettler. Now is checked like a
+// Sync's (Unix µs from 0 to 2^53-1).
+func (m *Model) SettleForfeit(ctx context.Context, r lease.SettleForfeitRequest) (lease.SettleForfeitReply, error) {
+	if err := ctx.Err(); err != nil {
+		return lease.SettleForfeitReply{}, err
+	}
+	if err := r.Validate(); err != nil {
+		return lease.SettleForfeitReply{}, err
+	}
+	now := r.Now.UnixMicro()
+	if now < 0 || now > maxMicros {
+		return lease.SettleForfeitReply{}, fmt.Errorf("%w: now %v out of range", lease.ErrInvalid, r.Now)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c := m.counters[r.Item.Key]
+	if c == nil || c.holders[r.Holder] == nil {
+		return lease.SettleForfeitReply{}, nil
+	}
+	x := c.holders[r.Holder]
+	if x.inSet {
+		if x.expiry > now {
+			return lease.SettleForfeitReply{}, lease.ErrHolderLive
+		}
+		c.lose(x)
+	}
+	f := x.forfeit
+	if f == 0 {
+		return lease.SettleForfeitReply{}, nil
+	}
+	keep := Add(Sub(r.Spent, x.synced), x.kept)
+	refund := Sub(f, keep)
+	c.committed = Sub(c.committed, refund)
+	x.forfeit, x.synced, x.kept = 0, 0, 0
+	return lease.SettleForfeitReply{Refund: refund, Forfeit: f, Applied: true}, nil
+}
+
 // Holder is one holder's fields on one counter, as State reports them.
 type Holder struct {
 	Lease, Reserved, Forfeit money.Nano
-	Seq                      uint64
+	// Synced is the sum of the holder's applied commits there; Kept its
+	// reported reservations when its lease was forfeited (while its
+	// forfeit is not 0 and it has not synced since).
+	Synced, Kept money.Nano
+	Seq          uint64
 	// Expiry is the lease's expiry in Unix µs, 0 when the holder is not
 	// in the counter's holders set.
 	Expiry int64
@@ -270,8 +333,9 @@ func (m *Model) State(key string) State {
 	}
 	out.Committed, out.Leased, out.Reserved = c.committed, c.leased, c.reserved
 	for id, x := range c.holders {
-		if x.inSet || x.seq != 0 || x.forfeit != 0 {
-			out.Holders[id] = Holder{Lease: x.lease, Reserved: x.reserved, Forfeit: x.forfeit, Seq: x.seq, Expiry: x.expiry}
+		if x.inSet || x.seq != 0 || x.forfeit != 0 || x.synced != 0 || x.kept != 0 {
+			out.Holders[id] = Holder{Lease: x.lease, Reserved: x.reserved, Forfeit: x.forfeit,
+				Synced: x.synced, Kept: x.kept, Seq: x.seq, Expiry: x.expiry}
 		}
 	}
 	return out

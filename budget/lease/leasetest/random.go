@@ -73,12 +73,46 @@ func (s *source) amount(rare bool) money.Nano {
 // amount. Every byte string is a valid input; the sequence ends when data
 // does.
 func Requests(data []byte) []lease.SyncRequest {
-	s := &source{data: data}
 	var out []lease.SyncRequest
+	for _, c := range decode(data, false) {
+		out = append(out, c.Sync)
+	}
+	return out
+}
+
+// Call is one call of a random sequence: a Sync, or a SettleForfeit
+// when Settle is not nil.
+type Call struct {
+	Sync   lease.SyncRequest
+	Settle *lease.SettleForfeitRequest
+}
+
+// Calls decodes data like Requests, with a SettleForfeit about one call
+// in eight: a holder and a counter of RandomKeys, a random Spent (small
+// mostly, so that it falls near what the holder synced), at the time of
+// the calls (then 0-15 s later), at times with an invalid Spent.
+func Calls(data []byte) []Call { return decode(data, true) }
+
+var holderIDs = []string{"h0", "h1", "h2", "h3"}
+
+func decode(data []byte, settles bool) []Call {
+	s := &source{data: data}
+	var out []Call
 	seq := map[string]uint64{}
 	now := T0
 	for s.i < len(s.data) {
-		r := lease.SyncRequest{Holder: []string{"h0", "h1", "h2", "h3"}[s.n(4)]}
+		if settles && s.n(8) == 0 {
+			now = now.Add(time.Duration(s.n(16)) * time.Second)
+			r := lease.SettleForfeitRequest{Holder: holderIDs[s.n(4)], Now: now}
+			r.Item.Key = RandomKeys[s.n(3)]
+			r.Spent = s.amount(true)
+			if s.n(32) == 0 {
+				r.Spent = -1
+			}
+			out = append(out, Call{Settle: &r})
+			continue
+		}
+		r := lease.SyncRequest{Holder: holderIDs[s.n(4)]}
 		k := s.n(3)
 		r.Item.Key = RandomKeys[k]
 		bits := s.byte()
@@ -113,7 +147,7 @@ func Requests(data []byte) []lease.SyncRequest {
 		if s.n(32) == 0 {
 			r.Commit = -1
 		}
-		out = append(out, r)
+		out = append(out, Call{Sync: r})
 	}
 	return out
 }
@@ -127,9 +161,49 @@ func Requests(data []byte) []lease.SyncRequest {
 // the cap, nothing else is). The state may be nil to compare replies only.
 func Check(t testing.TB, got lease.Backend, state func(key string) State, reqs []lease.SyncRequest) {
 	t.Helper()
+	calls := make([]Call, len(reqs))
+	for i, r := range reqs {
+		calls[i].Sync = r
+	}
+	check(t, got, nil, state, calls)
+}
+
+// CheckCalls is Check for a sequence with SettleForfeit calls: both must
+// give the same reply (or both refuse the call, as invalid or for a live
+// holder), and a refund is never above the forfeit settled.
+func CheckCalls(t testing.TB, got Settler, state func(key string) State, calls []Call) {
+	t.Helper()
+	check(t, got, got, state, calls)
+}
+
+func check(t testing.TB, got lease.Backend, settler lease.ForfeitSettler, state func(key string) State, calls []Call) {
+	t.Helper()
 	ctx := context.Background()
 	m := NewModel()
-	for i, r := range reqs {
+	for i, c := range calls {
+		if c.Settle != nil {
+			r := *c.Settle
+			want, errW := m.SettleForfeit(ctx, r)
+			have, errG := settler.SettleForfeit(ctx, r)
+			switch {
+			case errors.Is(errW, lease.ErrInvalid):
+				require.ErrorIs(t, errG, lease.ErrInvalid, "call %d: %+v: the model refused it", i, r)
+			case errors.Is(errW, lease.ErrHolderLive):
+				require.ErrorIs(t, errG, lease.ErrHolderLive, "call %d: %+v: the model refused it", i, r)
+			default:
+				require.NoError(t, errW, "call %d: %+v", i, r)
+				require.NoError(t, errG, "call %d: %+v", i, r)
+				require.Equal(t, want, have, "call %d: %+v", i, r)
+				require.LessOrEqual(t, have.Refund, have.Forfeit, "call %d: %+v", i, r)
+			}
+			if state != nil {
+				for _, k := range RandomKeys {
+					require.Equal(t, m.State(k), state(k), "call %d: %+v: counter %s", i, r, k)
+				}
+			}
+			continue
+		}
+		r := c.Sync
 		want, errW := m.Sync(ctx, r)
 		have, errG := got.Sync(ctx, r)
 		if errW != nil {
