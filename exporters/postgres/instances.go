@@ -3,7 +3,10 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -25,8 +28,34 @@ type drainTracker struct {
 	instances map[string]bool
 }
 
-func newDrainTracker(rows int64) *drainTracker {
-	return &drainTracker{left: rows, instances: map[string]bool{}}
+func newDrainTracker(rows int64, owner string) *drainTracker {
+	d := &drainTracker{left: rows, instances: map[string]bool{}}
+	if owner != "" {
+		d.instances[owner] = true
+	}
+	return d
+}
+
+// ownerFile, in a spool slot, names the instance that last had the slot
+// open. The next one to open it knows whom the rows it finds there (if
+// any) belong to, and that every row of that instance is in the ledger
+// once they are shipped — even when it left none.
+const ownerFile = "INSTANCE"
+
+// takeOwnership reads a slot's last owner and records instance as the new
+// one.
+func takeOwnership(dir, instance string) (previous string, err error) {
+	name := filepath.Join(dir, ownerFile)
+	if b, err := os.ReadFile(name); err == nil {
+		previous = strings.TrimSpace(string(b))
+	}
+	if instance == "" {
+		return previous, nil
+	}
+	if err := os.WriteFile(name, []byte(instance+"\n"), 0o600); err != nil {
+		return previous, fmt.Errorf("exporters.postgres.spool.dir: %w", err)
+	}
+	return previous, nil
 }
 
 // shipped notes rows shipped, in order; it reports whether the rows held

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -42,14 +44,19 @@ func (l *Ledger) ship(ctx context.Context) {
 		if o == nil {
 			break
 		}
-		orphan := newDrainTracker(o.Stats().Rows)
+		owner, _ := takeOwnership(o.Dir(), "")
+		orphan := newDrainTracker(o.Stats().Rows, owner)
 		if err := l.shipFrom(ctx, o, false, orphan); err != nil {
 			return
 		}
 		l.markDrained(ctx, orphan.instances)
 		l.doneWithOrphan(o)
 	}
-	_ = l.shipFrom(ctx, l.w.sp, true, newDrainTracker(l.w.sp.Stats().Rows))
+	left := newDrainTracker(l.w.sp.Stats().Rows, l.w.owner)
+	if left.left == 0 { // the last owner left nothing: all its rows are in
+		l.markDrained(ctx, left.instances)
+	}
+	_ = l.shipFrom(ctx, l.w.sp, true, left)
 }
 
 func (l *Ledger) nextOrphan() *spool.Spool {
@@ -276,6 +283,12 @@ func (l *Ledger) closeWriting(ctx context.Context) error {
 	}
 	w.mu.Unlock()
 	rows += w.sp.Stats().Rows
+	if rows == 0 {
+		// A clean stop: every row is in the ledger, and the budget store
+		// gets this process's leases back as it closes. The next process
+		// on this slot has nothing to reconcile for it.
+		_ = os.Remove(filepath.Join(w.slotDir, ownerFile))
+	}
 	err := w.sp.Close()
 	w.closeAll()
 	if rows > 0 {

@@ -39,6 +39,7 @@ var ErrSpoolFull = errors.New("the ledger spool cannot take rows (full, or the d
 type writing struct {
 	sp       *spool.Spool
 	slotDir  string
+	owner    string         // the instance that had the slot before this process
 	orphans  []*spool.Spool // other processes' spools, left behind, shipped first
 	maxBytes int64
 	refuse   bool
@@ -148,6 +149,10 @@ func (w *writing) openSpools(cfg Config, log *zap.Logger) error {
 		switch {
 		case w.sp == nil:
 			w.sp, w.slotDir = sp, dir
+			if w.owner, err = takeOwnership(dir, cfg.Instance); err != nil {
+				w.closeAll()
+				return err
+			}
 		case sp.Stats().Rows > 0:
 			w.orphans = append(w.orphans, sp)
 		default: // a free slot with nothing in it

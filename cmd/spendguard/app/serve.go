@@ -256,6 +256,7 @@ func Start(opts ServeOptions) (_ *Instance, err error) {
 	lossStop := make(chan struct{})
 	in.stack.push(func() error { close(lossStop); return nil })
 	in.watchStoreLoss(lossStop)
+	in.watchForfeits(lossStop) // a dead replica's lease forfeits, settled against its ledger rows
 	rep := reporting{metrics: in.Metrics, fan: in.Exporters, extra: opts.Reporter}
 	popts := processor.Options{
 		Log: log, Budgets: in.Budgets, Observer: in.Metrics,
