@@ -54,7 +54,16 @@ func (l *Ledger) ship(ctx context.Context) {
 	}
 	left := newDrainTracker(l.w.sp.Stats().Rows, l.w.owner)
 	if left.left == 0 { // the last owner left nothing: all its rows are in
+		for _, o := range l.w.emptyOwners {
+			left.instances[o] = true
+		}
 		l.markDrained(ctx, left.instances)
+	} else if len(l.w.emptyOwners) > 0 {
+		empty := map[string]bool{}
+		for _, o := range l.w.emptyOwners {
+			empty[o] = true
+		}
+		l.markDrained(ctx, empty)
 	}
 	_ = l.shipFrom(ctx, l.w.sp, true, left)
 }

@@ -37,12 +37,14 @@ var ErrSpoolFull = errors.New("the ledger spool cannot take rows (full, or the d
 
 // writing is the state of a ledger opened with OpenSpooled.
 type writing struct {
-	sp       *spool.Spool
-	slotDir  string
-	owner    string         // the instance that had the slot before this process
-	orphans  []*spool.Spool // other processes' spools, left behind, shipped first
-	maxBytes int64
-	refuse   bool
+	sp      *spool.Spool
+	slotDir string
+	owner   string // the instance that had the slot before this process
+	// emptyOwners had other slots, did not stop cleanly, and left no row.
+	emptyOwners []string
+	orphans     []*spool.Spool // other processes' spools, left behind, shipped first
+	maxBytes    int64
+	refuse      bool
 
 	closed       atomic.Bool
 	writeFailing atomic.Bool // the last Append failed
@@ -136,6 +138,7 @@ func (w *writing) openSpools(cfg Config, log *zap.Logger) error {
 				log.Error("ledger spool: fsync failed; rows are written but may not survive a crash of the machine", zap.Error(err))
 			}}
 	}
+	// This process's slot: the lowest one no running process holds.
 	for i := range slots {
 		dir := filepath.Join(base, strconv.Itoa(i))
 		sp, err := spool.Open(opts(dir))
@@ -143,24 +146,47 @@ func (w *writing) openSpools(cfg Config, log *zap.Logger) error {
 			continue
 		}
 		if err != nil {
-			w.closeAll()
 			return fmt.Errorf("exporters.postgres.spool.dir: %w", err)
 		}
-		switch {
-		case w.sp == nil:
-			w.sp, w.slotDir = sp, dir
-			if w.owner, err = takeOwnership(dir, cfg.Instance); err != nil {
-				w.closeAll()
-				return err
-			}
-		case sp.Stats().Rows > 0:
-			w.orphans = append(w.orphans, sp)
-		default: // a free slot with nothing in it
-			_ = sp.Close()
+		w.sp, w.slotDir = sp, dir
+		if w.owner, err = takeOwnership(dir, cfg.Instance); err != nil {
+			w.closeAll()
+			return err
 		}
+		break
 	}
 	if w.sp == nil {
 		return fmt.Errorf("exporters.postgres.spool.dir: all %d slots of %s are held by running processes", slots, base)
+	}
+	// The other slots that exist, are free and hold rows: left by
+	// processes that are gone.
+	entries, err := os.ReadDir(base)
+	if err != nil {
+		w.closeAll()
+		return fmt.Errorf("exporters.postgres.spool.dir: %w", err)
+	}
+	for _, e := range entries {
+		n, err := strconv.Atoi(e.Name())
+		dir := filepath.Join(base, e.Name())
+		if err != nil || n < 0 || n >= slots || !e.IsDir() || dir == w.slotDir {
+			continue
+		}
+		sp, err := spool.Open(opts(dir))
+		switch {
+		case errors.Is(err, spool.ErrLocked): // a running process's
+		case err != nil:
+			log.Warn("ledger spool: a slot left by another process cannot be opened; its rows wait", zap.String("dir", dir), zap.Error(err))
+		case sp.Stats().Rows > 0:
+			w.orphans = append(w.orphans, sp)
+		default:
+			// Empty: if a process had it and did not stop cleanly, every
+			// row of that process is in the ledger already.
+			if owner, _ := takeOwnership(dir, ""); owner != "" {
+				w.emptyOwners = append(w.emptyOwners, owner)
+				_ = os.Remove(filepath.Join(dir, ownerFile))
+			}
+			_ = sp.Close()
+		}
 	}
 	return nil
 }

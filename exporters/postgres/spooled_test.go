@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -118,7 +119,7 @@ func TestRowsLeftInTheSpoolShipAtTheNextStart(t *testing.T) {
 	assert.Equal(t, 50, count(t, l))
 }
 
-func TestASpoolLeftByAnotherProcessIsShippedAndRemoved(t *testing.T) {
+func TestASpoolLeftByAnotherProcessIsShippedAndEmptied(t *testing.T) {
 	dir, dsn := t.TempDir(), pgtest.NewDatabase(t)
 	require.NoError(t, claimBase(dir, ledgerIdentity(dsn)))
 	orphan := filepath.Join(dir, "7")
@@ -293,21 +294,28 @@ func TestProcessesWhoseLeftRowsWereShippedAreListedAsDrained(t *testing.T) {
 		}
 		require.NoError(t, sp.Close())
 	}
+	// A slot whose owner died after shipping everything: empty, but named.
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "5"), 0o700))
+	_, err := takeOwnership(filepath.Join(dir, "5"), "dead-c")
+	require.NoError(t, err)
+	// A slot whose owner stopped cleanly: no INSTANCE file.
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "6"), 0o700))
+
 	l := openSpooled(t, Config{DSN: dsn, Instance: "me", Spool: SpoolConfig{Dir: dir}})
 	record(l, "mine")
 	waitShipped(t, l)
 	require.Eventually(t, func() bool {
 		got, err := l.DrainedInstances(context.Background())
-		return err == nil && len(got) == 2
+		return err == nil && len(got) == 3
 	}, 10*time.Second, 20*time.Millisecond)
 	got, err := l.DrainedInstances(context.Background())
 	require.NoError(t, err)
-	assert.Equal(t, []string{"dead-a", "dead-b"}, sorted(got))
+	assert.Equal(t, []string{"dead-a", "dead-b", "dead-c"}, sorted(got))
 
 	require.NoError(t, l.MarkReconciled(context.Background(), "dead-a", time.Now()))
 	got, err = l.DrainedInstances(context.Background())
 	require.NoError(t, err)
-	assert.Equal(t, []string{"dead-b"}, got)
+	assert.Equal(t, []string{"dead-b", "dead-c"}, sorted(got))
 }
 
 func sorted(s []string) []string {

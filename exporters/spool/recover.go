@@ -59,6 +59,17 @@ func (s *Spool) recover() (uint64, error) {
 	}
 	s.cursor = cur
 	s.recount()
+	if s.rows == 0 {
+		// Nothing to read: the files go, and the spool starts afresh in
+		// the segment Open creates (so reopening an empty spool does not
+		// leave a file behind each time).
+		for _, g := range s.segs {
+			if err := os.Remove(segName(s.o.Dir, g.seq)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return 0, fmt.Errorf("spool: %w", err)
+			}
+		}
+		s.segs, s.cursor = nil, pos{}
+	}
 	return next, nil
 }
 

@@ -313,3 +313,15 @@ func TestAKilledProcessLosesNoAppendedRecord(t *testing.T) {
 		require.Equal(t, string(rec(i)), g)
 	}
 }
+
+func TestReopeningAnEmptySpoolLeavesOneSegment(t *testing.T) {
+	dir := t.TempDir()
+	for range 5 {
+		s, err := Open(Options{Dir: dir})
+		require.NoError(t, err)
+		require.NoError(t, s.Append(rec(1)))
+		readAll(t, s, 10)
+		require.NoError(t, s.Close())
+	}
+	assert.Len(t, segFiles(t, dir), 1)
+}
