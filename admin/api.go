@@ -8,9 +8,12 @@
 //     responses per model and endpoint (Options.Estimates);
 //   - GET / : the dashboard, plain HTML, CSS and JavaScript embedded in
 //     the binary, which reads /v1/budgets;
-//   - RequireToken: the bearer-token check of /v1/* and of the paths the
-//     caller adds (/metrics with metrics.require_token), and Authorized,
-//     the same check for answers that only add detail for the token;
+//   - Guard: the bearer-token check of /v1/* and of the paths the caller
+//     adds (/metrics with metrics.require_token), with two roles:
+//     admin.token may read and change, admin.read_token may only read
+//     (safe methods); RoleOf tells a handler which token a request
+//     carried, for answers that add detail for the token's holders and
+//     for the record of who changed what;
 //   - History: the in-process samples that give burn rates.
 //
 // Every replica answers from the store, so with Redis every replica

@@ -43,8 +43,8 @@ type File struct {
 // Metrics is the `metrics:` section.
 type Metrics struct {
 	LabelDimensions []string `yaml:"label_dimensions"`
-	// RequireToken puts GET /metrics behind admin.token (which must then
-	// be set).
+	// RequireToken puts GET /metrics behind the admin tokens (admin.token
+	// or admin.read_token, one of which must then be set).
 	RequireToken bool         `yaml:"require_token"`
 	BudgetGauges BudgetGauges `yaml:"budget_gauges"`
 }
@@ -72,9 +72,15 @@ func (b BudgetGauges) Options() metrics.BudgetGaugeOptions {
 	return o
 }
 
-// Admin is the `admin:` section.
+// Admin is the `admin:` section: the admin API's bearer tokens (secrets,
+// never logged). With neither set the API is open.
 type Admin struct {
+	// Token may read and change: every method on /v1/*.
 	Token string `yaml:"token"`
+	// ReadToken may only read: GET, HEAD and OPTIONS on /v1/* (and
+	// /metrics with metrics.require_token); other methods are refused
+	// 403. Without Token, nothing can be changed through the API.
+	ReadToken string `yaml:"read_token"`
 }
 
 // Compiled is a validated configuration, ready to serve. Nothing in it

@@ -153,7 +153,9 @@ func TestProblems(t *testing.T) {
 		{"refresh timeout past the interval", minimal + "metrics:\n  budget_gauges:\n    refresh_interval: 5s\n    refresh_timeout: 6s\n", 15, "refresh_timeout: 6s is longer than refresh_interval 5s"},
 		{"timeout past the default interval", minimal + "metrics:\n  budget_gauges: {refresh_timeout: 31s}\n", 13, "refresh_timeout: 31s is longer than refresh_interval 30s"},
 		{"too many scopes", minimal + "metrics:\n  budget_gauges:\n    max_scopes: 100001\n", 14, "max_scopes: must be between 1 and 100000"},
-		{"token required, none set", minimal + "metrics:\n  require_token: true\n", 13, "metrics.require_token: admin.token is not set"},
+		{"token required, none set", minimal + "metrics:\n  require_token: true\n", 13, "metrics.require_token: neither admin.token nor admin.read_token is set"},
+		{"read token equal to the admin token", minimal + "admin:\n  token: same\n  read_token: same\n", 14, "admin.read_token: equal to admin.token"},
+		{"unset read token variable", minimal + "admin:\n  read_token: ${NOPE}\n", 13, "admin.read_token: environment variable NOPE is not set"},
 		{"match key not a dimension", strings.Replace(minimal, "{tenant: \"*\"}", "{team: \"*\"}", 1), 8, `matches on "team"`},
 		{"unknown store backend", minimal + "store:\n  backend: etcd\n", anyLine, `store.backend: unknown backend "etcd"`},
 		{"identity source", strings.Replace(minimal, "{header: x-tenant-id}", "{cookie: x}", 1), 4, `identity.dimensions.tenant[0]: unknown source "cookie"`},
@@ -275,4 +277,31 @@ func TestMetricsSection(t *testing.T) {
 			assert.Equal(t, tc.token, c.File.Metrics.RequireToken)
 		})
 	}
+}
+
+// Must show: both admin tokens come from ${VAR}s; a read token alone is
+// valid (and enough for metrics.require_token); a read token equal to
+// the admin token is refused without the value in the message.
+func TestAdminTokens(t *testing.T) {
+	vars := map[string]string{"ADMIN": "admin-s3cret", "READ": "read-s3cret", "SAME": "admin-s3cret"}
+	load := func(admin string) (*Compiled, error) {
+		return Loader{LookupEnv: env(vars)}.Parse([]byte(minimal + admin))
+	}
+
+	c, err := load("admin:\n  token: ${ADMIN}\n  read_token: \"${READ}\"\n")
+	require.NoError(t, err)
+	assert.Equal(t, Admin{Token: "admin-s3cret", ReadToken: "read-s3cret"}, c.File.Admin)
+
+	c, err = load("admin:\n  read_token: ${READ}\nmetrics:\n  require_token: true\n")
+	require.NoError(t, err, "a read-only admin API is a valid choice")
+	assert.Equal(t, Admin{ReadToken: "read-s3cret"}, c.File.Admin)
+
+	_, err = load("admin:\n  token: ${ADMIN}\n  read_token: ${SAME}\n")
+	require.ErrorContains(t, err, "line 14: admin.read_token: equal to admin.token")
+	assert.NotContains(t, err.Error(), "s3cret", "a token is never part of a message")
+
+	_, err = load("admin:\n  token: ${ADMIN}\n  read_token: \"\"\n")
+	require.NoError(t, err, "an empty read token is no read token, not one equal to an empty admin token")
+	_, err = load("admin:\n  token: \"\"\n  read_token: \"\"\n")
+	require.NoError(t, err)
 }

@@ -186,6 +186,9 @@ func compile(f *File, root *yaml.Node, failed map[string]bool, ps *problems) *pr
 		}
 		checkMetrics(f, root, dims, !failed["admin"], ps)
 	}
+	if !failed["admin"] {
+		checkAdmin(f, root, ps)
+	}
 	if ident == nil || table == nil || policies == nil {
 		return nil
 	}

@@ -47,7 +47,17 @@ func checkMetrics(f *File, root *yaml.Node, dims map[string]bool, adminOK bool, 
 	if n := g.MaxScopes; n < 0 || n > maxGaugeScopes {
 		ps.add(gaugeLine("max_scopes"), "metrics.budget_gauges.max_scopes: must be between 1 and %d (got %d)", maxGaugeScopes, n)
 	}
-	if adminOK && f.Metrics.RequireToken && f.Admin.Token == "" {
-		ps.add(lineOf(root, "metrics", "require_token"), "metrics.require_token: admin.token is not set, so there is no token to require")
+	if adminOK && f.Metrics.RequireToken && f.Admin.Token == "" && f.Admin.ReadToken == "" {
+		ps.add(lineOf(root, "metrics", "require_token"), "metrics.require_token: neither admin.token nor admin.read_token is set, so there is no token to require")
+	}
+}
+
+// checkAdmin validates the admin: section: the read-only token is not
+// the admin token (its holders could then change everything). A read
+// token without an admin token is fine: the API can then only be read.
+// The values are never part of a message.
+func checkAdmin(f *File, root *yaml.Node, ps *problems) {
+	if a := f.Admin; a.ReadToken != "" && a.ReadToken == a.Token {
+		ps.add(lineOf(root, "admin", "read_token"), "admin.read_token: equal to admin.token, so its holders could change everything; give it a value of its own (or remove it)")
 	}
 }

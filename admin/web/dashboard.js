@@ -243,7 +243,7 @@
         if (token()) sessionStorage.removeItem(TOKEN_KEY);
         $("login").hidden = false;
         $("forget").hidden = true;
-        setStatus(headers.authorization ? "the token was refused" : "needs the admin token", true);
+        setStatus(headers.authorization ? "the token was refused" : "needs an admin token", true);
         $("token").focus();
         return;
       }

@@ -46,9 +46,8 @@ func (in *Instance) newAdminServer() *http.Server {
 // answers; /metrics from caches (never the store); /v1/budgets and the
 // dashboard come from package admin (docs/admin.md). What an anonymous
 // caller gets never names infrastructure: /readyz's reason is a status
-// word, the store's error only with the admin token.
+// word, the store's error only with admin.token or admin.read_token.
 func (in *Instance) adminHandler() http.Handler {
-	token := in.atStart.adminToken
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -65,7 +64,7 @@ func (in *Instance) adminHandler() http.Handler {
 			if errors.Is(err, budget.ErrStoreLost) {
 				body["status"] = "budget store lost its data"
 			}
-			if admin.Authorized(token, r) { // the error names the store's address
+			if admin.RoleOf(r) != admin.RoleNone { // the error names the store's address
 				body["error"] = err.Error()
 			}
 			writeJSON(w, http.StatusServiceUnavailable, body)
@@ -74,7 +73,7 @@ func (in *Instance) adminHandler() http.Handler {
 		if l := in.Ledger; l != nil { // only with exporters.postgres.ready_requires_ledger
 			if err := l.Ready(); err != nil {
 				body := map[string]string{"status": "ledger not writable"}
-				if admin.Authorized(token, r) {
+				if admin.RoleOf(r) != admin.RoleNone {
 					body["error"] = err.Error()
 				}
 				writeJSON(w, http.StatusServiceUnavailable, body)
@@ -83,10 +82,12 @@ func (in *Instance) adminHandler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
-	mux.Handle("GET /metrics", in.Metrics.Handler())            // per-scope gauges from a cache (metrics.go)
-	mux.Handle("GET /v1/spend", in.spendHandler())              // the ledger's spend (admin_spend.go), behind the token like all /v1/*
-	in.budgetsAPI.Register(mux)                                 // GET /v1/budgets[/{name}] and the dashboard at /
-	return admin.RequireToken(token, mux, in.metricsPaths()...) // /v1/* (and /metrics with metrics.require_token) need admin.token when it is set
+	mux.Handle("GET /metrics", in.Metrics.Handler()) // per-scope gauges from a cache (metrics.go)
+	mux.Handle("GET /v1/spend", in.spendHandler())   // the ledger's spend (admin_spend.go), behind the tokens like all /v1/*
+	in.budgetsAPI.Register(mux)                      // GET /v1/budgets[/{name}] and the dashboard at /
+	// /v1/* (and /metrics with metrics.require_token) need a token when one
+	// is set: either for reading, admin.token for anything else.
+	return admin.Guard(in.atStart.adminTokens, mux, in.metricsPaths()...)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -94,7 +94,7 @@ func (in *Instance) spendHandler() http.Handler {
 		if err != nil {
 			in.Log.Warn("admin: reading the ledger failed", zap.Error(err))
 			msg := "cannot read the ledger (spendguard's log says why)"
-			if in.atStart.adminToken != "" { // behind the token: the error may name the database
+			if in.atStart.adminTokens.Set() { // behind a token (either): the error may name the database
 				msg = err.Error()
 			}
 			spendError(w, http.StatusServiceUnavailable, "ledger_unavailable", msg)

@@ -50,6 +50,7 @@ budgets:
     hard_usd: 100
 admin:
   token: s3cret
+  read_token: r3ad
 store:
 %s
 `
@@ -188,6 +189,9 @@ func TestBudgetsAPIOnARealStack(t *testing.T) {
 	status, resp, _ = budgets(t, addr, "s3cret", "?tenant=acme&team=search")
 	require.Equal(t, http.StatusOK, status)
 	assert.Equal(t, []string{"team-rolling team=search,tenant=acme 0.080000 0.000000 ok"}, digest(resp))
+	status, resp, body = budgets(t, addr, "r3ad", "")
+	require.Equal(t, http.StatusOK, status, body)
+	assert.Equal(t, seededDigest, digest(resp), "admin.read_token reads the same")
 
 	for _, path := range []string{"/healthz", "/readyz", "/metrics", "/"} {
 		resp, err := http.Get("http://" + addr + path)
@@ -223,9 +227,17 @@ func TestStatusCommandAgainstARunningServer(t *testing.T) {
 		"team-rolling team=search,tenant=acme 0.080000 0.000000 ok",
 	}, digest(resp))
 
+	// The read token is enough, and preferred from the environment.
+	code, _, stderr = run(t, "status", "--admin", adminURL, "--token", "r3ad")
+	require.Equal(t, 0, code, stderr)
+	t.Setenv("SPENDGUARD_ADMIN_TOKEN", "not-the-token")
+	t.Setenv("SPENDGUARD_ADMIN_READ_TOKEN", "r3ad")
+	code, _, stderr = run(t, "status", "--admin", adminURL)
+	require.Equal(t, 0, code, stderr)
+
 	code, _, stderr = run(t, "status", "--admin", adminURL, "--token", "nope")
 	assert.Equal(t, 1, code)
-	assert.Contains(t, stderr, "the bearer token is not admin.token (401 Unauthorized)")
+	assert.Contains(t, stderr, "the bearer token is neither admin.token nor admin.read_token (401 Unauthorized)")
 	code, _, stderr = run(t, "status", "--admin", adminURL, "--token", "s3cret", "region=eu")
 	assert.Equal(t, 1, code)
 	assert.Contains(t, stderr, `filter "region": not a dimension (dimensions: model, team, tenant)`)

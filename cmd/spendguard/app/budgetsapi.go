@@ -30,8 +30,9 @@ func (in *Instance) newBudgetsAPI() *admin.API {
 		Estimates: in.Estimates, // GET /v1/estimates
 		Lister:    lister,
 		Log:       in.Log,
-		// Errors name the store's address: only for the token's holders.
-		ShowErrors: in.atStart.adminToken != "",
+		// Errors name the store's address: only for the tokens' holders
+		// (either token: /v1/* is then closed to anyone else).
+		ShowErrors: in.atStart.adminTokens.Set(),
 	})
 	stop := api.StartSampling()
 	in.stack.push(func() error { stop(); return nil })

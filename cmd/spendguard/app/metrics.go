@@ -78,8 +78,9 @@ func labelled(b *budget.Budget, labels []string) bool {
 	return true
 }
 
-// metricsPaths are the admin paths that need admin.token besides /v1/*:
-// /metrics when metrics.require_token is set.
+// metricsPaths are the admin paths that need a token besides /v1/*
+// (admin.token or admin.read_token, GET being a read): /metrics when
+// metrics.require_token is set.
 func (in *Instance) metricsPaths() []string {
 	if in.atStart.metricsToken {
 		return []string{"/metrics"}

@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/spendguard/spendguard/admin"
 	"github.com/spendguard/spendguard/config"
 	"github.com/spendguard/spendguard/metrics"
 )
@@ -110,14 +111,14 @@ func (in *Instance) install(c *config.Compiled) {
 // reads after Start: they keep the values Start read whatever a reload
 // brings (config.RestartSections).
 type startSettings struct {
-	adminToken   string                     // admin.token: "" leaves the admin API open
+	adminTokens  admin.Tokens               // admin.token, admin.read_token: none leaves the admin API open
 	metricsToken bool                       // metrics.require_token
 	gauges       metrics.BudgetGaugeOptions // metrics.budget_gauges
 }
 
 func readStartSettings(cfg *config.Compiled) startSettings {
 	return startSettings{
-		adminToken:   cfg.File.Admin.Token,
+		adminTokens:  admin.Tokens{Admin: cfg.File.Admin.Token, Read: cfg.File.Admin.ReadToken},
 		metricsToken: cfg.File.Metrics.RequireToken,
 		gauges:       cfg.File.Metrics.BudgetGauges.Options(),
 	}

@@ -131,10 +131,11 @@ http://vllm:8000/metrics,m,2026-11-02T00:00:00Z,2026-11-02T00:01:00Z,1,100,90,10
 }
 
 // TestSpendEndpoint: GET /v1/spend answers from the ledger behind the
-// admin token; without a ledger it is 404.
+// admin tokens (admin.token or admin.read_token); without a ledger it is
+// 404.
 func TestSpendEndpoint(t *testing.T) {
 	dsn := seedLedger(t)
-	cfg := string(DefaultConfig) + fmt.Sprintf("\nexporters:\n  postgres:\n    dsn: %q\nadmin:\n  token: s3cret\n", dsn)
+	cfg := string(DefaultConfig) + fmt.Sprintf("\nexporters:\n  postgres:\n    dsn: %q\nadmin:\n  token: s3cret\n  read_token: r3ad\n", dsn)
 	if strings.Contains(string(DefaultConfig), "\nadmin:") || strings.Contains(string(DefaultConfig), "\nexporters:") {
 		t.Fatal("the default configuration grew an admin or exporters section: adapt this test")
 	}
@@ -171,6 +172,9 @@ func TestSpendEndpoint(t *testing.T) {
 	assert.Equal(t, int64(10), body.Drift[0].PromptDriftTokens)
 	code, _ = get("period=fortnight", "s3cret")
 	assert.Equal(t, http.StatusBadRequest, code)
+	code, byReader := get("group_by=tenant&period=month&from=2026-10&to=2026-12&tz=Europe/Berlin", "r3ad")
+	require.Equal(t, http.StatusOK, code, "the read token reads the ledger too")
+	assert.Equal(t, body, byReader)
 
 	plain := startDefault(t)
 	resp, err := http.Get("http://" + plain.AdminAddr() + "/v1/spend")

@@ -19,7 +19,8 @@ const statusUsage = `usage: spendguard status [--admin URL] [--token T] [--json]
 Prints the state of every budget scope from a running spendguard's admin
 API, the scopes closest to their cap first. DIM=VALUE arguments keep the
 scopes whose budget matches on DIM with that value (tenant=acme).
---token defaults to $SPENDGUARD_ADMIN_TOKEN.
+--token defaults to $SPENDGUARD_ADMIN_READ_TOKEN (status only reads, so
+admin.read_token is enough), else $SPENDGUARD_ADMIN_TOKEN.
 `
 
 // statusCommand is `spendguard status`: GET /v1/budgets, printed as a
@@ -29,7 +30,7 @@ func statusCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, statusUsage) }
 	base := fs.String("admin", "http://127.0.0.1:9090", "the admin HTTP address of spendguard")
-	token := fs.String("token", os.Getenv("SPENDGUARD_ADMIN_TOKEN"), "admin.token (default $SPENDGUARD_ADMIN_TOKEN)")
+	token := fs.String("token", statusToken(), "admin.read_token or admin.token (default $SPENDGUARD_ADMIN_READ_TOKEN, else $SPENDGUARD_ADMIN_TOKEN)")
 	asJSON := fs.Bool("json", false, "print the API's JSON (sorted as the table)")
 	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the answer")
 	// Flags and DIM=VALUE arguments may come in any order.
@@ -66,4 +67,14 @@ func statusCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return enc.Encode(resp)
 	}
 	return admin.WriteTable(stdout, resp, time.Now())
+}
+
+// statusToken is the default of status's --token: the read-only token
+// when the environment has one (the least the command needs), else the
+// admin token.
+func statusToken() string {
+	if t := os.Getenv("SPENDGUARD_ADMIN_READ_TOKEN"); t != "" {
+		return t
+	}
+	return os.Getenv("SPENDGUARD_ADMIN_TOKEN")
 }
