@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/spendguard/spendguard/exporters/sink"
 )
 
 // SpoolStats is what the ledger's spool holds and has done since start.
@@ -41,6 +43,22 @@ func (l *Ledger) SpoolStats() SpoolStats {
 		out.Dropped[r] = w.dropped[i].Load()
 	}
 	return out
+}
+
+// QueueStats is the spool in the exporters' terms, so that the
+// spendguard_exporter_* series keep an exporter="postgres" line: depth
+// is the rows waiting, sent the rows shipped; full drops are spool_full,
+// failed ones write_error, rejected and undecodable, shutdown ones
+// closed. The capacity is in rows at about 250 bytes a row.
+func (l *Ledger) QueueStats() sink.QueueStats {
+	st := l.SpoolStats()
+	qs := sink.QueueStats{Exporter: "postgres", QueueDepth: int(st.Rows), Sent: st.Shipped,
+		DroppedFull: st.Dropped["spool_full"], DroppedShutdown: st.Dropped["closed"],
+		DroppedFailed: st.Dropped["write_error"] + st.Dropped["rejected"] + st.Dropped["undecodable"]}
+	if l.w != nil {
+		qs.QueueCapacity = int(l.w.maxBytes / 250)
+	}
+	return qs
 }
 
 // Collector exports SpoolStats as metrics, read at scrape time.

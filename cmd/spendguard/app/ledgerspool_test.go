@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -75,6 +76,15 @@ func TestRedisStoreStartsWithTheLedgerAway(t *testing.T) {
 			if !gate {
 				code, body := readyz(t, in)
 				assert.Equal(t, http.StatusOK, code, body)
+				resp, err := http.Get("http://" + in.AdminAddr() + "/metrics")
+				require.NoError(t, err)
+				defer resp.Body.Close()
+				b, err := io.ReadAll(resp.Body)
+				require.NoError(t, err)
+				for _, want := range []string{"spendguard_ledger_spool_rows 0", "spendguard_ledger_writable ",
+					`spendguard_exporter_queue_depth{exporter="postgres"} 0`, `spendguard_ledger_rows_dropped_total{reason="spool_full"} 0`} {
+					assert.Contains(t, string(b), want)
+				}
 				return
 			}
 			require.Eventually(t, func() bool {

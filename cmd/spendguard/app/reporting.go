@@ -80,7 +80,11 @@ func (in *Instance) startExporters(cfg exporters.Config) error {
 		return err
 	}
 	in.Exporters, in.Ledger = fan, ledger
-	in.Metrics.SetExporterStats(fan.Stats)
+	stats := fan.Stats
+	if ledger != nil { // the ledger keeps its line in the exporter series
+		stats = func() []sink.QueueStats { return append(fan.Stats(), ledger.QueueStats()) }
+	}
+	in.Metrics.SetExporterStats(stats)
 	return nil
 }
 
