@@ -14,6 +14,10 @@
 //     (safe methods); RoleOf tells a handler which token a request
 //     carried, for answers that add detail for the token's holders and
 //     for the record of who changed what;
+//   - GET /v1/openapi.json: the OpenAPI 3.0 description of the whole
+//     admin server (openapi.json, embedded; OpenAPI), and Mux, the router
+//     that records every route so the two can be checked against each
+//     other and answers unknown paths and methods with JSON errors;
 //   - History: the in-process samples that give burn rates.
 //
 // Every replica answers from the store, so with Redis every replica
@@ -84,13 +88,15 @@ func New(opts Options) *API {
 }
 
 // Register adds the budget endpoints, GET /v1/estimates (with
-// Options.Estimates) and the dashboard to mux.
-func (a *API) Register(mux *http.ServeMux) {
-	mux.HandleFunc("GET /v1/budgets", a.budgets)
-	mux.HandleFunc("GET /v1/budgets/{name}", a.budgets)
+// Options.Estimates), GET /v1/openapi.json (the description of the whole
+// admin server, OpenAPI) and the dashboard to mux.
+func (a *API) Register(mux Router) {
+	mux.Handle("GET /v1/budgets", http.HandlerFunc(a.budgets))
+	mux.Handle("GET /v1/budgets/{name}", http.HandlerFunc(a.budgets))
 	if a.opts.Estimates != nil {
-		mux.HandleFunc("GET /v1/estimates", a.estimates)
+		mux.Handle("GET /v1/estimates", http.HandlerFunc(a.estimates))
 	}
+	mux.Handle("GET /v1/openapi.json", http.HandlerFunc(openAPI))
 	registerDashboard(mux)
 }
 

@@ -16,7 +16,7 @@ var web embed.FS
 // dashboardCSP lets the page load only its own files and call its own API.
 const dashboardCSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
-func registerDashboard(mux *http.ServeMux) {
+func registerDashboard(mux Router) {
 	files, err := fs.Sub(web, "web")
 	if err != nil {
 		panic(err) // the embedded directory is part of the binary

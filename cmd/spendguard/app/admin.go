@@ -48,7 +48,16 @@ func (in *Instance) newAdminServer() *http.Server {
 // caller gets never names infrastructure: /readyz's reason is a status
 // word, the store's error only with admin.token or admin.read_token.
 func (in *Instance) adminHandler() http.Handler {
-	mux := http.NewServeMux()
+	// /v1/* (and /metrics with metrics.require_token) need a token when one
+	// is set: either for reading, admin.token for anything else.
+	return admin.Guard(in.atStart.adminTokens, in.adminMux(), in.metricsPaths()...)
+}
+
+// adminMux registers every route of the admin server. Each one is
+// described in admin/openapi.json (served at /v1/openapi.json); a test
+// holds the two to each other.
+func (in *Instance) adminMux() *admin.Mux {
+	mux := admin.NewMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -84,10 +93,8 @@ func (in *Instance) adminHandler() http.Handler {
 	})
 	mux.Handle("GET /metrics", in.Metrics.Handler()) // per-scope gauges from a cache (metrics.go)
 	mux.Handle("GET /v1/spend", in.spendHandler())   // the ledger's spend (admin_spend.go), behind the tokens like all /v1/*
-	in.budgetsAPI.Register(mux)                      // GET /v1/budgets[/{name}] and the dashboard at /
-	// /v1/* (and /metrics with metrics.require_token) need a token when one
-	// is set: either for reading, admin.token for anything else.
-	return admin.Guard(in.atStart.adminTokens, mux, in.metricsPaths()...)
+	in.budgetsAPI.Register(mux)                      // GET /v1/budgets[/{name}], /v1/estimates, /v1/openapi.json and the dashboard at /
+	return mux
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -95,3 +102,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }
+
+// AdminRoutes returns the patterns the admin server registers
+// ("GET /v1/budgets/{name}"), sorted: the routes its OpenAPI description
+// (/v1/openapi.json) must describe.
+func (in *Instance) AdminRoutes() []string { return in.adminMux().Patterns() }
