@@ -66,11 +66,22 @@ func RequireToken(token string, next http.Handler, also ...string) http.Handler 
 //
 // Every request, guarded or not, reaches next with its role (RoleOf):
 // an open path such as /readyz can add detail for a token's holders.
-// With no token set, next is returned as it is: everything is open and
-// every role is RoleNone.
+// With no token set, reads are open and every role is RoleNone, but a
+// method that changes something under /v1/ is refused 403: without
+// admin.token nobody may write.
 func Guard(t Tokens, next http.Handler, also ...string) http.Handler {
 	if !t.Set() {
-		return next
+		// No token: reads stay open, as they always were; a change is
+		// refused, as an admin API that anyone on the network could
+		// write to would be a way around every budget.
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasPrefix(r.URL.Path, "/v1/") && !Safe(r.Method) {
+				writeError(w, http.StatusForbidden, "forbidden", "forbidden",
+					"admin.token is not set, so nothing can be changed through the admin API")
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
 	}
 	k := keys{admin: hashOf(t.Admin), read: hashOf(t.Read)}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

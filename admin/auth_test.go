@@ -103,7 +103,7 @@ func TestGuardRoles(t *testing.T) {
 		{"admin only, writes", adminOnly, unsafe, "/v1/budgets",
 			map[string]want{"admin": ok(admin.RoleAdmin), "read": unauthorized, "none": unauthorized, "wrong": unauthorized}},
 		{"none configured, writes", admin.Tokens{}, unsafe, "/v1/budgets",
-			map[string]want{"admin": ok(""), "read": ok(""), "none": ok(""), "wrong": ok("")}},
+			map[string]want{"admin": forbidden, "read": forbidden, "none": forbidden, "wrong": forbidden}},
 	}
 	for _, tt := range tests {
 		h := admin.Guard(tt.tokens, echoRole, "/metrics")
