@@ -97,8 +97,10 @@ func compileThresholds(c Config, hasHard bool, hard money.Nano, fail func(line i
 	case len(ts) > MaxThresholds:
 		fail(line, "alerts.thresholds lists %d thresholds; at most %d", len(ts), MaxThresholds)
 		ok = false
-	case !hasHard:
+	case !c.HardUSD.Set:
 		fail(line, "alerts.thresholds are fractions of the hard cap: they need hard_usd")
+		ok = false
+	case !hasHard: // hard_usd did not compile: reported already
 		ok = false
 	case hard == 0:
 		fail(line, "alerts.thresholds are fractions of the hard cap, and hard_usd is 0")

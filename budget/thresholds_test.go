@@ -151,3 +151,15 @@ func TestParseThreshold(t *testing.T) {
 		assert.Error(t, err, in)
 	}
 }
+
+func TestThresholdsOfABadHardCapSayNothingMore(t *testing.T) {
+	_, err := compileYAML(t, `
+budgets:
+  - name: a
+    period: day
+    hard_usd: ten
+    alerts: {thresholds: [0.5]}`)
+	require.Error(t, err)
+	assert.Equal(t, 1, strings.Count(err.Error(), "\n")+1, err.Error())
+	assert.Contains(t, err.Error(), `line 5: budget "a": hard_usd:`)
+}
