@@ -49,8 +49,9 @@ type detector struct {
 
 // Detect returns the alerts that states call for, remembering them so
 // that the same scope does not alert again in the same period. It is
-// cheap (a map lookup per state under a mutex; no allocation unless it
-// alerts) and safe for concurrent use. Rules:
+// cheap (a map lookup per state under a mutex; thresholds add a few
+// integer multiplications and no allocation unless they alert) and safe
+// for concurrent use. Rules:
 //
 //   - soft_cap_crossed when committed+reserved has reached soft_usd;
 //     hard_cap_reached when it has reached hard_usd or the scope has just

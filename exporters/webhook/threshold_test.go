@@ -141,3 +141,15 @@ func TestSendPostsThresholdAlerts(t *testing.T) {
 	all.State.ScopeText, all.Threshold = "all", 0.995
 	assert.Equal(t, "spendguard: all traffic has used 99.5% of budget tenant-monthly (8.00 of 10.00 USD) this month; resets 2026-11-26T00:00:00Z", Message(all))
 }
+
+// Thresholds cost no allocation when they do not alert: a state with
+// thresholds (all already sent) allocates what one without them does.
+func TestDetectThresholdsAllocateNothingWhenQuiet(t *testing.T) {
+	s := newSender(t, Config{URL: "http://127.0.0.1:1/hook"})
+	with := []sink.BudgetState{tstate(day1, "9")}
+	without := []sink.BudgetState{tstate(day1, "9")}
+	without[0].Thresholds, without[0].Key = nil, "other"
+	require.Len(t, s.Detect(with), 2)
+	base := testing.AllocsPerRun(100, func() { s.Detect(without) })
+	assert.Equal(t, base, testing.AllocsPerRun(100, func() { s.Detect(with) }))
+}
