@@ -1,7 +1,8 @@
 // Package webhook sends budget alerts — soft_cap_crossed,
-// hard_cap_reached and threshold_crossed — to an HTTP endpoint, as Slack incoming-webhook
-// messages or as plain JSON, once per budget scope per period (see
-// Sender.Detect for the exact rules).
+// hard_cap_reached and threshold_crossed (a budget's alerts.thresholds) —
+// to an HTTP endpoint, as Slack incoming-webhook messages or as plain
+// JSON, once per budget scope per period (see Sender.Detect for the exact
+// rules).
 //
 // Crossings are detected from the post-settle budget states that travel
 // with each report, synchronously when the report is offered (so none is
