@@ -130,6 +130,9 @@ func TestSendPostsThresholdAlerts(t *testing.T) {
 		"spent_usd": 8.004000, "reserved_usd": 0.000000, "hard_usd": 10.000000, "remaining_usd": 1.996000,
 		"blocked": false, "at": "2026-11-25T01:00:00Z", "message": "`+message+`"}`, string(reqs[0].Body))
 	assert.JSONEq(t, `{"text": ":bell: `+message+`"}`, string(reqs[1].Body))
+	assert.Contains(t, string(reqs[0].Body), `{"event":"threshold_crossed","threshold":0.8,"budget":"tenant-monthly",`,
+		"the fraction as written, right after the event")
+	assert.Contains(t, string(reqs[0].Body), `"spent_usd":8.004000,"reserved_usd":0.000000,"hard_usd":10.000000,"remaining_usd":1.996000,`)
 
 	var p map[string]any
 	b, err := Body(Alert{Event: SoftCapCrossed, State: state(day1, "41"), At: day1}, "json")
