@@ -91,11 +91,12 @@ func TestDetectRollingThresholdsRearmBelowNinetyPercentOfTheirAmount(t *testing.
 	}
 	assert.Equal(t, []string{"threshold_crossed 50%", "threshold_crossed 80%"}, crossings(s.Detect([]sink.BudgetState{roll("8", 0)})))
 	assert.Empty(t, s.Detect([]sink.BudgetState{roll("8.1", 1)}), "the window moved, spend is still over")
-	assert.Empty(t, s.Detect([]sink.BudgetState{roll("7.2", 2)}), "below 8 but not below 90% of it")
-	assert.Equal(t, []string{"threshold_crossed 80%"}, crossings(s.Detect([]sink.BudgetState{roll("7.19", 3), roll("8", 4)})),
+	assert.Empty(t, s.Detect([]sink.BudgetState{roll("7.2", 2), roll("8", 3)}), "below 8 but not below 90% of it: not re-armed")
+	assert.Equal(t, []string{"threshold_crossed 80%"}, crossings(s.Detect([]sink.BudgetState{roll("7.19", 4), roll("8", 5)})),
 		"80% re-armed below 7.20; 50% did not (4.50)")
-	assert.Empty(t, s.Detect([]sink.BudgetState{roll("4.49", 5)}), "both re-armed")
-	assert.Equal(t, []string{"threshold_crossed 50%"}, crossings(s.Detect([]sink.BudgetState{roll("5", 6)})))
+	assert.Empty(t, s.Detect([]sink.BudgetState{roll("4.5", 6), roll("5", 7)}), "50% not re-armed at 4.50")
+	assert.Empty(t, s.Detect([]sink.BudgetState{roll("4.49", 8)}), "both re-armed")
+	assert.Equal(t, []string{"threshold_crossed 50%"}, crossings(s.Detect([]sink.BudgetState{roll("5", 9)})))
 }
 
 func TestThresholdAmountIsExact(t *testing.T) {
