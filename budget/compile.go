@@ -30,7 +30,8 @@ type Budget struct {
 	hasHard   bool
 	downgrade map[string]string
 	allow     []string
-	lower     bool // on_hard.lower_output_limit
+	lower     bool      // on_hard.lower_output_limit
+	alerts    []float64 // alerts.thresholds, ascending
 	line      int
 	keyPrefix string // name and period part of every counter key
 }
@@ -75,6 +76,12 @@ func (b *Budget) Allows(model string) bool { return model != "" && slices.Contai
 // output limit this budget cannot pay may be served with a lower limit
 // instead of being refused (see Rejection.Lowerable).
 func (b *Budget) LowersOutputLimit() bool { return b.lower }
+
+// Thresholds returns alerts.thresholds: fractions of the hard cap, in
+// ascending order, nil when none are configured. The slice is the
+// budget's own, shared by every caller so that passing it along with each
+// request's budget states costs nothing: it must not be modified.
+func (b *Budget) Thresholds() []float64 { return b.alerts }
 
 // Line is the budget's line in the configuration file (0 if unknown).
 func (b *Budget) Line() int { return b.line }
@@ -310,6 +317,7 @@ func compileBudget(c Config, fail func(line int, format string, args ...any)) *B
 		}
 		b.lower = true
 	}
+	b.alerts = compileThresholds(c, b.hasHard, b.hard, fail)
 	b.keyPrefix = escape(b.name) + "|" + periodKey(b) + "|"
 	return b
 }

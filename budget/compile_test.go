@@ -253,7 +253,7 @@ budgets:
 budgets:
   - name: a
     period: day
-    hard_ud: 1`, []string{`line 5: budget "a": unknown field "hard_ud"; did you mean "hard_usd"? (allowed: name, match, period, timezone, rolling, soft_usd, hard_usd, on_soft, on_hard)`,
+    hard_ud: 1`, []string{`line 5: budget "a": unknown field "hard_ud"; did you mean "hard_usd"? (allowed: name, match, period, timezone, rolling, soft_usd, hard_usd, on_soft, on_hard, alerts)`,
 			`line 3: budget "a": needs hard_usd`}},
 		{"period and timezone at their keys", `
 budgets:

@@ -23,6 +23,7 @@ type Config struct {
 	HardUSD  USD               `yaml:"hard_usd"`
 	OnSoft   OnSoft            `yaml:"on_soft"`
 	OnHard   OnHard            `yaml:"on_hard"`
+	Alerts   Alerts            `yaml:"alerts"`
 
 	// Line is the line of the entry in the file (0 when not decoded from
 	// YAML); Compile uses it in its errors.

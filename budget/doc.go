@@ -41,6 +41,11 @@
 //     hard_usd; caps may be 0 (hard_usd: 0 admits only allow_models) but
 //     not negative. on_soft.downgrade needs soft_usd and
 //     on_hard.allow_models needs hard_usd, or they could never act.
+//   - alerts.thresholds are fractions of hard_usd (0.8, or "80%"), parsed
+//     exactly from their text into millionths: above 0, at most 1, no two
+//     equal, at most MaxThresholds, and a hard_usd above 0 to be fractions
+//     of. They are sorted and kept on the Budget as one shared slice, which
+//     travels unchanged with every budget state to the webhook exporter.
 //   - Names are letters, digits, '.', '_' and '-': they travel in headers,
 //     metrics labels and store keys.
 //   - Match keys are any dimension, "model" included; a match value may not

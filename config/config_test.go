@@ -237,7 +237,7 @@ exporters:
 	bad = strings.Replace(bad, "{on_error: fail_open}", "{on_eror: fail_open}", 1)
 	ps := problemsOf(t, bad, nil)
 	assert.Equal(t, []string{
-		`line 12: budget "tenant-weekly-cap": unknown field "perod"; did you mean "period"? (allowed: name, match, period, timezone, rolling, soft_usd, hard_usd, on_soft, on_hard)`,
+		`line 12: budget "tenant-weekly-cap": unknown field "perod"; did you mean "period"? (allowed: name, match, period, timezone, rolling, soft_usd, hard_usd, on_soft, on_hard, alerts)`,
 		`line 12: budget "tenant-weekly-cap": needs a period (hour, day, week, month or total) or a rolling window`,
 		`line 16: store.on_eror: unknown key; did you mean "on_error"? (allowed: backend, memory, redis, on_error)`,
 	}, strings.Split(ps.Error(), "\n"))

@@ -92,7 +92,7 @@ exporters:
 		"line 9: exporters.otlp.endpoint: is not an http or https URL",
 		"line 12: exporters.helicone.api_key: is required (is its environment variable set?)",
 		`line 15: exporters.webhook.format: "teams" is neither slack nor json`,
-		`line 16: exporters.webhook.events: "budget_exhausted" is neither soft_cap_crossed nor hard_cap_reached`,
+		`line 16: exporters.webhook.events: "budget_exhausted" is not one of soft_cap_crossed, hard_cap_reached, threshold_crossed`,
 		"line 17: exporters.log.path: is required: stdout, stderr or a file path",
 		"line 20: exporters.postgres.dsn: is required: a PostgreSQL connection string, e.g. postgres://user@host:5432/db",
 		`line 21: exporters.postgres.reconcile.vllm_metrics_urls: [0] "vllm:8000" is not an http or https URL`,

@@ -37,6 +37,7 @@ func BudgetStates(states []budget.State, rejected *budget.Rejection) []sink.Budg
 			ResetsAt:    st.ResetsAt,
 			Committed:   st.Committed,
 			Reserved:    st.Reserved,
+			Thresholds:  b.Thresholds(),
 			Blocked:     rejected != nil && rejected.Budget == b.Name() && rejected.Scope == scopeText,
 		}
 		s.Soft, s.HasSoft = b.Soft()

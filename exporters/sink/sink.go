@@ -12,6 +12,7 @@ package sink
 
 import (
 	"context"
+	"math/bits"
 	"time"
 
 	"github.com/spendguard/spendguard/internal/money"
@@ -77,6 +78,11 @@ type BudgetState struct {
 	Soft, Hard       money.Nano
 	HasSoft, HasHard bool
 
+	// Thresholds are the budget's alerts.thresholds: fractions of Hard,
+	// ascending, nil when it has none. The slice is the compiled budget's
+	// own, shared by every state of the budget: read it, never modify it.
+	Thresholds []float64
+
 	// Blocked is true when this scope's hard cap rejected the request the
 	// state travels with (its 402), even if Used is still below Hard: the
 	// budget had room, but not for that request.
@@ -99,6 +105,23 @@ func (s BudgetState) Remaining() money.Nano {
 		return 0
 	}
 	return max(s.Hard-s.Used(), 0)
+}
+
+// ThresholdAmount is the spend at which the scope reaches fraction (in
+// (0, 1], to a millionth, as alerts.thresholds are) of its hard cap: the
+// least amount that is at least Hard × fraction, computed exactly in
+// integers. 0 without a hard cap or for a hard cap of 0.
+func (s BudgetState) ThresholdAmount(fraction float64) money.Nano {
+	if !s.HasHard || s.Hard <= 0 {
+		return 0
+	}
+	ppm := uint64(min(max(fraction, 0), 1)*1e6 + 0.5)
+	hi, lo := bits.Mul64(uint64(s.Hard), ppm)
+	q, r := bits.Div64(hi, lo, 1_000_000) // hi < 1e6: ppm <= 1e6
+	if r != 0 {
+		q++
+	}
+	return money.Nano(q)
 }
 
 // Exporter delivers batches of events to one destination. The fan-out

@@ -3,6 +3,7 @@ package webhook
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/spendguard/spendguard/exporters/sink"
 )
@@ -11,7 +12,13 @@ import (
 const (
 	SoftCapCrossed = "soft_cap_crossed"
 	HardCapReached = "hard_cap_reached"
+	// ThresholdCrossed is sent when a scope's spend reaches one of its
+	// budget's alerts.thresholds (fractions of the hard cap).
+	ThresholdCrossed = "threshold_crossed"
 )
+
+// eventNames returns every event, in the order messages list them.
+func eventNames() []string { return []string{SoftCapCrossed, HardCapReached, ThresholdCrossed} }
 
 // Config is the `exporters.webhook` section.
 type Config struct {
@@ -20,7 +27,8 @@ type Config struct {
 	URL string `yaml:"url"`
 	// Format is json (default) or slack.
 	Format string `yaml:"format"`
-	// Events to send; default both soft_cap_crossed and hard_cap_reached.
+	// Events to send; default all: soft_cap_crossed, hard_cap_reached and
+	// threshold_crossed (sent only for budgets with alerts.thresholds).
 	Events []string `yaml:"events"`
 	// Headers are added to every POST (e.g. an Authorization header).
 	Headers map[string]string `yaml:"headers"`
@@ -32,7 +40,7 @@ func (c Config) WithDefaults() Config {
 		c.Format = "json"
 	}
 	if c.Events == nil {
-		c.Events = []string{SoftCapCrossed, HardCapReached}
+		c.Events = eventNames()
 	}
 	return c
 }
@@ -49,12 +57,12 @@ func (c Config) Validate() []sink.FieldError {
 		out = append(out, sink.FieldError{Field: "format", Msg: fmt.Sprintf("%q is neither slack nor json", c.Format)})
 	}
 	if c.Events != nil && len(c.Events) == 0 {
-		out = append(out, sink.FieldError{Field: "events", Msg: "is empty: list soft_cap_crossed and/or hard_cap_reached, or remove the webhook"})
+		out = append(out, sink.FieldError{Field: "events", Msg: "is empty: list some of " + strings.Join(eventNames(), ", ") + ", or remove the webhook"})
 	}
 	for i, e := range c.Events {
 		switch {
-		case e != SoftCapCrossed && e != HardCapReached:
-			out = append(out, sink.FieldError{Field: "events", Msg: fmt.Sprintf("%q is neither soft_cap_crossed nor hard_cap_reached", e)})
+		case !slices.Contains(eventNames(), e):
+			out = append(out, sink.FieldError{Field: "events", Msg: fmt.Sprintf("%q is not one of %s", e, strings.Join(eventNames(), ", "))})
 		case slices.Contains(c.Events[:i], e):
 			out = append(out, sink.FieldError{Field: "events", Msg: fmt.Sprintf("%q is listed twice", e)})
 		}

@@ -1,7 +1,8 @@
-// Package webhook sends budget alerts — soft_cap_crossed and
-// hard_cap_reached — to an HTTP endpoint, as Slack incoming-webhook
-// messages or as plain JSON, once per budget scope per period (see
-// Sender.Detect for the exact rules).
+// Package webhook sends budget alerts — soft_cap_crossed,
+// hard_cap_reached and threshold_crossed (a budget's alerts.thresholds) —
+// to an HTTP endpoint, as Slack incoming-webhook messages or as plain
+// JSON, once per budget scope per period (see Sender.Detect for the exact
+// rules).
 //
 // Crossings are detected from the post-settle budget states that travel
 // with each report, synchronously when the report is offered (so none is
@@ -13,8 +14,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/spendguard/spendguard/exporters/sink"
@@ -36,7 +39,8 @@ func New(cfg Config) *Sender {
 		client: &http.Client{Transport: http.DefaultTransport},
 		detector: detector{
 			soft: slices.Contains(cfg.Events, SoftCapCrossed), hard: slices.Contains(cfg.Events, HardCapReached),
-			now: time.Now, marks: map[string]*mark{},
+			threshold: slices.Contains(cfg.Events, ThresholdCrossed),
+			now:       time.Now, marks: map[string]*mark{},
 		},
 	}
 }
@@ -57,7 +61,10 @@ func (s *Sender) Send(ctx context.Context, alerts []Alert) error {
 
 // Payload is the body of a json-format alert.
 type Payload struct {
-	Event        string            `json:"event"`
+	Event string `json:"event"`
+	// Threshold is the fraction of the hard cap a threshold_crossed
+	// alert is for (0.8); absent for the other events.
+	Threshold    *float64          `json:"threshold,omitempty"`
 	Budget       string            `json:"budget"`
 	Scope        map[string]string `json:"scope"`
 	ScopeText    string            `json:"scope_text"`
@@ -77,8 +84,11 @@ type Payload struct {
 func Body(a Alert, format string) ([]byte, error) {
 	if format == "slack" {
 		icon := ":warning:"
-		if a.Event == HardCapReached {
+		switch a.Event {
+		case HardCapReached:
 			icon = ":no_entry:"
+		case ThresholdCrossed:
+			icon = ":bell:"
 		}
 		return json.Marshal(map[string]string{"text": icon + " " + Message(a)})
 	}
@@ -93,6 +103,9 @@ func Body(a Alert, format string) ([]byte, error) {
 		SpentUSD: usd(s.Committed), ReservedUSD: usd(s.Reserved), Blocked: s.Blocked,
 		At: a.At.UTC().Format(time.RFC3339Nano), Message: Message(a),
 	}
+	if a.Event == ThresholdCrossed {
+		p.Threshold = ptr(a.Threshold)
+	}
 	if s.HasSoft {
 		p.SoftUSD = ptr(usd(s.Soft))
 	}
@@ -105,11 +118,19 @@ func Body(a Alert, format string) ([]byte, error) {
 // Message is the alert's sentence, e.g.
 //
 //	spendguard: budget tenant-monthly passed its soft cap for tenant=acme: 800.12 of 800.00 USD this month (hard cap 1000.00); resets 2026-12-01T00:00:00+01:00
+//	spendguard: tenant=acme has used 80% of budget tenant-monthly (800.12 of 1000.00 USD) this month; resets 2026-12-01T00:00:00+01:00
 func Message(a Alert) string {
 	s := a.State
 	used := s.Used()
 	var msg string
 	switch {
+	case a.Event == ThresholdCrossed:
+		who := s.ScopeText
+		if who == "all" || who == "" {
+			who = "all traffic"
+		}
+		msg = fmt.Sprintf("spendguard: %s has used %s%% of budget %s (%s of %s USD) %s", who, percent(a.Threshold), s.Budget,
+			used.Fixed(2), s.Hard.Fixed(2), s.PeriodWord)
 	case a.Event == SoftCapCrossed:
 		msg = fmt.Sprintf("spendguard: budget %s passed its soft cap for %s: %s of %s USD %s", s.Budget, s.ScopeText,
 			used.Fixed(2), s.Soft.Fixed(2), s.PeriodWord)
@@ -127,6 +148,13 @@ func Message(a Alert) string {
 		msg += "; resets " + s.ResetsAt.Format(time.RFC3339)
 	}
 	return msg
+}
+
+// percent writes a fraction given to a millionth as a percentage without
+// trailing zeros: 0.8 is "80", 0.995 "99.5".
+func percent(fraction float64) string {
+	ppm := math.Round(fraction * 1e6)
+	return strconv.FormatFloat(ppm/1e4, 'f', -1, 64)
 }
 
 func usd(n money.Nano) json.Number { return json.Number(n.USD()) }

@@ -159,7 +159,7 @@ func TestConfigValidation(t *testing.T) {
 		"url: is required (an http or https URL) (is its environment variable set?)",
 		`format: "teams" is neither slack nor json`,
 		`events: "soft_cap_crossed" is listed twice`,
-		`events: "x" is neither soft_cap_crossed nor hard_cap_reached`,
+		`events: "x" is not one of soft_cap_crossed, hard_cap_reached, threshold_crossed`,
 	}, fields)
 	assert.NotEmpty(t, Config{URL: "https://x", Events: []string{}}.Validate())
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -140,6 +141,13 @@ func printBudgets(w io.Writer, cfg *config.Compiled) {
 		}
 		if b.LowersOutputLimit() {
 			fmt.Fprintf(w, "      at it:    lowers a request's output limit to what it can pay instead of 402\n")
+		}
+		if ts := b.Thresholds(); len(ts) > 0 {
+			pcts := make([]string, len(ts))
+			for i, f := range ts {
+				pcts[i] = strconv.FormatFloat(math.Round(f*1e6)/1e4, 'f', -1, 64) + "%"
+			}
+			fmt.Fprintf(w, "    alerts at:  %s of the hard cap (threshold_crossed)\n", strings.Join(pcts, ", "))
 		}
 	}
 }

@@ -149,3 +149,25 @@ budgets:
 	assert.NotContains(t, stdout, "clients can choose user", "a header before any authenticated source is the operator's plain choice")
 	assert.Equal(t, 1, strings.Count(stdout, "warning:"))
 }
+
+func TestCheckConfigShowsAlertThresholds(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "spendguard.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(`version: 1
+identity:
+  dimensions:
+    tenant:
+      - header: x-tenant-id
+pricing:
+  models:
+    - {match: Hunyuan, input: 0.60, output: 0.80}
+budgets:
+  - name: tenant-monthly
+    match: {tenant: "*"}
+    period: month
+    hard_usd: 10
+    alerts: {thresholds: [0.95, 50%, 0.8]}
+`), 0o600))
+	code, stdout, stderr := run(t, "check-config", path)
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stdout, "    hard cap:   10.00 USD\n    alerts at:  50%, 80%, 95% of the hard cap (threshold_crossed)\n")
+}
