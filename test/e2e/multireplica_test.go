@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -175,9 +176,16 @@ func TestKilledReplicaLeaseIsForfeited(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var wg sync.WaitGroup
+	var killed atomic.Bool
 	for range 5 {
 		wg.Go(func() {
-			_, _ = postTo(ctx, doomedURL, smallChat, "x-tenant-id", "acme", fakevllm.HeaderLatencyMS, "60000")
+			// A request held at the upstream returns only when the test
+			// ends; one that returns before was refused (a store call
+			// that timed out on a loaded machine) and is sent again.
+			for ctx.Err() == nil && !killed.Load() {
+				_, _ = postTo(ctx, doomedURL, smallChat, "x-tenant-id", "acme", fakevllm.HeaderLatencyMS, "60000")
+				time.Sleep(50 * time.Millisecond)
+			}
 		})
 	}
 	require.Eventually(t, func() bool {
@@ -185,6 +193,7 @@ func TestKilledReplicaLeaseIsForfeited(t *testing.T) {
 		return err == nil && got.Reserved == 5*worst
 	}, 20*time.Second, 20*time.Millisecond, "the doomed replica holds five reservations")
 
+	killed.Store(true)
 	doomed.kill()
 	resp, err := postTo(context.Background(), survivorURL, smallChat, "x-tenant-id", "acme")
 	require.NoError(t, err)
