@@ -50,6 +50,12 @@ type Config struct {
 	// ServiceVersion is spendguard's version, exported as the OTLP
 	// resource's service.version. Set by the program, not the file.
 	ServiceVersion string `yaml:"-"`
+	// AlertClaims, when set (a shared budget store), makes the webhook
+	// send each calendar or total period's alert from one replica of the
+	// fleet: the one that claims it under AlertOwner (this process's
+	// name). Set by the program, not the file.
+	AlertClaims webhook.Claimer `yaml:"-"`
+	AlertOwner  string          `yaml:"-"`
 
 	lines    map[string]int // dotted key below exporters -> line
 	problems []error        // unknown keys, found while decoding

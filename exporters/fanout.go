@@ -97,7 +97,11 @@ func New(cfg Config, log *zap.Logger, extra ...Named) (*Fanout, error) {
 	if c := cfg.Webhook; c != nil {
 		f.wantBudgets = true
 		add("webhook", func() (exporter, error) {
-			return newAlertExporter(opts("webhook", 1, 1), webhook.New(*c), log), nil
+			w := webhook.New(*c)
+			if cfg.AlertClaims != nil {
+				w.ShareWith(cfg.AlertClaims, cfg.AlertOwner)
+			}
+			return newAlertExporter(opts("webhook", 1, 1), w, log), nil
 		})
 	}
 	if c := cfg.Log; c != nil {

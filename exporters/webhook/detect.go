@@ -68,8 +68,11 @@ type detector struct {
 //   - Rolling windows have no period: an alert re-arms when the scope's
 //     spend is seen below 90% of that cap (or threshold amount) again.
 //
-// Deduplication lives in this process: each replica alerts once, and a
-// restart may alert again for the current period.
+// Detection is per process. With a shared store (Sender.ShareWith, the
+// Redis store) the replicas claim each calendar or total period's alert
+// there, so the fleet sends it once, and a restart does not send it
+// again; without one each replica alerts once, and a restart may alert
+// again for the current period. Rolling windows' alerts are per replica.
 func (d *detector) Detect(states []sink.BudgetState) []Alert {
 	var out []Alert
 	now := d.now()

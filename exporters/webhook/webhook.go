@@ -29,6 +29,8 @@ type Sender struct {
 	detector
 	cfg    Config
 	client *http.Client
+	claims Claimer // nil: every alert this replica detects is sent
+	owner  string
 }
 
 // New returns a Sender for cfg (validated by the caller).
@@ -48,6 +50,9 @@ func New(cfg Config) *Sender {
 // Send posts each alert; the fan-out calls it with one alert at a time.
 func (s *Sender) Send(ctx context.Context, alerts []Alert) error {
 	for _, a := range alerts {
+		if !s.mine(ctx, a) {
+			continue // another replica sends it
+		}
 		body, err := Body(a, s.cfg.Format)
 		if err != nil {
 			return sink.Permanent(err)

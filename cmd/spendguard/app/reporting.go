@@ -93,11 +93,16 @@ func (in *Instance) startExporters(cfg exporters.Config) error {
 // that a dead process's forfeits can be matched with its rows; else a new
 // id of the same form (host/pid/random).
 func (in *Instance) instanceID() string {
+	if in.instance != "" {
+		return in.instance
+	}
 	if rs := stores.AsRedis(in.Store); rs != nil && rs.Leases() != nil {
-		return rs.Leases().Holder()
+		in.instance = rs.Leases().Holder()
+		return in.instance
 	}
 	host, _ := os.Hostname()
 	var b [6]byte
 	_, _ = rand.Read(b[:])
-	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+	in.instance = fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+	return in.instance
 }

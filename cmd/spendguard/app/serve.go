@@ -139,6 +139,7 @@ type Instance struct {
 	reloader   *config.Reloader // nil when hot reload is off
 	budgetsAPI *admin.API
 	tok        tokenizer // pricing.tokenizer's client (tokenizer.go)
+	instance   string    // this process's name (instanceID), set once at Start
 }
 
 // GRPCAddr is the bound ext_proc address.
@@ -245,6 +246,9 @@ func Start(opts ServeOptions) (_ *Instance, err error) {
 	in.stack.push(in.closeBudgets)
 	expCfg := cfg.File.Exporters
 	expCfg.ServiceVersion = Version
+	if rs := stores.AsRedis(in.Store); rs != nil { // replicas share it: one of them sends each alert
+		expCfg.AlertClaims, expCfg.AlertOwner = rs.Redis(), in.instanceID()
+	}
 	if err = in.startExporters(expCfg); err != nil {
 		return nil, err
 	}
