@@ -73,7 +73,7 @@ func newRig(t *testing.T, token string) *rig {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") })
 	api.Register(mux)
-	g.srv = httptest.NewServer(admin.RequireToken(token, mux))
+	g.srv = httptest.NewServer(admin.Guard(admin.Tokens{Admin: token}, mux))
 	t.Cleanup(g.srv.Close)
 	return g
 }

@@ -44,12 +44,6 @@ func Safe(method string) bool {
 	return false
 }
 
-// RequireToken is Guard with admin.token only: Guard(Tokens{Admin:
-// token}, next, also...).
-func RequireToken(token string, next http.Handler, also ...string) http.Handler {
-	return Guard(Tokens{Admin: token}, next, also...)
-}
-
 // Guard guards every path under /v1/ of next, and each path in also
 // (exactly: "/metrics"), with `Authorization: Bearer <token>` when a
 // token is set; other paths (health, the dashboard's files, and metrics

@@ -19,9 +19,9 @@ var echoRole = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 })
 
-// Must show: RequireToken guards /v1/* and exactly the extra paths given,
+// Must show: Guard with admin.token only guards /v1/* and exactly the extra paths given,
 // nothing else, and passes the role on (also on open paths).
-func TestRequireToken(t *testing.T) {
+func TestGuardWithAdminTokenOnly(t *testing.T) {
 	tests := []struct {
 		name, token, path, sent string
 		also                    []string
@@ -48,7 +48,7 @@ func TestRequireToken(t *testing.T) {
 				req.Header.Set("Authorization", tt.sent)
 			}
 			rec := httptest.NewRecorder()
-			admin.RequireToken(tt.token, echoRole, tt.also...).ServeHTTP(rec, req)
+			admin.Guard(admin.Tokens{Admin: tt.token}, echoRole, tt.also...).ServeHTTP(rec, req)
 			assert.Equal(t, tt.status, rec.Code)
 			assert.Equal(t, string(tt.role), rec.Header().Get("x-role"))
 		})

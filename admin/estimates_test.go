@@ -23,7 +23,7 @@ func estimatesServer(t *testing.T, token string, src admin.EstimateSource) *http
 	})
 	mux := http.NewServeMux()
 	api.Register(mux)
-	srv := httptest.NewServer(admin.RequireToken(token, mux))
+	srv := httptest.NewServer(admin.Guard(admin.Tokens{Admin: token}, mux))
 	t.Cleanup(srv.Close)
 	return srv
 }

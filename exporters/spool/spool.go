@@ -334,17 +334,6 @@ func (s *Spool) Stats() Stats {
 	return st
 }
 
-// Sync makes every record appended so far durable now.
-func (s *Spool) Sync() error {
-	s.mu.Lock()
-	closed := s.closed
-	s.mu.Unlock()
-	if closed {
-		return ErrClosed
-	}
-	return s.syncNow()
-}
-
 // Close makes what was appended durable, writes the cursor and releases
 // the directory. Records not acknowledged stay for the next Open. Calls
 // after the first return nil; a Read waiting returns ErrClosed.
