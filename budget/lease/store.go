@@ -90,7 +90,7 @@ type reservation struct {
 // New returns a Store on b and starts its background loop.
 func New(b Backend, opts Options) *Store {
 	if opts.Holder == "" {
-		opts.Holder = newHolder()
+		opts.Holder = NewHolder()
 	}
 	if opts.SyncInterval == 0 {
 		opts.SyncInterval = DefaultSyncInterval
@@ -125,7 +125,10 @@ func New(b Backend, opts Options) *Store {
 // Holder is the name this Store holds its leases under.
 func (s *Store) Holder() string { return s.opts.Holder }
 
-func newHolder() string {
+// NewHolder is a name for this process that is never used again:
+// host/pid/random. Processes that hold no lease use it too, to name
+// themselves in the ledger.
+func NewHolder() string {
 	host, _ := os.Hostname()
 	var b [6]byte
 	_, _ = rand.Read(b[:])

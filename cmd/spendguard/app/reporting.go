@@ -2,11 +2,9 @@ package app
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
-	"os"
 
+	"github.com/spendguard/spendguard/budget/lease"
 	"github.com/spendguard/spendguard/budget/stores"
 	"github.com/spendguard/spendguard/exporters"
 	"github.com/spendguard/spendguard/exporters/postgres"
@@ -100,9 +98,6 @@ func (in *Instance) instanceID() string {
 		in.instance = rs.Leases().Holder()
 		return in.instance
 	}
-	host, _ := os.Hostname()
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	in.instance = fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+	in.instance = lease.NewHolder()
 	return in.instance
 }
