@@ -24,7 +24,9 @@ func encodeRow(instance string, rep *spendguardv1.CostReport) ([]byte, error) {
 	if len(instance) > maxInstance {
 		return nil, fmt.Errorf("ledger: instance id longer than %d bytes", maxInstance)
 	}
-	b := make([]byte, 0, 1+binary.MaxVarintLen16+len(instance)+proto.Size(rep))
+	// A row is a few hundred bytes: room for it up front, rather than a
+	// proto.Size pass that walks the report once more.
+	b := make([]byte, 0, 512+len(instance))
 	b = append(b, envelopeV1)
 	b = binary.AppendUvarint(b, uint64(len(instance)))
 	b = append(b, instance...)

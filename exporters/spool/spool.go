@@ -174,7 +174,18 @@ func (s *Spool) Append(payload []byte) error {
 		return ErrTooLarge
 	}
 	now := s.o.Now().UnixNano()
-	frame := appendFrame(make([]byte, 0, headerSize+len(payload)), payload, now)
+	buf := frames.Get().(*[]byte)
+	frame := appendFrame((*buf)[:0], payload, now)
+	err := s.write(frame, now)
+	if cap(frame) <= 64<<10 { // the write copied it into the kernel
+		*buf = frame
+		frames.Put(buf)
+	}
+	return err
+}
+
+// write appends one frame at the end of the current segment.
+func (s *Spool) write(frame []byte, now int64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -209,6 +220,10 @@ func (s *Spool) Append(payload []byte) error {
 	nudge(s.wake)
 	return nil
 }
+
+// frames holds the buffers Append builds a frame in, so that a request's
+// row costs no allocation beyond its payload.
+var frames = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 // rotate makes the current segment durable and starts the next one.
 // Called with mu held.
