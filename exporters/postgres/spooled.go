@@ -348,7 +348,7 @@ func (l *Ledger) fullEnded(bytes int64) {
 func (l *Ledger) drop(reason int, n uint64) { l.w.dropped[reason].Add(n) }
 
 // WaitShipped waits until the rows spooled before the call are in
-// PostgreSQL (the schema migrated on the way), or ctx is done. The
+// PostgreSQL and the shipper has migrated the schema, or ctx is done. The
 // memory store's recovery at start and a Redis store's rebuild call it
 // first, so that they read every row.
 func (l *Ledger) WaitShipped(ctx context.Context) error {
@@ -368,9 +368,6 @@ func (l *Ledger) WaitShipped(ctx context.Context) error {
 		case <-ctx.Done():
 			return fmt.Errorf("ledger: %d spooled rows not yet in PostgreSQL: %w", want-min(st.Acked, want), ctx.Err())
 		case <-t.C:
-		}
-		if !l.schemaReady() {
-			_ = l.ensureSchema(ctx)
 		}
 	}
 }

@@ -87,11 +87,9 @@ func TestStartsWithPostgreSQLAwayAndKeepsTheRowsOnDisk(t *testing.T) {
 	require.Error(t, l.Ready(), "ready_requires_ledger: not ready during an outage")
 	require.NoError(t, l.Admit(), "an outage alone refuses nothing")
 
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	start := time.Now()
-	require.NoError(t, l.Close(ctx))
-	assert.Less(t, time.Since(start), 4*time.Second, "Close does not wait for a PostgreSQL that is down")
+	// Without a deadline: Close does not wait for a PostgreSQL that is
+	// down (were it to, the test would hang).
+	require.NoError(t, l.Close(context.Background()))
 
 	sp, err := spool.Open(spool.Options{Dir: filepath.Join(dir, "0")})
 	require.NoError(t, err)

@@ -98,11 +98,9 @@ func TestRedisStoreStartsWithTheLedgerAway(t *testing.T) {
 // The memory store rebuilds its counters from the ledger: it does not
 // start without it, and says why.
 func TestMemoryStoreDoesNotStartWithoutItsLedger(t *testing.T) {
-	start := time.Now()
 	in, err := startWithSpool(t, "  backend: memory", false)
 	require.Error(t, err)
 	assert.Nil(t, in)
 	assert.Contains(t, err.Error(), "start_timeout")
 	assert.Contains(t, err.Error(), "memory store rebuilds its counters from the ledger")
-	assert.Less(t, time.Since(start), 10*time.Second, "bounded by start_timeout")
 }
