@@ -42,17 +42,21 @@ func newDrainTracker(rows int64, owner string) *drainTracker {
 // once they are shipped — even when it left none.
 const ownerFile = "INSTANCE"
 
-// takeOwnership reads a slot's last owner and records instance as the new
-// one.
+// lastOwner is the instance that last had the slot dir open, "" when
+// none is recorded (a clean stop, or a new slot).
+func lastOwner(dir string) string {
+	b, err := os.ReadFile(filepath.Join(dir, ownerFile))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// takeOwnership records instance as the slot's owner and returns the
+// one before it.
 func takeOwnership(dir, instance string) (previous string, err error) {
-	name := filepath.Join(dir, ownerFile)
-	if b, err := os.ReadFile(name); err == nil {
-		previous = strings.TrimSpace(string(b))
-	}
-	if instance == "" {
-		return previous, nil
-	}
-	if err := os.WriteFile(name, []byte(instance+"\n"), 0o600); err != nil {
+	previous = lastOwner(dir)
+	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(instance+"\n"), 0o600); err != nil {
 		return previous, fmt.Errorf("exporters.postgres.spool.dir: %w", err)
 	}
 	return previous, nil

@@ -44,8 +44,7 @@ func (l *Ledger) ship(ctx context.Context) {
 		if o == nil {
 			break
 		}
-		owner, _ := takeOwnership(o.Dir(), "")
-		orphan := newDrainTracker(o.Stats().Rows, owner)
+		orphan := newDrainTracker(o.Stats().Rows, lastOwner(o.Dir()))
 		if err := l.shipFrom(ctx, o, false, orphan); err != nil {
 			return
 		}

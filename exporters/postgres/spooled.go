@@ -181,7 +181,7 @@ func (w *writing) openSpools(cfg Config, log *zap.Logger) error {
 		default:
 			// Empty: if a process had it and did not stop cleanly, every
 			// row of that process is in the ledger already.
-			if owner, _ := takeOwnership(dir, ""); owner != "" {
+			if owner := lastOwner(dir); owner != "" {
 				w.emptyOwners = append(w.emptyOwners, owner)
 				_ = os.Remove(filepath.Join(dir, ownerFile))
 			}
